@@ -1,0 +1,152 @@
+"""anon_vma and anon_vma_chain: the mainline object lifecycle (mm/rmap.c).
+
+A VMA's chain is kept oldest-first (``vma.chain[0]`` links the root); the
+kernel's ``same_vma`` list is newest-first, so kernel loops "in list order"
+are ``reversed(vma.chain)`` here.  An anon_vma's interval tree is an
+insertion-ordered dict of its AVCs; the key of an AVC is its VMA's current
+pgoff range, read at walk time (``rmap.py``).
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .slab import ANON_VMA, AVC
+
+if TYPE_CHECKING:
+    from .machine import Machine
+    from .vma import VMA
+
+
+class AnonVMA:
+    """struct anon_vma (include/linux/rmap.h)."""
+    __slots__ = ("id", "root", "parent", "refcount", "num_children", "num_active_vmas", "tree",
+                 "freed")
+
+    def __init__(self, ident: int) -> None:
+        self.id = ident
+        self.root: AnonVMA = self
+        self.parent: AnonVMA = self
+        self.refcount = 1
+        self.num_children = 0
+        self.num_active_vmas = 0
+        self.tree: dict[AnonVMAChain, None] = {}
+        self.freed = False
+
+    def __repr__(self) -> str:
+        return (f"AV{self.id}(root=AV{self.root.id} parent=AV{self.parent.id} ref={self.refcount} "
+                f"children={self.num_children} active={self.num_active_vmas} tree={len(self.tree)})")
+
+
+class AnonVMAChain:
+    """struct anon_vma_chain: one (VMA, anon_vma) edge."""
+    __slots__ = ("vma", "anon_vma")
+
+    def __init__(self, vma: VMA, anon_vma: AnonVMA) -> None:
+        self.vma = vma
+        self.anon_vma = anon_vma
+
+
+def anon_vma_alloc(m: Machine) -> AnonVMA:
+    """anon_vma_alloc(): refcount 1, its own root and parent."""
+    m.slab.alloc(ANON_VMA)
+    av = AnonVMA(m.new_id())
+    m.anon_vmas[av.id] = av
+    return av
+
+
+def anon_vma_free(m: Machine, av: AnonVMA) -> None:
+    """anon_vma_free()."""
+    assert not av.tree and av.refcount == 0, f"freeing busy {av!r}"
+    av.freed = True
+    del m.anon_vmas[av.id]
+    m.slab.free(ANON_VMA)
+
+
+def anon_vma_chain_link(m: Machine, vma: VMA, av: AnonVMA) -> None:
+    """anon_vma_chain_alloc() + anon_vma_chain_link(): +1 AVC, into vma's list and av's tree."""
+    m.slab.alloc(AVC)
+    avc = AnonVMAChain(vma, av)
+    vma.chain.append(avc)
+    av.tree[avc] = None
+
+
+def get_anon_vma(av: AnonVMA) -> None:
+    """get_anon_vma()."""
+    av.refcount += 1
+
+
+def put_anon_vma(m: Machine, av: AnonVMA) -> None:
+    """put_anon_vma() -> __put_anon_vma(): a child drops the root reference it held."""
+    av.refcount -= 1
+    if av.refcount == 0:
+        root = av.root
+        anon_vma_free(m, av)
+        if root is not av:
+            put_anon_vma(m, root)
+
+
+def anon_vma_prepare(m: Machine, vma: VMA) -> None:
+    """anon_vma_prepare() / __anon_vma_prepare(): attach an anon_vma before the first anon folio."""
+    if vma.anon_vma is not None:
+        return
+    from .vma import find_mergeable_anon_vma   # mm/vma.c
+    av = find_mergeable_anon_vma(vma)
+    if av is None:
+        av = anon_vma_alloc(m)
+        av.num_children += 1          # self-parent link for a new root
+    vma.anon_vma = av
+    anon_vma_chain_link(m, vma, av)
+    av.num_active_vmas += 1
+
+
+def anon_vma_clone(m: Machine, dst: VMA, src: VMA) -> None:
+    """anon_vma_clone(): link dst into every anon_vma of src's chain (oldest first).
+
+    With ``dst.anon_vma`` unset (only from anon_vma_fork) the first anon_vma with
+    ``num_children < 2 and num_active_vmas == 0`` is reused.
+    """
+    for pavc in src.chain:
+        av = pavc.anon_vma
+        anon_vma_chain_link(m, dst, av)
+        if (dst.anon_vma is None and src.anon_vma is not None
+                and av.num_children < 2 and av.num_active_vmas == 0):
+            dst.anon_vma = av
+    if dst.anon_vma is not None:
+        dst.anon_vma.num_active_vmas += 1
+
+
+def anon_vma_fork(m: Machine, vma: VMA, pvma: VMA) -> None:
+    """anon_vma_fork(): clone the parent's chain, then reuse or allocate the child's anon_vma."""
+    if pvma.anon_vma is None:
+        return
+    vma.anon_vma = None
+    vma.chain = []
+    anon_vma_clone(m, vma, pvma)
+    if vma.anon_vma is not None:
+        return
+    av = anon_vma_alloc(m)
+    av.num_active_vmas += 1
+    av.root = pvma.anon_vma.root
+    av.parent = pvma.anon_vma
+    get_anon_vma(av.root)
+    av.parent.num_children += 1
+    vma.anon_vma = av
+    anon_vma_chain_link(m, vma, av)
+
+
+def unlink_anon_vmas(m: Machine, vma: VMA) -> None:
+    """unlink_anon_vmas(): free every AVC of vma; put each anon_vma whose tree emptied."""
+    emptied = []
+    for avc in reversed(vma.chain):                 # kernel list order: newest first
+        av = avc.anon_vma
+        del av.tree[avc]
+        if not av.tree:
+            av.parent.num_children -= 1
+            emptied.append(av)
+        m.slab.free(AVC)
+    if vma.anon_vma is not None:
+        vma.anon_vma.num_active_vmas -= 1
+        vma.anon_vma = None
+    vma.chain = []
+    for av in emptied:
+        put_anon_vma(m, av)

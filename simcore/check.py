@@ -1,0 +1,128 @@
+"""Invariants I1-I6 of shared/research/kernel-rmap-spec.md, structural checks, leak check.
+
+``check_machine`` raises AssertionError naming the broken invariant.  It is run
+after every operation in checked mode (``Machine(check=True)``).
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .folio import MAP_ANON_VMA
+from .slab import ANON_VMA, AVC, VMA as VMA_CACHE
+
+if TYPE_CHECKING:
+    from .machine import Machine
+
+
+def check_machine(m: Machine) -> None:
+    vmas = [v for mm in m.procs.values() for v in mm.vmas]
+    _check_mm_structure(m)
+    _check_chains(m, vmas)
+    _check_anon_vmas(m, vmas)
+    _check_folios(m, vmas)
+    extra_vmas = getattr(m.policy, "pinned_vmas", lambda: 0)()
+    assert m.slab.live[VMA_CACHE] == len(vmas) + extra_vmas, \
+        f"slab VMAs {m.slab.live[VMA_CACHE]} != VMAs in mms {len(vmas)} + pinned {extra_vmas}"
+
+
+def _check_mm_structure(m: Machine) -> None:
+    for pid, mm in m.procs.items():
+        assert mm.pid == pid
+        prev_end = -1
+        for i, v in enumerate(mm.vmas):
+            assert v.mm is mm, f"{v} is listed in mm {pid} but belongs elsewhere"
+            assert mm.starts[i] == v.vm_start, f"stale start index for {v}"
+            assert v.vm_start < v.vm_end and v.vm_start >= prev_end, f"VMAs overlap at {v}"
+            assert v.pte is None or len(v.pte) == v.pages, f"page table length of {v}"
+            prev_end = v.vm_end
+
+
+def _check_chains(m: Machine, vmas: list) -> None:
+    navc = 0
+    for v in vmas:
+        navc += len(v.chain)
+        avs = [c.anon_vma for c in v.chain]
+        # I1: anon_vma set <=> chain non-empty, and anon_vma is on the chain
+        assert (v.anon_vma is None) == (not v.chain) or getattr(m.policy, "lazy_ok", lambda v: False)(v), \
+            f"I1: {v} anon_vma/chain mismatch"
+        if v.anon_vma is not None and v.chain:
+            assert v.anon_vma in avs, f"I1: {v}'s anon_vma is not on its chain"
+        for c in v.chain:
+            # I2: the AVC is in its anon_vma's tree, and the anon_vma is alive
+            assert c.vma is v and c in c.anon_vma.tree, f"I2: AVC of {v} not in its tree"
+            assert not c.anon_vma.freed, f"I2: {v} links freed {c.anon_vma}"
+        # I3: one root per chain
+        assert len({a.root.id for a in avs}) <= 1, f"I3: {v} chain spans roots"
+    assert m.slab.live[AVC] == navc + getattr(m.policy, "extra_avcs", lambda: 0)(), \
+        f"slab AVCs {m.slab.live[AVC]} != AVCs on chains {navc}"
+
+
+def _check_anon_vmas(m: Machine, vmas: list) -> None:
+    live = m.anon_vmas
+    assert m.slab.live[ANON_VMA] == len(live), "slab anon_vmas != live anon_vmas"
+    active: dict[int, int] = {}
+    by_av: dict[int, list] = {}
+    for v in vmas:
+        if v.anon_vma is not None:
+            active[v.anon_vma.id] = active.get(v.anon_vma.id, 0) + 1
+            by_av.setdefault(v.anon_vma.id, []).append(v)
+    pins: dict[int, int] = {}
+    kids: dict[int, int] = {}
+    for a in live.values():
+        if a.root is not a:
+            pins[a.root.id] = pins.get(a.root.id, 0) + 1
+        if a.parent is not a and a.tree:
+            kids[a.parent.id] = kids.get(a.parent.id, 0) + 1
+    for a in live.values():
+        # I4: num_active_vmas counts the VMAs whose anon_vma is a
+        assert a.num_active_vmas == active.get(a.id, 0), \
+            f"I4: {a} num_active_vmas != {active.get(a.id, 0)}"
+        for c in a.tree:
+            assert c in c.vma.chain, f"I2: {a}'s tree holds an AVC no VMA lists"
+        # I5: alive <=> tree non-empty or pinned; refcount and num_children consistent
+        want_ref = (1 if a.tree else 0) + pins.get(a.id, 0) + getattr(m.policy, "pins", lambda a: 0)(a)
+        assert a.refcount == want_ref > 0, f"I5: {a} refcount, want {want_ref}"
+        want_kids = kids.get(a.id, 0) + (1 if a.root is a and a.tree else 0)
+        assert a.num_children == want_kids, f"I5: {a} num_children, want {want_kids}"
+        assert not a.root.freed, f"I5: {a} outlives its root"
+        # I6: VMAs sharing an anon_vma have identical chains
+        chains = {tuple(c.anon_vma.id for c in v.chain) for v in by_av.get(a.id, ())}
+        assert len(chains) <= 1, f"I6: VMAs sharing {a} have different chains {chains}"
+
+
+def _check_folios(m: Machine, vmas: list) -> None:
+    f = m.folios
+    counted = np.zeros(len(f.mapcount), np.int64)
+    for v in vmas:
+        if v.pte is None:
+            continue
+        present = np.flatnonzero(v.pte >= 0)
+        if not len(present):
+            continue
+        ids = v.pte[present]
+        np.add.at(counted, ids, 1)
+        assert (f.nr[ids] > 0).all(), f"{v} maps a freed folio"
+        # the folio's index matches the address it is mapped at: rmap can find it
+        lin = v.vm_pgoff + present
+        assert ((f.index[ids] <= lin) & (lin < f.index[ids] + f.nr[ids])).all(), \
+            f"{v}: folio index does not match linear_page_index"
+        anon = f.mkind[ids] == MAP_ANON_VMA
+        if anon.any():
+            mine = {c.anon_vma.id for c in v.chain}
+            targets = set(np.unique(f.mapping[ids[anon]]).tolist())
+            assert targets <= mine, f"I5: {v} maps folios of anon_vmas {targets - mine} it has no AVC to"
+        if (~anon).any():
+            m.policy.check_folio_targets(m, v, ids[~anon])
+    live = f.nr > 0
+    assert (f.mapcount[live] == counted[live]).all(), "folio mapcount != page-table entries"
+    assert int(live.sum()) == f.live, "folio live count"
+
+
+def check_no_leaks(m: Machine) -> None:
+    """After every process has exited nothing may remain."""
+    left = {name: n for name, n in zip(("vm_area_struct", "anon_vma", "anon_vma_chain"), m.slab.live)}
+    assert not any(left.values()), f"leak after all exits: {left}"
+    assert not m.anon_vmas, "leak: anon_vmas remain"
+    assert m.folios.live == 0, f"leak: {m.folios.live} folios remain"

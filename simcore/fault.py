@@ -1,0 +1,144 @@
+"""Page faults and population (mm/memory.c, mm/huge_memory.c, mm/gup.c)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .pagetable import pmd_range, split_huge_pmd
+from .vma import (F_EXCL, F_HUGE, F_WRITE, PTE_FILE, PTE_NONE, PTE_ZERO, VM_HUGEPAGE,
+                  VM_LOCKONFAULT, VM_NOHUGEPAGE, VM_SHARED, VM_WRITE, VMA, VM_ACCESS_FLAGS,
+                  pt_ensure)
+
+if TYPE_CHECKING:
+    from .machine import Machine
+
+_WX = np.uint8(F_WRITE | F_EXCL)
+
+
+def handle_mm_fault(m: Machine, vma: VMA, lo: int, hi: int, write: bool) -> None:
+    """One access to each page [lo, hi) of vma (relative to vm_start), ascending."""
+    if vma.vm_flags & VM_SHARED:
+        # shmem / page cache: no anonymous folios, only a page table
+        vma.mm.pt_pmds.update(pmd_range(vma.vm_start + lo, vma.vm_start + hi, m.pmd_pages))
+        return
+    pt_ensure(vma)
+    if vma.vm_file is None and (vma.vm_flags & (VM_HUGEPAGE | VM_NOHUGEPAGE)) == VM_HUGEPAGE:
+        _fault_thp_range(m, vma, lo, hi, write)
+    else:
+        _fault_ptes(m, vma, lo, hi, write)
+
+
+def _fault_thp_range(m: Machine, vma: VMA, lo: int, hi: int, write: bool) -> None:
+    """A hugepage-eligible VMA: PMD-sized blocks take the huge path while their PMD is none."""
+    p = m.pmd_pages
+    base = vma.vm_start
+    for pmd in pmd_range(base + lo, base + hi, p):
+        a, b = max(lo, pmd * p - base), min(hi, (pmd + 1) * p - base)
+        whole = pmd * p >= vma.vm_start and (pmd + 1) * p <= vma.vm_end
+        if whole and pmd not in vma.mm.pt_pmds:
+            blk = slice(pmd * p - base, (pmd + 1) * p - base)
+            if not vma.ptef[blk.start] & F_HUGE:
+                do_huge_pmd_anonymous_page(m, vma, blk, write)
+                continue
+            if not write or _huge_pmd_write_ok(m, vma, blk):
+                continue
+            split_huge_pmd(m, vma, pmd)          # do_huge_pmd_wp_page(): fallback
+        _fault_ptes(m, vma, a, b, write)
+
+
+def do_huge_pmd_anonymous_page(m: Machine, vma: VMA, blk: slice, write: bool) -> None:
+    """do_huge_pmd_anonymous_page(): vmf_anon_prepare() first, even for a read fault;
+    a read maps the huge zero page, a write a new PMD-sized folio."""
+    mapping, mkind = m.policy.anon_fault(m, vma)
+    if write:
+        fid = m.folios.alloc(mapping, mkind, np.array([vma.vm_pgoff + blk.start]), nr=m.pmd_pages)
+        vma.pte[blk] = fid[0]
+        vma.ptef[blk] = F_WRITE | F_EXCL | F_HUGE
+    else:
+        vma.pte[blk] = PTE_ZERO
+        vma.ptef[blk] = F_HUGE
+
+
+def _huge_pmd_write_ok(m: Machine, vma: VMA, blk: slice) -> bool:
+    """do_huge_pmd_wp_page(): True if the PMD mapping can be written without a split."""
+    fid = int(vma.pte[blk.start])
+    if fid < 0:
+        return False                       # huge zero page: split and fall back
+    flags = vma.ptef[blk]
+    if flags[0] & F_EXCL:
+        flags |= F_WRITE
+        return True
+    if m.folios.mapcount[fid] == m.pmd_pages:     # only this PMD maps it: reuse
+        m.policy.move_anon_rmap(m, vma, np.array([fid]))
+        flags |= _WX
+        return True
+    return False
+
+
+def _fault_ptes(m: Machine, vma: VMA, lo: int, hi: int, write: bool) -> None:
+    """handle_pte_fault() over [lo, hi): do_anonymous_page / do_cow_fault / do_wp_page."""
+    vma.mm.pt_pmds.update(pmd_range(vma.vm_start + lo, vma.vm_start + hi, m.pmd_pages))
+    pte, flags = vma.pte[lo:hi], vma.ptef[lo:hi]
+    if not write:
+        none = pte == PTE_NONE
+        if none.any():
+            pte[none] = PTE_ZERO if vma.vm_file is None else PTE_FILE
+        return
+    new = np.flatnonzero(pte < 0)          # none, zero page or page cache: a new anon folio
+    if len(new):
+        mapping, mkind = m.policy.anon_fault(m, vma)
+        pte[new] = m.folios.alloc(mapping, mkind, vma.vm_pgoff + lo + new)
+        flags[new] = _WX
+    ro = np.flatnonzero((flags & F_WRITE) == 0)
+    if len(ro):
+        do_wp_page(m, vma, lo + ro)
+
+
+def do_wp_page(m: Machine, vma: VMA, idx: np.ndarray) -> None:
+    """do_wp_page() for present read-only anon entries idx of vma."""
+    pte, flags = vma.pte, vma.ptef
+    excl = (flags[idx] & F_EXCL) != 0
+    flags[idx[excl]] |= np.uint8(F_WRITE)            # PageAnonExclusive: reuse
+    idx = idx[~excl]
+    if not len(idx):
+        return
+    ids = pte[idx]
+    small = m.folios.nr[ids] == 1
+    for i in idx[~small]:                            # large folios: one page at a time
+        _wp_large(m, vma, int(i))
+    idx, ids = idx[small], ids[small]
+    reuse = m.folios.mapcount[ids] == 1              # wp_can_reuse_anon_folio()
+    if reuse.any():
+        m.policy.move_anon_rmap(m, vma, ids[reuse])
+        flags[idx[reuse]] |= _WX
+    copy = idx[~reuse]
+    if len(copy):
+        wp_page_copy(m, vma, copy)
+
+
+def _wp_large(m: Machine, vma: VMA, i: int) -> None:
+    fid = int(vma.pte[i])
+    if m.folios.mapcount[fid] == np.count_nonzero(vma.pte == fid):   # all mappings are ours
+        m.policy.move_anon_rmap(m, vma, np.array([fid]))
+        vma.ptef[vma.pte == fid] |= _WX
+    else:
+        wp_page_copy(m, vma, np.array([i]))
+
+
+def wp_page_copy(m: Machine, vma: VMA, idx: np.ndarray) -> None:
+    """wp_page_copy(): anon_vma_prepare(), a new exclusive folio per page, old mapping dropped."""
+    mapping, mkind = m.policy.anon_fault(m, vma)
+    old = vma.pte[idx].copy()
+    vma.pte[idx] = m.folios.alloc(mapping, mkind, vma.vm_pgoff + idx)
+    vma.ptef[idx] = _WX
+    m.folios.put(old[old >= 0])
+
+
+def populate_vma_page_range(m: Machine, vma: VMA, lo: int, hi: int) -> None:
+    """populate_vma_page_range(): write faults for private writable VMAs (to break COW),
+    read faults otherwise; nothing for VM_LOCKONFAULT or PROT_NONE."""
+    if vma.vm_flags & VM_LOCKONFAULT or not vma.vm_flags & VM_ACCESS_FLAGS:
+        return
+    write = (vma.vm_flags & (VM_WRITE | VM_SHARED)) == VM_WRITE
+    handle_mm_fault(m, vma, lo, hi, write)

@@ -1,0 +1,239 @@
+"""tracefs access for counting slab allocations of a process tree.
+
+:class:`Tracefs` is a context manager.  It mounts tracefs at /sys/kernel/tracing
+when it is not mounted (and unmounts it afterwards), works by default in a
+private trace *instance* (``instances/anonsim-<pid>``, removed afterwards) so the
+global tracing settings are never touched, and records the original value of
+every file it writes and writes it back on exit (in reverse order).
+
+Events: ``kmem/kmem_cache_alloc`` and ``kmem/kmem_cache_free`` filtered to the
+three caches; ``set_event_pid`` = the root process and ``options/event-fork`` = 1,
+so the root's descendants are traced too.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TRACING = Path("/sys/kernel/tracing")
+CACHES = ("vm_area_struct", "anon_vma", "anon_vma_chain")
+EVENTS = ("kmem/kmem_cache_alloc", "kmem/kmem_cache_free")
+FILTER = " || ".join(f'name == "{c}"' for c in CACHES)
+# anon_vma_chain's cache is merged with fs_cache on this kernel: fs_struct objects
+# appear under name=anon_vma_chain; these call sites identify them.
+FS_STRUCT_SITES = frozenset({"copy_fs_struct", "free_fs_struct", "exit_fs", "do_exit"})
+# output options the parser relies on (instance-local, restored anyway)
+OPTIONS = {"raw": "0", "hex": "0", "bin": "0", "fields": "0", "latency-format": "0",
+           "sym-addr": "0", "context-info": "1", "irq-info": "1", "event-fork": "1"}
+
+_LINE = re.compile(r"^\s*(?P<comm>.*)-(?P<pid>\d+)\s+\[(?P<cpu>\d+)\]\s+(?P<flags>\S+)\s+"
+                   r"(?P<ts>[\d.]+): (?P<event>kmem_cache_alloc|kmem_cache_free): "
+                   r"call_site=(?P<site>\S+) ptr=\S+ name=(?P<name>\S+)")
+
+
+class KernelError(RuntimeError):
+    """The kernel measurement cannot run or failed; the message is one line."""
+
+
+TracefsError = KernelError  # tracefs missing, unusable, or lost events
+
+
+@dataclass(slots=True)
+class Counts:
+    """Net allocations (allocs - frees) seen in one tracing window."""
+    net: dict[str, int]                       # cache -> net objects (fs_struct separated)
+    fs_struct: int = 0                        # net fs_struct objects (merged cache)
+    irq: int = 0                              # events in interrupt context (not counted)
+    events: int = 0                           # events parsed
+    sites: Counter = field(default_factory=Counter)   # "alloc|free site cache" -> count
+    pids: set[int] = field(default_factory=set)       # pids that produced events
+
+
+def parse_trace(text: str) -> Counts:
+    """Count kmem_cache_alloc/free events of the three caches in ``trace`` output."""
+    net = dict.fromkeys(CACHES, 0)
+    counts = Counts(net)
+    for raw in text.splitlines():
+        if not raw or raw.startswith("#"):
+            continue
+        m = _LINE.match(raw)
+        if m is None:
+            if "LOST" in raw:
+                raise TracefsError(f"trace buffer lost events: {raw.strip()}")
+            continue
+        name = m["name"]
+        if name not in net:
+            continue
+        counts.events += 1
+        sign = 1 if m["event"] == "kmem_cache_alloc" else -1
+        site = m["site"].split("+", 1)[0]
+        counts.sites[f"{m['event'][11:]} {site} {name}"] += 1
+        counts.pids.add(int(m["pid"]))
+        flags = m["flags"]
+        if len(flags) >= 3 and flags[2] != ".":
+            counts.irq += 1
+        elif name == "anon_vma_chain" and site in FS_STRUCT_SITES:
+            counts.fs_struct += sign
+        else:
+            net[name] += sign
+    return counts
+
+
+def _mounted(path: Path) -> bool:
+    with open("/proc/mounts") as fh:
+        return any(line.split()[1] == str(path) and line.split()[2] == "tracefs"
+                   for line in fh if len(line.split()) > 2)
+
+
+class Tracefs:
+    """Context manager: a tracefs instance set up to count the three caches."""
+
+    def __init__(self, buffer_kb: int = 16384, instance: str | None = None,
+                 use_instance: bool = True, root: Path = TRACING) -> None:
+        self.root = root
+        self.buffer_kb = buffer_kb
+        self.instance_name = (instance or f"anonsim-{os.getpid()}") if use_instance else None
+        self.dir = root
+        self._saved: list[tuple[Path, str]] = []
+        self._mounted_here = False
+        self._made_instance = False
+
+    # ---- low level -------------------------------------------------------
+    def _read(self, rel: str) -> str:
+        return (self.dir / rel).read_text()
+
+    def _write(self, rel: str, value: str, append: bool = False) -> None:
+        path = self.dir / rel
+        try:
+            with open(path, "a" if append else "w") as fh:
+                fh.write(value)
+        except OSError as exc:
+            raise TracefsError(f"cannot write {value!r} to {path}: {exc.strerror}") from None
+
+    def _set(self, rel: str, value: str) -> None:
+        """Write ``value``, remembering the original value the first time."""
+        path = self.dir / rel
+        if not any(p == path for p, _ in self._saved):
+            self._saved.append((path, path.read_text()))
+        self._write(rel, value)
+
+    @staticmethod
+    def _restore_value(path: Path, old: str) -> str:
+        old = old.strip()
+        if path.name == "filter":
+            return "0" if old in ("", "none") else old
+        if path.name == "enable":
+            return old[:1] or "0"
+        if path.name == "buffer_size_kb":
+            m = re.search(r"expanded: (\d+)", old)
+            return m.group(1) if m else old.split()[0]
+        if path.name == "set_event_pid":
+            return " ".join(old.split())
+        return old
+
+    # ---- context ---------------------------------------------------------
+    def __enter__(self) -> "Tracefs":
+        if os.geteuid() != 0:
+            raise TracefsError("tracefs needs root")
+        try:
+            if not _mounted(self.root):
+                if not self.root.is_dir():
+                    raise TracefsError(f"{self.root} does not exist (kernel without tracefs?)")
+                res = subprocess.run(["mount", "-t", "tracefs", "nodev", str(self.root)],
+                                     capture_output=True, text=True)
+                if res.returncode != 0:
+                    raise TracefsError(f"cannot mount tracefs: {res.stderr.strip()}")
+                self._mounted_here = True
+            for event in EVENTS:
+                if not (self.root / "events" / event / "enable").exists():
+                    raise TracefsError(f"kernel has no trace event {event}")
+            if self.instance_name is not None:
+                self.dir = self.root / "instances" / self.instance_name
+                try:
+                    self.dir.mkdir()
+                except FileExistsError:
+                    raise TracefsError(f"trace instance {self.dir} already exists "
+                                       "(left over? remove it with rmdir)") from None
+                self._made_instance = True
+            self._set("tracing_on", "0")
+            self._set("buffer_size_kb", str(self.buffer_kb))
+            for opt, value in OPTIONS.items():
+                if (self.dir / "options" / opt).exists():
+                    self._set(f"options/{opt}", value)
+                elif opt == "event-fork":
+                    raise TracefsError("tracefs has no options/event-fork")
+            self._set("set_event_pid", "")
+            for event in EVENTS:
+                self._set(f"events/{event}/filter", FILTER)
+                self._set(f"events/{event}/enable", "1")
+            self._write("trace", "")
+        except BaseException:
+            self.__exit__(*sys.exc_info())
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        errors: list[str] = []
+        try:
+            (self.dir / "tracing_on").write_text("0")
+        except OSError:
+            pass
+        for path, old in reversed(self._saved):
+            value = self._restore_value(path, old)
+            try:
+                with open(path, "w") as fh:
+                    fh.write(value)
+            except OSError as exc:
+                errors.append(f"{path}: {exc.strerror}")
+        self._saved.clear()
+        if self._made_instance:
+            try:
+                self.dir.rmdir()
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:
+                    errors.append(f"rmdir {self.dir}: {exc.strerror}")
+            self._made_instance = False
+        self.dir = self.root
+        if self._mounted_here:
+            subprocess.run(["umount", str(self.root)], capture_output=True)
+            self._mounted_here = False
+        if errors and exc[0] is None:
+            raise TracefsError("could not restore tracefs settings: " + "; ".join(errors))
+
+    # ---- a tracing window --------------------------------------------------
+    def _loss(self) -> dict[str, int]:
+        lost: dict[str, int] = {}
+        for stats in sorted((self.dir / "per_cpu").glob("cpu*/stats")):
+            for row in stats.read_text().splitlines():
+                key, _, value = row.partition(":")
+                if key.strip() in ("overrun", "commit overrun", "dropped events"):
+                    lost[f"{stats.parent.name} {key.strip()}"] = int(value)
+        return lost
+
+    def start(self, pid: int) -> None:
+        """Clear the buffer, trace ``pid`` and its future descendants, tracing on."""
+        self._write("tracing_on", "0")
+        self._write("trace", "")
+        self._write("set_event_pid", str(pid))
+        self._before = self._loss()
+        self._write("tracing_on", "1")
+
+    def stop(self) -> Counts:
+        """Tracing off; parse the buffer; raise if any event was lost."""
+        self._write("tracing_on", "0")
+        after = self._loss()
+        grown = {k: v - self._before.get(k, 0) for k, v in after.items()
+                 if v > self._before.get(k, 0)}
+        if grown:
+            raise TracefsError(f"trace buffer lost events ({grown}); "
+                               f"retry with a larger buffer_kb than {self.buffer_kb}")
+        counts = parse_trace(self._read("trace"))
+        self._write("set_event_pid", "")
+        self._write("trace", "")
+        return counts

@@ -1,0 +1,192 @@
+"""Trace semantics: region names -> page addresses, and trace validity.
+
+The layout is shared by the simulator and the kernel executor, so both place
+every region at the same virtual page.  New regions go to fresh *slots*: each
+slot starts on a PMD boundary (so hugepage eligibility is the same everywhere)
+and is followed by a gap that leaves room for in-place growth and for regions
+placed with ``after``.  Addresses are page numbers (address >> PAGE_SHIFT).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .trace import (Exec, Exit, Fork, Madvise, Mlock, Mmap, MremapMove, MremapResize,
+                    Mprotect, Munmap, Op, Rmap, Touch, TraceError)
+
+PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
+PROT = {"none": 0, "r": PROT_READ, "rw": PROT_READ | PROT_WRITE, "rx": PROT_READ | PROT_EXEC,
+        "rwx": PROT_READ | PROT_WRITE | PROT_EXEC}
+UNMAPPED = -1
+ARENA_BASE = 0x100000000000 >> 12   # 16 TiB: far from a process's own text, heap and stack
+ARENA_LIMIT = 0x7F0000000000 >> 12  # below the usual mmap base of a 47-bit address space
+
+
+@dataclass(slots=True)
+class Region:
+    """A named range of pages; ``prot[i]`` is page i's protection or UNMAPPED."""
+    start: int
+    prot: np.ndarray
+
+    @property
+    def extent(self) -> int:
+        return len(self.prot)
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.prot)
+
+
+@dataclass(slots=True, frozen=True)
+class Span:
+    """A resolved page range: ``start`` (page number) and ``count`` pages."""
+    start: int
+    count: int
+
+
+class Layout:
+    """Validates a trace op by op and assigns addresses (page numbers)."""
+
+    def __init__(self, pmd_pages: int = 512, gap_pages: int = 16384) -> None:
+        self.pmd_pages = pmd_pages
+        self.gap_pages = max(gap_pages, pmd_pages)
+        self.cursor = ARENA_BASE
+        self.regions: dict[int, dict[str, Region]] = {0: {}}
+        self.exited: set[int] = set()
+
+    # ---- helpers -------------------------------------------------------
+    def _proc(self, op: Op) -> dict[str, Region]:
+        if op.pid in self.exited:
+            raise TraceError(op.line, f"pid {op.pid} has exited")
+        regions = self.regions.get(op.pid)
+        if regions is None:
+            raise TraceError(op.line, f"unknown pid {op.pid} (a pid appears only through fork)")
+        return regions
+
+    def _region(self, op: Op, name: str) -> Region:
+        region = self._proc(op).get(name)
+        if region is None:
+            raise TraceError(op.line, f"unknown region {name!r} in pid {op.pid}")
+        return region
+
+    def _slot(self, pages: int, line: int) -> int:
+        start = self.cursor
+        span = -(-pages // self.pmd_pages) * self.pmd_pages
+        self.cursor = start + span + self.gap_pages
+        if self.cursor > ARENA_LIMIT:
+            raise TraceError(line, "trace maps more address space than the layout arena holds")
+        return start
+
+    def _range(self, op: Op, region: Region, mapped: bool) -> tuple[int, int]:
+        first = op.first
+        count = region.extent - first if op.count is None else op.count
+        if first >= region.extent or count <= 0 or first + count > region.extent:
+            raise TraceError(op.line, f"range first={first} count={op.count} is outside region "
+                                      f"{op.region!r} ({region.extent} pages)")
+        if mapped and (region.prot[first:first + count] == UNMAPPED).any():
+            raise TraceError(op.line, f"range first={first} count={count} of region "
+                                      f"{op.region!r} covers unmapped pages")
+        return first, count
+
+    def _place(self, op: Op, regions: dict[str, Region], after: str | None, pages: int) -> int:
+        if after is None:
+            return self._slot(pages, op.line)
+        anchor = self._region(op, after)
+        if anchor.prot[-1] == UNMAPPED:
+            raise TraceError(op.line, f"after={after!r}: the last page of {after!r} is not mapped")
+        start = anchor.end
+        self._check_free(op, regions, start, pages)
+        return start
+
+    @staticmethod
+    def _check_free(op: Op, regions: dict[str, Region], start: int, pages: int) -> None:
+        end = start + pages
+        for name, other in regions.items():
+            lo, hi = max(start, other.start), min(end, other.end)
+            if lo < hi and (other.prot[lo - other.start:hi - other.start] != UNMAPPED).any():
+                raise TraceError(op.line, f"placement overlaps region {name!r}")
+
+    def _new_name(self, op: Op, regions: dict[str, Region], name: str) -> None:
+        if name in regions:
+            raise TraceError(op.line, f"region {name!r} already exists in pid {op.pid}")
+
+    @staticmethod
+    def _drop_if_empty(regions: dict[str, Region], name: str) -> None:
+        if (regions[name].prot == UNMAPPED).all():
+            del regions[name]
+
+    # ---- operations ----------------------------------------------------
+    def mmap(self, op: Mmap) -> Span:
+        regions = self._proc(op)
+        self._new_name(op, regions, op.region)
+        start = self._place(op, regions, op.after, op.pages)
+        regions[op.region] = Region(start, np.full(op.pages, PROT[op.prot], np.int8))
+        return Span(start, op.pages)
+
+    def access(self, op: Touch | Mprotect | Madvise | Mlock | Rmap) -> Span:
+        """A ranged op over mapped pages (touch also checks permissions)."""
+        region = self._region(op, op.region)
+        first, count = self._range(op, region, mapped=not isinstance(op, Rmap))
+        prot = region.prot[first:first + count]
+        if isinstance(op, Touch):
+            need = PROT_WRITE if op.write else PROT_READ
+            if ((prot & need) == 0).any():
+                what = "write to pages that are not writable" if op.write else \
+                    "read of pages that are not readable"
+                raise TraceError(op.line, f"touch: {what} in region {op.region!r}")
+        elif isinstance(op, Mprotect):
+            prot[:] = PROT[op.prot]
+        return Span(region.start + first, count)
+
+    def munmap(self, op: Munmap) -> Span:
+        regions = self._proc(op)
+        region = self._region(op, op.region)
+        first, count = self._range(op, region, mapped=False)
+        region.prot[first:first + count] = UNMAPPED
+        self._drop_if_empty(regions, op.region)
+        return Span(region.start + first, count)
+
+    def mremap_resize(self, op: MremapResize) -> tuple[Span, int]:
+        """-> (old span, new page count)."""
+        regions = self._proc(op)
+        region = self._region(op, op.region)
+        if (region.prot == UNMAPPED).any():
+            raise TraceError(op.line, f"mremap resize needs all of region {op.region!r} mapped")
+        old = Span(region.start, region.extent)
+        if op.pages > region.extent:
+            self._check_free(op, regions, region.end, op.pages - region.extent)
+            grown = np.full(op.pages - region.extent, region.prot[-1], np.int8)
+            region.prot = np.concatenate([region.prot, grown])
+        else:
+            region.prot = region.prot[:op.pages].copy()
+        return old, op.pages
+
+    def mremap_move(self, op: MremapMove) -> tuple[Span, int]:
+        """-> (source span, destination page)."""
+        regions = self._proc(op)
+        region = self._region(op, op.region)
+        first, count = self._range(op, region, mapped=True)
+        self._new_name(op, regions, op.to)
+        dest = self._place(op, regions, op.after, count)
+        moved = region.prot[first:first + count].copy()
+        region.prot[first:first + count] = UNMAPPED
+        regions[op.to] = Region(dest, moved)
+        self._drop_if_empty(regions, op.region)
+        return Span(region.start + first, count), dest
+
+    def fork(self, op: Fork) -> None:
+        regions = self._proc(op)
+        if op.child in self.regions:
+            raise TraceError(op.line, f"fork: child pid {op.child} is already used")
+        self.regions[op.child] = {n: Region(r.start, r.prot.copy()) for n, r in regions.items()}
+
+    def exec(self, op: Exec) -> None:
+        self._proc(op).clear()
+
+    def exit(self, op: Exit) -> None:
+        self._proc(op).clear()
+        self.exited.add(op.pid)
+
+    def alive(self) -> list[int]:
+        return [pid for pid in self.regions if pid not in self.exited]

@@ -1,0 +1,92 @@
+"""Page-table work that moves or drops entries (mm/memory.c, mm/mremap.c)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .vma import F_EXCL, F_HUGE, F_WRITE, PTE_NONE, VMA
+
+if TYPE_CHECKING:
+    from .machine import Machine
+    from .mm import MM
+
+
+def pmd_range(start: int, end: int, pmd_pages: int) -> range:
+    """PMD indices overlapping pages [start, end)."""
+    return range(start // pmd_pages, (end - 1) // pmd_pages + 1)
+
+
+def zap_pte_range(m: Machine, vma: VMA, lo: int, hi: int) -> None:
+    """zap_pte_range(): drop entries [lo, hi) of vma, releasing folio mappings."""
+    if vma.pte is None:
+        return
+    pte = vma.pte[lo:hi]
+    m.folios.put(pte[pte >= 0])
+    pte[:] = PTE_NONE
+    vma.ptef[lo:hi] = 0
+
+
+def free_pgtables(m: Machine, mm: MM, start: int, end: int) -> None:
+    """free_pgtables(): PTE tables of [start, end) go unless a remaining VMA overlaps their PMD."""
+    p = m.pmd_pages
+    for pmd in pmd_range(start, end, p):
+        if pmd in mm.pt_pmds and not mm.range(pmd * p, (pmd + 1) * p):
+            mm.pt_pmds.discard(pmd)
+
+
+def reclaim_empty_pt(m: Machine, mm: MM, start: int, end: int) -> None:
+    """CONFIG_PT_RECLAIM: MADV_DONTNEED frees PTE tables left with no entries."""
+    p = m.pmd_pages
+    for pmd in pmd_range(start, end, p):
+        if pmd not in mm.pt_pmds:
+            continue
+        lo, hi = pmd * p, (pmd + 1) * p
+        busy = False
+        for vma in mm.range(lo, hi):
+            if vma.pte is not None:
+                a, b = max(lo, vma.vm_start) - vma.vm_start, min(hi, vma.vm_end) - vma.vm_start
+                if (vma.pte[a:b] != PTE_NONE).any():
+                    busy = True
+                    break
+        if not busy:
+            mm.pt_pmds.discard(pmd)
+
+
+def copy_page_range(m: Machine, dst: VMA, src: VMA) -> None:
+    """copy_page_range(): share every present entry; anon folios become COW (write-protected,
+    not exclusive) in both processes (folio_try_dup_anon_rmap_pte + ptep_set_wrprotect)."""
+    p = m.pmd_pages
+    dst_mm, src_mm = dst.mm, src.mm
+    for pmd in pmd_range(src.vm_start, src.vm_end, p):
+        if pmd in src_mm.pt_pmds:
+            dst_mm.pt_pmds.add(pmd)
+    if src.pte is None:
+        return
+    anon = src.pte >= 0
+    if anon.any():
+        m.folios.get(src.pte[anon])
+        src.ptef[anon] &= ~np.uint8(F_WRITE | F_EXCL)
+    dst.pte = src.pte.copy()
+    dst.ptef = src.ptef.copy()
+
+
+def split_huge_pmd(m: Machine, vma: VMA, pmd: int) -> None:
+    """__split_huge_pmd(): a PMD mapping becomes a PTE table of the same pages."""
+    p = m.pmd_pages
+    lo, hi = pmd * p - vma.vm_start, (pmd + 1) * p - vma.vm_start
+    vma.ptef[lo:hi] &= ~np.uint8(F_HUGE)
+    vma.mm.pt_pmds.add(pmd)
+
+
+def split_huge_at(m: Machine, mm: MM, addr: int) -> None:
+    """vma_adjust_trans_huge(): a VMA boundary inside a PMD-mapped range splits that PMD."""
+    p = m.pmd_pages
+    if addr % p == 0:
+        return
+    vma = mm.vma_at(addr)
+    if vma is None or vma.ptef is None:
+        return
+    i = addr - vma.vm_start
+    if vma.ptef[i] & F_HUGE:
+        split_huge_pmd(m, vma, addr // p)

@@ -1,0 +1,79 @@
+"""rmap walks and their cost (mm/rmap.c: rmap_walk_anon, anon_vma_interval_tree_foreach)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .folio import MAP_ANON_VMA
+
+if TYPE_CHECKING:
+    from .machine import Machine
+    from .mm import MM
+
+
+@dataclass(slots=True)
+class WalkCost:
+    """Totals over rmap walks."""
+    walks: int = 0
+    avcs_visited: int = 0        # interval-tree overlaps visited
+    vmas_visited: int = 0
+    vmas_not_mapping: int = 0    # visited VMAs that do not map the folio
+    root_lock_read: int = 0
+    lockless_walks: int = 0
+
+    def as_dict(self, prefix: str = "rmap_") -> dict[str, int]:
+        return {prefix + f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def maps_folio(vma, fid: int, index: int, nr: int) -> bool:
+    """page_vma_mapped_walk() found something: vma maps some page of folio fid."""
+    if vma.pte is None:
+        return False
+    lo = index - vma.vm_pgoff
+    a, b = max(lo, 0), min(lo + nr, vma.pages)
+    return a < b and bool((vma.pte[a:b] == fid).any())
+
+
+def rmap_walk(m: Machine, fid: int, cost: WalkCost | None = None) -> list[tuple[int, int]]:
+    """rmap_walk_anon(): every (pid, page address) found mapping folio fid."""
+    f = m.folios
+    index, nr = int(f.index[fid]), int(f.nr[fid])
+    found: list[tuple[int, int]] = []
+    if cost is not None:
+        cost.walks += 1
+    if f.mkind[fid] != MAP_ANON_VMA:
+        return m.policy.rmap_walk_other(m, fid, cost)
+    av = m.anon_vmas[int(f.mapping[fid])]
+    if cost is not None:
+        cost.root_lock_read += 1                         # anon_vma_lock_read(root)
+    for avc in av.tree:
+        vma = avc.vma
+        if vma.vm_pgoff > index + nr - 1 or vma.last_pgoff < index:
+            continue                                     # not an interval-tree overlap
+        if cost is not None:
+            cost.avcs_visited += 1
+            cost.vmas_visited += 1
+        if maps_folio(vma, fid, index, nr):
+            lo = index - vma.vm_pgoff
+            hits = np.flatnonzero(vma.pte[max(lo, 0):min(lo + nr, vma.pages)] == fid)
+            found.extend((vma.mm.pid, vma.vm_start + max(lo, 0) + int(h)) for h in hits)
+        elif cost is not None:
+            cost.vmas_not_mapping += 1
+    return found
+
+
+def rmap_range(m: Machine, mm: MM, start: int, end: int, walk: str) -> None:
+    """The trace's `rmap` op: one walk per distinct folio mapped in [start, end)."""
+    cost = m.walk_costs.setdefault(walk, WalkCost())
+    seen: set[int] = set()
+    for vma in mm.range(start, end):
+        if vma.pte is None:
+            continue
+        lo, hi = max(start, vma.vm_start) - vma.vm_start, min(end, vma.vm_end) - vma.vm_start
+        ids = vma.pte[lo:hi]
+        for fid in np.unique(ids[ids >= 0]).tolist():
+            if fid not in seen:
+                seen.add(fid)
+                rmap_walk(m, fid, cost)

@@ -1,0 +1,277 @@
+"""Scenario trace format v1 (shared/TRACE_FORMAT.md): JSON Lines -> typed operations.
+
+Parsing checks each line on its own (fields, types, enumerations); checks that
+need the state of the address space (unknown region, unmapped pages, ...) are
+made by :mod:`simcore.layout` while the trace is replayed.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Union
+
+KINDS = ("anon", "shared_anon", "file", "shared_file")
+PROTS = ("rw", "r", "rx", "rwx", "none")
+ADVICES = ("dontneed", "dontfork", "dofork", "wipeonfork", "keeponfork", "hugepage",
+           "nohugepage", "mergeable", "unmergeable", "pageout", "cold", "collapse")
+WALKS = ("reclaim", "migrate", "idle", "ksm")
+
+
+class TraceError(ValueError):
+    """An invalid trace; the message names the line."""
+
+    def __init__(self, lineno: int, msg: str, source: str = "") -> None:
+        self.lineno, self.msg, self.source = lineno, msg, source
+        where = f"{source}:" if source else "line "
+        super().__init__(f"{where}{lineno}: {msg}")
+
+
+@dataclass(slots=True, frozen=True)
+class Mmap:
+    pid: int
+    region: str
+    pages: int
+    kind: str = "anon"
+    prot: str = "rw"
+    after: str | None = None
+    populate: bool = False
+    file: str | None = None
+    offset: int = 0
+    line: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class Touch:
+    pid: int
+    region: str
+    first: int = 0
+    count: int | None = None
+    write: bool = True
+    line: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class Mprotect:
+    pid: int
+    region: str
+    prot: str
+    first: int = 0
+    count: int | None = None
+    line: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class Munmap:
+    pid: int
+    region: str
+    first: int = 0
+    count: int | None = None
+    line: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class MremapResize:
+    pid: int
+    region: str
+    pages: int
+    line: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class MremapMove:
+    pid: int
+    region: str
+    to: str
+    first: int = 0
+    count: int | None = None
+    after: str | None = None
+    line: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class Madvise:
+    pid: int
+    region: str
+    advice: str
+    first: int = 0
+    count: int | None = None
+    line: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class Mlock:
+    pid: int
+    region: str
+    first: int = 0
+    count: int | None = None
+    lock: bool = True          # False = munlock
+    line: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class Fork:
+    pid: int
+    child: int
+    line: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class Exec:
+    pid: int
+    line: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class Exit:
+    pid: int
+    line: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class Rmap:
+    pid: int
+    region: str
+    walk: str = "reclaim"
+    first: int = 0
+    count: int | None = None
+    line: int = 0
+
+
+Op = Union[Mmap, Touch, Mprotect, Munmap, MremapResize, MremapMove, Madvise, Mlock,
+           Fork, Exec, Exit, Rmap]
+RANGED = (Touch, Mprotect, Munmap, MremapMove, Madvise, Mlock, Rmap)
+
+# op name -> (required fields, optional fields with their types)
+_INT, _STR, _BOOL = int, str, bool
+_SPEC: dict[str, tuple[dict[str, type], dict[str, type]]] = {
+    "mmap": ({"pid": _INT, "region": _STR, "pages": _INT},
+             {"kind": _STR, "prot": _STR, "after": _STR, "populate": _BOOL, "file": _STR,
+              "offset": _INT}),
+    "touch": ({"pid": _INT, "region": _STR},
+              {"first": _INT, "count": _INT, "write": _BOOL}),
+    "mprotect": ({"pid": _INT, "region": _STR, "prot": _STR}, {"first": _INT, "count": _INT}),
+    "munmap": ({"pid": _INT, "region": _STR}, {"first": _INT, "count": _INT}),
+    "madvise": ({"pid": _INT, "region": _STR, "advice": _STR}, {"first": _INT, "count": _INT}),
+    "mlock": ({"pid": _INT, "region": _STR}, {"first": _INT, "count": _INT}),
+    "munlock": ({"pid": _INT, "region": _STR}, {"first": _INT, "count": _INT}),
+    "fork": ({"pid": _INT, "child": _INT}, {}),
+    "exec": ({"pid": _INT}, {}),
+    "exit": ({"pid": _INT}, {}),
+    "rmap": ({"pid": _INT, "region": _STR}, {"first": _INT, "count": _INT, "walk": _STR}),
+}
+_MREMAP_RESIZE = ({"pid": _INT, "region": _STR, "pages": _INT}, {})
+_MREMAP_MOVE = ({"pid": _INT, "region": _STR, "to": _STR},
+                {"first": _INT, "count": _INT, "after": _STR})
+_ENUMS = {"kind": KINDS, "prot": PROTS, "advice": ADVICES, "walk": WALKS}
+
+
+def _check_fields(obj: dict, spec: tuple[dict[str, type], dict[str, type]], lineno: int) -> dict:
+    required, optional = spec
+    args: dict = {}
+    for key, value in obj.items():
+        if key == "op":
+            continue
+        typ = required.get(key) or optional.get(key)
+        if typ is None:
+            allowed = ", ".join(sorted(set(required) | set(optional)))
+            raise TraceError(lineno, f"unknown field {key!r} for op {obj['op']!r} (allowed: {allowed})")
+        if typ is int and (isinstance(value, bool) or not isinstance(value, int)):
+            raise TraceError(lineno, f"field {key!r} must be an integer, got {value!r}")
+        if typ is not int and not isinstance(value, typ):
+            raise TraceError(lineno, f"field {key!r} must be a {typ.__name__}, got {value!r}")
+        if key in _ENUMS and value not in _ENUMS[key]:
+            raise TraceError(lineno, f"{key}={value!r} is not one of {', '.join(_ENUMS[key])}")
+        args[key] = value
+    missing = [k for k in required if k not in obj]
+    if missing:
+        raise TraceError(lineno, f"op {obj['op']!r} needs field(s) {', '.join(missing)}")
+    for key in ("pages", "count"):
+        if key in args and args[key] <= 0:
+            raise TraceError(lineno, f"{key} must be positive, got {args[key]}")
+    for key in ("first", "offset", "pid", "child"):
+        if key in args and args[key] < 0:
+            raise TraceError(lineno, f"{key} must not be negative, got {args[key]}")
+    return args
+
+
+def parse_op(obj: object, lineno: int = 0) -> Op:
+    """One decoded JSON object -> a typed operation."""
+    if not isinstance(obj, dict):
+        raise TraceError(lineno, "each line must be a JSON object")
+    name = obj.get("op")
+    if name == "mremap":
+        if "to" in obj:
+            return MremapMove(**_check_fields(obj, _MREMAP_MOVE, lineno), line=lineno)
+        if "pages" in obj:
+            return MremapResize(**_check_fields(obj, _MREMAP_RESIZE, lineno), line=lineno)
+        raise TraceError(lineno, "mremap needs either 'pages' (resize) or 'to' (move)")
+    if name not in _SPEC:
+        raise TraceError(lineno, f"unknown op {name!r} (known: {', '.join(sorted([*_SPEC, 'mremap']))})")
+    args = _check_fields(obj, _SPEC[name], lineno)
+    if name == "mmap":
+        kind = args.get("kind", "anon")
+        if kind in ("file", "shared_file") and "file" not in args:
+            raise TraceError(lineno, f"mmap of kind {kind!r} needs a 'file' name")
+        if kind in ("anon", "shared_anon") and ("file" in args or "offset" in args):
+            raise TraceError(lineno, f"mmap of kind {kind!r} takes no 'file'/'offset'")
+        return Mmap(**args, line=lineno)
+    cls = {"touch": Touch, "mprotect": Mprotect, "munmap": Munmap, "madvise": Madvise,
+           "fork": Fork, "exec": Exec, "exit": Exit, "rmap": Rmap}.get(name)
+    if cls is not None:
+        return cls(**args, line=lineno)
+    return Mlock(**args, lock=(name == "mlock"), line=lineno)
+
+
+def parse_lines(lines: Iterable[str], source: str = "") -> Iterator[Op]:
+    """Stream typed ops from JSONL text lines (comments and blank lines skipped)."""
+    for lineno, raw in enumerate(lines, 1):
+        text = raw.strip()
+        if not text or text.startswith("#"):
+            continue
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise TraceError(lineno, f"not valid JSON: {exc.msg}", source) from None
+        try:
+            yield parse_op(obj, lineno)
+        except TraceError as exc:
+            raise TraceError(lineno, exc.msg, source) from None
+
+
+def load(path: str | Path) -> list[Op]:
+    """Read and parse a whole trace file."""
+    path = Path(path)
+    try:
+        with path.open() as fh:
+            return list(parse_lines(fh, str(path)))
+    except OSError as exc:
+        raise TraceError(0, f"cannot read trace: {exc.strerror}", str(path)) from None
+
+
+def to_json(op: Op) -> dict:
+    """Typed op -> the JSON object of the trace format (defaults omitted)."""
+    cls = type(op)
+    name = {Mmap: "mmap", Touch: "touch", Mprotect: "mprotect", Munmap: "munmap",
+            MremapResize: "mremap", MremapMove: "mremap", Madvise: "madvise", Fork: "fork",
+            Exec: "exec", Exit: "exit", Rmap: "rmap"}.get(cls)
+    if cls is Mlock:
+        name = "mlock" if op.lock else "munlock"
+    out: dict = {"op": name}
+    for field in cls.__slots__:
+        if field in ("line", "lock"):
+            continue
+        value = getattr(op, field)
+        if value is None or (field in _DEFAULTS and _DEFAULTS[field] == value and field != "pid"):
+            continue
+        out[field] = value
+    return out
+
+
+_DEFAULTS = {"kind": "anon", "prot": None, "populate": False, "offset": 0, "first": 0,
+             "write": True, "walk": "reclaim"}
+
+
+def dumps(ops: Iterable[Op]) -> str:
+    """Typed ops -> JSONL text."""
+    return "".join(json.dumps(to_json(op)) + "\n" for op in ops)

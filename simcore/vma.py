@@ -1,0 +1,385 @@
+"""struct vm_area_struct, split and merge (mm/vma.c, 6.18 semantics)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from . import anon_vma as av_mod
+from .slab import VMA as VMA_CACHE
+
+if TYPE_CHECKING:
+    from .anon_vma import AnonVMA, AnonVMAChain
+    from .machine import Machine
+    from .mm import MM
+
+# vm_flags bits (include/linux/mm.h)
+VM_READ, VM_WRITE, VM_EXEC, VM_SHARED = 0x1, 0x2, 0x4, 0x8
+VM_MAYREAD, VM_MAYWRITE, VM_MAYEXEC, VM_MAYSHARE = 0x10, 0x20, 0x40, 0x80
+VM_LOCKED = 0x2000
+VM_DONTCOPY = 0x20000
+VM_LOCKONFAULT = 0x80000
+VM_ACCOUNT = 0x100000
+VM_WIPEONFORK = 0x2000000
+VM_HUGEPAGE = 0x20000000
+VM_NOHUGEPAGE = 0x40000000
+VM_MERGEABLE = 0x80000000
+VM_ACCESS_FLAGS = VM_READ | VM_WRITE | VM_EXEC
+VM_SOFTDIRTY = 0          # CONFIG_MEM_SOFT_DIRTY is off on the reference kernel
+VM_LOCKED_MASK = VM_LOCKED | VM_LOCKONFAULT
+
+# page-table entry encoding (per VMA arrays): folio id >= 0, or one of these
+PTE_NONE, PTE_ZERO, PTE_FILE = -1, -2, -3
+# per-entry flag bits
+F_WRITE, F_EXCL, F_HUGE = 1, 2, 4
+
+
+class File:
+    """An open file (struct file); shared anonymous mappings get one each (shmem)."""
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"File({self.name})"
+
+
+class VMA:
+    """struct vm_area_struct with its slice of the page tables.
+
+    ``pte[i]``/``ptef[i]`` describe page ``vm_start + i`` (None: no entry yet).
+    ``priv`` is free for a policy's own per-VMA state.
+    """
+    __slots__ = ("id", "mm", "vm_start", "vm_end", "vm_pgoff", "vm_flags", "vm_file",
+                 "anon_vma", "chain", "pte", "ptef", "priv")
+
+    def __init__(self, ident: int, mm: MM, start: int, end: int, pgoff: int, flags: int,
+                 file: File | None) -> None:
+        self.id = ident
+        self.mm = mm
+        self.vm_start = start
+        self.vm_end = end
+        self.vm_pgoff = pgoff
+        self.vm_flags = flags
+        self.vm_file = file
+        self.anon_vma: AnonVMA | None = None
+        self.chain: list[AnonVMAChain] = []
+        self.pte: np.ndarray | None = None
+        self.ptef: np.ndarray | None = None
+        self.priv: object = None
+
+    @property
+    def pages(self) -> int:
+        return self.vm_end - self.vm_start
+
+    @property
+    def last_pgoff(self) -> int:
+        """vma_last_pgoff()."""
+        return self.vm_pgoff + self.vm_end - self.vm_start - 1
+
+    def is_anonymous(self) -> bool:
+        """vma_is_anonymous(): private anonymous memory (no vm_ops)."""
+        return self.vm_file is None
+
+    def __repr__(self) -> str:
+        av = f"AV{self.anon_vma.id}" if self.anon_vma else "-"
+        return (f"VMA{self.id}[{self.vm_start:#x}-{self.vm_end:#x} pgoff={self.vm_pgoff:#x} "
+                f"flags={self.vm_flags:#x} {self.vm_file or 'anon'} av={av} L={len(self.chain)}]")
+
+
+# ---- page-table slices that travel with VMAs ---------------------------------
+def pt_ensure(vma: VMA) -> None:
+    if vma.pte is None:
+        vma.pte = np.full(vma.pages, PTE_NONE, np.int32)
+        vma.ptef = np.zeros(vma.pages, np.uint8)
+
+
+def pt_take(vma: VMA, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Copy of entries [lo, hi) (relative to vm_start), or None if there are none."""
+    if vma.pte is None:
+        return None
+    return vma.pte[lo:hi].copy(), vma.ptef[lo:hi].copy()
+
+
+def pt_set(vma: VMA, parts: list[tuple[int, tuple[np.ndarray, np.ndarray] | None]]) -> None:
+    """Rebuild vma's arrays from (length, entries-or-None) parts, in address order."""
+    if all(p is None for _, p in parts):
+        vma.pte = vma.ptef = None
+        return
+    pte = [p[0] if p is not None else np.full(n, PTE_NONE, np.int32) for n, p in parts]
+    ptef = [p[1] if p is not None else np.zeros(n, np.uint8) for n, p in parts]
+    vma.pte = np.concatenate(pte)
+    vma.ptef = np.concatenate(ptef)
+    assert len(vma.pte) == vma.pages
+
+
+def vm_area_alloc(m: Machine, mm: MM, start: int, end: int, pgoff: int, flags: int,
+                  file: File | None) -> VMA:
+    """vm_area_alloc(): +1 vm_area_struct."""
+    m.slab.alloc(VMA_CACHE)
+    return VMA(m.new_id(), mm, start, end, pgoff, flags, file)
+
+
+def vm_area_dup(m: Machine, vma: VMA, mm: MM | None = None) -> VMA:
+    """vm_area_dup(): a copy with an empty chain (anon_vma pointer copied)."""
+    new = vm_area_alloc(m, vma.mm if mm is None else mm, vma.vm_start, vma.vm_end, vma.vm_pgoff,
+                        vma.vm_flags, vma.vm_file)
+    new.anon_vma = vma.anon_vma
+    return new
+
+
+def vm_area_free(m: Machine, vma: VMA) -> None:
+    """vm_area_free()."""
+    m.policy.vma_freed(m, vma)
+
+
+# ---- anon_vma reuse and merge compatibility -----------------------------------
+def _mpol_flags_file_equal(a: VMA, b: VMA, ignore: int) -> bool:
+    return a.vm_file is b.vm_file and not ((a.vm_flags ^ b.vm_flags) & ~ignore)
+
+
+def anon_vma_compatible(a: VMA, b: VMA) -> bool:
+    """anon_vma_compatible(): a directly below b, flags equal but for access bits, linear pgoff."""
+    return (a.vm_end == b.vm_start and _mpol_flags_file_equal(a, b, VM_ACCESS_FLAGS | VM_SOFTDIRTY)
+            and b.vm_pgoff == a.vm_pgoff + (b.vm_start - a.vm_start))
+
+
+def reusable_anon_vma(old: VMA, a: VMA, b: VMA) -> AnonVMA | None:
+    """reusable_anon_vma(): old's anon_vma if compatible and old's chain is singular."""
+    if anon_vma_compatible(a, b) and old.anon_vma is not None and len(old.chain) == 1:
+        return old.anon_vma
+    return None
+
+
+def find_mergeable_anon_vma(vma: VMA) -> AnonVMA | None:
+    """find_mergeable_anon_vma(): try the next VMA first, then the previous one."""
+    mm = vma.mm
+    nxt = mm.vma_at(vma.vm_end)
+    if nxt is not None:
+        av = reusable_anon_vma(nxt, vma, nxt)
+        if av is not None:
+            return av
+    prev = mm.prev(vma)
+    if prev is not None:
+        return reusable_anon_vma(prev, prev, vma)
+    return None
+
+
+def vma_is_fork_child(vma: VMA | None) -> bool:
+    """vma_is_fork_child(): has an anon_vma and a chain that is not singular."""
+    return vma is not None and vma.anon_vma is not None and len(vma.chain) != 1
+
+
+class MergeReq:
+    """struct vma_merge_struct: the proposed range and its attributes."""
+    __slots__ = ("start", "end", "pgoff", "flags", "file", "anon_vma", "middle", "copied_from",
+                 "prev", "next")
+
+    def __init__(self, start: int, end: int, pgoff: int, flags: int, file: File | None,
+                 anon_vma: AnonVMA | None, middle: VMA | None, prev: VMA | None,
+                 next: VMA | None, copied_from: VMA | None = None) -> None:
+        self.start, self.end, self.pgoff, self.flags, self.file = start, end, pgoff, flags, file
+        self.anon_vma, self.middle, self.copied_from = anon_vma, middle, copied_from
+        self.prev, self.next = prev, next
+
+
+def is_mergeable_vma(req: MergeReq, tgt: VMA) -> bool:
+    """is_mergeable_vma(): same file, flags equal but for VM_SOFTDIRTY (no policy/uffd/name here)."""
+    return tgt.vm_file is req.file and not ((tgt.vm_flags ^ req.flags) & ~VM_SOFTDIRTY)
+
+
+def is_mergeable_anon_vma(m: Machine, req: MergeReq, tgt: VMA) -> bool:
+    """is_mergeable_anon_vma() (6.16+): fork children never donate or receive an anon_vma."""
+    return m.policy.is_mergeable_anon_vma(req, tgt)
+
+
+def can_vma_merge_before(m: Machine, req: MergeReq) -> bool:
+    """can_vma_merge_before(): req can merge with the VMA that follows it."""
+    nxt = req.next
+    return (is_mergeable_vma(req, nxt) and is_mergeable_anon_vma(m, req, nxt)
+            and nxt.vm_pgoff == req.pgoff + (req.end - req.start))
+
+
+def can_vma_merge_after(m: Machine, req: MergeReq) -> bool:
+    """can_vma_merge_after(): req can merge with the VMA that precedes it."""
+    prev = req.prev
+    return (is_mergeable_vma(req, prev) and is_mergeable_anon_vma(m, req, prev)
+            and prev.vm_pgoff + prev.pages == req.pgoff)
+
+
+def are_anon_vmas_compatible(a: VMA, b: VMA) -> bool:
+    """are_anon_vmas_compatible()."""
+    return a.anon_vma is None or b.anon_vma is None or a.anon_vma is b.anon_vma
+
+
+def can_vma_merge_left(m: Machine, req: MergeReq) -> bool:
+    return req.prev is not None and req.prev.vm_end == req.start and can_vma_merge_after(m, req)
+
+
+def can_vma_merge_right(m: Machine, req: MergeReq, can_merge_left: bool) -> bool:
+    nxt = req.next
+    if nxt is None or req.end != nxt.vm_start or not can_vma_merge_before(m, req):
+        return False
+    return not can_merge_left or are_anon_vmas_compatible(req.prev, nxt)
+
+
+def dup_anon_vma(m: Machine, dst: VMA, src: VMA) -> None:
+    """dup_anon_vma(): the expanding dst takes src's anon_vma (+L(src) AVCs) if it has none."""
+    m.policy.dup_anon_vma(m, dst, src)
+
+
+# ---- removal -----------------------------------------------------------------
+def remove_vma_from_mm(m: Machine, vma: VMA) -> None:
+    """A VMA removed by a merge: unlink_anon_vmas() (via anon_vma_merge) and vm_area_free()."""
+    vma.mm.remove(vma)
+    m.policy.unlink_anon_vmas(m, vma)
+    vm_area_free(m, vma)
+
+
+# ---- split -------------------------------------------------------------------
+def split_vma(m: Machine, vma: VMA, addr: int, new_below: bool) -> VMA:
+    """__split_vma(): +1 VMA, clone of the chain; returns the new piece.
+
+    new_below: the new VMA is [vm_start, addr) and vma keeps [addr, vm_end);
+    else the new VMA is [addr, vm_end).
+    """
+    assert vma.vm_start < addr < vma.vm_end
+    mm = vma.mm
+    new = vm_area_dup(m, vma)
+    cut = addr - vma.vm_start
+    low, high = pt_take(vma, 0, cut), pt_take(vma, cut, vma.pages)
+    if new_below:
+        new.vm_end = addr
+        vma.vm_start = addr
+        vma.vm_pgoff += cut
+        new_pt, old_pt = low, high
+    else:
+        new.vm_start = addr
+        new.vm_pgoff += cut
+        vma.vm_end = addr
+        new_pt, old_pt = high, low
+    pt_set(new, [(new.pages, new_pt)])
+    pt_set(vma, [(vma.pages, old_pt)])
+    m.policy.split(m, new, vma)
+    if new_below:
+        mm.reindex(vma)
+    mm.insert(new)
+    return new
+
+
+# ---- merges ------------------------------------------------------------------
+def vma_merge_existing_range(m: Machine, vma: VMA, start: int, end: int,
+                             flags: int) -> VMA | None:
+    """vma_merge_existing_range(): [start, end) of vma takes `flags`; merge with prev/next."""
+    mm = vma.mm
+    left_side, right_side = start == vma.vm_start, end == vma.vm_end
+    if not left_side and not right_side:
+        return None
+    prev, nxt = mm.prev(vma), mm.next(vma)
+    pgoff = vma.vm_pgoff + (start - vma.vm_start)
+    req = MergeReq(start, end, pgoff, flags, vma.vm_file, vma.anon_vma, vma, prev, nxt)
+    merge_left = left_side and can_vma_merge_left(m, req)
+    merge_right = right_side and can_vma_merge_right(m, req, merge_left)
+    if not merge_left and not merge_right:
+        return None
+    remove_middle = left_side and right_side
+    if merge_left and merge_right:
+        # prev extends over middle and next; both are removed
+        dup_anon_vma(m, prev, nxt if nxt.anon_vma is not None else vma)
+        pt_set(prev, [(prev.pages, pt_take(prev, 0, prev.pages)),
+                      (vma.pages, pt_take(vma, 0, vma.pages)),
+                      (nxt.pages, pt_take(nxt, 0, nxt.pages))])
+        prev.vm_end = nxt.vm_end
+        prev.vm_flags = flags
+        _fix_len(prev)
+        remove_vma_from_mm(m, vma)
+        remove_vma_from_mm(m, nxt)
+        return prev
+    if merge_left:
+        dup_anon_vma(m, prev, vma)
+        moved = end - vma.vm_start
+        pt_set(prev, [(prev.pages, pt_take(prev, 0, prev.pages)),
+                      (moved, pt_take(vma, 0, moved))])
+        prev.vm_end = end
+        prev.vm_flags = flags
+        _fix_len(prev)
+        if remove_middle:
+            remove_vma_from_mm(m, vma)
+        else:
+            pt_set(vma, [(vma.vm_end - end, pt_take(vma, moved, vma.pages))])
+            vma.vm_pgoff += moved
+            vma.vm_start = end
+            mm.reindex(vma)
+        return prev
+    # merge_right: next extends down over [start, end)
+    dup_anon_vma(m, nxt, vma)
+    moved = vma.vm_end - start
+    pt_set(nxt, [(moved, pt_take(vma, start - vma.vm_start, vma.pages)),
+                 (nxt.pages, pt_take(nxt, 0, nxt.pages))])
+    nxt.vm_start = start
+    nxt.vm_pgoff -= moved
+    nxt.vm_flags = flags
+    _fix_len(nxt)
+    if remove_middle:
+        remove_vma_from_mm(m, vma)
+    else:
+        pt_set(vma, [(start - vma.vm_start, pt_take(vma, 0, start - vma.vm_start))])
+        vma.vm_end = start
+    mm.reindex(nxt)
+    return nxt
+
+
+def _fix_len(vma: VMA) -> None:
+    assert vma.pte is None or len(vma.pte) == vma.pages
+
+
+def vma_modify_flags(m: Machine, vma: VMA, start: int, end: int, flags: int) -> VMA:
+    """vma_modify_flags() -> vma_modify(): merge if possible, else split, then set flags."""
+    merged = vma_merge_existing_range(m, vma, start, end, flags)
+    if merged is not None:
+        return merged
+    if vma.vm_start < start:
+        split_vma(m, vma, start, new_below=True)
+    if vma.vm_end > end:
+        split_vma(m, vma, end, new_below=False)
+    vma.vm_flags = flags
+    return vma
+
+
+def vma_merge_new_range(m: Machine, mm: MM, start: int, end: int, pgoff: int, flags: int,
+                        file: File | None, anon_vma: AnonVMA | None = None,
+                        copied_from: VMA | None = None) -> VMA | None:
+    """vma_merge_new_range() + vma_expand(): a new range [start, end) joins prev and/or next."""
+    prev, nxt = mm.prev_of(start), mm.next_of(end)
+    if prev is None and nxt is None:
+        return None
+    req = MergeReq(start, end, pgoff, flags, file, anon_vma, None, prev, nxt, copied_from)
+    merge_left = can_vma_merge_left(m, req)
+    merge_right = can_vma_merge_right(m, req, merge_left)
+    if not merge_left and not merge_right:
+        return None
+    if merge_left:
+        target = prev
+        if merge_right:
+            dup_anon_vma(m, target, nxt)                     # vma_expand(): remove_next
+        if copied_from is not None:
+            dup_anon_vma(m, target, copied_from)
+        parts = [(prev.pages, pt_take(prev, 0, prev.pages)), (end - start, None)]
+        if merge_right:
+            parts.append((nxt.pages, pt_take(nxt, 0, nxt.pages)))
+        pt_set(target, parts)
+        target.vm_end = nxt.vm_end if merge_right else end
+        _fix_len(target)
+        if merge_right:
+            remove_vma_from_mm(m, nxt)
+        return target
+    target = nxt
+    if copied_from is not None:
+        dup_anon_vma(m, target, copied_from)
+    pt_set(target, [(end - start, None), (nxt.pages, pt_take(nxt, 0, nxt.pages))])
+    target.vm_start = start
+    target.vm_pgoff = pgoff
+    _fix_len(target)
+    mm.reindex(target)
+    return target
