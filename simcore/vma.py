@@ -111,7 +111,6 @@ def pt_set(vma: VMA, parts: list[tuple[int, tuple[np.ndarray, np.ndarray] | None
     ptef = [p[1] if p is not None else np.zeros(n, np.uint8) for n, p in parts]
     vma.pte = np.concatenate(pte)
     vma.ptef = np.concatenate(ptef)
-    assert len(vma.pte) == vma.pages
 
 
 def vm_area_alloc(m: Machine, mm: MM, start: int, end: int, pgoff: int, flags: int,

@@ -11,7 +11,8 @@ executor process that plays the operation's trace pid (see ``executor.c``):
 ``touch ADDR NPAGES WRITE``                one access per page, ascending
 ``mprotect ADDR LEN PROT``                 ``mprotect``
 ``munmap ADDR LEN``                        ``munmap``
-``mremap ADDR OLDLEN NEWLEN``              resize in place (flags 0)
+``mremap ADDR OLDLEN NEWLEN``              resize in place (flags 0; growth is
+                                           applied to the last page's VMA)
 ``mmove ADDR LEN NEWADDR``                 ``MREMAP_MAYMOVE|MREMAP_FIXED``
 ``madvise ADDR LEN ADVICE``                ``madvise``
 ``mlock ADDR LEN`` / ``munlock ADDR LEN``  ``mlock`` / ``munlock``
@@ -134,7 +135,15 @@ def compile_trace(ops: Iterable[Op] | str | Path, control: bool = False) -> Prog
             if (op.pid, op.region) in backing:
                 slot, pgoff = backing[(op.pid, op.region)]
                 need(slot, pgoff + pages)
-            emit(op, f"mremap {_addr(old.start)} {_len(old.count)} {_len(pages)}", "mremap resize")
+            if pages > old.count:
+                # grow the VMA holding the last page: the kernel refuses (EFAULT) an old
+                # range spanning several VMAs, and this is the same call for one VMA
+                last = old.start + old.count - 1
+                emit(op, f"mremap {_addr(last)} {_len(1)} {_len(1 + pages - old.count)}",
+                     "mremap resize")
+            else:   # shrinking unmaps the tail, across VMAs
+                emit(op, f"mremap {_addr(old.start)} {_len(old.count)} {_len(pages)}",
+                     "mremap resize")
         elif isinstance(op, MremapMove):
             source = layout.regions.get(op.pid, {}).get(op.region)
             src, dest = layout.mremap_move(op)

@@ -18,6 +18,7 @@ import errno
 import hashlib
 import os
 import platform
+import resource
 import select
 import shutil
 import signal
@@ -244,7 +245,7 @@ class _Runner:
                 self.step(cmd)
             counts = self.tfs.stop()
             tracing = False
-            for proc in list(self.procs.values()):
+            for proc in reversed(list(self.procs.values())):   # children first: auto-reaped
                 self._send(proc, "exit")
                 self._wait_exit(proc, "teardown")
             return counts
@@ -254,7 +255,7 @@ class _Runner:
                     self.tfs._write("tracing_on", "0")
                 except KernelError:
                     pass
-            for proc in list(self.procs.values()):
+            for proc in reversed(list(self.procs.values())):   # children first
                 if proc.pidfd >= 0:
                     try:
                         signal.pidfd_send_signal(proc.pidfd, signal.SIGKILL)
@@ -268,6 +269,15 @@ class _Runner:
                 except subprocess.TimeoutExpired:
                     pass
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _ensure_fds(needed: int) -> None:
+    """Raise the soft open-file limit if the harness needs more (3 fds per process)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        if hard != resource.RLIM_INFINITY and hard < needed:
+            raise KernelError(f"the trace needs {needed} open files, the limit is {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
 # ---- public API ----------------------------------------------------------------
@@ -299,6 +309,7 @@ def measure(ops_or_path: Iterable[Op] | str | Path, repeats: int = 2, *,
     if reason is not None:
         raise KernelError(f"cannot measure on the kernel: {reason}")
     exe, static = build_executor()
+    _ensure_fds(3 * sum(1 for c in programs["trace"].commands if c.text.startswith("fork")) + 64)
     runs: list[dict[str, Counts]] = []
     soft: list[str] = []
     with Tracefs(buffer_kb=buffer_kb) as tfs:

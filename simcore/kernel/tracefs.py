@@ -180,10 +180,11 @@ class Tracefs:
 
     def __exit__(self, *exc: object) -> None:
         errors: list[str] = []
-        try:
-            (self.dir / "tracing_on").write_text("0")
-        except OSError:
-            pass
+        for rel, value in (("tracing_on", "0"), ("trace", "")):
+            try:
+                (self.dir / rel).write_text(value)
+            except OSError:
+                pass
         for path, old in reversed(self._saved):
             value = self._restore_value(path, old)
             try:
@@ -233,7 +234,4 @@ class Tracefs:
         if grown:
             raise TracefsError(f"trace buffer lost events ({grown}); "
                                f"retry with a larger buffer_kb than {self.buffer_kb}")
-        counts = parse_trace(self._read("trace"))
-        self._write("set_event_pid", "")
-        self._write("trace", "")
-        return counts
+        return parse_trace(self._read("trace"))
