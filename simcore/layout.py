@@ -19,6 +19,7 @@ PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
 PROT = {"none": 0, "r": PROT_READ, "rw": PROT_READ | PROT_WRITE, "rx": PROT_READ | PROT_EXEC,
         "rwx": PROT_READ | PROT_WRITE | PROT_EXEC}
 UNMAPPED = -1
+DONTCOPY = 8      # a layout bit beside the protection: MADV_DONTFORK pages vanish in a child
 ARENA_BASE = 0x100000000000 >> 12   # 16 TiB: far from a process's own text, heap and stack
 ARENA_LIMIT = 0x7F0000000000 >> 12  # below the usual mmap base of a 47-bit address space
 
@@ -136,7 +137,19 @@ class Layout:
                     "read of pages that are not readable"
                 raise TraceError(op.line, f"touch: {what} in region {op.region!r}")
         elif isinstance(op, Mprotect):
-            prot[:] = PROT[op.prot]
+            prot[:] = (prot & DONTCOPY) | PROT[op.prot]
+        elif isinstance(op, Madvise) and op.advice in ("dontfork", "dofork"):
+            prot[:] = prot | DONTCOPY if op.advice == "dontfork" else prot & ~DONTCOPY
+        return Span(region.start + first, count)
+
+    def peek(self, op: MremapMove | MremapResize) -> Span:
+        """The mapped range an mremap names, validated but without changing anything."""
+        region = self._region(op, op.region)
+        if isinstance(op, MremapResize):
+            if (region.prot == UNMAPPED).any():
+                raise TraceError(op.line, f"mremap resize needs all of region {op.region!r} mapped")
+            return Span(region.start, region.extent)
+        first, count = self._range(op, region, mapped=True)
         return Span(region.start + first, count)
 
     def munmap(self, op: Munmap) -> Span:
@@ -179,7 +192,12 @@ class Layout:
         regions = self._proc(op)
         if op.child in self.regions:
             raise TraceError(op.line, f"fork: child pid {op.child} is already used")
-        self.regions[op.child] = {n: Region(r.start, r.prot.copy()) for n, r in regions.items()}
+        child = {}
+        for name, r in regions.items():
+            prot = np.where(r.prot & DONTCOPY, UNMAPPED, r.prot).astype(np.int8)
+            if (prot != UNMAPPED).any():
+                child[name] = Region(r.start, prot)
+        self.regions[op.child] = child
 
     def exec(self, op: Exec) -> None:
         self._proc(op).clear()

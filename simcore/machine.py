@@ -248,14 +248,15 @@ class Machine:
         self.do_munmap(self.mm(op), span.start, span.start + span.count)
 
     def op_mremap_resize(self, op: T.MremapResize) -> None:
+        peek = self.layout.peek(op)
+        vma = self._one_vma(op, peek.start, peek.count, "mremap")
+        if op.pages > peek.count and vma.vm_end != peek.start + peek.count:
+            raise TraceError(op.line, "mremap: cannot grow in place over a mapping (ENOMEM)")
         mm = self.mm(op)
         old, pages = self.layout.mremap_resize(op)
-        vma = self._one_vma(op, old.start, old.count, "mremap")
         if pages < old.count:
             self.do_munmap(mm, old.start + pages, old.start + old.count)
         elif pages > old.count:
-            if vma.vm_end != old.start + old.count:
-                raise TraceError(op.line, "mremap: cannot grow in place over a mapping (ENOMEM)")
             grow = pages - old.count
             pt_set(vma, [(vma.pages, pt_take(vma, 0, vma.pages)), (grow, None)])
             vma.vm_end += grow                              # vma_merge_extend(): no merge
@@ -263,8 +264,9 @@ class Machine:
                 populate_vma_page_range(self, vma, vma.pages - grow, vma.pages)
 
     def op_mremap_move(self, op: T.MremapMove) -> None:
+        peek = self.layout.peek(op)
+        self._one_vma(op, peek.start, peek.count, "mremap")
         src, dest = self.layout.mremap_move(op)
-        self._one_vma(op, src.start, src.count, "mremap")
         self.move_vma(self.mm(op), src.start, src.count, dest)
 
     def move_vma(self, mm: MM, old: int, count: int, new: int) -> None:

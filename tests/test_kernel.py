@@ -39,6 +39,7 @@ def fork(pid: int, child: int) -> dict:
     return {"op": "fork", "pid": pid, "child": child}
 
 
+SPLIT = {"op": "mprotect", "pid": 0, "region": "a", "first": 4, "count": 4, "prot": "r"}
 EXAMPLE = ops(mmap(), touch(), fork(0, 1), touch(1))
 
 CASES = {
@@ -54,6 +55,12 @@ CASES = {
                                 (1, 2, 2)),
     "private_file_written": (ops(mmap(kind="file", file="f", offset=2, pages=4), touch()),
                              (1, 1, 1)),
+    # a region split in 3 VMAs (one anon_vma): growing extends the last VMA, a move
+    # of the whole region moves each VMA
+    "split_region_grown": (ops(mmap(), touch(), SPLIT, {"op": "mremap", "pid": 0,
+                                                        "region": "a", "pages": 24}), (3, 1, 3)),
+    "split_region_moved": (ops(mmap(), touch(), SPLIT, {"op": "mremap", "pid": 0,
+                                                        "region": "a", "to": "b"}), (3, 1, 3)),
 }
 
 
@@ -66,6 +73,8 @@ def test_compile_addresses_and_control() -> None:
     assert addr % (512 * 4096) == 0 and prog.commands[1].text == f"touch {addr:#x} 16 1"
     control = compile_trace(EXAMPLE, control=True)
     assert [(c.pid, c.text) for c in control.commands] == [(0, "fork 1")]
+    grow = compile_trace(ops(mmap(), {"op": "mremap", "pid": 0, "region": "a", "pages": 20}))
+    assert grow.commands[-1].text == f"mremap {addr + 15 * 4096:#x} 4096 {5 * 4096}"
 
 
 def test_compile_files_open_once_inherit_and_exec() -> None:

@@ -251,10 +251,7 @@ class _Runner:
             return counts
         finally:
             if tracing:
-                try:
-                    self.tfs._write("tracing_on", "0")
-                except KernelError:
-                    pass
+                self.tfs.off()
             for proc in reversed(list(self.procs.values())):   # children first
                 if proc.pidfd >= 0:
                     try:

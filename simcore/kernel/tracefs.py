@@ -41,7 +41,6 @@ class KernelError(RuntimeError):
     """The kernel measurement cannot run or failed; the message is one line."""
 
 
-TracefsError = KernelError  # tracefs missing, unusable, or lost events
 
 
 @dataclass(slots=True)
@@ -65,7 +64,7 @@ def parse_trace(text: str) -> Counts:
         m = _LINE.match(raw)
         if m is None:
             if "LOST" in raw:
-                raise TracefsError(f"trace buffer lost events: {raw.strip()}")
+                raise KernelError(f"trace buffer lost events: {raw.strip()}")
             continue
         name = m["name"]
         if name not in net:
@@ -114,7 +113,7 @@ class Tracefs:
             with open(path, "a" if append else "w") as fh:
                 fh.write(value)
         except OSError as exc:
-            raise TracefsError(f"cannot write {value!r} to {path}: {exc.strerror}") from None
+            raise KernelError(f"cannot write {value!r} to {path}: {exc.strerror}") from None
 
     def _set(self, rel: str, value: str) -> None:
         """Write ``value``, remembering the original value the first time."""
@@ -140,25 +139,25 @@ class Tracefs:
     # ---- context ---------------------------------------------------------
     def __enter__(self) -> "Tracefs":
         if os.geteuid() != 0:
-            raise TracefsError("tracefs needs root")
+            raise KernelError("tracefs needs root")
         try:
             if not _mounted(self.root):
                 if not self.root.is_dir():
-                    raise TracefsError(f"{self.root} does not exist (kernel without tracefs?)")
+                    raise KernelError(f"{self.root} does not exist (kernel without tracefs?)")
                 res = subprocess.run(["mount", "-t", "tracefs", "nodev", str(self.root)],
                                      capture_output=True, text=True)
                 if res.returncode != 0:
-                    raise TracefsError(f"cannot mount tracefs: {res.stderr.strip()}")
+                    raise KernelError(f"cannot mount tracefs: {res.stderr.strip()}")
                 self._mounted_here = True
             for event in EVENTS:
                 if not (self.root / "events" / event / "enable").exists():
-                    raise TracefsError(f"kernel has no trace event {event}")
+                    raise KernelError(f"kernel has no trace event {event}")
             if self.instance_name is not None:
                 self.dir = self.root / "instances" / self.instance_name
                 try:
                     self.dir.mkdir()
                 except FileExistsError:
-                    raise TracefsError(f"trace instance {self.dir} already exists "
+                    raise KernelError(f"trace instance {self.dir} already exists "
                                        "(left over? remove it with rmdir)") from None
                 self._made_instance = True
             self._set("tracing_on", "0")
@@ -167,7 +166,7 @@ class Tracefs:
                 if (self.dir / "options" / opt).exists():
                     self._set(f"options/{opt}", value)
                 elif opt == "event-fork":
-                    raise TracefsError("tracefs has no options/event-fork")
+                    raise KernelError("tracefs has no options/event-fork")
             self._set("set_event_pid", "")
             for event in EVENTS:
                 self._set(f"events/{event}/filter", FILTER)
@@ -205,7 +204,7 @@ class Tracefs:
             subprocess.run(["umount", str(self.root)], capture_output=True)
             self._mounted_here = False
         if errors and exc[0] is None:
-            raise TracefsError("could not restore tracefs settings: " + "; ".join(errors))
+            raise KernelError("could not restore tracefs settings: " + "; ".join(errors))
 
     # ---- a tracing window --------------------------------------------------
     def _loss(self) -> dict[str, int]:
@@ -225,6 +224,13 @@ class Tracefs:
         self._before = self._loss()
         self._write("tracing_on", "1")
 
+    def off(self) -> None:
+        """Tracing off (best effort, for error paths)."""
+        try:
+            self._write("tracing_on", "0")
+        except KernelError:
+            pass
+
     def stop(self) -> Counts:
         """Tracing off; parse the buffer; raise if any event was lost."""
         self._write("tracing_on", "0")
@@ -232,6 +238,6 @@ class Tracefs:
         grown = {k: v - self._before.get(k, 0) for k, v in after.items()
                  if v > self._before.get(k, 0)}
         if grown:
-            raise TracefsError(f"trace buffer lost events ({grown}); "
+            raise KernelError(f"trace buffer lost events ({grown}); "
                                f"retry with a larger buffer_kb than {self.buffer_kb}")
         return parse_trace(self._read("trace"))
