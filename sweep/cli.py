@@ -40,7 +40,15 @@ def simulate_file(path: Path, policy: str = "eager", check: bool = False,
     from simcore.policy import make_policy
 
     m = Machine(make_policy(policy, **(variant or {})), check=check)
-    m.run(trace.parse_lines(path.open(), str(path)))
+    try:
+        with path.open() as fh:
+            m.run(trace.parse_lines(fh, str(path)))
+    except OSError as exc:
+        raise trace.TraceError(0, f"cannot read trace: {exc.strerror}", str(path)) from None
+    except trace.TraceError as exc:
+        if exc.source:
+            raise
+        raise trace.TraceError(exc.lineno, exc.msg, str(path)) from None
     out = m.counts()
     for walk, cost in sorted(m.walk_costs.items()):
         out.update(cost.as_dict(prefix=f"rmap_{walk}_"))
@@ -128,13 +136,14 @@ def validate(
         _fail(f"--against must be 'kernel' or 'expected', got {against!r}")
     eager = policy == "eager"
     table = Table(title=f"simulator ({policy}) vs {against if eager else 'invariant oracle'}")
-    table.add_column("trace")
+    table.add_column("trace", no_wrap=True)
     for key in ("VMA", "AV", "AVC"):
         table.add_column(f"{key} sim", justify="right")
         if eager:
             table.add_column(f"{key} {against}", justify="right")
     table.add_column("result")
     bad = 0
+    mismatches: list[str] = []
     recorded: dict[Path, dict] = {}
     for path in traces:
         try:
@@ -142,7 +151,8 @@ def validate(
         except TraceError as exc:
             _fail(str(exc))
         except AssertionError as exc:
-            table.add_row(path.name, *[""] * (6 if eager else 3), f"[red]invariant: {exc}")
+            table.add_row(path.name, *[""] * (6 if eager else 3), "[red]INVARIANT")
+            mismatches.append(f"INVARIANT {path}: {exc}")
             bad += 1
             continue
         if not eager:
@@ -156,10 +166,18 @@ def validate(
             if ref is None:
                 _fail(f"{path}: no expected counts in {path.parent / EXPECTED_FILE}")
         same = all(sim[k] == ref[k] for k in CACHES)
-        bad += not same
+        if not same:
+            bad += 1
+            mismatches.append(f"MISMATCH {path}: simulator {'/'.join(str(sim[k]) for k in CACHES)}"
+                              f" vs {against} {'/'.join(str(ref[k]) for k in CACHES)}")
         cells = [c for k in CACHES for c in (str(sim[k]), str(ref[k]))]
         table.add_row(path.name, *cells, "[green]match" if same else "[red]MISMATCH")
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)
+    console.print(table)
+    for line in mismatches:
+        typer.echo(line)
     if record:
         import platform
         for folder, counts in recorded.items():

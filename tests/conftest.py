@@ -1,0 +1,22 @@
+"""Shared test helpers."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from simcore.kernel import unavailable_reason
+
+TRACES = Path(__file__).parent / "traces"
+KERNEL_REASON = unavailable_reason()
+needs_kernel = pytest.mark.skipif(KERNEL_REASON is not None,
+                                  reason=f"live-kernel measurement unavailable: {KERNEL_REASON}")
+
+
+def corpus() -> list[Path]:
+    return sorted(TRACES.glob("*.jsonl"))
+
+
+def expected() -> dict:
+    return json.loads((TRACES / "expected.json").read_text())
