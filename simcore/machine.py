@@ -158,7 +158,7 @@ class Machine:
         if op.kind == "anon":
             file, pgoff = None, span.start                 # do_mmap(): pgoff = addr >> PAGE_SHIFT
         elif op.kind == "shared_anon":
-            file, pgoff = File("dev/zero"), 0              # shmem_zero_setup(): a file of its own
+            file, pgoff = File("dev/zero", shmem=True), 0              # shmem_zero_setup(): a file of its own
         else:
             file = mm.files.setdefault(op.file, File(op.file))
             pgoff = op.offset
@@ -252,6 +252,9 @@ class Machine:
         vma = self._one_vma(op, peek.start, peek.count, "mremap")
         if op.pages > peek.count and vma.vm_end != peek.start + peek.count:
             raise TraceError(op.line, "mremap: cannot grow in place over a mapping (ENOMEM)")
+        if op.pages > peek.count and vma.vm_file is not None and vma.vm_file.shmem:
+            raise TraceError(op.line, "mremap: growing a shared_anon mapping leaves pages past "
+                                      "its shmem object's end (SIGBUS on access)")
         mm = self.mm(op)
         old, pages = self.layout.mremap_resize(op)
         if pages < old.count:

@@ -36,10 +36,11 @@ F_WRITE, F_EXCL, F_HUGE = 1, 2, 4
 
 class File:
     """An open file (struct file); shared anonymous mappings get one each (shmem)."""
-    __slots__ = ("name",)
+    __slots__ = ("name", "shmem")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, shmem: bool = False) -> None:
         self.name = name
+        self.shmem = shmem
 
     def __repr__(self) -> str:
         return f"File({self.name})"
