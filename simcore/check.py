@@ -22,9 +22,8 @@ def check_machine(m: Machine) -> None:
     _check_chains(m, vmas)
     _check_anon_vmas(m, vmas)
     _check_folios(m, vmas)
-    extra_vmas = getattr(m.policy, "pinned_vmas", lambda: 0)()
-    assert m.slab.live[VMA_CACHE] == len(vmas) + extra_vmas, \
-        f"slab VMAs {m.slab.live[VMA_CACHE]} != VMAs in mms {len(vmas)} + pinned {extra_vmas}"
+    assert m.slab.live[VMA_CACHE] == len(vmas), \
+        f"slab VMAs {m.slab.live[VMA_CACHE]} != VMAs in mms {len(vmas)}"
 
 
 def _check_mm_structure(m: Machine) -> None:
@@ -45,8 +44,7 @@ def _check_chains(m: Machine, vmas: list) -> None:
         navc += len(v.chain)
         avs = [c.anon_vma for c in v.chain]
         # I1: anon_vma set <=> chain non-empty, and anon_vma is on the chain
-        assert (v.anon_vma is None) == (not v.chain) or getattr(m.policy, "lazy_ok", lambda v: False)(v), \
-            f"I1: {v} anon_vma/chain mismatch"
+        assert (v.anon_vma is None) == (not v.chain), f"I1: {v} anon_vma/chain mismatch"
         if v.anon_vma is not None and v.chain:
             assert v.anon_vma in avs, f"I1: {v}'s anon_vma is not on its chain"
         for c in v.chain:
@@ -55,7 +53,7 @@ def _check_chains(m: Machine, vmas: list) -> None:
             assert not c.anon_vma.freed, f"I2: {v} links freed {c.anon_vma}"
         # I3: one root per chain
         assert len({a.root.id for a in avs}) <= 1, f"I3: {v} chain spans roots"
-    assert m.slab.live[AVC] == navc + getattr(m.policy, "extra_avcs", lambda: 0)(), \
+    assert m.slab.live[AVC] == navc, \
         f"slab AVCs {m.slab.live[AVC]} != AVCs on chains {navc}"
 
 
@@ -82,7 +80,7 @@ def _check_anon_vmas(m: Machine, vmas: list) -> None:
         for c in a.tree:
             assert c in c.vma.chain, f"I2: {a}'s tree holds an AVC no VMA lists"
         # I5: alive <=> tree non-empty or pinned; refcount and num_children consistent
-        want_ref = (1 if a.tree else 0) + pins.get(a.id, 0) + getattr(m.policy, "pins", lambda a: 0)(a)
+        want_ref = (1 if a.tree else 0) + pins.get(a.id, 0)
         assert a.refcount == want_ref > 0, f"I5: {a} refcount, want {want_ref}"
         want_kids = kids.get(a.id, 0) + (1 if a.root is a and a.tree else 0)
         assert a.num_children == want_kids, f"I5: {a} num_children, want {want_kids}"
@@ -108,13 +106,10 @@ def _check_folios(m: Machine, vmas: list) -> None:
         lin = v.vm_pgoff + present
         assert ((f.index[ids] <= lin) & (lin < f.index[ids] + f.nr[ids])).all(), \
             f"{v}: folio index does not match linear_page_index"
-        anon = f.mkind[ids] == MAP_ANON_VMA
-        if anon.any():
-            mine = {c.anon_vma.id for c in v.chain}
-            targets = set(np.unique(f.mapping[ids[anon]]).tolist())
-            assert targets <= mine, f"I5: {v} maps folios of anon_vmas {targets - mine} it has no AVC to"
-        if (~anon).any():
-            m.policy.check_folio_targets(m, v, ids[~anon])
+        assert (f.mkind[ids] == MAP_ANON_VMA).all(), f"{v} maps folios without an anon_vma"
+        mine = {c.anon_vma.id for c in v.chain}
+        targets = set(np.unique(f.mapping[ids]).tolist())
+        assert targets <= mine, f"I5: {v} maps folios of anon_vmas {targets - mine} it has no AVC to"
     live = f.nr > 0
     assert (f.mapcount[live] == counted[live]).all(), "folio mapcount != page-table entries"
     assert int(live.sum()) == f.live, "folio live count"

@@ -81,7 +81,7 @@ class Machine:
 
     def counts(self) -> dict[str, int]:
         out = self.slab.counts()
-        out["processes"] = sum(1 for pid in self.layout.alive())
+        out["processes"] = len(self.layout.alive())
         out["folios"] = int(self.folios.live)
         return out
 

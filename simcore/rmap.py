@@ -44,7 +44,7 @@ def rmap_walk(m: Machine, fid: int, cost: WalkCost | None = None) -> list[tuple[
     if cost is not None:
         cost.walks += 1
     if f.mkind[fid] != MAP_ANON_VMA:
-        return m.policy.rmap_walk_other(m, fid, cost)
+        raise ValueError(f"folio {fid} has no anon_vma to walk")
     av = m.anon_vmas[int(f.mapping[fid])]
     if cost is not None:
         cost.root_lock_read += 1                         # anon_vma_lock_read(root)

@@ -268,7 +268,7 @@ def to_json(op: Op) -> dict:
     return out
 
 
-_DEFAULTS = {"kind": "anon", "prot": None, "populate": False, "offset": 0, "first": 0,
+_DEFAULTS = {"kind": "anon", "populate": False, "offset": 0, "first": 0,
              "write": True, "walk": "reclaim"}
 
 
