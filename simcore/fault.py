@@ -97,24 +97,26 @@ def _fault_ptes(m: Machine, vma: VMA, lo: int, hi: int, write: bool) -> None:
 
 def do_wp_page(m: Machine, vma: VMA, idx: np.ndarray) -> None:
     """do_wp_page() for present read-only anon entries idx of vma."""
-    pte, flags = vma.pte, vma.ptef
+    pte, flags, folios = vma.pte, vma.ptef, m.folios
     excl = (flags[idx] & F_EXCL) != 0
-    flags[idx[excl]] |= np.uint8(F_WRITE)            # PageAnonExclusive: reuse
-    idx = idx[~excl]
-    if not len(idx):
-        return
+    if excl.any():
+        flags[idx[excl]] |= np.uint8(F_WRITE)        # PageAnonExclusive: reuse
+        idx = idx[~excl]
+        if not len(idx):
+            return
     ids = pte[idx]
-    small = m.folios.nr[ids] == 1
-    for i in idx[~small]:                            # large folios: one page at a time
-        _wp_large(m, vma, int(i))
-    idx, ids = idx[small], ids[small]
-    reuse = m.folios.mapcount[ids] == 1              # wp_can_reuse_anon_folio()
+    if folios.large:
+        small = folios.nr[ids] == 1
+        for i in idx[~small]:                        # large folios: one page at a time
+            _wp_large(m, vma, int(i))
+        idx, ids = idx[small], ids[small]
+    reuse = folios.mapcount[ids] == 1                # wp_can_reuse_anon_folio()
     if reuse.any():
         m.policy.move_anon_rmap(m, vma, ids[reuse])
         flags[idx[reuse]] |= _WX
-    copy = idx[~reuse]
-    if len(copy):
-        wp_page_copy(m, vma, copy)
+        idx = idx[~reuse]
+    if len(idx):
+        wp_page_copy(m, vma, idx)
 
 
 def _wp_large(m: Machine, vma: VMA, i: int) -> None:

@@ -14,7 +14,7 @@ MAP_ANON_VMA, MAP_VMA = 0, 1     # what `mapping` points at (FOLIO_MAPPING_ANON 
 
 class FolioTable:
     """Columns of all anonymous folios; rows are folio ids."""
-    __slots__ = ("mapping", "mkind", "index", "nr", "mapcount", "free", "nfree", "live")
+    __slots__ = ("mapping", "mkind", "index", "nr", "mapcount", "free", "nfree", "live", "large")
 
     def __init__(self, capacity: int = 1024) -> None:
         self.mapping = np.full(capacity, -1, np.int64)
@@ -25,6 +25,7 @@ class FolioTable:
         self.free = np.arange(capacity - 1, -1, -1, dtype=np.int32)   # a stack of free rows
         self.nfree = capacity
         self.live = 0
+        self.large = 0            # live folios with nr > 1 (0: every id maps one page once)
 
     def _grow(self, need: int) -> None:
         old = len(self.mapping)
@@ -53,20 +54,29 @@ class FolioTable:
         self.nr[ids] = nr
         self.mapcount[ids] = nr
         self.live += n
+        if nr > 1:
+            self.large += n
         return ids
 
     def get(self, ids: np.ndarray) -> None:
         """One more mapping of each id (duplicates count once each)."""
-        np.add.at(self.mapcount, ids, 1)
+        if self.large:
+            np.add.at(self.mapcount, ids, 1)
+        else:                     # only small folios: page-table entries hold distinct ids
+            self.mapcount[ids] += 1
 
     def put(self, ids: np.ndarray) -> int:
         """One mapping fewer of each id; frees folios whose mapcount reaches 0. -> folios freed."""
         if len(ids) == 0:
             return 0
-        np.subtract.at(self.mapcount, ids, 1)
-        uniq = np.unique(ids)
-        dead = uniq[self.mapcount[uniq] == 0]
+        if self.large:
+            np.subtract.at(self.mapcount, ids, 1)
+            ids = np.unique(ids)
+        else:
+            self.mapcount[ids] -= 1
+        dead = ids[self.mapcount[ids] == 0]
         if len(dead):
+            self.large -= int(np.count_nonzero(self.nr[dead] > 1)) if self.large else 0
             self.mapping[dead] = -1
             self.nr[dead] = 0
             self.free[self.nfree:self.nfree + len(dead)] = dead

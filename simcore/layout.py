@@ -26,9 +26,22 @@ ARENA_LIMIT = 0x7F0000000000 >> 12  # below the usual mmap base of a 47-bit addr
 
 @dataclass(slots=True)
 class Region:
-    """A named range of pages; ``prot[i]`` is page i's protection or UNMAPPED."""
+    """A named range of pages; ``prot[i]`` is page i's protection or UNMAPPED.
+
+    ``uniform`` caches the one protection of a fully mapped region (None: mixed or
+    not known); every writer of ``prot`` resets it.
+    """
     start: int
     prot: np.ndarray
+    uniform: int | None = None
+
+    def same(self) -> int | None:
+        """The protection shared by every page, or None."""
+        if self.uniform is None:
+            first = int(self.prot[0])
+            if first != UNMAPPED and (self.prot == first).all():
+                self.uniform = first
+        return self.uniform
 
     @property
     def extent(self) -> int:
@@ -85,7 +98,7 @@ class Layout:
         if first >= region.extent or count <= 0 or first + count > region.extent:
             raise TraceError(op.line, f"range first={first} count={op.count} is outside region "
                                       f"{op.region!r} ({region.extent} pages)")
-        if mapped and (region.prot[first:first + count] == UNMAPPED).any():
+        if mapped and region.same() is None and (region.prot[first:first + count] == UNMAPPED).any():
             raise TraceError(op.line, f"range first={first} count={count} of region "
                                       f"{op.region!r} covers unmapped pages")
         return first, count
@@ -129,17 +142,22 @@ class Layout:
         """A ranged op over mapped pages (touch also checks permissions)."""
         region = self._region(op, op.region)
         first, count = self._range(op, region, mapped=not isinstance(op, Rmap))
-        prot = region.prot[first:first + count]
         if isinstance(op, Touch):
             need = PROT_WRITE if op.write else PROT_READ
-            if ((prot & need) == 0).any():
+            same = region.same()
+            if ((same & need) == 0) if same is not None else \
+                    ((region.prot[first:first + count] & need) == 0).any():
                 what = "write to pages that are not writable" if op.write else \
                     "read of pages that are not readable"
                 raise TraceError(op.line, f"touch: {what} in region {op.region!r}")
         elif isinstance(op, Mprotect):
+            prot = region.prot[first:first + count]
             prot[:] = (prot & DONTCOPY) | PROT[op.prot]
+            region.uniform = None
         elif isinstance(op, Madvise) and op.advice in ("dontfork", "dofork"):
+            prot = region.prot[first:first + count]
             prot[:] = prot | DONTCOPY if op.advice == "dontfork" else prot & ~DONTCOPY
+            region.uniform = None
         return Span(region.start + first, count)
 
     def peek(self, op: MremapMove | MremapResize) -> Span:
@@ -157,6 +175,7 @@ class Layout:
         region = self._region(op, op.region)
         first, count = self._range(op, region, mapped=False)
         region.prot[first:first + count] = UNMAPPED
+        region.uniform = None
         self._drop_if_empty(regions, op.region)
         return Span(region.start + first, count)
 
@@ -173,6 +192,7 @@ class Layout:
             region.prot = np.concatenate([region.prot, grown])
         else:
             region.prot = region.prot[:op.pages].copy()
+        region.uniform = None
         return old, op.pages
 
     def mremap_move(self, op: MremapMove) -> tuple[Span, int]:
@@ -184,6 +204,7 @@ class Layout:
         dest = self._place(op, regions, op.after, count)
         moved = region.prot[first:first + count].copy()
         region.prot[first:first + count] = UNMAPPED
+        region.uniform = None
         regions[op.to] = Region(dest, moved)
         self._drop_if_empty(regions, op.region)
         return Span(region.start + first, count), dest
@@ -194,6 +215,10 @@ class Layout:
             raise TraceError(op.line, f"fork: child pid {op.child} is already used")
         child = {}
         for name, r in regions.items():
+            same = r.same()
+            if same is not None and not same & DONTCOPY:
+                child[name] = Region(r.start, r.prot.copy(), same)
+                continue
             prot = np.where(r.prot & DONTCOPY, UNMAPPED, r.prot).astype(np.int8)
             if (prot != UNMAPPED).any():
                 child[name] = Region(r.start, prot)

@@ -64,7 +64,10 @@ def copy_page_range(m: Machine, dst: VMA, src: VMA) -> None:
     if src.pte is None:
         return
     anon = src.pte >= 0
-    if anon.any():
+    if anon.all():
+        m.folios.get(src.pte)
+        src.ptef &= ~np.uint8(F_WRITE | F_EXCL)
+    elif anon.any():
         m.folios.get(src.pte[anon])
         src.ptef[anon] &= ~np.uint8(F_WRITE | F_EXCL)
     dst.pte = src.pte.copy()
