@@ -58,6 +58,7 @@ def anon_vma_free(m: Machine, av: AnonVMA) -> None:
     """anon_vma_free()."""
     assert not av.tree and av.refcount == 0, f"freeing busy {av!r}"
     av.freed = True
+    av.root = av.parent = None       # break the self-references: plain refcounting frees it
     del m.anon_vmas[av.id]
     m.slab.free(ANON_VMA)
 

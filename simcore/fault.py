@@ -85,12 +85,12 @@ def _fault_ptes(m: Machine, vma: VMA, lo: int, hi: int, write: bool) -> None:
         if none.any():
             pte[none] = PTE_ZERO if vma.vm_file is None else PTE_FILE
         return
-    new = np.flatnonzero(pte < 0)          # none, zero page or page cache: a new anon folio
+    new = (pte < 0).nonzero()[0]          # none, zero page or page cache: a new anon folio
     if len(new):
         mapping, mkind = m.policy.anon_fault(m, vma)
         pte[new] = m.folios.alloc(mapping, mkind, vma.vm_pgoff + lo + new)
         flags[new] = _WX
-    ro = np.flatnonzero((flags & F_WRITE) == 0)
+    ro = ((flags & F_WRITE) == 0).nonzero()[0]
     if len(ro):
         do_wp_page(m, vma, lo + ro)
 
@@ -131,10 +131,10 @@ def _wp_large(m: Machine, vma: VMA, i: int) -> None:
 def wp_page_copy(m: Machine, vma: VMA, idx: np.ndarray) -> None:
     """wp_page_copy(): anon_vma_prepare(), a new exclusive folio per page, old mapping dropped."""
     mapping, mkind = m.policy.anon_fault(m, vma)
-    old = vma.pte[idx].copy()
+    old = vma.pte[idx]                               # fancy indexing: already a copy
     vma.pte[idx] = m.folios.alloc(mapping, mkind, vma.vm_pgoff + idx)
     vma.ptef[idx] = _WX
-    m.folios.put(old[old >= 0])
+    m.folios.put(old)
 
 
 def populate_vma_page_range(m: Machine, vma: VMA, lo: int, hi: int) -> None:

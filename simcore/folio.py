@@ -13,8 +13,12 @@ MAP_ANON_VMA, MAP_VMA = 0, 1     # what `mapping` points at (FOLIO_MAPPING_ANON 
 
 
 class FolioTable:
-    """Columns of all anonymous folios; rows are folio ids."""
-    __slots__ = ("mapping", "mkind", "index", "nr", "mapcount", "free", "nfree", "live", "large")
+    """Columns of all anonymous folios; rows are folio ids.
+
+    Rows below ``top`` have been used; freed ones wait on the ``free`` stack.
+    """
+    __slots__ = ("mapping", "mkind", "index", "nr", "mapcount", "free", "nfree", "top", "live",
+                 "large")
 
     def __init__(self, capacity: int = 1024) -> None:
         self.mapping = np.full(capacity, -1, np.int64)
@@ -22,8 +26,9 @@ class FolioTable:
         self.index = np.zeros(capacity, np.int64)
         self.nr = np.zeros(capacity, np.int32)
         self.mapcount = np.zeros(capacity, np.int32)
-        self.free = np.arange(capacity - 1, -1, -1, dtype=np.int32)   # a stack of free rows
-        self.nfree = capacity
+        self.free = np.empty(capacity, np.int32)     # a stack of freed rows
+        self.nfree = 0
+        self.top = 0
         self.live = 0
         self.large = 0            # live folios with nr > 1 (0: every id maps one page once)
 
@@ -37,22 +42,30 @@ class FolioTable:
             setattr(self, name, grown)
         free = np.empty(new, np.int32)
         free[:self.nfree] = self.free[:self.nfree]
-        free[self.nfree:self.nfree + new - old] = np.arange(new - 1, old - 1, -1, dtype=np.int32)
         self.free = free
-        self.nfree += new - old
 
     def alloc(self, mapping: int, mkind: int, index: np.ndarray, nr: int = 1) -> np.ndarray:
         """folio_alloc() + folio_add_new_anon_rmap(): len(index) folios, each mapped once per page."""
         n = len(index)
-        if n > self.nfree:
-            self._grow(n - self.nfree)
-        ids = self.free[self.nfree - n:self.nfree][::-1].copy()
-        self.nfree -= n
-        self.mapping[ids] = mapping
-        self.mkind[ids] = mkind
-        self.index[ids] = index
-        self.nr[ids] = nr
-        self.mapcount[ids] = nr
+        take = min(n, self.nfree)
+        fresh = n - take
+        if self.top + fresh > len(self.mapping):
+            self._grow(self.top + fresh - len(self.mapping))
+        new = np.arange(self.top, self.top + fresh, dtype=np.int32)
+        if take == 0:                     # only fresh rows: slices are cheaper than fancy indexing
+            ids, rows = new, slice(self.top, self.top + fresh)
+        else:
+            ids = self.free[self.nfree - take:self.nfree].copy()
+            self.nfree -= take
+            if fresh:
+                ids = np.concatenate([ids, new])
+            rows = ids
+        self.top += fresh
+        self.mapping[rows] = mapping
+        self.mkind[rows] = mkind
+        self.index[rows] = index
+        self.nr[rows] = nr
+        self.mapcount[rows] = nr
         self.live += n
         if nr > 1:
             self.large += n

@@ -1,6 +1,7 @@
 """The `sweep` command line (typer).  Heavy modules are imported inside commands."""
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from pathlib import Path
@@ -40,6 +41,8 @@ def simulate_file(path: Path, policy: str = "eager", check: bool = False,
     from simcore.policy import make_policy
 
     m = Machine(make_policy(policy, **(variant or {})), check=check)
+    gc_was_on = gc.isenabled()
+    gc.disable()      # the model frees its objects by refcount; cyclic GC passes only cost time
     try:
         with path.open() as fh:
             m.run(trace.parse_lines(fh, str(path)))
@@ -49,6 +52,9 @@ def simulate_file(path: Path, policy: str = "eager", check: bool = False,
         if exc.source:
             raise
         raise trace.TraceError(exc.lineno, exc.msg, str(path)) from None
+    finally:
+        if gc_was_on:
+            gc.enable()
     out = m.counts()
     for walk, cost in sorted(m.walk_costs.items()):
         out.update(cost.as_dict(prefix=f"rmap_{walk}_"))
