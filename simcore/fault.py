@@ -85,10 +85,16 @@ def _fault_ptes(m: Machine, vma: VMA, lo: int, hi: int, write: bool) -> None:
         if none.any():
             pte[none] = PTE_ZERO if vma.vm_file is None else PTE_FILE
         return
+    folios = m.folios
+    if not folios.large and pte.min() >= 0 and not (flags & (F_WRITE | F_EXCL)).any():
+        # every page is a shared COW page (after fork): copy those still mapped elsewhere
+        if (folios.mapcount[pte] > 1).all():
+            wp_page_copy(m, vma, np.arange(lo, hi))
+            return
     new = (pte < 0).nonzero()[0]          # none, zero page or page cache: a new anon folio
     if len(new):
         mapping, mkind = m.policy.anon_fault(m, vma)
-        pte[new] = m.folios.alloc(mapping, mkind, vma.vm_pgoff + lo + new)
+        pte[new] = folios.alloc(mapping, mkind, vma.vm_pgoff + lo + new)
         flags[new] = _WX
     ro = ((flags & F_WRITE) == 0).nonzero()[0]
     if len(ro):

@@ -63,11 +63,10 @@ def copy_page_range(m: Machine, dst: VMA, src: VMA) -> None:
             dst_mm.pt_pmds.add(pmd)
     if src.pte is None:
         return
-    anon = src.pte >= 0
-    if anon.all():
+    if src.pte.min() >= 0:                          # every entry is an anon folio
         m.folios.get(src.pte)
         src.ptef &= ~np.uint8(F_WRITE | F_EXCL)
-    elif anon.any():
+    elif (anon := src.pte >= 0).any():
         m.folios.get(src.pte[anon])
         src.ptef[anon] &= ~np.uint8(F_WRITE | F_EXCL)
     dst.pte = src.pte.copy()
