@@ -22,8 +22,10 @@ def check_machine(m: Machine) -> None:
     _check_chains(m, vmas)
     _check_anon_vmas(m, vmas)
     _check_folios(m, vmas)
-    assert m.slab.live[VMA_CACHE] == len(vmas), \
-        f"slab VMAs {m.slab.live[VMA_CACHE]} != VMAs in mms {len(vmas)}"
+    pinned = m.policy.pinned_vmas()
+    assert m.slab.live[VMA_CACHE] == len(vmas) + pinned, \
+        f"slab VMAs {m.slab.live[VMA_CACHE]} != VMAs in mms {len(vmas)} + pinned {pinned}"
+    check_rmap_complete(m, vmas)
 
 
 def _check_mm_structure(m: Machine) -> None:
@@ -44,7 +46,7 @@ def _check_chains(m: Machine, vmas: list) -> None:
         navc += len(v.chain)
         avs = [c.anon_vma for c in v.chain]
         # I1: anon_vma set <=> chain non-empty, and anon_vma is on the chain
-        assert (v.anon_vma is None) == (not v.chain), f"I1: {v} anon_vma/chain mismatch"
+        assert m.policy.has_own_anon_vma_or_none(v), f"I1: {v} anon_vma/chain mismatch"
         if v.anon_vma is not None and v.chain:
             assert v.anon_vma in avs, f"I1: {v}'s anon_vma is not on its chain"
         for c in v.chain:
@@ -106,10 +108,9 @@ def _check_folios(m: Machine, vmas: list) -> None:
         lin = v.vm_pgoff + present
         assert ((f.index[ids] <= lin) & (lin < f.index[ids] + f.nr[ids])).all(), \
             f"{v}: folio index does not match linear_page_index"
-        assert (f.mkind[ids] == MAP_ANON_VMA).all(), f"{v} maps folios without an anon_vma"
-        mine = {c.anon_vma.id for c in v.chain}
-        targets = set(np.unique(f.mapping[ids]).tolist())
-        assert targets <= mine, f"I5: {v} maps folios of anon_vmas {targets - mine} it has no AVC to"
+        anon = ids[f.mkind[ids] == MAP_ANON_VMA]
+        dead = [int(a) for a in np.unique(f.mapping[anon]) if int(a) not in m.anon_vmas]
+        assert not dead, f"I5: {v} maps folios of freed anon_vmas {dead}"
     live = f.nr > 0
     assert (f.mapcount[live] == counted[live]).all(), "folio mapcount != page-table entries"
     assert int(live.sum()) == f.live, "folio live count"
@@ -121,3 +122,30 @@ def check_no_leaks(m: Machine) -> None:
     assert not any(left.values()), f"leak after all exits: {left}"
     assert not m.anon_vmas, "leak: anon_vmas remain"
     assert m.folios.live == 0, f"leak: {m.folios.live} folios remain"
+
+
+def check_rmap_complete(m: Machine, vmas: list) -> None:
+    """The oracle: rmap_walk(folio) finds every (pid, page) that maps the folio.
+
+    A miss is a kernel bug (a page that reclaim or migration cannot unmap).  The walks'
+    precision (mappings found / VMAs visited) accumulates in ``m.oracle``.
+    """
+    from .rmap import WalkCost, rmap_walk
+
+    where: dict[int, list[tuple[int, int]]] = {}
+    for v in vmas:
+        if v.pte is None:
+            continue
+        present = np.flatnonzero(v.pte >= 0)
+        for i, fid in zip(present.tolist(), v.pte[present].tolist()):
+            where.setdefault(fid, []).append((v.mm.pid, v.vm_start + i))
+    cost = WalkCost()
+    for fid, maps in where.items():
+        found = set(rmap_walk(m, fid, cost))
+        missing = [pm for pm in maps if pm not in found]
+        assert not missing, (f"rmap incomplete: folio {fid} (mapping {int(m.folios.mapping[fid])}, "
+                             f"kind {int(m.folios.mkind[fid])}) is mapped at {missing} "
+                             f"but the walk finds {sorted(found)}")
+    m.oracle["walks"] = m.oracle.get("walks", 0) + cost.walks
+    m.oracle["vmas_visited"] = m.oracle.get("vmas_visited", 0) + cost.vmas_visited
+    m.oracle["vmas_not_mapping"] = m.oracle.get("vmas_not_mapping", 0) + cost.vmas_not_mapping

@@ -50,12 +50,12 @@ def _fault_thp_range(m: Machine, vma: VMA, lo: int, hi: int, write: bool) -> Non
 def do_huge_pmd_anonymous_page(m: Machine, vma: VMA, blk: slice, write: bool) -> None:
     """do_huge_pmd_anonymous_page(): vmf_anon_prepare() first, even for a read fault;
     a read maps the huge zero page, a write a new PMD-sized folio."""
-    mapping, mkind = m.policy.anon_fault(m, vma)
     if write:
-        fid = m.folios.alloc(mapping, mkind, np.array([vma.vm_pgoff + blk.start]), nr=m.pmd_pages)
+        fid = new_anon_folios(m, vma, np.array([vma.vm_pgoff + blk.start]), nr=m.pmd_pages)
         vma.pte[blk] = fid[0]
         vma.ptef[blk] = F_WRITE | F_EXCL | F_HUGE
     else:
+        m.policy.anon_fault(m, vma)
         vma.pte[blk] = PTE_ZERO
         vma.ptef[blk] = F_HUGE
 
@@ -93,8 +93,7 @@ def _fault_ptes(m: Machine, vma: VMA, lo: int, hi: int, write: bool) -> None:
             return
     new = (pte < 0).nonzero()[0]          # none, zero page or page cache: a new anon folio
     if len(new):
-        mapping, mkind = m.policy.anon_fault(m, vma)
-        pte[new] = folios.alloc(mapping, mkind, vma.vm_pgoff + lo + new)
+        pte[new] = new_anon_folios(m, vma, vma.vm_pgoff + lo + new)
         flags[new] = _WX
     ro = ((flags & F_WRITE) == 0).nonzero()[0]
     if len(ro):
@@ -136,11 +135,18 @@ def _wp_large(m: Machine, vma: VMA, i: int) -> None:
 
 def wp_page_copy(m: Machine, vma: VMA, idx: np.ndarray) -> None:
     """wp_page_copy(): anon_vma_prepare(), a new exclusive folio per page, old mapping dropped."""
-    mapping, mkind = m.policy.anon_fault(m, vma)
     old = vma.pte[idx]                               # fancy indexing: already a copy
-    vma.pte[idx] = m.folios.alloc(mapping, mkind, vma.vm_pgoff + idx)
+    vma.pte[idx] = new_anon_folios(m, vma, vma.vm_pgoff + idx)
     vma.ptef[idx] = _WX
     m.folios.put(old)
+
+
+def new_anon_folios(m: Machine, vma: VMA, index: np.ndarray, nr: int = 1) -> np.ndarray:
+    """vmf_anon_prepare() + folio_add_new_anon_rmap() for folios at `index` in vma."""
+    mapping, mkind = m.policy.anon_fault(m, vma)
+    ids = m.folios.alloc(mapping, mkind, index, nr)
+    m.policy.folios_added(m, vma, mkind, len(ids))
+    return ids
 
 
 def populate_vma_page_range(m: Machine, vma: VMA, lo: int, hi: int) -> None:

@@ -18,7 +18,7 @@ class FolioTable:
     Rows below ``top`` have been used; freed ones wait on the ``free`` stack.
     """
     __slots__ = ("mapping", "mkind", "index", "nr", "mapcount", "free", "nfree", "top", "live",
-                 "large")
+                 "large", "on_free")
 
     def __init__(self, capacity: int = 1024) -> None:
         self.mapping = np.full(capacity, -1, np.int64)
@@ -31,6 +31,7 @@ class FolioTable:
         self.top = 0
         self.live = 0
         self.large = 0            # live folios with nr > 1 (0: every id maps one page once)
+        self.on_free = None       # called with the ids of folios about to be freed
 
     def _grow(self, need: int) -> None:
         old = len(self.mapping)
@@ -89,6 +90,8 @@ class FolioTable:
             self.mapcount[ids] -= 1
         dead = ids[self.mapcount[ids] == 0]
         if len(dead):
+            if self.on_free is not None:
+                self.on_free(dead)
             self.large -= int(np.count_nonzero(self.nr[dead] > 1)) if self.large else 0
             self.mapping[dead] = -1
             self.nr[dead] = 0

@@ -55,6 +55,9 @@ class Machine:
         self._next_id = 0
         self.observers: list[Callable[[Machine, T.Op], None]] = []
         self.walk_costs: dict = {}
+        self.oracle: dict[str, int] = {}          # checked mode: rmap completeness/precision
+        if self.policy.tracks_frees:
+            self.folios.on_free = lambda ids: self.policy.folios_freed(self, ids)
 
     def new_id(self) -> int:
         self._next_id += 1
@@ -81,6 +84,7 @@ class Machine:
 
     def counts(self) -> dict[str, int]:
         out = self.slab.counts()
+        out.update(self.policy.stats())
         out["processes"] = len(self.layout.alive())
         out["folios"] = int(self.folios.live)
         return out
@@ -191,7 +195,7 @@ class Machine:
             if new & VM_WRITE:
                 if not old & (VM_ACCOUNT | VM_WRITE | VM_SHARED):
                     new |= VM_ACCOUNT
-            elif old & VM_ACCOUNT and vma.is_anonymous() and vma.anon_vma is None:
+            elif old & VM_ACCOUNT and vma.is_anonymous() and not self.policy.vma_has_anon(vma):
                 new &= ~VM_ACCOUNT
             return new
 
@@ -219,7 +223,8 @@ class Machine:
             else:
                 eligible = lambda v: True
             self._modify_flags(mm, start, end,
-                               lambda v: (v.vm_flags | set_) & ~clear if eligible(v) else v.vm_flags)
+                               lambda v: (v.vm_flags | set_) & ~clear if eligible(v) else v.vm_flags,
+                               lambda v, a, b, old: self.policy.madvise(self, v, advice))
             return
         if advice in ("dontneed", "pageout", "cold") and any(v.vm_flags & VM_LOCKED for v in vmas):
             raise TraceError(op.line, f"madvise {advice} on mlocked memory (EINVAL)")
@@ -229,6 +234,9 @@ class Machine:
                 split_huge_at(self, mm, b)
                 zap_pte_range(self, vma, a - vma.vm_start, b - vma.vm_start)
             reclaim_empty_pt(self, mm, start, end)
+        elif advice == "collapse":
+            for vma, _, _ in self._each_vma(mm, start, end):
+                self.policy.madvise(self, vma, advice)
         # pageout, cold, collapse: no rmap object changes (R22); folios stay as they are
 
     def op_mlock(self, op: T.Mlock) -> None:
@@ -289,12 +297,13 @@ class Machine:
             p = self.pmd_pages
             if any(pmd in mm.pt_pmds for pmd in pmd_range(old, old + count, p)):
                 mm.pt_pmds.update(pmd_range(new, new + count, p))
+            self.policy.pages_moved(self, new_vma, "mremap")
         self.do_munmap(mm, old, old + count)
 
     def copy_vma(self, vma: VMA, addr: int, count: int, pgoff: int) -> VMA:
         """copy_vma(): merge the new range with a neighbour, or a copy of vma with a cloned chain."""
         mm = vma.mm
-        if vma.is_anonymous() and vma.anon_vma is None:
+        if vma.is_anonymous() and not self.policy.vma_has_anon(vma):
             pgoff = addr                                   # unfaulted anon: pgoff follows address
         merged = vma_merge_new_range(self, mm, addr, addr + count, pgoff, vma.vm_flags,
                                      vma.vm_file, anon_vma=vma.anon_vma, copied_from=vma)

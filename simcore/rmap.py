@@ -44,7 +44,7 @@ def rmap_walk(m: Machine, fid: int, cost: WalkCost | None = None) -> list[tuple[
     if cost is not None:
         cost.walks += 1
     if f.mkind[fid] != MAP_ANON_VMA:
-        raise ValueError(f"folio {fid} has no anon_vma to walk")
+        return m.policy.rmap_walk_vma(m, fid, cost)
     av = m.anon_vmas[int(f.mapping[fid])]
     if cost is not None:
         cost.root_lock_read += 1                         # anon_vma_lock_read(root)
@@ -76,4 +76,5 @@ def rmap_range(m: Machine, mm: MM, start: int, end: int, walk: str) -> None:
         for fid in np.unique(ids[ids >= 0]).tolist():
             if fid not in seen:
                 seen.add(fid)
+                m.policy.before_walk(m, fid, walk)
                 rmap_walk(m, fid, cost)

@@ -265,6 +265,8 @@ def split_vma(m: Machine, vma: VMA, addr: int, new_below: bool) -> VMA:
     if new_below:
         mm.reindex(vma)
     mm.insert(new)
+    m.policy.pages_moved(m, new, "split")
+    m.policy.pages_moved(m, vma, "split")
     return new
 
 
@@ -295,6 +297,7 @@ def vma_merge_existing_range(m: Machine, vma: VMA, start: int, end: int,
         _fix_len(prev)
         remove_vma_from_mm(m, vma)
         remove_vma_from_mm(m, nxt)
+        m.policy.pages_moved(m, prev, "merge")
         return prev
     if merge_left:
         dup_anon_vma(m, prev, vma)
@@ -311,6 +314,7 @@ def vma_merge_existing_range(m: Machine, vma: VMA, start: int, end: int,
             vma.vm_pgoff += moved
             vma.vm_start = end
             mm.reindex(vma)
+        m.policy.pages_moved(m, prev, "merge")
         return prev
     # merge_right: next extends down over [start, end)
     dup_anon_vma(m, nxt, vma)
@@ -327,6 +331,7 @@ def vma_merge_existing_range(m: Machine, vma: VMA, start: int, end: int,
         pt_set(vma, [(start - vma.vm_start, pt_take(vma, 0, start - vma.vm_start))])
         vma.vm_end = start
     mm.reindex(nxt)
+    m.policy.pages_moved(m, nxt, "merge")
     return nxt
 
 
@@ -373,6 +378,7 @@ def vma_merge_new_range(m: Machine, mm: MM, start: int, end: int, pgoff: int, fl
         _fix_len(target)
         if merge_right:
             remove_vma_from_mm(m, nxt)
+            m.policy.pages_moved(m, target, "merge")
         return target
     target = nxt
     if copied_from is not None:

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from .base import Policy
 from .eager import Eager
+from .lazy import Lazy
 
-POLICIES: dict[str, type[Policy]] = {"eager": Eager}
+POLICIES: dict[str, type[Policy]] = {"eager": Eager, "lazy": Lazy}
 
 
 def make_policy(name: str, **variant: object) -> Policy:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 class Policy(ABC):
     """Hooks called by the machine; see Eager for the mainline meaning of each."""
     name = "base"
+    tracks_frees = False          # True: folios_freed() is called before folios are freed
 
     def __init__(self, **variant: object) -> None:
         if variant:
@@ -63,3 +64,39 @@ class Policy(ABC):
     @abstractmethod
     def vma_freed(self, m: Machine, vma: VMA) -> None:
         """vm_area_free(): the policy may keep the object alive (pinned VMAs)."""
+
+    # hooks with a mainline meaning of "nothing to do"
+    def pages_moved(self, m: Machine, vma: VMA, why: str) -> None:
+        """Page-table entries of other VMAs now live in vma (why: split, merge or mremap)."""
+
+    def madvise(self, m: Machine, vma: VMA, advice: str) -> None:
+        """After madvise(advice) set vma's flags (KSM, collapse)."""
+
+    def before_walk(self, m: Machine, fid: int, walk: str) -> None:
+        """Before an rmap walk of kind `walk` (reclaim, migrate, idle, ksm) of folio fid."""
+
+    def rmap_walk_vma(self, m: Machine, fid: int, cost: object) -> list[tuple[int, int]]:
+        """Walk a folio whose mapping is a VMA (a lazy design); mainline has none."""
+        raise ValueError(f"policy {self.name!r} has no VMA-mapped folios (folio {fid})")
+
+    def folios_added(self, m: Machine, vma: VMA, mkind: int, n: int) -> None:
+        """n new folios of vma got the mapping anon_fault() returned."""
+
+    def folios_freed(self, m: Machine, ids: np.ndarray) -> None:
+        """Folios ids are about to be freed."""
+
+    def vma_has_anon(self, vma: VMA) -> bool:
+        """What `vma->anon_vma != NULL` means to the rest of mm: the VMA has faulted."""
+        return vma.anon_vma is not None
+
+    def pinned_vmas(self) -> int:
+        """vm_area_structs alive outside every mm (pinned by folios)."""
+        return 0
+
+    def has_own_anon_vma_or_none(self, vma: VMA) -> bool:
+        """I1 for this design: a VMA with AVCs has its own anon_vma."""
+        return (vma.anon_vma is None) == (not vma.chain)
+
+    def stats(self) -> dict[str, int]:
+        """Policy-specific counters reported with the results."""
+        return {}

@@ -1,0 +1,329 @@
+"""ANON_VMA_LAZY (2026 series, NAKed): defer anon_vma/AVC until fork needs them.
+
+What the series states (patches 05, 06, 10 and the cover letter):
+- first anon fault: no anon_vma, no AVC; ``folio->mapping`` points at the VMA, which
+  carries a reference count (a VMA pinned by folios outlives its unmapping);
+- fork: the parent's lazy VMAs are first upgraded to a regular anon_vma (+1 AV, +1 AVC,
+  every folio re-pointed); the child's inherited VMAs are ANON_VMA_TREE_PARENT: linked
+  into the parent's tree (the chain clone) without an anon_vma of their own;
+- VMAs created after a fork stay lazy until their process forks.
+
+Everything else is a reconstruction, selected by the variant knobs below and described
+in docs/lazy-model.md.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .. import anon_vma as av
+from ..folio import MAP_ANON_VMA, MAP_VMA
+from ..slab import VMA as VMA_CACHE
+from .eager import Eager
+
+if TYPE_CHECKING:
+    from ..anon_vma import AnonVMA
+    from ..machine import Machine
+    from ..rmap import WalkCost
+    from ..vma import VMA, MergeReq
+
+# knob -> (allowed values, default)
+VARIANTS: dict[str, tuple[tuple[str, ...], str]] = {
+    "child_cow": (("parent", "own", "vma"), "parent"),
+    "split": (("keep", "repoint", "upgrade"), "keep"),
+    "merge": (("repoint", "keep", "upgrade", "refuse"), "repoint"),
+    "mremap": (("repoint", "keep", "upgrade"), "repoint"),
+    "ksm": (("upgrade", "none"), "upgrade"),
+    "collapse": (("none", "upgrade"), "none"),
+    "migrate": (("none", "upgrade"), "none"),
+}
+
+
+class LazyRoot:
+    """vma.priv of a faulted ANON_VMA_LAZY VMA: the tagged vma->anon_vma, shared by the
+    pieces a split makes (vm_area_dup copies it).  The first piece to upgrade records its
+    anon_vma here and the others join it, as the pieces of a split eager VMA share one."""
+    __slots__ = ("anon_vma",)
+
+    def __init__(self) -> None:
+        self.anon_vma: AnonVMA | None = None
+
+
+class TreeParent:
+    """vma.priv of an ANON_VMA_TREE_PARENT VMA: the anon_vma of the parent VMA at fork.
+
+    Shared by the pieces a split makes; ``own`` is the anon_vma the first piece to
+    upgrade got, which the others join (eager's pieces share the child's anon_vma)."""
+    __slots__ = ("tree", "own")
+
+    def __init__(self, tree: AnonVMA) -> None:
+        self.tree = tree
+        self.own: AnonVMA | None = None
+
+
+class Lazy(Eager):
+    """ANON_VMA_LAZY with documented variants for what the series leaves open."""
+    name = "lazy"
+    tracks_frees = True
+
+    def __init__(self, **variant: object) -> None:
+        self.variant = {}
+        for key, value in variant.items():
+            if key not in VARIANTS:
+                raise ValueError(f"unknown lazy variant knob {key!r} "
+                                 f"(known: {', '.join(sorted(VARIANTS))})")
+            if value not in VARIANTS[key][0]:
+                raise ValueError(f"lazy variant {key}={value!r} is not one of "
+                                 f"{', '.join(VARIANTS[key][0])}")
+        for key, (_, default) in VARIANTS.items():
+            self.variant[key] = str(variant.get(key, default))
+        self.targets: dict[int, VMA] = {}        # VMA id -> VMA, for VMA-mapped folios
+        self.pins: dict[int, int] = {}           # VMA id -> live folios whose mapping is it
+        self.detached: dict[int, VMA] = {}       # unmapped VMAs kept alive by pins
+        self.counters = {"lazy_upgrades": 0, "lazy_upgrade_folios": 0, "lazy_upgrade_ptes": 0,
+                         "lazy_repointed_folios": 0}
+
+    # ---- folio targets --------------------------------------------------
+    def _pin(self, vma: VMA, n: int) -> None:
+        self.targets[vma.id] = vma
+        self.pins[vma.id] = self.pins.get(vma.id, 0) + n
+
+    def _unpin(self, m: Machine, ident: int, n: int) -> None:
+        left = self.pins[ident] - n
+        if left:
+            self.pins[ident] = left
+            return
+        del self.pins[ident]
+        del self.targets[ident]
+        if ident in self.detached:                   # vma_put(): last reference
+            del self.detached[ident]
+            m.slab.free(VMA_CACHE)
+
+    def folios_freed(self, m: Machine, ids: np.ndarray) -> None:
+        lazy = ids[m.folios.mkind[ids] == MAP_VMA]
+        if len(lazy):
+            targets, counts = np.unique(m.folios.mapping[lazy], return_counts=True)
+            for ident, n in zip(targets.tolist(), counts.tolist()):
+                self._unpin(m, ident, n)
+
+    def _repoint(self, m: Machine, ids: np.ndarray, mapping: int, mkind: int,
+                 target: VMA | None = None) -> None:
+        """Point folios ids at a new target (an anon_vma id, or the VMA `target`)."""
+        f = m.folios
+        if mkind == MAP_VMA:
+            self._pin(target, len(ids))               # pin first: the old pin may be the same VMA
+        old = f.mapping[ids[f.mkind[ids] == MAP_VMA]]
+        f.move_anon_rmap(ids, mapping, mkind)
+        if len(old):
+            targets, counts = np.unique(old, return_counts=True)
+            for ident, n in zip(targets.tolist(), counts.tolist()):
+                self._unpin(m, ident, n)
+
+    def folios_added(self, m: Machine, vma: VMA, mkind: int, n: int) -> None:
+        if mkind == MAP_VMA:
+            self._pin(vma, n)
+
+    def _present(self, m: Machine, vma: VMA) -> np.ndarray:
+        if vma.pte is None:
+            return np.empty(0, np.int32)
+        ids = vma.pte[vma.pte >= 0]
+        return np.unique(ids) if m.folios.large else ids
+
+    # ---- upgrade ----------------------------------------------------------
+    def upgrade(self, m: Machine, vma: VMA) -> None:
+        """Give vma a regular anon_vma and re-point every folio it maps that has none."""
+        if vma.anon_vma is None:
+            self.counters["lazy_upgrades"] += 1
+            root = vma.priv
+            if isinstance(root, TreeParent):          # anon_vma_fork()'s tail, deferred
+                self._own_anon_vma(m, vma)
+            elif isinstance(root, LazyRoot) and root.anon_vma is not None \
+                    and not root.anon_vma.freed:      # a sibling piece upgraded already
+                vma.priv = None
+                vma.anon_vma = root.anon_vma
+                av.anon_vma_chain_link(m, vma, root.anon_vma)
+                root.anon_vma.num_active_vmas += 1
+            else:
+                vma.priv = None
+                av.anon_vma_prepare(m, vma)
+                if isinstance(root, LazyRoot):
+                    root.anon_vma = vma.anon_vma
+        ids = self._present(m, vma)
+        self.counters["lazy_upgrade_ptes"] += 0 if vma.pte is None else vma.pages
+        lazy = ids[m.folios.mkind[ids] == MAP_VMA]
+        if len(lazy):
+            self.counters["lazy_upgrade_folios"] += len(lazy)
+            self._repoint(m, lazy, vma.anon_vma.id, MAP_ANON_VMA)
+
+    def _own_anon_vma(self, m: Machine, vma: VMA) -> None:
+        """anon_vma_fork()'s second half for a TREE_PARENT VMA, reuse rule included."""
+        tp = vma.priv
+        parent = tp.tree
+        vma.priv = None
+        if tp.own is not None and not tp.own.freed:    # a sibling piece upgraded already
+            vma.anon_vma = tp.own
+            tp.own.num_active_vmas += 1
+            if all(c.anon_vma is not tp.own for c in vma.chain):   # not a reused ancestor
+                av.anon_vma_chain_link(m, vma, tp.own)
+            return
+        for avc in vma.chain:                          # anon_vma_clone(): oldest first
+            idle = avc.anon_vma
+            if idle.num_children < 2 and idle.num_active_vmas == 0:
+                vma.anon_vma = tp.own = idle
+                idle.num_active_vmas += 1
+                return
+        new = av.anon_vma_alloc(m)
+        new.num_active_vmas += 1
+        new.root, new.parent = parent.root, parent
+        av.get_anon_vma(new.root)
+        parent.num_children += 1
+        vma.anon_vma = tp.own = new
+        av.anon_vma_chain_link(m, vma, new)
+
+    def _has_lazy_folios(self, m: Machine, vma: VMA) -> bool:
+        ids = self._present(m, vma)
+        return bool(len(ids)) and bool((m.folios.mkind[ids] == MAP_VMA).any())
+
+    # ---- faults -----------------------------------------------------------
+    def anon_fault(self, m: Machine, vma: VMA) -> tuple[int, int]:
+        if vma.anon_vma is not None:
+            return vma.anon_vma.id, MAP_ANON_VMA
+        if isinstance(vma.priv, TreeParent):
+            how = self.variant["child_cow"]
+            if how == "parent":
+                return vma.priv.tree.id, MAP_ANON_VMA
+            if how == "own":
+                self.upgrade(m, vma)
+                return vma.anon_vma.id, MAP_ANON_VMA
+        if vma.priv is None:
+            vma.priv = LazyRoot()
+        return vma.id, MAP_VMA                        # ANON_VMA_LAZY: the VMA itself
+
+    def move_anon_rmap(self, m: Machine, vma: VMA, folio_ids: np.ndarray) -> None:
+        if vma.anon_vma is not None:
+            self._repoint(m, folio_ids, vma.anon_vma.id, MAP_ANON_VMA)
+        elif isinstance(vma.priv, TreeParent) and self.variant["child_cow"] != "vma":
+            return                                     # stays in the parent's tree: complete
+        else:
+            self._repoint(m, folio_ids, vma.id, MAP_VMA, vma)
+
+    # ---- fork, split, merge, mremap ----------------------------------------------
+    def anon_vma_fork(self, m: Machine, child: VMA, parent: VMA) -> None:
+        if parent.anon_vma is None and not parent.chain and not self._has_lazy_folios(m, parent):
+            child.anon_vma = None
+            return
+        self.upgrade(m, parent)
+        child.anon_vma = None
+        child.chain = []
+        av.anon_vma_clone(m, child, parent)           # +L AVCs; reuse of an idle anon_vma
+        if child.anon_vma is None:
+            child.priv = TreeParent(parent.anon_vma)   # ANON_VMA_TREE_PARENT: no AV, no own AVC
+
+    def split(self, m: Machine, new: VMA, old: VMA) -> None:
+        av.anon_vma_clone(m, new, old)
+        new.priv = old.priv                           # vm_area_dup(): the tag is shared
+
+    def copy_vma(self, m: Machine, new: VMA, src: VMA) -> None:
+        self.split(m, new, src)
+
+    def dup_anon_vma(self, m: Machine, dst: VMA, src: VMA) -> None:
+        super().dup_anon_vma(m, dst, src)
+        if dst.anon_vma is not None:
+            dst.priv = None
+        elif dst.priv is None and isinstance(src.priv, LazyRoot):
+            dst.priv = src.priv
+
+    def is_mergeable_anon_vma(self, req: MergeReq, tgt: VMA) -> bool:
+        src = req.middle if req.middle is not None else req.copied_from
+        tree_t = isinstance(tgt.priv, TreeParent)
+        tree_s = src is not None and isinstance(src.priv, TreeParent)
+        if tree_t or tree_s:
+            # TREE_PARENT VMAs are fork children: only pieces of one VMA merge back (R15 case 3)
+            return (tree_t and tree_s and tgt.priv.tree is src.priv.tree
+                    and [c.anon_vma for c in tgt.chain] == [c.anon_vma for c in src.chain])
+        if self.variant["merge"] == "refuse" and (isinstance(tgt.priv, LazyRoot) or src is not None
+                                                  and isinstance(src.priv, LazyRoot)):
+            # tagged vma->anon_vma: two VMAs with anon state merge only if it is the same
+            return not (self.vma_has_anon(tgt) and src is not None and self.vma_has_anon(src)
+                        and tgt.priv is not src.priv)
+        return super().is_mergeable_anon_vma(req, tgt)
+
+    def vma_has_anon(self, vma: VMA) -> bool:
+        return vma.anon_vma is not None or vma.priv is not None
+
+    def pages_moved(self, m: Machine, vma: VMA, why: str) -> None:
+        if vma.priv is None and vma.anon_vma is None and self._has_lazy_folios(m, vma):
+            vma.priv = LazyRoot()                     # took over lazy pages: it has faulted
+        how = self.variant["split" if why == "split" else why]
+        if how in ("keep", "refuse"):
+            return
+        if how == "upgrade":
+            if self._has_lazy_folios(m, vma):
+                self.upgrade(m, vma)
+            return
+        ids = self._present(m, vma)                   # repoint
+        f = m.folios
+        stray = ids[(f.mkind[ids] == MAP_VMA) & (f.mapping[ids] != vma.id)]
+        if len(stray):
+            self.counters["lazy_repointed_folios"] += len(stray)
+            if vma.anon_vma is not None:
+                self._repoint(m, stray, vma.anon_vma.id, MAP_ANON_VMA)
+            else:
+                self._repoint(m, stray, vma.id, MAP_VMA, vma)
+
+    def madvise(self, m: Machine, vma: VMA, advice: str) -> None:
+        knob = {"mergeable": "ksm", "collapse": "collapse"}.get(advice)
+        if knob and self.variant[knob] == "upgrade" and self._has_lazy_folios(m, vma):
+            self.upgrade(m, vma)
+
+    def before_walk(self, m: Machine, fid: int, walk: str) -> None:
+        """migrate=upgrade: migration pins an anon_vma, so the VMAs mapping the folio upgrade."""
+        if walk == "migrate" and self.variant["migrate"] == "upgrade" \
+                and m.folios.mkind[fid] == MAP_VMA:
+            for pid, page in self.rmap_walk_vma(m, fid, None):
+                self.upgrade(m, m.procs[pid].vma_at(page))
+
+    # ---- teardown ---------------------------------------------------------
+    def unlink_anon_vmas(self, m: Machine, vma: VMA) -> None:
+        av.unlink_anon_vmas(m, vma)
+        vma.priv = None
+
+    def vma_freed(self, m: Machine, vma: VMA) -> None:
+        if vma.id in self.pins:                       # vma_put(): folios still point here
+            self.detached[vma.id] = vma
+        else:
+            self.targets.pop(vma.id, None)
+            m.slab.free(VMA_CACHE)
+
+    def pinned_vmas(self) -> int:
+        return len(self.detached)
+
+    def has_own_anon_vma_or_none(self, vma: VMA) -> bool:
+        if isinstance(vma.priv, TreeParent):
+            return vma.anon_vma is None and bool(vma.chain)
+        return super().has_own_anon_vma_or_none(vma)
+
+    # ---- rmap -------------------------------------------------------------
+    def rmap_walk_vma(self, m: Machine, fid: int, cost: WalkCost | None) -> list[tuple[int, int]]:
+        """A VMA-mapped folio: no anon_vma lock; the address comes from the target VMA's
+        linear mapping and the VMA now covering it in the target's mm is probed."""
+        f = m.folios
+        target = self.targets[int(f.mapping[fid])]
+        index, nr = int(f.index[fid]), int(f.nr[fid])
+        if cost is not None:
+            cost.lockless_walks += 1
+            cost.vmas_visited += 1
+        found = []
+        addr = target.vm_start + (index - target.vm_pgoff)
+        for page in range(addr, addr + nr):
+            vma = target.mm.vma_at(page)
+            if vma is not None and vma.pte is not None and vma.pte[page - vma.vm_start] == fid \
+                    and vma.vm_pgoff + page - vma.vm_start == index + page - addr:
+                found.append((vma.mm.pid, page))
+        if not found and cost is not None:
+            cost.vmas_not_mapping += 1
+        return found
+
+    def stats(self) -> dict[str, int]:
+        return dict(self.counters, lazy_pinned_vmas=len(self.detached))
