@@ -98,6 +98,7 @@ def anon_vma_prepare(m: Machine, vma: VMA) -> None:
     vma.anon_vma = av
     anon_vma_chain_link(m, vma, av)
     av.num_active_vmas += 1
+    m.root_lock_write += 1                # anon_vma_lock_write(anon_vma->root)
 
 
 def anon_vma_clone(m: Machine, dst: VMA, src: VMA) -> None:
@@ -106,6 +107,8 @@ def anon_vma_clone(m: Machine, dst: VMA, src: VMA) -> None:
     With ``dst.anon_vma`` unset (only from anon_vma_fork) the first anon_vma with
     ``num_children < 2 and num_active_vmas == 0`` is reused.
     """
+    if src.chain:
+        m.root_lock_write += 1            # lock_anon_vma_root(): once, one root per chain
     for pavc in src.chain:
         av = pavc.anon_vma
         anon_vma_chain_link(m, dst, av)
@@ -132,12 +135,15 @@ def anon_vma_fork(m: Machine, vma: VMA, pvma: VMA) -> None:
     get_anon_vma(av.root)
     av.parent.num_children += 1
     vma.anon_vma = av
+    m.root_lock_write += 1                # anon_vma_lock_write(anon_vma) for the new link
     anon_vma_chain_link(m, vma, av)
 
 
 def unlink_anon_vmas(m: Machine, vma: VMA) -> None:
     """unlink_anon_vmas(): free every AVC of vma; put each anon_vma whose tree emptied."""
     emptied = []
+    if vma.chain:
+        m.root_lock_write += 1
     for avc in reversed(vma.chain):                 # kernel list order: newest first
         av = avc.anon_vma
         del av.tree[avc]

@@ -56,6 +56,7 @@ class Machine:
         self.observers: list[Callable[[Machine, T.Op], None]] = []
         self.walk_costs: dict = {}
         self.oracle: dict[str, int] = {}          # checked mode: rmap completeness/precision
+        self.root_lock_write = 0                  # anon_vma root rwsem write acquisitions
         if self.policy.tracks_frees:
             self.folios.on_free = lambda ids: self.policy.folios_freed(self, ids)
 
@@ -85,6 +86,7 @@ class Machine:
     def counts(self) -> dict[str, int]:
         out = self.slab.counts()
         out.update(self.policy.stats())
+        out["anon_vma_root_lock_write"] = self.root_lock_write
         out["processes"] = len(self.layout.alive())
         out["folios"] = int(self.folios.live)
         return out

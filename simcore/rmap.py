@@ -36,7 +36,18 @@ def maps_folio(vma, fid: int, index: int, nr: int) -> bool:
     return a < b and bool((vma.pte[a:b] == fid).any())
 
 
-def rmap_walk(m: Machine, fid: int, cost: WalkCost | None = None) -> list[tuple[int, int]]:
+# walk kind -> passes over the folio's rmap, each (stops once every mapping is found,
+# visits the whole tree): see kernel-rmap-spec.md C.3
+WALK_PASSES = {
+    "reclaim": ((True, False), (True, False)),    # folio_referenced(), try_to_unmap()
+    "migrate": ((True, False), (False, False)),   # try_to_migrate(), remove_migration_ptes()
+    "idle": ((False, False),),                    # page_idle / DAMON mkold
+    "ksm": ((False, True),),                      # rmap_walk_ksm(): rmap_item's whole tree
+}
+
+
+def rmap_walk(m: Machine, fid: int, cost: WalkCost | None = None, early_exit: bool = False,
+              full_tree: bool = False) -> list[tuple[int, int]]:
     """rmap_walk_anon(): every (pid, page address) found mapping folio fid."""
     f = m.folios
     index, nr = int(f.index[fid]), int(f.nr[fid])
@@ -48,9 +59,10 @@ def rmap_walk(m: Machine, fid: int, cost: WalkCost | None = None) -> list[tuple[
     av = m.anon_vmas[int(f.mapping[fid])]
     if cost is not None:
         cost.root_lock_read += 1                         # anon_vma_lock_read(root)
+    want = int(f.mapcount[fid])
     for avc in av.tree:
         vma = avc.vma
-        if vma.vm_pgoff > index + nr - 1 or vma.last_pgoff < index:
+        if not full_tree and (vma.vm_pgoff > index + nr - 1 or vma.last_pgoff < index):
             continue                                     # not an interval-tree overlap
         if cost is not None:
             cost.avcs_visited += 1
@@ -59,6 +71,8 @@ def rmap_walk(m: Machine, fid: int, cost: WalkCost | None = None) -> list[tuple[
             lo = index - vma.vm_pgoff
             hits = np.flatnonzero(vma.pte[max(lo, 0):min(lo + nr, vma.pages)] == fid)
             found.extend((vma.mm.pid, vma.vm_start + max(lo, 0) + int(h)) for h in hits)
+            if early_exit and len(found) >= want:
+                break                                    # rwc->done(): all mappings handled
         elif cost is not None:
             cost.vmas_not_mapping += 1
     return found
@@ -77,4 +91,5 @@ def rmap_range(m: Machine, mm: MM, start: int, end: int, walk: str) -> None:
             if fid not in seen:
                 seen.add(fid)
                 m.policy.before_walk(m, fid, walk)
-                rmap_walk(m, fid, cost)
+                for early_exit, full_tree in WALK_PASSES[walk]:
+                    rmap_walk(m, fid, cost, early_exit, full_tree)

@@ -19,7 +19,7 @@ def _range(rng: random.Random, extent: int) -> tuple[int, int]:
 
 
 def _propose(rng: random.Random, m: Machine, next_pid: int, nregion: int,
-             kernel_safe: bool) -> T.Op | None:
+             kernel_safe: bool, forks: bool = True) -> T.Op | None:
     alive = m.layout.alive()
     pid = rng.choice(alive)
     regions = m.layout.regions[pid]
@@ -58,7 +58,7 @@ def _propose(rng: random.Random, m: Machine, next_pid: int, nregion: int,
     if kind == "mlock":
         return T.Mlock(pid, name, first, count, lock=rng.random() < 0.6)
     if kind == "fork":
-        return T.Fork(pid, next_pid) if len(alive) < 6 else None
+        return T.Fork(pid, next_pid) if forks and len(alive) < 6 else None
     if kind == "exec":
         return T.Exec(pid)
     if kind == "exit":
@@ -67,15 +67,18 @@ def _propose(rng: random.Random, m: Machine, next_pid: int, nregion: int,
 
 
 def random_trace(seed: int, n_ops: int = 40, kernel_safe: bool = False,
-                 exit_all: bool = False) -> list[T.Op]:
-    """A valid random trace of n_ops operations (plus exits of every process if exit_all)."""
+                 exit_all: bool = False, forks: bool = True) -> list[T.Op]:
+    """A valid random trace of n_ops operations (plus exits of every process if exit_all).
+
+    kernel_safe leaves out simulator-only ops (rmap); forks=False makes single-process traces.
+    """
     rng = random.Random(seed)
     m = Machine("eager")
     ops: list[T.Op] = []
     next_pid, nregion, tries = 1, 0, 0
     while len(ops) < n_ops and tries < n_ops * 50:
         tries += 1
-        op = _propose(rng, m, next_pid, nregion, kernel_safe)
+        op = _propose(rng, m, next_pid, nregion, kernel_safe, forks)
         if op is None:
             continue
         try:
