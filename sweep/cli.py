@@ -200,6 +200,110 @@ def validate(
     raise typer.Exit(1 if bad else 0)
 
 
+def _ray_init(address: str | None, num_cpus: int | None) -> None:
+    """Join a cluster (--address or RAY_ADDRESS) or start a local one on loopback."""
+    import os
+    import ray
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+                     log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        _fail(f"cannot start or join Ray ({address or 'local'}): {str(exc).splitlines()[0]}")
+
+
+@app.command("launch", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def launch(
+    ctx: typer.Context,
+    grid_file: Path = typer.Argument(..., help="grid config, e.g. conf/grid.yaml"),
+    out: Optional[str] = typer.Option(None, help="result directory or pyarrow.fs URI "
+                                      "(default results/<sweep name>/)"),
+    address: Optional[str] = typer.Option(None, help="Ray cluster to join (else RAY_ADDRESS, "
+                                          "else a local Ray)"),
+    num_cpus: Optional[int] = typer.Option(None, min=1, help="CPUs of the local Ray"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the cells and their count only"),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="recompute failed cells"),
+) -> None:
+    """Run a grid of workload x arch x policy (x seeds, x any parameter) on Ray into Parquet.
+
+    Extra arguments are Hydra overrides: policy=eager,lazy seed='range(0,10)' arch='glob(arm*)'.
+    """
+    from sweep.config import SweepConfigError, load_grid
+    overrides = list(ctx.args)
+    for item in overrides:
+        if item.startswith("-"):
+            _fail(f"unknown option {item!r}")
+    try:
+        grid = load_grid(grid_file, overrides)
+    except SweepConfigError as exc:
+        _fail(str(exc))
+    if dry_run:
+        for cell in grid.cells:
+            typer.echo(f"{cell['id']}  " + " ".join(f"{k}={v}" for k, v in cell["point"].items()))
+        typer.echo(f"{len(grid.cells)} cells")
+        return
+    from sweep.store import safe_name
+    out = out or f"results/{safe_name(grid.name)}"
+    _ray_init(address, num_cpus)
+    prog = _run_with_progress(grid, out, retry_failed)
+    typer.echo(f"{prog.total} cells: {prog.done} computed, {prog.cached} cached, "
+               f"{prog.failed} failed -> {out}")
+    raise typer.Exit(1 if prog.failed else 0)
+
+
+def _run_with_progress(grid, out: str, retry_failed: bool):
+    import time as _time
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
+        TimeElapsedColumn, TimeRemainingColumn
+    from sweep.runner import launch as run_grid
+
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, transient=False) as bar:
+        task = bar.add_task(grid.name, total=len(grid.cells), detail="")
+
+        def show(p) -> None:
+            elapsed = max(_time.perf_counter() - p.started, 1e-9)
+            rate = (p.done + p.failed) / elapsed
+            bar.update(task, completed=p.cached + p.done + p.failed,
+                       detail=f"done {p.done} cached {p.cached} failed {p.failed} "
+                              f"running {p.running} {rate:.1f} cells/s")
+        return run_grid(grid, out, retry_failed=retry_failed, on_progress=show)
+
+
+@app.command("status")
+def status(out: str = typer.Argument(..., help="a sweep's result directory or URI")) -> None:
+    """Summarise a sweep on disk: rows, status, cells per workload/policy, provenance."""
+    import pyarrow.parquet as pq
+    from sweep.store import Store, read_meta
+    store = Store(out)
+    files = store.parquet_files()
+    if not files:
+        _fail(f"no results under {out}")
+    rows = {}
+    for path in files:
+        t = pq.read_table(path, columns=["cell_id", "workload", "policy", "status"],
+                          filesystem=store.fs)
+        for cid, w, p, st in zip(*(t[c].to_pylist() for c in t.column_names)):
+            rows[cid] = (w, p, st)
+    meta = read_meta(store, files[0])
+    by = {}
+    for w, p, st in rows.values():
+        key = (w, p)
+        ok, failed = by.get(key, (0, 0))
+        by[key] = (ok + (st == "ok"), failed + (st != "ok"))
+    typer.echo(f"sweep {meta.get('sweep.name', '?')}: {len(rows)} cells in {len(files)} files "
+               f"(git {meta.get('sweep.git_commit', '')[:10]}{'+dirty' if meta.get('sweep.git_dirty') == 'true' else ''}, "
+               f"{meta.get('sweep.sim_version', '')})")
+    for (w, p), (ok, failed) in sorted(by.items()):
+        typer.echo(f"  workload={w:12} policy={p:8} ok={ok:6} failed={failed}")
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -1,0 +1,356 @@
+"""Grid configs: Hydra composition and override grammar, typed schemas, validation.
+
+A grid file is a Hydra primary config (defaults list over the groups ``workload``,
+``arch`` and ``policy``) with a ``grid`` section::
+
+    grid:
+      axes: {policy: [eager, lazy], seed: [0, 1, 2]}
+      zip: [[workload.n_ops, workload.n_procs]]   # axes that advance together
+      exclude: [{policy: lazy, seed: 2}]          # combinations to drop
+
+Command-line overrides use Hydra's grammar (``key=a,b``, ``range()``, ``glob()``): a sweep
+override of an existing axis replaces its values, on any other key it adds an axis; a
+plain override sets a value.  Everything is composed and type-checked here, before any
+cell runs; every problem becomes one ``SweepConfigError`` line naming the file or key.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Dict, List
+
+GROUPS = ("workload", "arch", "policy")
+
+
+class SweepConfigError(ValueError):
+    """A bad grid, config group file or override (one line, for the user)."""
+
+
+# ---- typed schemas of the config groups -----------------------------------------
+@dataclass
+class NoopWorkload:
+    """Does nothing and returns a row: measures the framework itself."""
+    name: str = "noop"
+    sleep_ms: float = 0.0            # busy time per cell
+    die_once: str = ""               # test hook: a marker path; the worker dies once
+
+
+@dataclass
+class TraceWorkload:
+    """Replays one trace file (format v1)."""
+    name: str = "trace"
+    path: str = ""
+
+
+@dataclass
+class RandomWorkload:
+    """A random valid trace (simcore.workloads.random_trace), seeded by the cell's seed."""
+    name: str = "random"
+    n_ops: int = 40
+    forks: bool = True
+
+
+WORKLOAD_SCHEMAS: dict[str, type] = {"noop": NoopWorkload, "trace": TraceWorkload,
+                                     "random": RandomWorkload}
+
+
+@dataclass
+class ArchConf:
+    """An architecture profile: page geometry and slab object sizes (bytes)."""
+    name: str = "x86_64"
+    page_size: int = 4096
+    pmd_pages: int = 512
+    vm_area_struct: int = 192
+    anon_vma: int = 104
+    anon_vma_chain: int = 64
+
+
+@dataclass
+class PolicyConf:
+    """An rmap policy and its variant knobs."""
+    name: str = "eager"
+    variant: Dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SweepMeta:
+    name: str = "sweep"
+    batch_size: int = 0              # cells per remote call; 0 = automatic
+    max_retries: int = 3             # re-runs of a batch whose worker died
+
+
+POSITIVE = {("arch", "page_size"), ("arch", "pmd_pages"), ("arch", "vm_area_struct"),
+            ("arch", "anon_vma"), ("arch", "anon_vma_chain")}
+NON_NEGATIVE = {("workload", "n_ops"), ("workload", "sleep_ms"), ("sweep", "batch_size"),
+                ("sweep", "max_retries"), ("seed",)}
+
+
+# ---- the expanded grid ----------------------------------------------------------
+@dataclass
+class Grid:
+    """The composed base config, the axes, and the cells (one dict of axis values each)."""
+    source: str
+    base: dict
+    axes: Dict[str, List[Any]]
+    zips: List[List[str]]
+    exclude: List[dict]
+    options: Dict[str, Dict[str, dict]]            # group -> option -> composed node
+    cells: List[dict] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return str(self.base["sweep"]["name"])
+
+    def resolve(self, point: dict) -> dict:
+        """The full config of one cell (a fresh dict)."""
+        cfg = {k: v for k, v in self.base.items() if k != "grid"}
+        for group in GROUPS:
+            if group in point:
+                cfg[group] = self.options[group][point[group]]
+        cfg = copy.deepcopy(cfg)
+        for key, value in point.items():
+            if key not in GROUPS:
+                _set_dotted(cfg, key, value)
+        return cfg
+
+
+def _set_dotted(cfg: dict, key: str, value: Any) -> None:
+    *path, last = key.split(".")
+    node = cfg
+    for part in path:
+        node = node[part]
+    node[last] = value
+
+
+def _get_dotted(cfg: dict, key: str) -> Any:
+    node = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+# ---- loading ----------------------------------------------------------------------
+def _options(conf_dir: Path, group: str) -> list[str]:
+    return sorted(p.stem for p in (conf_dir / group).glob("*.yaml"))
+
+
+def _parse_overrides(overrides: list[str]):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+    try:
+        return OverridesParser.create().parse_overrides(list(overrides))
+    except OverrideParseException as exc:
+        raise SweepConfigError(f"bad override: {str(exc).splitlines()[0]}") from None
+
+
+def _sweep_values(ov, conf_dir: Path) -> list[Any]:
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # noqa: F401 (sanity)
+    from hydra.core.override_parser.types import Glob
+    value = ov.value()
+    if isinstance(value, Glob):
+        if ov.key_or_group not in GROUPS:
+            raise SweepConfigError(f"glob() works on config groups ({', '.join(GROUPS)}), "
+                                   f"not on {ov.key_or_group!r}")
+        chosen = value.filter(_options(conf_dir, ov.key_or_group))
+        if not chosen:
+            raise SweepConfigError(f"{ov.input_line!r} matches no option of group "
+                                   f"{ov.key_or_group!r} (options: "
+                                   f"{', '.join(_options(conf_dir, ov.key_or_group))})")
+        return chosen
+    try:
+        values = list(ov.sweep_iterator())
+    except Exception as exc:  # noqa: BLE001 - hydra raises several types here
+        raise SweepConfigError(f"bad sweep {ov.input_line!r}: {exc}") from None
+    if not values:
+        raise SweepConfigError(f"sweep {ov.input_line!r} has no values (empty range?)")
+    return values
+
+
+def _load_yaml(path: Path) -> Any:
+    import yaml
+    from omegaconf import OmegaConf
+    try:
+        return OmegaConf.to_container(OmegaConf.load(path))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SweepConfigError(f"{path}{where}: YAML syntax error: {problem}") from None
+
+
+def _reject_code(node: Any, where: str) -> None:
+    """No config may name code: no _target_ keys, no resolvers beyond OmegaConf's own."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("_target_", "_partial_", "_call_"):
+                raise SweepConfigError(f"{where}: {key!r} is not allowed (configs cannot run code)")
+            _reject_code(value, f"{where}.{key}" if where else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _reject_code(value, f"{where}[{i}]")
+    elif isinstance(node, str) and "${" in node:
+        raise SweepConfigError(f"{where}: interpolation {node!r} is not allowed in sweep configs")
+
+
+def load_grid(path: str | Path, overrides: list[str] = ()) -> Grid:
+    """Compose, validate and expand a grid file with command-line overrides."""
+    path = Path(path)
+    if not path.is_file():
+        raise SweepConfigError(f"grid file not found: {path}")
+    conf_dir = path.resolve().parent
+    raw = _load_yaml(path)
+    if not isinstance(raw, dict):
+        raise SweepConfigError(f"{path}: a grid file must be a mapping")
+    _reject_code(raw, "")
+    grid_raw = raw.get("grid") or {}
+    unknown = set(grid_raw) - {"axes", "zip", "exclude"}
+    if unknown:
+        raise SweepConfigError(f"{path}: grid has unknown key(s) {', '.join(sorted(unknown))} "
+                               f"(allowed: axes, zip, exclude)")
+    axes: dict[str, list] = {}
+    for key, values in (grid_raw.get("axes") or {}).items():
+        if not isinstance(values, list) or not values:
+            raise SweepConfigError(f"{path}: grid.axes.{key} must be a non-empty list")
+        axes[str(key)] = list(values)
+    base_overrides = []
+    for ov in _parse_overrides(overrides):
+        key = ov.key_or_group
+        if ov.is_sweep_override():
+            axes[key] = _sweep_values(ov, conf_dir)
+        elif key in axes:
+            axes[key] = [ov.value()]
+        else:
+            base_overrides.append(ov.input_line)
+    zips = [list(z) for z in grid_raw.get("zip") or []]
+    exclude = [dict(e) for e in grid_raw.get("exclude") or []]
+    for group in GROUPS:
+        for option in axes.get(group, []):
+            if option not in _options(conf_dir, group):
+                raise SweepConfigError(f"unknown option {option!r} for group {group!r} "
+                                       f"(allowed: {', '.join(_options(conf_dir, group))})")
+    base, options = _compose(conf_dir, path.stem, base_overrides, axes)
+    grid = Grid(str(path), base, axes, zips, exclude, options)
+    _validate(grid)
+    from .grid import expand
+    grid.cells = expand(grid)
+    return grid
+
+
+def _compose(conf_dir: Path, name: str, base_overrides: list[str],
+             axes: dict[str, list]) -> tuple[dict, dict]:
+    """Hydra compose once for the base, once per option of each group axis."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    def one(extra: list[str]) -> dict:
+        try:
+            cfg = compose(config_name=name, overrides=base_overrides + extra)
+            out = OmegaConf.to_container(cfg, resolve=False)
+        except (HydraException, OmegaConfBaseException) as exc:
+            raise SweepConfigError(str(exc).splitlines()[0]) from None
+        _reject_code(out, "")
+        return out
+
+    with initialize_config_dir(config_dir=str(conf_dir), version_base=None):
+        base = one([])
+        options = {g: {} for g in GROUPS}
+        for group in GROUPS:
+            if group not in base:
+                raise SweepConfigError(f"{name}.yaml: the defaults list must select a {group!r}")
+            for option in axes.get(group, []):
+                options[group][option] = one([f"{group}={option}"])[group]
+            options[group].setdefault(_option_name(base, group), base[group])
+    return base, options
+
+
+def _option_name(cfg: dict, group: str) -> str:
+    return str(cfg[group].get("name", group))
+
+
+def _validate(grid: Grid) -> None:
+    """Type-check every group option and every axis value against the schemas."""
+    combos = [{}]
+    for group in GROUPS:
+        if group in grid.axes:
+            combos = [{**c, group: o} for c in combos for o in grid.axes[group]]
+    params = {k: v for k, v in grid.axes.items() if k not in GROUPS}
+    for key in [k for z in grid.zips for k in z]:
+        if key not in grid.axes:
+            raise SweepConfigError(f"grid.zip names {key!r}, which is not an axis")
+    for z in grid.zips:
+        lengths = {len(grid.axes[k]) for k in z}
+        if len(lengths) > 1:
+            raise SweepConfigError(f"grid.zip {z}: axes must have the same number of values")
+    for ex in grid.exclude:
+        for key in ex:
+            if key not in grid.axes:
+                raise SweepConfigError(f"grid.exclude names {key!r}, which is not an axis")
+    for combo in combos:
+        cfg = grid.resolve(combo)
+        check_cell(cfg)
+        for key, values in params.items():
+            try:
+                current = _get_dotted(cfg, key)
+            except (KeyError, TypeError):
+                raise SweepConfigError(f"unknown key {key!r} (not in the composed config)") from None
+            for value in values:
+                trial = copy.deepcopy(cfg)
+                _set_dotted(trial, key, value)
+                check_cell(trial, key)
+            del current
+
+
+def check_cell(cfg: dict, key: str | None = None) -> dict:
+    """Validate one resolved cell config against the schemas; -> the typed config."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+    what = f" ({key})" if key else ""
+    wname = cfg.get("workload", {}).get("name")
+    if wname not in WORKLOAD_SCHEMAS:
+        raise SweepConfigError(f"workload.name={wname!r}{what} is not a registered workload "
+                               f"(allowed: {', '.join(WORKLOAD_SCHEMAS)})")
+    from simcore.policy import POLICIES
+    pname = cfg.get("policy", {}).get("name")
+    if pname not in POLICIES:
+        raise SweepConfigError(f"policy.name={pname!r}{what} is not a registered policy "
+                               f"(allowed: {', '.join(POLICIES)})")
+    schemas = {"workload": WORKLOAD_SCHEMAS[wname], "arch": ArchConf, "policy": PolicyConf,
+               "sweep": SweepMeta}
+    allowed_top = set(schemas) | {"seed", "grid"}
+    extra = set(cfg) - allowed_top
+    if extra:
+        raise SweepConfigError(f"unknown key(s) {', '.join(sorted(extra))}{what} "
+                               f"(allowed: {', '.join(sorted(allowed_top - {'grid'}))})")
+    typed = {}
+    for group, schema in schemas.items():
+        node = cfg.get(group, {})
+        try:
+            merged = OmegaConf.merge(OmegaConf.structured(schema), node)
+        except OmegaConfBaseException as exc:
+            detail = str(exc).splitlines()[0]
+            names = ", ".join(f.name for f in fields(schema))
+            raise SweepConfigError(f"{group}{what}: {detail} (keys of {schema.__name__}: {names})") from None
+        typed[group] = OmegaConf.to_container(merged)
+    seed = cfg.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise SweepConfigError(f"seed{what} must be an integer, got {seed!r}")
+    typed["seed"] = seed
+    for path in POSITIVE | NON_NEGATIVE:
+        try:
+            value = _get_dotted(typed, ".".join(path))
+        except (KeyError, TypeError):
+            continue
+        if path in POSITIVE and value <= 0 or path in NON_NEGATIVE and value < 0:
+            bound = "positive" if path in POSITIVE else "zero or more"
+            raise SweepConfigError(f"{'.'.join(path)}={value!r}{what} must be {bound}")
+    if typed["workload"]["name"] == "trace" and not Path(typed["workload"]["path"]).is_file():
+        raise SweepConfigError(f"workload.path={typed['workload']['path']!r}{what}: no such trace file")
+    try:
+        from simcore.policy import make_policy
+        make_policy(typed["policy"]["name"], **typed["policy"]["variant"])
+    except ValueError as exc:
+        raise SweepConfigError(f"policy{what}: {exc}") from None
+    return typed

@@ -1,0 +1,63 @@
+"""Grid expansion: product over axes, zipped axes, excluded combinations, cell ids."""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import Grid
+
+SIM_VERSION = "simcore-2"     # bump when simulator results change for the same config
+
+
+def expand(grid: Grid) -> list[dict]:
+    """-> cells: {"point": {axis: value}, "id": cell_id}, in a deterministic order."""
+    zipped = {k for z in grid.zips for k in z}
+    factors: list[list[dict]] = []
+    for z in grid.zips:
+        factors.append([dict(zip(z, values)) for values in zip(*(grid.axes[k] for k in z))])
+    for key, values in grid.axes.items():
+        if key not in zipped:
+            factors.append([{key: v} for v in values])
+    cells = []
+    seen = set()
+    for combo in itertools.product(*factors):
+        point: dict[str, Any] = {}
+        for part in combo:
+            point.update(part)
+        if any(all(point.get(k) == v for k, v in ex.items()) for ex in grid.exclude):
+            continue
+        ident = cell_id(resolve_fast(grid, point))
+        if ident in seen:
+            continue                        # two points with the same resolved config
+        seen.add(ident)
+        cells.append({"point": point, "id": ident})
+    return cells
+
+
+def resolve_fast(grid: Grid, point: dict) -> dict:
+    """grid.resolve() without deep copies: dicts are copied only along changed paths."""
+    from .config import GROUPS
+    cfg = {k: v for k, v in grid.base.items() if k != "grid"}
+    for group in GROUPS:
+        if group in point:
+            cfg[group] = grid.options[group][point[group]]
+    for key, value in point.items():
+        if key in GROUPS:
+            continue
+        *path, last = key.split(".")
+        node = cfg
+        for part in path:
+            node[part] = dict(node[part])
+            node = node[part]
+        node[last] = value
+    return cfg
+
+
+def cell_id(cfg: dict) -> str:
+    """Hash of the resolved cell config (sweep bookkeeping excluded) and the simulator version."""
+    body = {k: v for k, v in cfg.items() if k != "sweep"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha1(f"{SIM_VERSION}|{text}".encode()).hexdigest()[:16]

@@ -1,0 +1,287 @@
+"""Run cells: the simulator call for one cell, Ray worker actors, and the driver loop.
+
+Data flows one way: cells (axis points) -> actors (resolve, simulate) -> Parquet rows
+written by the actors themselves -> a small summary back to the driver.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pyarrow as pa
+
+from .config import GROUPS, Grid
+from .grid import SIM_VERSION, resolve_fast
+from .store import CACHES, FLOAT_METRICS, INT_METRICS, Store, json_meta, result_schema
+
+WALK_KEYS = ("walks", "avcs_visited", "vmas_visited", "vmas_not_mapping", "root_lock_read",
+             "lockless_walks")
+
+
+# ---- one cell ------------------------------------------------------------------
+def workload_ops(cfg: dict) -> list:
+    """The operations of a cell's workload (registered by name)."""
+    w = cfg["workload"]
+    if w["name"] == "noop":
+        if w.get("die_once") and not os.path.exists(w["die_once"]):
+            open(w["die_once"], "w").close()
+            os._exit(17)                          # test hook: this worker process dies once
+        if w.get("sleep_ms"):
+            end = time.perf_counter() + w["sleep_ms"] / 1000
+            while time.perf_counter() < end:
+                pass
+        return []
+    if w["name"] == "random":
+        from simcore.workloads import random_trace
+        return random_trace(int(cfg["seed"]), int(w["n_ops"]), forks=bool(w["forks"]))
+    if w["name"] == "trace":
+        from simcore import trace
+        return trace.load(w["path"])
+    raise ValueError(f"unknown workload {w['name']!r}")
+
+
+def simulate_cell(cfg: dict) -> dict[str, Any]:
+    """Run one resolved cell config; -> its metric columns."""
+    from simcore.machine import Machine
+    from simcore.policy import make_policy
+    ops = workload_ops(cfg)
+    m = Machine(make_policy(cfg["policy"]["name"], **cfg["policy"].get("variant", {})),
+                pmd_pages=int(cfg["arch"]["pmd_pages"]))
+    m.run(ops)
+    counts = m.counts()
+    out = {k: int(counts.get(k, 0)) for k in INT_METRICS}
+    for key in WALK_KEYS:
+        out[f"rmap_{key}"] = sum(getattr(c, key) for c in m.walk_costs.values())
+    for cache in CACHES:
+        out[f"{cache}_kb"] = counts[cache] * int(cfg["arch"][cache]) / 1024
+    return out
+
+
+def row_head(cfg: dict, cell: dict, params: dict[str, type], sweep: str) -> dict[str, Any]:
+    """The identifying columns of a cell's row."""
+    variant = cfg["policy"].get("variant") or {}
+    row: dict[str, Any] = {
+        "cell_id": cell["id"], "sweep": sweep, "workload": cfg["workload"]["name"],
+        "arch": cfg["arch"]["name"], "policy": cfg["policy"]["name"],
+        "variant": ",".join(f"{k}={v}" for k, v in sorted(variant.items())),
+        "seed": int(cfg.get("seed", 0)), "status": "ok", "error": "", "traceback": "",
+        "wall_s": 0.0}
+    row.update({name: cell["point"][name] for name in params})
+    return row
+
+
+def zero_metrics() -> dict[str, Any]:
+    return {**{m: 0 for m in INT_METRICS}, **{m: 0.0 for m in FLOAT_METRICS}}
+
+
+def run_cell(base: dict, options: dict, cell: dict, params: dict[str, type],
+             sweep: str) -> dict[str, Any]:
+    """One row: ids, axis values, status, wall time and metrics (zeros when failed)."""
+    cfg = resolve_fast(_GridView(base, options), cell["point"])
+    row = row_head(cfg, cell, params, sweep)
+    t0 = time.perf_counter()
+    try:
+        row.update(simulate_cell(cfg))
+    except Exception as exc:  # noqa: BLE001 - a simulator exception becomes a failed row
+        tb = traceback.format_exc()
+        row.update(zero_metrics())
+        row["status"] = "failed"
+        row["error"] = f"{type(exc).__name__}: {exc}"[:500]
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        digest = hashlib.sha1(tb.encode()).hexdigest()[:12]
+        row["traceback"] = f"{digest} {os.path.basename(frame.filename)}:{frame.lineno} in {frame.name}"
+    row["wall_s"] = time.perf_counter() - t0
+    return row
+
+
+class _GridView:
+    __slots__ = ("base", "options")
+
+    def __init__(self, base: dict, options: dict) -> None:
+        self.base, self.options = base, options
+
+
+def run_batch(base: dict, options: dict, cells: list[dict], params: dict[str, type],
+              sweep: str, store: Store, batch: str, meta: dict[str, str]) -> dict:
+    """Run cells and write their rows; -> a small summary for the driver."""
+    rows = [run_cell(base, options, c, params, sweep) for c in cells]
+    schema = result_schema(params)
+    table = pa.Table.from_pylist(rows, schema=schema)
+    import socket
+    paths = store.write(table, batch, {**meta, "sweep.host": socket.gethostname()})
+    failed = sum(r["status"] != "ok" for r in rows)
+    return {"batch": batch, "ok": len(rows) - failed, "failed": failed, "files": paths}
+
+
+# ---- the Ray side ---------------------------------------------------------------
+def _worker_class():
+    import ray
+
+    @ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=0)
+    class SimWorker:
+        """A long-lived simulator process: receives batches of cells."""
+
+        def __init__(self, base: dict, options: dict, params: dict, sweep: str, uri: str,
+                     meta: dict) -> None:
+            self.args = (base, options, params, sweep)
+            self.store = Store(uri)
+            self.meta = meta
+
+        def run(self, cells: list[dict], batch: str) -> dict:
+            base, options, params, sweep = self.args
+            return run_batch(base, options, cells, params, sweep, self.store, batch, self.meta)
+
+        def pid(self) -> int:
+            return os.getpid()
+
+    return SimWorker
+
+
+def param_types(grid: Grid) -> dict[str, type]:
+    """Typed columns for every swept parameter (group axes and seed have their own)."""
+    out = {}
+    for key, values in grid.axes.items():
+        if key in GROUPS or key == "seed":
+            continue
+        kinds = {type(v) for v in values}
+        if kinds <= {int, bool} and len(kinds) > 1 or kinds <= {int, float} and len(kinds) > 1:
+            out[key] = float if float in kinds else int
+        elif len(kinds) == 1 and kinds <= {int, float, bool, str}:
+            out[key] = kinds.pop()
+        else:
+            out[key] = str
+    return out
+
+
+@dataclass
+class Progress:
+    """Counters the driver updates; a renderer (rich) reads them."""
+    total: int = 0
+    cached: int = 0
+    done: int = 0
+    failed: int = 0
+    running: int = 0
+    retried: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+
+def provenance(grid: Grid) -> dict[str, str]:
+    import platform
+    import subprocess
+    from importlib.metadata import PackageNotFoundError, version
+    import ray
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        commit = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+        dirty = bool(subprocess.run(["git", "-C", root, "status", "--porcelain"],
+                                    capture_output=True, text=True, timeout=10).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = "", False
+    packages = {}
+    for name in ("anonsim", "numpy", "pyarrow", "ray", "hydra-core", "omegaconf", "polars"):
+        try:
+            packages[name] = version(name)
+        except PackageNotFoundError:
+            packages[name] = ""
+    config = {"base": grid.base, "axes": grid.axes, "zip": grid.zips, "exclude": grid.exclude}
+    return json_meta(resolved_config=config, git_commit=commit, git_dirty=dirty,
+                     packages=packages, driver_host=platform.node(), ray_version=ray.__version__,
+                     sim_version=SIM_VERSION, name=grid.name)
+
+
+def batch_size_for(n_cells: int, workers: int, configured: int) -> int:
+    if configured:
+        return configured
+    return max(1, min(1000, math.ceil(n_cells / max(workers, 1) / 8)))
+
+
+def launch(grid: Grid, out: str, *, retry_failed: bool = False, workers: int | None = None,
+           on_progress: Callable[[Progress], None] | None = None) -> Progress:
+    """Run every cell of grid that out does not hold yet.  Ray must be initialised."""
+    import ray
+    from ray.exceptions import RayActorError, WorkerCrashedError, ObjectLostError
+
+    store = Store(out)
+    store.clean_temporaries()
+    existing = store.scan()
+    todo, superseded, files = [], set(), set()
+    for cell in grid.cells:
+        have = existing.get(cell["id"])
+        if have is None or (retry_failed and have[0] != "ok"):
+            todo.append(cell)
+            if have is not None:
+                superseded.add(cell["id"])
+                files.add(have[1])
+    prog = Progress(total=len(grid.cells), cached=len(grid.cells) - len(todo))
+    if on_progress:
+        on_progress(prog)
+    if not todo:
+        return prog
+    todo.sort(key=lambda c: (str(c["point"].get("workload", "")), str(c["point"].get("policy", ""))))
+    params = param_types(grid)
+    n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    size = batch_size_for(len(todo), n, int(grid.base["sweep"].get("batch_size", 0)))
+    batches = [todo[i:i + size] for i in range(0, len(todo), size)]
+    meta = provenance(grid)
+    worker = _worker_class()
+    base_ref, options_ref = grid.base, grid.options
+    actors = [worker.remote(base_ref, options_ref, params, grid.name, out, meta) for _ in range(n)]
+    max_retries = int(grid.base["sweep"].get("max_retries", 3))
+    queue = list(range(len(batches)))
+    attempts = [0] * len(batches)
+    inflight: dict = {}
+    idle = list(range(n))
+    try:
+        while queue or inflight:
+            while queue and idle:
+                b = queue.pop(0)
+                a = idle.pop(0)
+                name = hashlib.sha1("".join(c["id"] for c in batches[b]).encode()).hexdigest()[:16]
+                inflight[actors[a].run.remote(batches[b], name)] = (b, a)
+                prog.running += len(batches[b])
+            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.5)
+            for ref in ready:
+                b, a = inflight.pop(ref)
+                prog.running -= len(batches[b])
+                idle.append(a)
+                try:
+                    result = ray.get(ref)
+                except (RayActorError, WorkerCrashedError, ObjectLostError) as exc:
+                    attempts[b] += 1
+                    prog.retried += 1
+                    if attempts[b] > max_retries:
+                        _write_lost(store, grid, batches[b], params, meta, exc)
+                        prog.failed += len(batches[b])
+                    else:
+                        queue.insert(0, b)
+                    continue
+                prog.done += result["ok"]
+                prog.failed += result["failed"]
+            if on_progress:
+                on_progress(prog)
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+    if superseded:
+        now = store.scan()
+        store.drop_cells({c for c in superseded if now.get(c, ("",))[0] == "ok"}, files)
+    return prog
+
+
+def _write_lost(store: Store, grid: Grid, cells: list[dict], params: dict, meta: dict,
+                exc: Exception) -> None:
+    """A batch whose worker kept dying: failed rows, written by the driver."""
+    rows = []
+    for cell in cells:
+        row = row_head(resolve_fast(grid, cell["point"]), cell, params, grid.name)
+        row.update(zero_metrics(), status="failed", error=f"worker died: {type(exc).__name__}")
+        rows.append(row)
+    table = pa.Table.from_pylist(rows, schema=result_schema(params))
+    name = hashlib.sha1("".join(c["id"] for c in cells).encode()).hexdigest()[:16]
+    store.write(table, name, meta)
