@@ -10,7 +10,7 @@ A grid file is a Hydra primary config (defaults list over the groups ``workload`
 
 Command-line overrides use Hydra's grammar (``key=a,b``, ``range()``, ``glob()``): a sweep
 override of an existing axis replaces its values, on any other key it adds an axis; a
-plain override sets a value.  Everything is composed and type-checked here, before any
+plain override sets a value; ``~key`` drops an axis.  Everything is composed and type-checked here, before any
 cell runs; every problem becomes one ``SweepConfigError`` line naming the file or key.
 """
 from __future__ import annotations
@@ -216,7 +216,9 @@ def load_grid(path: str | Path, overrides: list[str] = ()) -> Grid:
     base_overrides = []
     for ov in _parse_overrides(overrides):
         key = ov.key_or_group
-        if ov.is_sweep_override():
+        if ov.is_delete() and key in axes:
+            del axes[key]                          # ~key: drop an axis of the grid file
+        elif ov.is_sweep_override():
             axes[key] = _sweep_values(ov, conf_dir)
         elif key in axes:
             axes[key] = [ov.value()]
@@ -250,7 +252,10 @@ def _compose(conf_dir: Path, name: str, base_overrides: list[str],
             cfg = compose(config_name=name, overrides=base_overrides + extra)
             out = OmegaConf.to_container(cfg, resolve=False)
         except (HydraException, OmegaConfBaseException) as exc:
-            raise SweepConfigError(str(exc).splitlines()[0]) from None
+            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+            cause = str(exc.__cause__).splitlines()[0] if exc.__cause__ else ""
+            detail = " ".join(lines[:2]) + (f" ({cause})" if cause and cause not in lines[0] else "")
+            raise SweepConfigError(f"{name}.yaml: {detail}") from None
         _reject_code(out, "")
         return out
 

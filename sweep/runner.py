@@ -270,7 +270,7 @@ def launch(grid: Grid, out: str, *, retry_failed: bool = False, workers: int | N
             ray.kill(actor)
     if superseded:
         now = store.scan()
-        store.drop_cells({c for c in superseded if now.get(c, ("",))[0] == "ok"}, files)
+        store.drop_failed({c for c in superseded if now.get(c, ("",))[0] == "ok"}, files)
     return prog
 
 

@@ -105,12 +105,16 @@ class Store:
             paths.append(final)
         return paths
 
-    def drop_cells(self, cell_ids: set[str], files: set[str]) -> None:
-        """Rewrite files without the rows of cell_ids (superseded failures)."""
+    def drop_failed(self, cell_ids: set[str], files: set[str]) -> None:
+        """Rewrite files without the failed rows of cell_ids (superseded by a rerun)."""
         import pyarrow.compute as pc
         for path in sorted(files):
+            if not self.fs.get_file_info(path).is_file:
+                continue
             table = pq.read_table(path, filesystem=self.fs)
-            keep = pc.invert(pc.is_in(table["cell_id"], pa.array(sorted(cell_ids))))
+            stale = pc.and_(pc.is_in(table["cell_id"], pa.array(sorted(cell_ids))),
+                            pc.not_equal(table["status"], "ok"))
+            keep = pc.invert(stale)
             kept = table.filter(keep)
             if kept.num_rows == table.num_rows:
                 continue

@@ -20,3 +20,14 @@ def corpus() -> list[Path]:
 
 def expected() -> dict:
     return json.loads((TRACES / "expected.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray for the whole test session."""
+    import ray
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+                 log_to_driver=False)
+    yield ray
+    ray.shutdown()

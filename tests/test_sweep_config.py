@@ -1,0 +1,112 @@
+"""Grid configs: composition, overrides, expansion, and one-line errors for bad input."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from sweep.cli import app
+from sweep.config import SweepConfigError, load_grid
+
+CONF = Path("conf")
+runner = CliRunner()
+
+
+@pytest.fixture
+def conf(tmp_path: Path) -> Path:
+    """A private copy of conf/ to break."""
+    shutil.copytree(CONF, tmp_path / "conf")
+    return tmp_path / "conf"
+
+
+def test_default_grid_expands_to_the_product():
+    g = load_grid(CONF / "grid.yaml")
+    assert len(g.cells) == 2 * 2 * 3 * 2
+    assert len({c["id"] for c in g.cells}) == len(g.cells)
+
+
+def test_overrides_replace_axes_add_axes_and_set_values():
+    g = load_grid(CONF / "grid.yaml", ["policy=eager", "seed=range(0,5)", "arch=glob(arm*)",
+                                       "workload.forks=true,false", "sweep.name=other"])
+    assert g.axes["policy"] == ["eager"] and g.axes["seed"] == [0, 1, 2, 3, 4]
+    assert g.axes["arch"] == ["arm64"] and g.axes["workload.forks"] == [True, False]
+    assert g.name == "other" and len(g.cells) == 5 * 2 * 2
+
+
+def test_zip_and_exclude(conf: Path):
+    (conf / "grid.yaml").write_text((conf / "grid.yaml").read_text()
+                                    .replace("zip: []", "zip: [[seed, workload.n_ops]]")
+                                    .replace("workload.n_ops: [40, 80]", "workload.n_ops: [40, 80, 120]")
+                                    .replace("exclude: []", "exclude: [{policy: lazy, arch: arm64}]"))
+    g = load_grid(conf / "grid.yaml")
+    assert len(g.cells) == 3 * 3                  # (seed, n_ops) zipped; lazy x arm64 dropped
+    assert all((c["point"]["seed"], c["point"]["workload.n_ops"]) in {(0, 40), (1, 80), (2, 120)}
+               for c in g.cells)
+
+
+def test_cell_ids_depend_on_the_resolved_config_only():
+    a = load_grid(CONF / "grid.yaml", ["policy=eager", "arch=x86_64", "seed=1", "workload.n_ops=40"])
+    b = load_grid(CONF / "grid.yaml", ["policy=eager,lazy", "sweep.name=x"])
+    assert a.cells[0]["id"] in {c["id"] for c in b.cells}
+
+
+BAD = [
+    (["nope=1"], "Could not override 'nope'"),
+    (["workload.n_ops=lots"], "workload"),
+    (["workload.n_ops=-3"], "must be zero or more"),
+    (["arch.page_size=0"], "must be positive"),
+    (["arch=sparc"], "unknown option 'sparc' for group 'arch'"),
+    (["arch=glob(mips*)"], "matches no option"),
+    (["policy=frobnicate"], "unknown option 'frobnicate' for group 'policy'"),
+    (["seed=range(5,1)"], "has no values"),
+    (["seed=abc"], "seed"),
+    (["workload=trace", "workload.path=/no/such.jsonl"], "no such trace file"),
+    (["policy=lazy", "+policy.variant.split=shred"], "is not one of"),
+    (["policy=lazy", "+policy.variant.colour=red"], "unknown lazy variant knob"),
+    (["workload.n_ops=[1,2"], "bad override"),
+    (["arch.vm_area_struct=-192"], "must be positive"),
+    (["workload.forks=maybe"], "workload"),
+    (["+workload._target_=os.system"], "not allowed"),
+    (["sweep.batch_size=-1"], "must be zero or more"),
+]
+
+
+@pytest.mark.parametrize("overrides, message", BAD, ids=[b[1] for b in BAD])
+def test_bad_overrides_fail_with_one_line(overrides, message):
+    with pytest.raises(SweepConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_grid(CONF / "grid.yaml", overrides)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t + "\n  bad: [unclosed\n", "YAML syntax error"),
+    (lambda t: t.replace("axes:", "axis:"), "grid has unknown key"),
+    (lambda t: t.replace("zip: []", "zip: [[nothing]]"), "not an axis"),
+    (lambda t: t.replace("exclude: []", "exclude: [{colour: red}]"), "not an axis"),
+    (lambda t: t.replace("seed: [0, 1, 2]", "seed: []"), "non-empty list"),
+    (lambda t: t.replace("name: demo", "name: ${oc.env:HOME}"), "interpolation"),
+])
+def test_bad_grid_files(conf: Path, edit, message):
+    (conf / "grid.yaml").write_text(edit((conf / "grid.yaml").read_text()))
+    with pytest.raises(SweepConfigError, match=message):
+        load_grid(conf / "grid.yaml")
+
+
+def test_bad_group_file(conf: Path):
+    (conf / "arch" / "x86_64.yaml").write_text("name: x86_64\npage_size: big\n")
+    with pytest.raises(SweepConfigError, match="arch"):
+        load_grid(conf / "grid.yaml")
+
+
+def test_missing_grid_file():
+    with pytest.raises(SweepConfigError, match="grid file not found"):
+        load_grid("conf/nothere.yaml")
+
+
+def test_cli_dry_run_and_bad_config_exit_codes():
+    res = runner.invoke(app, ["launch", "conf/grid.yaml", "--dry-run", "policy=eager"])
+    assert res.exit_code == 0 and res.output.strip().endswith("12 cells")
+    res = runner.invoke(app, ["launch", "conf/grid.yaml", "arch=sparc"])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert res.output.count("\n") == 1 and "allowed: arm64, x86_64" in res.output
