@@ -109,13 +109,15 @@ class _GridView:
 def run_batch(base: dict, options: dict, cells: list[dict], params: dict[str, type],
               sweep: str, store: Store, batch: str, meta: dict[str, str]) -> dict:
     """Run cells and write their rows; -> a small summary for the driver."""
+    t0 = time.perf_counter()
     rows = [run_cell(base, options, c, params, sweep) for c in cells]
     schema = result_schema(params)
     table = pa.Table.from_pylist(rows, schema=schema)
     import socket
     paths = store.write(table, batch, {**meta, "sweep.host": socket.gethostname()})
     failed = sum(r["status"] != "ok" for r in rows)
-    return {"batch": batch, "ok": len(rows) - failed, "failed": failed, "files": paths}
+    return {"batch": batch, "ok": len(rows) - failed, "failed": failed, "files": paths,
+            "wall_s": time.perf_counter() - t0}
 
 
 # ---- the Ray side ---------------------------------------------------------------
@@ -126,8 +128,8 @@ def _worker_class():
     class SimWorker:
         """A long-lived simulator process: receives batches of cells."""
 
-        def __init__(self, base: dict, options: dict, params: dict, sweep: str, uri: str,
-                     meta: dict) -> None:
+        def __init__(self, setup: tuple) -> None:
+            base, options, params, sweep, uri, meta = setup
             self.args = (base, options, params, sweep)
             self.store = Store(uri)
             self.meta = meta
@@ -195,10 +197,37 @@ def provenance(grid: Grid) -> dict[str, str]:
                      sim_version=SIM_VERSION, name=grid.name)
 
 
-def batch_size_for(n_cells: int, workers: int, configured: int) -> int:
-    if configured:
-        return configured
-    return max(1, min(1000, math.ceil(n_cells / max(workers, 1) / 8)))
+class Batcher:
+    """Cuts the remaining cells into batches that each run about `target_s` seconds.
+
+    Cell cost is learned from finished batches (the first round sends single cells), so
+    fast cells travel in large batches and slow ones in small batches that balance well."""
+
+    def __init__(self, cells: list[dict], workers: int, fixed: int = 0,
+                 target_s: float = 0.5) -> None:
+        self.cells, self.pos, self.workers, self.fixed = cells, 0, workers, fixed
+        self.target_s, self.cell_s = target_s, None
+
+    def remaining(self) -> int:
+        return len(self.cells) - self.pos
+
+    def learn(self, n: int, wall_s: float) -> None:
+        per = wall_s / max(n, 1)
+        self.cell_s = per if self.cell_s is None else 0.7 * self.cell_s + 0.3 * per
+
+    def size(self) -> int:
+        if self.fixed:
+            return self.fixed
+        if self.cell_s is None:
+            return 1
+        by_time = math.ceil(self.target_s / max(self.cell_s, 1e-6))
+        by_balance = math.ceil(self.remaining() / (4 * self.workers))
+        return max(1, min(1000, by_time, by_balance))
+
+    def take(self) -> list[dict]:
+        batch = self.cells[self.pos:self.pos + self.size()]
+        self.pos += len(batch)
+        return batch
 
 
 def launch(grid: Grid, out: str, *, retry_failed: bool = False, workers: int | None = None,
@@ -226,41 +255,40 @@ def launch(grid: Grid, out: str, *, retry_failed: bool = False, workers: int | N
     todo.sort(key=lambda c: (str(c["point"].get("workload", "")), str(c["point"].get("policy", ""))))
     params = param_types(grid)
     n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-    size = batch_size_for(len(todo), n, int(grid.base["sweep"].get("batch_size", 0)))
-    batches = [todo[i:i + size] for i in range(0, len(todo), size)]
+    batcher = Batcher(todo, n, int(grid.base["sweep"].get("batch_size", 0)))
     meta = provenance(grid)
     worker = _worker_class()
-    base_ref, options_ref = grid.base, grid.options
-    actors = [worker.remote(base_ref, options_ref, params, grid.name, out, meta) for _ in range(n)]
+    # one shared copy, referenced for the whole run so that restarted actors find it
+    setup = ray.put((grid.base, grid.options, params, grid.name, out, meta))
+    actors = [worker.remote(setup) for _ in range(n)]
     max_retries = int(grid.base["sweep"].get("max_retries", 3))
-    queue = list(range(len(batches)))
-    attempts = [0] * len(batches)
+    retry: list[tuple[list[dict], int]] = []          # (cells, attempts) of lost batches
     inflight: dict = {}
     idle = list(range(n))
     try:
-        while queue or inflight:
-            while queue and idle:
-                b = queue.pop(0)
+        while retry or batcher.remaining() or inflight:
+            while idle and (retry or batcher.remaining()):
+                cells, tries = retry.pop(0) if retry else (batcher.take(), 0)
                 a = idle.pop(0)
-                name = hashlib.sha1("".join(c["id"] for c in batches[b]).encode()).hexdigest()[:16]
-                inflight[actors[a].run.remote(batches[b], name)] = (b, a)
-                prog.running += len(batches[b])
+                name = hashlib.sha1("".join(c["id"] for c in cells).encode()).hexdigest()[:16]
+                inflight[actors[a].run.remote(cells, name)] = (cells, tries, a, time.perf_counter())
+                prog.running += len(cells)
             ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.5)
             for ref in ready:
-                b, a = inflight.pop(ref)
-                prog.running -= len(batches[b])
+                cells, tries, a, t0 = inflight.pop(ref)
+                prog.running -= len(cells)
                 idle.append(a)
                 try:
                     result = ray.get(ref)
                 except (RayActorError, WorkerCrashedError, ObjectLostError) as exc:
-                    attempts[b] += 1
                     prog.retried += 1
-                    if attempts[b] > max_retries:
-                        _write_lost(store, grid, batches[b], params, meta, exc)
-                        prog.failed += len(batches[b])
+                    if tries + 1 > max_retries:
+                        _write_lost(store, grid, cells, params, meta, exc)
+                        prog.failed += len(cells)
                     else:
-                        queue.insert(0, b)
+                        retry.append((cells, tries + 1))
                     continue
+                batcher.learn(len(cells), result["wall_s"])
                 prog.done += result["ok"]
                 prog.failed += result["failed"]
             if on_progress:
