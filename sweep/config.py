@@ -298,14 +298,27 @@ def _validate(grid: Grid) -> None:
         check_cell(cfg)
         for key, values in params.items():
             try:
-                current = _get_dotted(cfg, key)
+                _get_dotted(cfg, key)
             except (KeyError, TypeError):
                 raise SweepConfigError(f"unknown key {key!r} (not in the composed config)") from None
-            for value in values:
+            for value in _representatives(values):
                 trial = copy.deepcopy(cfg)
                 _set_dotted(trial, key, value)
                 check_cell(trial, key)
-            del current
+
+
+def _representatives(values: list) -> list:
+    """Values that stand for the whole axis: one of each type, and the extremes of numbers
+    (a schema accepts or rejects a value by its type, and bounds by its size)."""
+    out, seen = [], set()
+    for v in values:
+        if type(v) not in seen:
+            seen.add(type(v))
+            out.append(v)
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if numbers:
+        out += [min(numbers), max(numbers)]
+    return out
 
 
 def check_cell(cfg: dict, key: str | None = None) -> dict:
