@@ -57,6 +57,8 @@ class Machine:
         self.walk_costs: dict = {}
         self.oracle: dict[str, int] = {}          # checked mode: rmap completeness/precision
         self.root_lock_write = 0                  # anon_vma root rwsem write acquisitions
+        self.fork_ptes = 0                        # page-table entries copied by forks so far
+        self.forks: list[tuple[int, int, int, int, int]] = []   # per fork: see op_fork
         if self.policy.tracks_frees:
             self.folios.on_free = lambda ids: self.policy.folios_freed(self, ids)
 
@@ -318,10 +320,18 @@ class Machine:
         return new
 
     def op_fork(self, op: T.Fork) -> None:
+        """fork(); records (VMAs copied, AVCs cloned, anon_vmas allocated, PTEs copied,
+        PTEs a lazy upgrade scanned) for the fork cost model."""
         self.layout.fork(op)
         child = MM(op.child)
+        before = (list(self.slab.allocs), self.fork_ptes,
+                  self.policy.stats().get("lazy_upgrade_ptes", 0))
         dup_mmap(self, self.mm(op), child)
         self.procs[op.child] = child
+        allocs, ptes, scanned = before
+        self.forks.append((self.slab.allocs[0] - allocs[0], self.slab.allocs[2] - allocs[2],
+                           self.slab.allocs[1] - allocs[1], self.fork_ptes - ptes,
+                           self.policy.stats().get("lazy_upgrade_ptes", 0) - scanned))
 
     def op_exec(self, op: T.Exec) -> None:
         self.layout.exec(op)

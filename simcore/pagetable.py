@@ -64,11 +64,15 @@ def copy_page_range(m: Machine, dst: VMA, src: VMA) -> None:
     if src.pte is None:
         return
     if src.pte.min() >= 0:                          # every entry is an anon folio
+        m.fork_ptes += len(src.pte)
         m.folios.get(src.pte)
         src.ptef &= ~np.uint8(F_WRITE | F_EXCL)
-    elif (anon := src.pte >= 0).any():
-        m.folios.get(src.pte[anon])
-        src.ptef[anon] &= ~np.uint8(F_WRITE | F_EXCL)
+    else:
+        m.fork_ptes += int(np.count_nonzero(src.pte != PTE_NONE))
+        anon = src.pte >= 0
+        if anon.any():
+            m.folios.get(src.pte[anon])
+            src.ptef[anon] &= ~np.uint8(F_WRITE | F_EXCL)
     dst.pte = src.pte.copy()
     dst.ptef = src.ptef.copy()
 

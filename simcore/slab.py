@@ -31,3 +31,13 @@ class Slab:
         out = {name: self.live[i] for i, name in enumerate(CACHES)}
         out.update({f"{name}_peak": self.peak[i] for i, name in enumerate(CACHES)})
         return out
+
+
+def parse_slabinfo(text: str) -> dict[str, tuple[int, int, int]]:
+    """/proc/slabinfo -> {cache: (objsize, objperslab, pagesperslab)} for the rmap caches."""
+    out = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if parts and parts[0] in CACHES and len(parts) > 5:
+            out[parts[0]] = (int(parts[3]), int(parts[4]), int(parts[5]))
+    return out

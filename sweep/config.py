@@ -57,13 +57,33 @@ WORKLOAD_SCHEMAS: dict[str, type] = {"noop": NoopWorkload, "trace": TraceWorkloa
 
 @dataclass
 class ArchConf:
-    """An architecture profile: page geometry and slab object sizes (bytes)."""
+    """An architecture profile: page geometry, slab caches, and the fork cost model.
+
+    Sizes are slab object sizes in bytes; ``*_per_slab`` objects fit one slab of
+    ``*_slab_pages`` pages.  ``from_host`` reads all of them from /proc/slabinfo when a
+    cell runs.  ``lazy_vma_extra`` bytes are added to vm_area_struct under the lazy policy
+    (its vm_rcuref).  Fork latency is predicted as fork_a_ns + fork_vma_ns * VMAs +
+    fork_avc_ns * AVCs cloned + fork_av_ns * anon_vmas allocated + fork_pte_ns * PTEs copied
+    (+ fork_pte_ns per page-table entry a lazy upgrade scans)."""
     name: str = "x86_64"
     page_size: int = 4096
     pmd_pages: int = 512
+    from_host: bool = False
     vm_area_struct: int = 192
     anon_vma: int = 104
     anon_vma_chain: int = 64
+    vm_area_struct_per_slab: int = 21
+    anon_vma_per_slab: int = 39
+    anon_vma_chain_per_slab: int = 64
+    vm_area_struct_slab_pages: int = 1
+    anon_vma_slab_pages: int = 1
+    anon_vma_chain_slab_pages: int = 1
+    lazy_vma_extra: int = 0
+    fork_a_ns: float = 50000.0
+    fork_vma_ns: float = 450.0
+    fork_avc_ns: float = 150.0
+    fork_av_ns: float = 300.0
+    fork_pte_ns: float = 15.0
 
 
 @dataclass
@@ -78,12 +98,18 @@ class SweepMeta:
     name: str = "sweep"
     batch_size: int = 0              # cells per remote call; 0 = automatic
     max_retries: int = 3             # re-runs of a batch whose worker died
+    sample_every: int = 100          # slab counts sampled every N operations (0: never)
 
 
-POSITIVE = {("arch", "page_size"), ("arch", "pmd_pages"), ("arch", "vm_area_struct"),
-            ("arch", "anon_vma"), ("arch", "anon_vma_chain")}
+POSITIVE = {("arch", k) for k in ("page_size", "pmd_pages", "vm_area_struct", "anon_vma",
+                                   "anon_vma_chain", "vm_area_struct_per_slab",
+                                   "anon_vma_per_slab", "anon_vma_chain_per_slab",
+                                   "vm_area_struct_slab_pages", "anon_vma_slab_pages",
+                                   "anon_vma_chain_slab_pages")}
 NON_NEGATIVE = {("workload", "n_ops"), ("workload", "sleep_ms"), ("sweep", "batch_size"),
-                ("sweep", "max_retries"), ("seed",)}
+                ("sweep", "max_retries"), ("sweep", "sample_every"), ("seed",),
+                *(("arch", k) for k in ("lazy_vma_extra", "fork_a_ns", "fork_vma_ns",
+                                        "fork_avc_ns", "fork_av_ns", "fork_pte_ns"))}
 
 
 # ---- the expanded grid ----------------------------------------------------------
@@ -268,7 +294,52 @@ def _compose(conf_dir: Path, name: str, base_overrides: list[str],
             for option in axes.get(group, []):
                 options[group][option] = one([f"{group}={option}"])[group]
             options[group].setdefault(_option_name(base, group), base[group])
+    for group in GROUPS:
+        base[group] = _with_defaults(group, base[group])
+        for name, node in list(options[group].items()):
+            options[group][name] = _with_defaults(group, node)
+    base["sweep"] = _with_defaults("sweep", base.get("sweep") or {})
     return base, options
+
+
+def _with_defaults(group: str, node: dict) -> dict:
+    """A group node with its schema's defaults filled in (and host sizes read for arch=host)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+    if group == "workload":
+        schema = WORKLOAD_SCHEMAS.get(node.get("name"))
+        if schema is None:
+            return node                        # check_cell names the unknown workload
+    else:
+        schema = {"arch": ArchConf, "policy": PolicyConf, "sweep": SweepMeta}[group]
+    try:
+        out = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(schema), node))
+    except OmegaConfBaseException as exc:
+        names = ", ".join(f.name for f in fields(schema))
+        raise SweepConfigError(f"{group}: {str(exc).splitlines()[0]} "
+                               f"(keys of {schema.__name__}: {names})") from None
+    if group == "arch" and out.get("from_host"):
+        out = host_arch(out)
+    return out
+
+
+def host_arch(node: dict) -> dict:
+    """An arch node with from_host: sizes and slab geometry from this machine's slabinfo."""
+    import os
+    from simcore.slab import CACHES, parse_slabinfo
+    try:
+        with open("/proc/slabinfo") as fh:
+            geometry = parse_slabinfo(fh.read())
+    except OSError as exc:
+        raise SweepConfigError(f"arch={node.get('name')!r} reads /proc/slabinfo: {exc.strerror} "
+                               f"(it needs root)") from None
+    missing = [c for c in CACHES if c not in geometry]
+    if missing:
+        raise SweepConfigError(f"/proc/slabinfo has no line for {', '.join(missing)}")
+    out = dict(node, page_size=os.sysconf("SC_PAGE_SIZE"))
+    for cache, (size, per_slab, pages) in geometry.items():
+        out.update({cache: size, f"{cache}_per_slab": per_slab, f"{cache}_slab_pages": pages})
+    return out
 
 
 def _option_name(cfg: dict, group: str) -> str:

@@ -17,7 +17,8 @@ import pyarrow as pa
 
 from .config import GROUPS, Grid
 from .grid import SIM_VERSION, resolve_fast
-from .store import CACHES, FLOAT_METRICS, INT_METRICS, Store, json_meta, result_schema
+from .store import (CACHES, FLOAT_METRICS, INT_METRICS, LIST_METRICS, Store, json_meta,
+                    result_schema)
 
 WALK_KEYS = ("walks", "avcs_visited", "vmas_visited", "vmas_not_mapping", "root_lock_read",
              "lockless_walks")
@@ -45,21 +46,54 @@ def workload_ops(cfg: dict) -> list:
     raise ValueError(f"unknown workload {w['name']!r}")
 
 
-def simulate_cell(cfg: dict) -> dict[str, Any]:
+def simulate_cell(cfg: dict, sample_every: int = 0) -> dict[str, Any]:
     """Run one resolved cell config; -> its metric columns."""
     from simcore.machine import Machine
     from simcore.policy import make_policy
     ops = workload_ops(cfg)
     m = Machine(make_policy(cfg["policy"]["name"], **cfg["policy"].get("variant", {})),
                 pmd_pages=int(cfg["arch"]["pmd_pages"]))
+    series: list[list[int]] = [[], [], []]
+    if sample_every:
+        def sample(machine: Machine, op: object) -> None:
+            if machine.ops_done % sample_every == 0:
+                for i in range(3):
+                    series[i].append(machine.slab.live[i])
+        m.observers.append(sample)
     m.run(ops)
     counts = m.counts()
-    out = {k: int(counts.get(k, 0)) for k in INT_METRICS}
+    out = {k: int(counts.get(k, 0)) for k in INT_METRICS if k != "forks"}
     for key in WALK_KEYS:
         out[f"rmap_{key}"] = sum(getattr(c, key) for c in m.walk_costs.values())
-    for cache in CACHES:
-        out[f"{cache}_kb"] = counts[cache] * int(cfg["arch"][cache]) / 1024
+    out.update(slab_metrics(counts, cfg["arch"], cfg["policy"]["name"]))
+    fork_ns = fork_cost(m.forks, cfg["arch"])
+    out.update(forks=len(fork_ns), fork_ns_predicted=float(sum(fork_ns)), fork_ns=fork_ns)
+    for i, cache in enumerate(CACHES):
+        out[f"{cache}_series"] = series[i]
     return out
+
+
+def slab_metrics(counts: dict, arch: dict, policy: str) -> dict[str, float]:
+    """Active KB (objects x object size, as slabtop) and slab KB (whole slabs) per cache."""
+    out = {}
+    for cache in CACHES:
+        size = int(arch[cache])
+        per_slab = int(arch[f"{cache}_per_slab"])
+        slab_bytes = int(arch[f"{cache}_slab_pages"]) * int(arch["page_size"])
+        if cache == "vm_area_struct" and policy == "lazy" and arch.get("lazy_vma_extra"):
+            size += int(arch["lazy_vma_extra"])      # vm_rcuref (patch 06)
+            per_slab = max(1, slab_bytes // size)
+        live = int(counts[cache])
+        out[f"{cache}_kb"] = live * size / 1024
+        out[f"{cache}_slab_kb"] = math.ceil(live / per_slab) * slab_bytes / 1024
+    return out
+
+
+def fork_cost(forks: list[tuple[int, int, int, int, int]], arch: dict) -> list[float]:
+    """Predicted latency (ns) of each fork from its counts and the profile's coefficients."""
+    a, vma, avc, av, pte = (float(arch[k]) for k in ("fork_a_ns", "fork_vma_ns", "fork_avc_ns",
+                                                      "fork_av_ns", "fork_pte_ns"))
+    return [a + vma * v + avc * c + av * n + pte * (p + s) for v, c, n, p, s in forks]
 
 
 def row_head(cfg: dict, cell: dict, params: dict[str, type], sweep: str) -> dict[str, Any]:
@@ -76,7 +110,8 @@ def row_head(cfg: dict, cell: dict, params: dict[str, type], sweep: str) -> dict
 
 
 def zero_metrics() -> dict[str, Any]:
-    return {**{m: 0 for m in INT_METRICS}, **{m: 0.0 for m in FLOAT_METRICS}}
+    return {**{m: 0 for m in INT_METRICS}, **{m: 0.0 for m in FLOAT_METRICS},
+            **{m: [] for m in LIST_METRICS}}
 
 
 def run_cell(base: dict, options: dict, cell: dict, params: dict[str, type],
@@ -86,7 +121,7 @@ def run_cell(base: dict, options: dict, cell: dict, params: dict[str, type],
     row = row_head(cfg, cell, params, sweep)
     t0 = time.perf_counter()
     try:
-        row.update(simulate_cell(cfg))
+        row.update(simulate_cell(cfg, int(cfg["sweep"].get("sample_every", 0))))
     except Exception as exc:  # noqa: BLE001 - a simulator exception becomes a failed row
         tb = traceback.format_exc()
         row.update(zero_metrics())

@@ -21,8 +21,11 @@ INT_METRICS = (*CACHES, *(f"{c}_peak" for c in CACHES), "folios", "processes",
                "anon_vma_root_lock_write", "rmap_walks", "rmap_avcs_visited", "rmap_vmas_visited",
                "rmap_vmas_not_mapping", "rmap_root_lock_read", "rmap_lockless_walks",
                "lazy_upgrades", "lazy_upgrade_folios", "lazy_upgrade_ptes",
-               "lazy_repointed_folios", "lazy_pinned_vmas")
-FLOAT_METRICS = tuple(f"{c}_kb" for c in CACHES)
+               "lazy_repointed_folios", "lazy_pinned_vmas", "forks")
+FLOAT_METRICS = (*(f"{c}_kb" for c in CACHES), *(f"{c}_slab_kb" for c in CACHES),
+                 "fork_ns_predicted")
+LIST_METRICS = {"fork_ns": pa.list_(pa.float64()),
+                **{f"{c}_series": pa.list_(pa.int64()) for c in CACHES}}
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -42,6 +45,7 @@ def result_schema(params: dict[str, type]) -> pa.Schema:
     cols += [("status", pa.string()), ("error", pa.string()), ("traceback", pa.string()),
              ("wall_s", pa.float64())]
     cols += [(m, pa.int64()) for m in INT_METRICS] + [(m, pa.float64()) for m in FLOAT_METRICS]
+    cols += list(LIST_METRICS.items())
     return pa.schema(cols)
 
 
