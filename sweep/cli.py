@@ -276,6 +276,31 @@ def _run_with_progress(grid, out: str, retry_failed: bool):
         return run_grid(grid, out, retry_failed=retry_failed, on_progress=show)
 
 
+@app.command("calibrate")
+def calibrate_cmd(
+    out: Path = typer.Option(Path("conf/arch/host.yaml"), help="profile file to write"),
+    forks: int = typer.Option(15, min=3, help="forks timed per shape (the median is used)"),
+) -> None:
+    """Time real forks over designed shapes, fit the fork cost model, report held-out error."""
+    from sweep.calibrate import calibrate, write_host_yaml
+    try:
+        result = calibrate(forks, progress=lambda s: typer.echo(f"measured {s.label()}", err=True))
+    except (RuntimeError, OSError) as exc:
+        _fail(f"calibrate: {exc}")
+    for key, value in result["coefficients"].items():
+        typer.echo(f"{key:12} {value:12.1f}")
+    typer.echo("held-out shapes (not used in the fit):")
+    worst = 0.0
+    for shape, measured, predicted in result["held_out"]:
+        err = (predicted - measured) / measured
+        worst = max(worst, abs(err))
+        typer.echo(f"  {shape.label()}  measured {measured / 1e3:9.1f} us  "
+                   f"predicted {predicted / 1e3:9.1f} us  error {100 * err:+6.1f} %")
+    typer.echo(f"worst held-out error {100 * worst:.1f} % (target within 25 %)")
+    write_host_yaml(out, result["coefficients"], result["held_out"])
+    typer.echo(f"wrote {out}")
+
+
 @app.command("status")
 def status(out: str = typer.Argument(..., help="a sweep's result directory or URI")) -> None:
     """Summarise a sweep on disk: rows, status, cells per workload/policy, provenance."""
