@@ -27,7 +27,7 @@ def ours(cells: int, sleep_ms: float, out: Path) -> tuple[float, int]:
     from sweep.config import load_grid
     from sweep.runner import launch
     from sweep.store import Store
-    grid = load_grid(ROOT / "conf/grid.yaml", ["workload=noop", f"workload.sleep_ms={sleep_ms}",
+    grid = load_grid(ROOT / "conf/demo.yaml", ["workload=noop", f"workload.sleep_ms={sleep_ms}",
                                                "~workload.n_ops", "policy=eager", "arch=x86_64",
                                                f"seed=range(0,{cells})"])
     t0 = time.perf_counter()

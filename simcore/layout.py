@@ -8,6 +8,7 @@ placed with ``after``.  Addresses are page numbers (address >> PAGE_SHIFT).
 """
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +53,37 @@ class Region:
         return self.start + len(self.prot)
 
 
+class Regions(dict):
+    """name -> Region of one process, with the starts kept sorted for overlap queries."""
+
+    def __init__(self, items: dict | None = None) -> None:
+        super().__init__()
+        self.starts: list[tuple[int, str]] = []
+        self.widest = 0                       # an upper bound of every region's extent
+        for name, region in (items or {}).items():
+            self[name] = region
+
+    def __setitem__(self, name: str, region: Region) -> None:
+        super().__setitem__(name, region)
+        insort(self.starts, (region.start, name))
+        self.widest = max(self.widest, region.extent)
+
+    def __delitem__(self, name: str) -> None:
+        region = self[name]
+        super().__delitem__(name)
+        self.starts.remove((region.start, name))
+
+    def clear(self) -> None:
+        super().clear()
+        self.starts.clear()
+
+    def near(self, start: int, end: int) -> list[tuple[str, Region]]:
+        """Regions that may overlap [start, end)."""
+        lo = bisect_left(self.starts, (start - self.widest, ""))
+        hi = bisect_left(self.starts, (end, ""))
+        return [(name, self[name]) for _, name in self.starts[lo:hi]]
+
+
 @dataclass(slots=True, frozen=True)
 class Span:
     """A resolved page range: ``start`` (page number) and ``count`` pages."""
@@ -66,7 +98,7 @@ class Layout:
         self.pmd_pages = pmd_pages
         self.gap_pages = max(gap_pages, pmd_pages)
         self.cursor = ARENA_BASE
-        self.regions: dict[int, dict[str, Region]] = {0: {}}
+        self.regions: dict[int, Regions] = {0: Regions()}
         self.exited: set[int] = set()
 
     # ---- helpers -------------------------------------------------------
@@ -114,9 +146,9 @@ class Layout:
         return start
 
     @staticmethod
-    def _check_free(op: Op, regions: dict[str, Region], start: int, pages: int) -> None:
+    def _check_free(op: Op, regions: Regions, start: int, pages: int) -> None:
         end = start + pages
-        for name, other in regions.items():
+        for name, other in regions.near(start, end):
             lo, hi = max(start, other.start), min(end, other.end)
             if lo < hi and (other.prot[lo - other.start:hi - other.start] != UNMAPPED).any():
                 raise TraceError(op.line, f"placement overlaps region {name!r}")
@@ -190,6 +222,7 @@ class Layout:
             self._check_free(op, regions, region.end, op.pages - region.extent)
             grown = np.full(op.pages - region.extent, region.prot[-1], np.int8)
             region.prot = np.concatenate([region.prot, grown])
+            regions.widest = max(regions.widest, region.extent)
         else:
             region.prot = region.prot[:op.pages].copy()
         region.uniform = None
@@ -213,15 +246,17 @@ class Layout:
         regions = self._proc(op)
         if op.child in self.regions:
             raise TraceError(op.line, f"fork: child pid {op.child} is already used")
-        child = {}
+        child = Regions()
         for name, r in regions.items():
             same = r.same()
             if same is not None and not same & DONTCOPY:
-                child[name] = Region(r.start, r.prot.copy(), same)
+                dict.__setitem__(child, name, Region(r.start, r.prot.copy(), same))
                 continue
             prot = np.where(r.prot & DONTCOPY, UNMAPPED, r.prot).astype(np.int8)
             if (prot != UNMAPPED).any():
-                child[name] = Region(r.start, prot)
+                dict.__setitem__(child, name, Region(r.start, prot))
+        child.starts = [item for item in regions.starts if item[1] in child]   # already sorted
+        child.widest = regions.widest
         self.regions[op.child] = child
 
     def exec(self, op: Exec) -> None:

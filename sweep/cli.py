@@ -276,6 +276,20 @@ def _run_with_progress(grid, out: str, retry_failed: bool):
         return run_grid(grid, out, retry_failed=retry_failed, on_progress=show)
 
 
+@app.command("report")
+def report(out: str = typer.Argument(..., help="a sweep's result directory or URI")) -> None:
+    """The cover letter's table (before/after active KB per cache) beside the sweep's."""
+    from sweep.report import cover_letter_table, load_rows
+    try:
+        df = load_rows(out)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    text = cover_letter_table(df)
+    if not text:
+        _fail(f"{out}: no android_boot/android_apps cells with both eager and lazy rows")
+    typer.echo(text)
+
+
 @app.command("calibrate")
 def calibrate_cmd(
     out: Path = typer.Option(Path("conf/arch/host.yaml"), help="profile file to write"),

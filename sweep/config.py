@@ -51,8 +51,11 @@ class RandomWorkload:
     forks: bool = True
 
 
+from simcore.workloads.android import AndroidApps, AndroidBoot  # noqa: E402
+
 WORKLOAD_SCHEMAS: dict[str, type] = {"noop": NoopWorkload, "trace": TraceWorkload,
-                                     "random": RandomWorkload}
+                                     "random": RandomWorkload, "android_boot": AndroidBoot,
+                                     "android_apps": AndroidApps}
 
 
 @dataclass

@@ -43,6 +43,11 @@ def workload_ops(cfg: dict) -> list:
     if w["name"] == "trace":
         from simcore import trace
         return trace.load(w["path"])
+    if w["name"] in ("android_boot", "android_apps"):
+        from simcore.workloads import android
+        if w["name"] == "android_boot":
+            return android.android_boot(android.AndroidBoot(**w), int(cfg["seed"]))
+        return android.android_apps(android.AndroidApps(**w), int(cfg["seed"]))
     raise ValueError(f"unknown workload {w['name']!r}")
 
 

@@ -37,7 +37,7 @@ def s3_uri():
 
 
 def test_results_to_s3(ray_local, s3_uri):
-    grid = load_grid("conf/grid.yaml", ["seed=0,1", "workload.n_ops=20"])
+    grid = load_grid("conf/demo.yaml", ["seed=0,1", "workload.n_ops=20"])
     prog = launch(grid, s3_uri)
     assert prog.done == 8
     fs, root = pafs.FileSystem.from_uri(s3_uri)
@@ -47,7 +47,7 @@ def test_results_to_s3(ray_local, s3_uri):
 
 
 def _sweep_cmd(out: Path) -> list[str]:
-    return [sys.executable, "-m", "sweep.cli", "launch", "conf/grid.yaml", "--out", str(out),
+    return [sys.executable, "-m", "sweep.cli", "launch", "conf/demo.yaml", "--out", str(out),
             "--num-cpus", "2", "workload=noop", "workload.sleep_ms=60", "~workload.n_ops",
             "policy=eager,lazy", "arch=x86_64", "seed=range(0,40)", "sweep.batch_size=2"]
 
@@ -72,7 +72,7 @@ def test_driver_killed_with_sigkill_then_relaunched(tmp_path):
     res = subprocess.run(_sweep_cmd(out), cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=300, start_new_session=True)
     assert res.returncode == 0, res.stderr[-2000:]
-    grid = load_grid(ROOT / "conf/grid.yaml", _sweep_cmd(out)[9:])
+    grid = load_grid(ROOT / "conf/demo.yaml", _sweep_cmd(out)[9:])
     table = ds.dataset(str(out), format="parquet", partitioning="hive").to_table()
     ids = table["cell_id"].to_pylist()
     assert sorted(ids) == sorted(c["id"] for c in grid.cells), "exactly one row per cell"

@@ -22,13 +22,13 @@ def conf(tmp_path: Path) -> Path:
 
 
 def test_default_grid_expands_to_the_product():
-    g = load_grid(CONF / "grid.yaml")
+    g = load_grid(CONF / "demo.yaml")
     assert len(g.cells) == 2 * 2 * 3 * 2
     assert len({c["id"] for c in g.cells}) == len(g.cells)
 
 
 def test_overrides_replace_axes_add_axes_and_set_values():
-    g = load_grid(CONF / "grid.yaml", ["policy=eager", "seed=range(0,5)", "arch=glob(arm*)",
+    g = load_grid(CONF / "demo.yaml", ["policy=eager", "seed=range(0,5)", "arch=glob(arm*)",
                                        "workload.forks=true,false", "sweep.name=other"])
     assert g.axes["policy"] == ["eager"] and g.axes["seed"] == [0, 1, 2, 3, 4]
     assert g.axes["arch"] == ["arm64", "arm64_16k", "arm64_64k", "arm64_android"]
@@ -37,19 +37,19 @@ def test_overrides_replace_axes_add_axes_and_set_values():
 
 
 def test_zip_and_exclude(conf: Path):
-    (conf / "grid.yaml").write_text((conf / "grid.yaml").read_text()
+    (conf / "demo.yaml").write_text((conf / "demo.yaml").read_text()
                                     .replace("zip: []", "zip: [[seed, workload.n_ops]]")
                                     .replace("workload.n_ops: [40, 80]", "workload.n_ops: [40, 80, 120]")
                                     .replace("exclude: []", "exclude: [{policy: lazy, arch: arm64}]"))
-    g = load_grid(conf / "grid.yaml")
+    g = load_grid(conf / "demo.yaml")
     assert len(g.cells) == 3 * 3                  # (seed, n_ops) zipped; lazy x arm64 dropped
     assert all((c["point"]["seed"], c["point"]["workload.n_ops"]) in {(0, 40), (1, 80), (2, 120)}
                for c in g.cells)
 
 
 def test_cell_ids_depend_on_the_resolved_config_only():
-    a = load_grid(CONF / "grid.yaml", ["policy=eager", "arch=x86_64", "seed=1", "workload.n_ops=40"])
-    b = load_grid(CONF / "grid.yaml", ["policy=eager,lazy", "sweep.name=x"])
+    a = load_grid(CONF / "demo.yaml", ["policy=eager", "arch=x86_64", "seed=1", "workload.n_ops=40"])
+    b = load_grid(CONF / "demo.yaml", ["policy=eager,lazy", "sweep.name=x"])
     assert a.cells[0]["id"] in {c["id"] for c in b.cells}
 
 
@@ -77,7 +77,7 @@ BAD = [
 @pytest.mark.parametrize("overrides, message", BAD, ids=[b[1] for b in BAD])
 def test_bad_overrides_fail_with_one_line(overrides, message):
     with pytest.raises(SweepConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        load_grid(CONF / "grid.yaml", overrides)
+        load_grid(CONF / "demo.yaml", overrides)
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -89,15 +89,15 @@ def test_bad_overrides_fail_with_one_line(overrides, message):
     (lambda t: t.replace("name: demo", "name: ${oc.env:HOME}"), "interpolation"),
 ])
 def test_bad_grid_files(conf: Path, edit, message):
-    (conf / "grid.yaml").write_text(edit((conf / "grid.yaml").read_text()))
+    (conf / "demo.yaml").write_text(edit((conf / "demo.yaml").read_text()))
     with pytest.raises(SweepConfigError, match=message):
-        load_grid(conf / "grid.yaml")
+        load_grid(conf / "demo.yaml")
 
 
 def test_bad_group_file(conf: Path):
     (conf / "arch" / "x86_64.yaml").write_text("name: x86_64\npage_size: big\n")
     with pytest.raises(SweepConfigError, match="arch"):
-        load_grid(conf / "grid.yaml")
+        load_grid(conf / "demo.yaml")
 
 
 def test_missing_grid_file():
@@ -106,8 +106,8 @@ def test_missing_grid_file():
 
 
 def test_cli_dry_run_and_bad_config_exit_codes():
-    res = runner.invoke(app, ["launch", "conf/grid.yaml", "--dry-run", "policy=eager"])
+    res = runner.invoke(app, ["launch", "conf/demo.yaml", "--dry-run", "policy=eager"])
     assert res.exit_code == 0 and res.output.strip().endswith("12 cells")
-    res = runner.invoke(app, ["launch", "conf/grid.yaml", "arch=sparc"])
+    res = runner.invoke(app, ["launch", "conf/demo.yaml", "arch=sparc"])
     assert res.exit_code == 2 and "Traceback" not in res.output
     assert res.output.count("\n") == 1 and "allowed: arm64, arm64_16k" in res.output

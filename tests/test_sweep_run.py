@@ -20,7 +20,7 @@ def rows(out: str) -> pl.DataFrame:
 
 
 def test_launch_writes_one_row_per_cell_and_resumes(ray_local, tmp_path):
-    grid = load_grid(CONF / "grid.yaml", ["seed=0,1", "workload.n_ops=20"])
+    grid = load_grid(CONF / "demo.yaml", ["seed=0,1", "workload.n_ops=20"])
     out = str(tmp_path / "r")
     first = launch(grid, out)
     assert first.done == len(grid.cells) == 8 and first.failed == 0
@@ -43,7 +43,7 @@ def test_launch_writes_one_row_per_cell_and_resumes(ray_local, tmp_path):
 def test_simulator_exception_is_a_failed_row_then_retry_failed(ray_local, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"op": "touch", "pid": 0, "region": "nope"}\n')
-    grid = load_grid(CONF / "grid.yaml", ["workload=trace", f"workload.path={bad}",
+    grid = load_grid(CONF / "demo.yaml", ["workload=trace", f"workload.path={bad}",
                                           "policy=eager", "arch=x86_64", "seed=0",
                                           "~workload.n_ops"])
     out = str(tmp_path / "r")
@@ -60,7 +60,7 @@ def test_simulator_exception_is_a_failed_row_then_retry_failed(ray_local, tmp_pa
 
 
 def test_results_do_not_depend_on_the_number_of_workers(ray_local, tmp_path):
-    grid = load_grid(CONF / "grid.yaml", ["seed=range(0,6)"])
+    grid = load_grid(CONF / "demo.yaml", ["seed=range(0,6)"])
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
     launch(grid, a, workers=1)
     launch(grid, b, workers=2)
@@ -72,7 +72,7 @@ def test_results_do_not_depend_on_the_number_of_workers(ray_local, tmp_path):
 
 def test_a_dead_worker_is_replaced_and_its_batch_rerun(ray_local, tmp_path):
     marker = tmp_path / "died"
-    grid = load_grid(CONF / "grid.yaml", ["workload=noop", f"+workload.die_once={marker}",
+    grid = load_grid(CONF / "demo.yaml", ["workload=noop", f"+workload.die_once={marker}",
                                           "seed=range(0,20)", "~workload.n_ops", "arch=x86_64",
                                           "policy=eager", "sweep.batch_size=4"])
     out = str(tmp_path / "r")

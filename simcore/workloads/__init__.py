@@ -1,8 +1,11 @@
 """Workload generators: functions that yield trace operations, registered by name."""
 from __future__ import annotations
 
+from .android import AndroidApps, AndroidBoot, android_apps, android_boot
 from .randtrace import random_trace
 
-WORKLOADS = {"random": random_trace}
+# name -> generator(config, seed) of trace operations
+WORKLOADS = {"random": random_trace, "android_boot": android_boot, "android_apps": android_apps}
 
-__all__ = ["WORKLOADS", "random_trace"]
+__all__ = ["WORKLOADS", "AndroidApps", "AndroidBoot", "android_apps", "android_boot",
+           "random_trace"]

@@ -1,0 +1,66 @@
+"""`sweep report`: the ANON_VMA_LAZY cover letter's table beside a sweep's results."""
+from __future__ import annotations
+
+import polars as pl
+
+from .store import CACHES, Store
+
+# active KB before (mainline) and after (ANON_VMA_LAZY), from the cover letter
+PUBLISHED = {
+    "android_boot": {"vm_area_struct": (117035, 118176), "anon_vma_chain": (18865.8, 8112.06),
+                     "anon_vma": (20426.4, 613.75)},
+    "android_apps": {"vm_area_struct": (196873, 197345), "anon_vma_chain": (31477.1, 15576.8),
+                     "anon_vma": (33280, 2648.12)},
+}
+STATE = {"android_boot": "after boot", "android_apps": "after launching 24 apps"}
+
+
+def load_rows(out: str) -> pl.DataFrame:
+    """Every ok row of a sweep (local path or pyarrow.fs URI)."""
+    import pyarrow.parquet as pq
+    store = Store(out)
+    files = store.parquet_files()
+    if not files:
+        raise FileNotFoundError(f"no results under {out}")
+    tables = [pq.read_table(f, filesystem=store.fs) for f in files]
+    df = pl.concat([pl.from_arrow(t) for t in tables], how="diagonal_relaxed")
+    return df.filter(pl.col("status") == "ok")
+
+
+def lazy_vs_eager(df: pl.DataFrame) -> pl.DataFrame:
+    """Mean active KB per (workload, arch, cache) for eager and lazy, and the change in %."""
+    rows = []
+    for (workload, arch), part in df.group_by(["workload", "arch"], maintain_order=True):
+        for cache in CACHES:
+            means = {p: part.filter(pl.col("policy") == p)[f"{cache}_kb"].mean()
+                     for p in ("eager", "lazy")}
+            if means["eager"] is None or means["lazy"] is None:
+                continue
+            change = 100 * (means["lazy"] - means["eager"]) / means["eager"] if means["eager"] else 0.0
+            rows.append({"workload": workload, "arch": arch, "cache": cache,
+                         "eager_kb": means["eager"], "lazy_kb": means["lazy"], "change_pct": change})
+    return pl.DataFrame(rows)
+
+
+def cover_letter_table(df: pl.DataFrame) -> str:
+    """Plain text, as the cover letter prints it, with our numbers beside the published ones."""
+    ours = lazy_vs_eager(df)
+    lines = []
+    for arch in sorted(set(ours["arch"].to_list()) if ours.height else []):
+        lines.append(f"arch={arch}")
+        lines.append(f"{'':26}{'published (KB)':>36}   {'anonsim (KB)':>36}")
+        lines.append(f"{'':26}{'before':>12}{'after':>12}{'change':>12}   "
+                     f"{'before':>12}{'after':>12}{'change':>12}")
+        for workload in ("android_boot", "android_apps"):
+            part = ours.filter((pl.col("arch") == arch) & (pl.col("workload") == workload))
+            if not part.height:
+                continue
+            lines.append(STATE[workload] + ":")
+            for cache in ("vm_area_struct", "anon_vma_chain", "anon_vma"):
+                row = part.filter(pl.col("cache") == cache).row(0, named=True)
+                before, after = PUBLISHED[workload][cache]
+                pub = 100 * (after - before) / before
+                lines.append(f"  {cache:24}{before:12.1f}{after:12.1f}{pub:+11.1f}%   "
+                             f"{row['eager_kb']:12.1f}{row['lazy_kb']:12.1f}{row['change_pct']:+11.1f}%")
+        lines.append("")
+    return "\n".join(lines)
