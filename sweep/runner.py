@@ -65,7 +65,14 @@ def simulate_cell(cfg: dict, sample_every: int = 0) -> dict[str, Any]:
                 for i in range(3):
                     series[i].append(machine.slab.live[i])
         m.observers.append(sample)
-    m.run(ops)
+    import gc
+    was_on = gc.isenabled()
+    gc.disable()           # the model frees by refcount; cyclic GC passes over ~10^6 objects cost
+    try:
+        m.run(ops)
+    finally:
+        if was_on:
+            gc.enable()
     counts = m.counts()
     out = {k: int(counts.get(k, 0)) for k in INT_METRICS if k != "forks"}
     for key in WALK_KEYS:
