@@ -143,7 +143,13 @@ class Layout:
             raise TraceError(op.line, f"after={after!r}: the last page of {after!r} is not mapped")
         start = anchor.end
         self._check_free(op, regions, start, pages)
+        self._reserve(start + pages)
         return start
+
+    def _reserve(self, end: int) -> None:
+        """Fresh slots start beyond `end`, which an after-chain or a growth reached."""
+        span = -(-end // self.pmd_pages) * self.pmd_pages + self.gap_pages
+        self.cursor = max(self.cursor, span)
 
     @staticmethod
     def _check_free(op: Op, regions: Regions, start: int, pages: int) -> None:
@@ -223,6 +229,7 @@ class Layout:
             grown = np.full(op.pages - region.extent, region.prot[-1], np.int8)
             region.prot = np.concatenate([region.prot, grown])
             regions.widest = max(regions.widest, region.extent)
+            self._reserve(region.end)
         else:
             region.prot = region.prot[:op.pages].copy()
         region.uniform = None

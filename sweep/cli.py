@@ -290,6 +290,26 @@ def report(out: str = typer.Argument(..., help="a sweep's result directory or UR
     typer.echo(text)
 
 
+@app.command("capture")
+def capture_cmd(
+    out: Path = typer.Argument(..., help="snapshot file to write (JSON)"),
+    check: bool = typer.Option(True, help="replay it under eager and compare with /proc/slabinfo"),
+) -> None:
+    """Snapshot every process's layout (maps, smaps Anonymous, PPid); replay with workload=snapshot."""
+    from sweep.capture import capture, compare, write
+    try:
+        snap = capture()
+    except OSError as exc:
+        _fail(f"capture: {exc}")
+    write(snap, out)
+    typer.echo(f"wrote {out}: {len(snap['processes'])} processes "
+               f"({len(snap['unreadable'])} unreadable: {snap['unreadable'][:10]})")
+    if check:
+        for cache, predicted, real, err in compare(snap):
+            typer.echo(f"  {cache:16} replay {predicted:8d}   /proc/slabinfo {real:8d}   "
+                       f"error {100 * err:+6.1f} %")
+
+
 @app.command("calibrate")
 def calibrate_cmd(
     out: Path = typer.Option(Path("conf/arch/host.yaml"), help="profile file to write"),

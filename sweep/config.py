@@ -52,10 +52,11 @@ class RandomWorkload:
 
 
 from simcore.workloads.android import AndroidApps, AndroidBoot  # noqa: E402
+from simcore.workloads.snapshot import SnapshotWorkload  # noqa: E402
 
 WORKLOAD_SCHEMAS: dict[str, type] = {"noop": NoopWorkload, "trace": TraceWorkload,
                                      "random": RandomWorkload, "android_boot": AndroidBoot,
-                                     "android_apps": AndroidApps}
+                                     "android_apps": AndroidApps, "snapshot": SnapshotWorkload}
 
 
 @dataclass
@@ -438,8 +439,8 @@ def check_cell(cfg: dict, key: str | None = None) -> dict:
         if path in POSITIVE and value <= 0 or path in NON_NEGATIVE and value < 0:
             bound = "positive" if path in POSITIVE else "zero or more"
             raise SweepConfigError(f"{'.'.join(path)}={value!r}{what} must be {bound}")
-    if typed["workload"]["name"] == "trace" and not Path(typed["workload"]["path"]).is_file():
-        raise SweepConfigError(f"workload.path={typed['workload']['path']!r}{what}: no such trace file")
+    if typed["workload"]["name"] in ("trace", "snapshot") and not Path(typed["workload"]["path"]).is_file():
+        raise SweepConfigError(f"workload.path={typed['workload']['path']!r}{what}: no such file")
     try:
         from simcore.policy import make_policy
         make_policy(typed["policy"]["name"], **typed["policy"]["variant"])

@@ -43,6 +43,11 @@ def workload_ops(cfg: dict) -> list:
     if w["name"] == "trace":
         from simcore import trace
         return trace.load(w["path"])
+    if w["name"] == "snapshot":
+        import json
+        from simcore.workloads.snapshot import snapshot_ops
+        with open(w["path"]) as fh:
+            return snapshot_ops(json.load(fh))
     if w["name"] in ("android_boot", "android_apps"):
         from simcore.workloads import android
         if w["name"] == "android_boot":

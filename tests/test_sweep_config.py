@@ -63,7 +63,7 @@ BAD = [
     (["policy=frobnicate"], "unknown option 'frobnicate' for group 'policy'"),
     (["seed=range(5,1)"], "has no values"),
     (["seed=abc"], "seed"),
-    (["workload=trace", "workload.path=/no/such.jsonl"], "no such trace file"),
+    (["workload=trace", "workload.path=/no/such.jsonl"], "no such file"),
     (["policy=lazy", "+policy.variant.split=shred"], "is not one of"),
     (["policy=lazy", "+policy.variant.colour=red"], "unknown lazy variant knob"),
     (["workload.n_ops=[1,2"], "bad override"),
