@@ -52,11 +52,13 @@ class RandomWorkload:
 
 
 from simcore.workloads.android import AndroidApps, AndroidBoot  # noqa: E402
+from simcore.workloads.servers import SERVER_WORKLOADS  # noqa: E402
 from simcore.workloads.snapshot import SnapshotWorkload  # noqa: E402
 
 WORKLOAD_SCHEMAS: dict[str, type] = {"noop": NoopWorkload, "trace": TraceWorkload,
                                      "random": RandomWorkload, "android_boot": AndroidBoot,
-                                     "android_apps": AndroidApps, "snapshot": SnapshotWorkload}
+                                     "android_apps": AndroidApps, "snapshot": SnapshotWorkload,
+                                     **{n: cls for n, (cls, _) in SERVER_WORKLOADS.items()}}
 
 
 @dataclass

@@ -48,6 +48,10 @@ def workload_ops(cfg: dict) -> list:
         from simcore.workloads.snapshot import snapshot_ops
         with open(w["path"]) as fh:
             return snapshot_ops(json.load(fh))
+    from simcore.workloads.servers import SERVER_WORKLOADS
+    if w["name"] in SERVER_WORKLOADS:
+        cls, gen = SERVER_WORKLOADS[w["name"]]
+        return gen(cls(**w), int(cfg["seed"]))
     if w["name"] in ("android_boot", "android_apps"):
         from simcore.workloads import android
         if w["name"] == "android_boot":
