@@ -78,6 +78,7 @@ class Lazy(Eager):
                                  f"{', '.join(VARIANTS[key][0])}")
         for key, (_, default) in VARIANTS.items():
             self.variant[key] = str(variant.get(key, default))
+        self.regular_may_map_lazy = "keep" in (self.variant["merge"], self.variant["mremap"])
         self.targets: dict[int, VMA] = {}        # VMA id -> VMA, for VMA-mapped folios
         self.pins: dict[int, int] = {}           # VMA id -> live folios whose mapping is it
         self.detached: dict[int, VMA] = {}       # unmapped VMAs kept alive by pins
@@ -210,10 +211,12 @@ class Lazy(Eager):
 
     # ---- fork, split, merge, mremap ----------------------------------------------
     def anon_vma_fork(self, m: Machine, child: VMA, parent: VMA) -> None:
-        if parent.anon_vma is None and not parent.chain and not self._has_lazy_folios(m, parent):
+        if parent.anon_vma is None and not parent.chain and parent.priv is None \
+                and not self._has_lazy_folios(m, parent):
             child.anon_vma = None
             return
-        self.upgrade(m, parent)
+        if parent.anon_vma is None or self.regular_may_map_lazy:
+            self.upgrade(m, parent)      # only a `keep` variant leaves lazy folios in a regular VMA
         child.anon_vma = None
         child.chain = []
         av.anon_vma_clone(m, child, parent)           # +L AVCs; reuse of an idle anon_vma
@@ -264,7 +267,8 @@ class Lazy(Eager):
             return
         ids = self._present(m, vma)                   # repoint
         f = m.folios
-        stray = ids[(f.mkind[ids] == MAP_VMA) & (f.mapping[ids] != vma.id)]
+        lazy = f.mkind[ids] == MAP_VMA                # a regular VMA keeps no lazy folios
+        stray = ids[lazy if vma.anon_vma is not None else lazy & (f.mapping[ids] != vma.id)]
         if len(stray):
             self.counters["lazy_repointed_folios"] += len(stray)
             if vma.anon_vma is not None:

@@ -91,6 +91,8 @@ class Emitter:
 class AndroidBoot:
     """Android right after boot (workloads-and-style.md 1.3)."""
     name: str = "android_boot"
+    pressure_every: int = 2000      # an rmap walk (reclaim/migrate/idle) every N ops; 0: none
+    pressure_pages: int = 4
     boot_apps: int = 130            # zygote-forked app processes at boot (90-160)
     zygote_libs: int = 200          # libraries zygote64 preloads (~1,700 VMAs, ~900 with AV)
     zygote_anon: int = 450          # dalvik/malloc anonymous regions in zygote64
@@ -192,11 +194,17 @@ def _boot(em: Emitter, cfg: AndroidBoot, rng: random.Random) -> Iterator[T.Op]:
 
 
 def android_boot(cfg: AndroidBoot, seed: int) -> Iterator[T.Op]:
+    from .servers import with_pressure
     rng = random.Random(seed)
-    yield from _boot(Emitter(rng, cfg.pages), cfg, rng)
+    yield from with_pressure(_boot(Emitter(rng, cfg.pages), cfg, rng), cfg, random.Random(seed + 1))
 
 
 def android_apps(cfg: AndroidApps, seed: int) -> Iterator[T.Op]:
+    from .servers import with_pressure
+    yield from with_pressure(_apps(cfg, seed), cfg, random.Random(seed + 1))
+
+
+def _apps(cfg: AndroidApps, seed: int) -> Iterator[T.Op]:
     rng = random.Random(seed)
     em = Emitter(rng, cfg.pages)
     yield from _boot(em, cfg, rng)

@@ -30,8 +30,9 @@ def with_pressure(ops: Iterator[T.Op], cfg: Pressure, rng: random.Random) -> Ite
     written: dict[tuple[int, str], int] = {}
     for n, op in enumerate(ops, 1):
         yield op
-        if isinstance(op, T.Touch) and op.write:
-            written[(op.pid, op.region)] = op.first
+        if isinstance(op, T.Touch) and op.write:        # a whole-region touch: its size is
+            count = min(op.count, cfg.pressure_pages) if op.count else 1   # not known here
+            written[(op.pid, op.region)] = (op.first, count)
         elif isinstance(op, (T.Exit, T.Exec)):
             for key in [k for k in written if k[0] == op.pid]:
                 del written[key]
@@ -39,7 +40,8 @@ def with_pressure(ops: Iterator[T.Op], cfg: Pressure, rng: random.Random) -> Ite
             written.pop((op.pid, op.region), None)
         if cfg.pressure_every and n % cfg.pressure_every == 0 and written:
             pid, region = rng.choice(sorted(written))
-            yield T.Rmap(pid, region, rng.choice(WALKS), written[(pid, region)], 1)
+            first, count = written[(pid, region)]
+            yield T.Rmap(pid, region, rng.choice(WALKS), first, count)
 
 
 def _lib_names(tag: str, n: int) -> list[str]:
