@@ -277,17 +277,23 @@ def _run_with_progress(grid, out: str, retry_failed: bool):
 
 
 @app.command("report")
-def report(out: str = typer.Argument(..., help="a sweep's result directory or URI")) -> None:
-    """The cover letter's table (before/after active KB per cache) beside the sweep's."""
-    from sweep.report import cover_letter_table, load_rows
+def report(
+    out: str = typer.Argument(..., help="a sweep's result directory or URI"),
+    dest: Optional[Path] = typer.Option(None, help="where report.md and the PNGs go "
+                                        "(default: <out>/report for a local sweep)"),
+) -> None:
+    """Mailing-list table (the cover letter's, beside ours), KB table and plots."""
+    from sweep.report import cover_letter_table, kb_table, load_rows, write_report
     try:
         df = load_rows(out)
     except FileNotFoundError as exc:
         _fail(str(exc))
     text = cover_letter_table(df)
-    if not text:
-        _fail(f"{out}: no android_boot/android_apps cells with both eager and lazy rows")
-    typer.echo(text)
+    typer.echo(text if text else kb_table(df))
+    if dest is None:
+        dest = Path(out) / "report" if "://" not in out else Path("report")
+    paths = write_report(df, dest)
+    typer.echo(f"wrote {', '.join(str(p) for p in paths)}")
 
 
 @app.command("capture")

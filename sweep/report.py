@@ -64,3 +64,37 @@ def cover_letter_table(df: pl.DataFrame) -> str:
                              f"{row['eager_kb']:12.1f}{row['lazy_kb']:12.1f}{row['change_pct']:+11.1f}%")
         lines.append("")
     return "\n".join(lines)
+
+
+def kb_table(df: pl.DataFrame) -> str:
+    """Mean active KB and counts per workload x arch x policy, as a Markdown table."""
+    g = (df.group_by(["workload", "arch", "policy"], maintain_order=True)
+         .agg(*(pl.col(f"{c}_kb").mean() for c in CACHES), *(pl.col(c).mean() for c in CACHES),
+              pl.len().alias("cells")).sort(["workload", "arch", "policy"]))
+    head = "| workload | arch | policy | cells | " + " | ".join(f"{c} KB" for c in CACHES) + " |"
+    lines = [head, "|" + "---|" * (4 + len(CACHES))]
+    for r in g.iter_rows(named=True):
+        kb = " | ".join(f"{r[f'{c}_kb']:.1f} ({r[c]:.0f})" for c in CACHES)
+        lines.append(f"| {r['workload']} | {r['arch']} | {r['policy']} | {r['cells']} | {kb} |")
+    return "\n".join(lines)
+
+
+def write_report(df: pl.DataFrame, dest: "Path") -> list["Path"]:
+    """report.md (mailing-list table and KB table) and PNG plots into dest."""
+    from pathlib import Path
+    from . import plots
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    made = [plots.kb_by_policy(df, dest / "kb_by_policy.png")]
+    made += [p for p in (plots.change_with_ci(df, dest / "change_pct.png"),
+                         plots.fork_cost(df, dest / "fork_cost.png"),
+                         plots.rmap_cost(df, dest / "rmap_cost.png"),
+                         plots.series(df, dest / "objects_over_time.png")) if p is not None]
+    text = ["# anonsim report", ""]
+    table = cover_letter_table(df)
+    if table:
+        text += ["## ANON_VMA_LAZY cover letter vs anonsim (active KB)", "", "```", table, "```", ""]
+    text += ["## Active KB (mean count) per workload, architecture and policy", "", kb_table(df), ""]
+    text += [f"![{p.stem}]({p.name})" for p in made]
+    (dest / "report.md").write_text("\n".join(text) + "\n")
+    return [dest / "report.md", *made]

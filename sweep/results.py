@@ -1,0 +1,105 @@
+"""The results API: a sweep's Parquet as a Polars LazyFrame, and the usual comparisons.
+
+    from sweep import results
+    lf = results.load("results/anon_vma_lazy")               # or several, or s3://...
+    d = results.deltas(lf)                                     # eager -> lazy per cell pair
+    results.spread(d)                                          # mean, sd, 95 % CI over seeds
+    results.with_published(results.spread(d))                  # beside the cover letter
+"""
+from __future__ import annotations
+
+import math
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from .store import CACHES, Store
+
+ID_COLUMNS = ("cell_id", "sweep", "workload", "arch", "policy", "variant", "seed", "status",
+              "error", "traceback", "wall_s")
+
+
+def load(*sources: str) -> pl.LazyFrame:
+    """Every row of one or more sweeps (local paths or pyarrow.fs URIs), lazily, with one
+    explicit schema: the union of the sweeps' schemas (a parameter swept in only one sweep
+    is null in the others); `workload` and `policy` are typed string columns."""
+    if not sources:
+        raise ValueError("load() needs at least one sweep directory or URI")
+    datasets = []
+    for source in sources:
+        store = Store(source)
+        files = store.parquet_files()
+        if not files:
+            raise FileNotFoundError(f"no results under {source}")
+        datasets.append(ds.dataset(files, filesystem=store.fs, format="parquet"))
+    schema = pa.unify_schemas([d.schema.remove_metadata() for d in datasets])
+    frames = [pl.scan_pyarrow_dataset(ds.dataset(d.files, filesystem=d.filesystem,
+                                                 format="parquet", schema=schema))
+              for d in datasets]
+    return pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
+
+
+def _pair_keys(df: pl.DataFrame) -> list[str]:
+    """Columns that identify a cell apart from its policy: ids, arch, seed, swept parameters."""
+    metric_like = {c for c in df.columns if c.startswith(("rmap_", "lazy_", "fork", "folios",
+                                                          "processes", "anon_vma_root"))}
+    metric_like |= {c for cache in CACHES for c in df.columns if c.startswith(cache)}
+    return [c for c in df.columns if c not in metric_like and c not in
+            ("cell_id", "policy", "variant", "status", "error", "traceback", "wall_s")]
+
+
+def deltas(lf: pl.LazyFrame | pl.DataFrame, base: str = "eager", other: str = "lazy") -> pl.DataFrame:
+    """One row per (cell pair, cache): base and other counts and KB, the change, in %."""
+    df = (lf.collect() if isinstance(lf, pl.LazyFrame) else lf).filter(pl.col("status") == "ok")
+    keys = _pair_keys(df)
+    left = df.filter(pl.col("policy") == base)
+    right = df.filter(pl.col("policy") == other)
+    joined = left.join(right, on=keys, suffix="_other")
+    parts = []
+    for cache in CACHES:
+        parts.append(joined.select(
+            *keys, pl.lit(cache).alias("cache"), pl.col("variant_other").alias("variant"),
+            pl.col(cache).alias("base"), pl.col(f"{cache}_other").alias("other"),
+            pl.col(f"{cache}_kb").alias("base_kb"), pl.col(f"{cache}_kb_other").alias("other_kb"),
+        ))
+    out = pl.concat(parts)
+    return out.with_columns(
+        (pl.col("other") - pl.col("base")).alias("change"),
+        pl.when(pl.col("base_kb") > 0)
+        .then(100 * (pl.col("other_kb") - pl.col("base_kb")) / pl.col("base_kb"))
+        .otherwise(None).alias("change_pct"))
+
+
+def _t95(n: int) -> float:
+    """Two-sided 95 % Student t quantile for n-1 degrees of freedom (a small table)."""
+    table = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+             9: 2.262, 10: 2.228, 15: 2.131, 20: 2.086, 30: 2.042}
+    dof = max(n - 1, 1)
+    return next((v for k, v in sorted(table.items()) if dof <= k), 1.96)
+
+
+def spread(d: pl.DataFrame, by: tuple[str, ...] = ("workload", "arch", "cache")) -> pl.DataFrame:
+    """Mean, standard deviation and 95 % confidence interval of the change over seeds."""
+    g = d.group_by(list(by), maintain_order=True).agg(
+        pl.col("base_kb").mean(), pl.col("other_kb").mean(),
+        pl.col("change_pct").mean().alias("change_pct"),
+        pl.col("change_pct").std().fill_null(0.0).alias("change_pct_sd"),
+        pl.len().alias("seeds"))
+    half = [(_t95(n) * sd / math.sqrt(n)) if n > 1 else 0.0
+            for n, sd in zip(g["seeds"].to_list(), g["change_pct_sd"].to_list())]
+    return g.with_columns(pl.Series("change_pct_ci95", half))
+
+
+def published() -> pl.DataFrame:
+    """The cover letter's figures: active KB before/after per cache and state."""
+    from .report import PUBLISHED
+    rows = [{"workload": w, "cache": c, "published_base_kb": b, "published_other_kb": a,
+             "published_change_pct": 100 * (a - b) / b}
+            for w, caches in PUBLISHED.items() for c, (b, a) in caches.items()]
+    return pl.DataFrame(rows)
+
+
+def with_published(s: pl.DataFrame) -> pl.DataFrame:
+    """spread() joined with the published numbers (null where the workload has none)."""
+    return s.join(published(), on=["workload", "cache"], how="left")
