@@ -14,6 +14,19 @@ needs_kernel = pytest.mark.skipif(KERNEL_REASON is not None,
                                   reason=f"live-kernel measurement unavailable: {KERNEL_REASON}")
 
 
+# JSON objects of trace ops, for tests that write traces inline
+def mmap(pid=0, region="a", pages=8, **kw):
+    return {"op": "mmap", "pid": pid, "region": region, "pages": pages, **kw}
+
+
+def touch(pid=0, region="a", **kw):
+    return {"op": "touch", "pid": pid, "region": region, **kw}
+
+
+def fork(p, c):
+    return {"op": "fork", "pid": p, "child": c}
+
+
 def corpus() -> list[Path]:
     return sorted(TRACES.glob("*.jsonl"))
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import corpus
+from conftest import corpus, fork, mmap, touch
 from simcore import trace
 from simcore.check import check_no_leaks
 from simcore.machine import Machine
@@ -21,18 +21,6 @@ FINDINGS = "tests/lazy_findings/"
 def sim(*objs, **variant) -> Machine:
     return Machine(Lazy(**variant), check=True).run(
         trace.parse_lines([json.dumps(o) for o in objs]))
-
-
-def mmap(pid=0, region="a", pages=8, **kw):
-    return {"op": "mmap", "pid": pid, "region": region, "pages": pages, **kw}
-
-
-def touch(pid=0, region="a", **kw):
-    return {"op": "touch", "pid": pid, "region": region, **kw}
-
-
-def fork(p, c):
-    return {"op": "fork", "pid": p, "child": c}
 
 
 def test_first_fault_allocates_nothing_and_points_folios_at_the_vma():

@@ -3,24 +3,13 @@ from __future__ import annotations
 
 import json
 
+from conftest import fork, mmap, touch
 from simcore import trace
 from simcore.machine import Machine
 
 
 def sim(*objs) -> Machine:
     return Machine("eager", check=True).run(trace.parse_lines([json.dumps(o) for o in objs]))
-
-
-def mmap(pid=0, region="a", pages=8, **kw):
-    return {"op": "mmap", "pid": pid, "region": region, "pages": pages, **kw}
-
-
-def touch(pid=0, region="a", **kw):
-    return {"op": "touch", "pid": pid, "region": region, **kw}
-
-
-def fork(p, c):
-    return {"op": "fork", "pid": p, "child": c}
 
 
 def the_vma(m: Machine, pid: int):
