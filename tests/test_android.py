@@ -30,7 +30,8 @@ def test_small_android_runs_checked_under_both_policies():
         lazy = Machine("lazy", check=True).run(ops)
         e, l = eager.counts(), lazy.counts()
         assert l["anon_vma"] < e["anon_vma"] and l["anon_vma_chain"] < e["anon_vma_chain"]
-        assert 1 - l["anon_vma"] / e["anon_vma"] > 1 - l["anon_vma_chain"] / e["anon_vma_chain"]
+        # lazy saves a larger share of anon_vmas than of AVCs
+        assert l["anon_vma"] / e["anon_vma"] < l["anon_vma_chain"] / e["anon_vma_chain"]
         exits = [T.Exit(pid) for pid in eager.layout.alive()]
         for m in (eager, lazy):
             m.run(exits)
