@@ -83,8 +83,8 @@ def main() -> None:
     ap.add_argument("--others", type=int, default=50, help="jobs/trials for Hydra and Tune")
     args = ap.parse_args()
     import ray
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-             log_to_driver=False)
+    from sweep.runner import init_local_ray
+    init_local_ray(2)
     tmp = Path(tempfile.mkdtemp())
     try:
         ours(50, 0, tmp / "warm")                               # actors and imports warm
@@ -102,8 +102,7 @@ def main() -> None:
         per = hydra_joblib(args.others, tmp)
         print(f"Hydra joblib launcher, {args.others} trivial jobs: " +
               (f"{1000 * per:.0f} ms per job" if per else "not installed (pip install -e '.[bench]')"))
-        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-                 log_to_driver=False)
+        init_local_ray(2)
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         wall, files = ours(args.big, 0, tmp / "big")
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -211,8 +211,8 @@ def _ray_init(address: str | None, num_cpus: int | None) -> None:
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
-                     log_to_driver=False)
+            from sweep.runner import init_local_ray
+            init_local_ray(num_cpus)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         _fail(f"cannot start or join Ray ({address or 'local'}): {str(exc).splitlines()[0]}")
 

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import pyarrow as pa
 
 from .config import GROUPS, Grid
-from .grid import SIM_VERSION, resolve_fast
+from .grid import SIM_VERSION, resolve_point
 from .store import (CACHES, FLOAT_METRICS, INT_METRICS, LIST_METRICS, Store, json_meta,
                     result_schema)
 
@@ -138,7 +138,7 @@ def zero_metrics() -> dict[str, Any]:
 def run_cell(base: dict, options: dict, cell: dict, params: dict[str, type],
              sweep: str) -> dict[str, Any]:
     """One row: ids, axis values, status, wall time and metrics (zeros when failed)."""
-    cfg = resolve_fast(_GridView(base, options), cell["point"])
+    cfg = resolve_point(base, options, cell["point"])
     row = row_head(cfg, cell, params, sweep)
     t0 = time.perf_counter()
     try:
@@ -153,13 +153,6 @@ def run_cell(base: dict, options: dict, cell: dict, params: dict[str, type],
         row["traceback"] = f"{digest} {os.path.basename(frame.filename)}:{frame.lineno} in {frame.name}"
     row["wall_s"] = time.perf_counter() - t0
     return row
-
-
-class _GridView:
-    __slots__ = ("base", "options")
-
-    def __init__(self, base: dict, options: dict) -> None:
-        self.base, self.options = base, options
 
 
 def run_batch(base: dict, options: dict, cells: list[dict], params: dict[str, type],
@@ -177,6 +170,14 @@ def run_batch(base: dict, options: dict, cells: list[dict], params: dict[str, ty
 
 
 # ---- the Ray side ---------------------------------------------------------------
+def init_local_ray(num_cpus: int | None = None) -> None:
+    """A new Ray on this machine only: loopback, no dashboard, and never a cluster that a
+    `ray start` left running (plain ray.init() would join that one)."""
+    import ray
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+             _node_ip_address="127.0.0.1", log_to_driver=False)
+
+
 def _worker_class():
     import ray
 
@@ -363,7 +364,8 @@ def _write_lost(store: Store, grid: Grid, cells: list[dict], params: dict, meta:
     """A batch whose worker kept dying: failed rows, written by the driver."""
     rows = []
     for cell in cells:
-        row = row_head(resolve_fast(grid, cell["point"]), cell, params, grid.name)
+        row = row_head(resolve_point(grid.base, grid.options, cell["point"]), cell, params,
+                       grid.name)
         row.update(zero_metrics(), status="failed", error=f"worker died: {type(exc).__name__}")
         rows.append(row)
     table = pa.Table.from_pylist(rows, schema=result_schema(params))

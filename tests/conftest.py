@@ -40,7 +40,7 @@ def ray_local():
     """One local Ray for the whole test session."""
     import ray
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-                 log_to_driver=False)
+        from sweep.runner import init_local_ray
+        init_local_ray(2)
     yield ray
     ray.shutdown()
