@@ -262,7 +262,7 @@ def to_json(op: Op) -> dict:
         if field in ("line", "lock"):
             continue
         value = getattr(op, field)
-        if value is None or (field in _DEFAULTS and _DEFAULTS[field] == value and field != "pid"):
+        if value is None or (field in _DEFAULTS and _DEFAULTS[field] == value):
             continue
         out[field] = value
     return out

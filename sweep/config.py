@@ -135,16 +135,9 @@ class Grid:
         return str(self.base["sweep"]["name"])
 
     def resolve(self, point: dict) -> dict:
-        """The full config of one cell (a fresh dict)."""
-        cfg = {k: v for k, v in self.base.items() if k != "grid"}
-        for group in GROUPS:
-            if group in point:
-                cfg[group] = self.options[group][point[group]]
-        cfg = copy.deepcopy(cfg)
-        for key, value in point.items():
-            if key not in GROUPS:
-                _set_dotted(cfg, key, value)
-        return cfg
+        """The full config of one cell (a fresh dict that may be changed)."""
+        from .grid import resolve_point
+        return copy.deepcopy(resolve_point(self.base, self.options, point))
 
 
 def _set_dotted(cfg: dict, key: str, value: Any) -> None:
@@ -177,7 +170,6 @@ def _parse_overrides(overrides: list[str]):
 
 
 def _sweep_values(ov, conf_dir: Path) -> list[Any]:
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # noqa: F401 (sanity)
     from hydra.core.override_parser.types import Glob
     value = ov.value()
     if isinstance(value, Glob):

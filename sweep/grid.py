@@ -29,7 +29,7 @@ def expand(grid: Grid) -> list[dict]:
             point.update(part)
         if any(all(point.get(k) == v for k, v in ex.items()) for ex in grid.exclude):
             continue
-        ident = cell_id(resolve_fast(grid, point))
+        ident = cell_id(resolve_point(grid.base, grid.options, point))
         if ident in seen:
             continue                        # two points with the same resolved config
         seen.add(ident)
@@ -37,13 +37,14 @@ def expand(grid: Grid) -> list[dict]:
     return cells
 
 
-def resolve_fast(grid: Grid, point: dict) -> dict:
-    """grid.resolve() without deep copies: dicts are copied only along changed paths."""
+def resolve_point(base: dict, options: dict, point: dict) -> dict:
+    """The config of one cell: the base with the point's group options and parameters.
+    No deep copy: dicts are copied only along the paths a parameter changes."""
     from .config import GROUPS
-    cfg = {k: v for k, v in grid.base.items() if k != "grid"}
+    cfg = {k: v for k, v in base.items() if k != "grid"}
     for group in GROUPS:
         if group in point:
-            cfg[group] = grid.options[group][point[group]]
+            cfg[group] = options[group][point[group]]
     for key, value in point.items():
         if key in GROUPS:
             continue

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from .store import CACHES, Store
+from .store import CACHES
 
 # active KB before (mainline) and after (ANON_VMA_LAZY), from the cover letter
 PUBLISHED = {
@@ -17,14 +17,8 @@ STATE = {"android_boot": "after boot", "android_apps": "after launching 24 apps"
 
 def load_rows(out: str) -> pl.DataFrame:
     """Every ok row of a sweep (local path or pyarrow.fs URI)."""
-    import pyarrow.parquet as pq
-    store = Store(out)
-    files = store.parquet_files()
-    if not files:
-        raise FileNotFoundError(f"no results under {out}")
-    tables = [pq.read_table(f, filesystem=store.fs) for f in files]
-    df = pl.concat([pl.from_arrow(t) for t in tables], how="diagonal_relaxed")
-    return df.filter(pl.col("status") == "ok")
+    from .results import load
+    return load(out).filter(pl.col("status") == "ok").collect()
 
 
 def lazy_vs_eager(df: pl.DataFrame) -> pl.DataFrame:
