@@ -15,7 +15,7 @@ from .folio import FolioTable
 from .fork import dup_mmap
 from .layout import PROT, PROT_EXEC, PROT_READ, PROT_WRITE, Layout
 from .mm import MM
-from .pagetable import free_pgtables, pmd_range, reclaim_empty_pt, split_huge_at, zap_pte_range
+from .pagetable import free_pgtables, pmd_range, reclaim_empty_pt, split_huge_edges, zap_pte_range
 from .policy import Policy, make_policy
 from .slab import Slab
 from .vma import (F_EXCL, F_WRITE, VM_ACCOUNT, VM_DONTCOPY, VM_EXEC, VM_HUGEPAGE, VM_LOCKED,
@@ -119,8 +119,7 @@ class Machine:
         for vma, a, b in self._each_vma(mm, start, end):
             old, flags = vma.vm_flags, newflags(vma)
             if flags != old:
-                split_huge_at(self, mm, a)
-                split_huge_at(self, mm, b)
+                split_huge_edges(self, mm, a, b)
                 vma = vma_modify_flags(self, vma, a, b, flags)
             if after is not None:
                 after(vma, a, b, old)
@@ -130,8 +129,7 @@ class Machine:
         vmas = mm.range(start, end)
         if not vmas:
             return
-        split_huge_at(self, mm, start)
-        split_huge_at(self, mm, end)
+        split_huge_edges(self, mm, start, end)
         if vmas[0].vm_start < start:
             split_vma(self, vmas[0], start, new_below=True)
         last = mm.vma_at(end - 1)
@@ -234,8 +232,7 @@ class Machine:
             raise TraceError(op.line, f"madvise {advice} on mlocked memory (EINVAL)")
         if advice == "dontneed":                           # zap_page_range_single()
             for vma, a, b in self._each_vma(mm, start, end):
-                split_huge_at(self, mm, a)
-                split_huge_at(self, mm, b)
+                split_huge_edges(self, mm, a, b)
                 zap_pte_range(self, vma, a - vma.vm_start, b - vma.vm_start)
             reclaim_empty_pt(self, mm, start, end)
         elif advice == "collapse":
@@ -287,8 +284,7 @@ class Machine:
     def move_vma(self, mm: MM, old: int, count: int, new: int) -> None:
         """move_vma(): copy_vma() at the new place, move the page tables, unmap the old range."""
         vma = mm.vma_at(old)
-        split_huge_at(self, mm, old)
-        split_huge_at(self, mm, old + count)
+        split_huge_edges(self, mm, old, old + count)
         pgoff = vma.vm_pgoff + (old - vma.vm_start)
         new_vma = self.copy_vma(vma, new, count, pgoff)
         entries = pt_take(vma, old - vma.vm_start, old - vma.vm_start + count)

@@ -85,6 +85,12 @@ def split_huge_pmd(m: Machine, vma: VMA, pmd: int) -> None:
     vma.mm.pt_pmds.add(pmd)
 
 
+def split_huge_edges(m: Machine, mm: MM, start: int, end: int) -> None:
+    """vma_adjust_trans_huge() for both ends of a range about to become VMA boundaries."""
+    split_huge_at(m, mm, start)
+    split_huge_at(m, mm, end)
+
+
 def split_huge_at(m: Machine, mm: MM, addr: int) -> None:
     """vma_adjust_trans_huge(): a VMA boundary inside a PMD-mapped range splits that PMD."""
     p = m.pmd_pages

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Iterator
+from functools import wraps
+from typing import Callable, Iterator
 
 from .. import trace as T
 from .android import Emitter, Image
@@ -44,6 +45,15 @@ def with_pressure(ops: Iterator[T.Op], cfg: Pressure, rng: random.Random) -> Ite
             yield T.Rmap(pid, region, rng.choice(WALKS), first, count)
 
 
+def _pressured(body: Callable[..., Iterator[T.Op]]) -> Callable[[Pressure, int], Iterator[T.Op]]:
+    """generator(cfg, seed): the body's ops, seeded, with the memory-pressure walks mixed in."""
+    @wraps(body)
+    def generator(cfg: Pressure, seed: int) -> Iterator[T.Op]:
+        rng = random.Random(seed)
+        yield from with_pressure(body(cfg, rng, Emitter(rng, cfg.pages)), cfg, rng)
+    return generator
+
+
 def _lib_names(tag: str, n: int) -> list[str]:
     return [f"/usr/lib/{tag}{i}.so" for i in range(n)]
 
@@ -75,28 +85,24 @@ class ServerBoot(Pressure):
     pages: int = 2
 
 
-def server_boot(cfg: ServerBoot, seed: int) -> Iterator[T.Op]:
-    rng = random.Random(seed)
-    em = Emitter(rng, cfg.pages)
-
-    def ops() -> Iterator[T.Op]:
-        yield from _spawn(em, 1, _image(280, cfg.anon_share, rng), "systemd")
-        pid = 2
-        for s in range(cfg.services):
-            vmas = int(min(cfg.vmas_max, max(cfg.vmas_min, rng.lognormvariate(4.6, 0.6))))
-            yield from _spawn(em, pid, _image(vmas, cfg.anon_share, rng), f"svc{s}", parent=1)
+@_pressured
+def server_boot(cfg: ServerBoot, rng: random.Random, em: Emitter) -> Iterator[T.Op]:
+    yield from _spawn(em, 1, _image(280, cfg.anon_share, rng), "systemd")
+    pid = 2
+    for s in range(cfg.services):
+        vmas = int(min(cfg.vmas_max, max(cfg.vmas_min, rng.lognormvariate(4.6, 0.6))))
+        yield from _spawn(em, pid, _image(vmas, cfg.anon_share, rng), f"svc{s}", parent=1)
+        pid += 1
+    sshd = pid - 1                                     # the last service plays sshd
+    for _ in range(cfg.ssh_sessions):
+        session, bash = pid, pid + 1
+        yield T.Fork(sshd, session)                    # privilege-separated session
+        yield from _spawn(em, bash, _image(44, 0.34, rng), "bash", parent=session)
+        pid += 2
+        for c in range(cfg.commands):
+            yield from _spawn(em, pid, _image(37, 0.34, rng), f"cmd{c}", parent=bash)
+            yield T.Exit(pid)
             pid += 1
-        sshd = pid - 1                                     # the last service plays sshd
-        for _ in range(cfg.ssh_sessions):
-            session, bash = pid, pid + 1
-            yield T.Fork(sshd, session)                    # privilege-separated session
-            yield from _spawn(em, bash, _image(44, 0.34, rng), "bash", parent=session)
-            pid += 2
-            for c in range(cfg.commands):
-                yield from _spawn(em, pid, _image(37, 0.34, rng), f"cmd{c}", parent=bash)
-                yield T.Exit(pid)
-                pid += 1
-    yield from with_pressure(ops(), cfg, rng)
 
 
 @dataclass
@@ -110,32 +116,28 @@ class ApachePrefork(Pressure):
     pages: int = 4
 
 
-def apache_prefork(cfg: ApachePrefork, seed: int) -> Iterator[T.Op]:
-    rng = random.Random(seed)
-    em = Emitter(rng, cfg.pages)
-
-    def ops() -> Iterator[T.Op]:
-        parent_ops = list(_spawn(em, 1, _image(cfg.parent_vmas, cfg.anon_share, rng), "httpd"))
-        yield from parent_ops
-        heap = [op.region for op in parent_ops                 # written anonymous regions
-                if isinstance(op, T.Touch) and op.region.startswith("A")]
-        pid = 2
-        live = []
-        for _ in range(cfg.workers):
-            yield T.Fork(1, pid)
-            live.append(pid)
-            pid += 1
-        for _ in range(cfg.requests):
-            for w in list(live):
-                for region in rng.sample(heap, min(len(heap), 8)):
-                    yield T.Touch(w, region)               # COW on the child's anon_vma
-                if rng.random() < cfg.recycle:
-                    yield T.Exit(w)
-                    live.remove(w)
-                    yield T.Fork(1, pid)
-                    live.append(pid)
-                    pid += 1
-    yield from with_pressure(ops(), cfg, rng)
+@_pressured
+def apache_prefork(cfg: ApachePrefork, rng: random.Random, em: Emitter) -> Iterator[T.Op]:
+    parent_ops = list(_spawn(em, 1, _image(cfg.parent_vmas, cfg.anon_share, rng), "httpd"))
+    yield from parent_ops
+    heap = [op.region for op in parent_ops                 # written anonymous regions
+            if isinstance(op, T.Touch) and op.region.startswith("A")]
+    pid = 2
+    live = []
+    for _ in range(cfg.workers):
+        yield T.Fork(1, pid)
+        live.append(pid)
+        pid += 1
+    for _ in range(cfg.requests):
+        for w in list(live):
+            for region in rng.sample(heap, min(len(heap), 8)):
+                yield T.Touch(w, region)               # COW on the child's anon_vma
+            if rng.random() < cfg.recycle:
+                yield T.Exit(w)
+                live.remove(w)
+                yield T.Fork(1, pid)
+                live.append(pid)
+                pid += 1
 
 
 @dataclass
@@ -150,32 +152,29 @@ class Postgres(Pressure):
     pages: int = 2
 
 
-def postgres(cfg: Postgres, seed: int) -> Iterator[T.Op]:
-    rng = random.Random(seed)
-    em = Emitter(rng, cfg.pages)
+@_pressured
+def postgres(cfg: Postgres, rng: random.Random, em: Emitter) -> Iterator[T.Op]:
+    yield from _spawn(em, 1, _image(cfg.postmaster_vmas, cfg.anon_share, rng), "postgres")
+    yield T.Mmap(1, "shared_buffers", cfg.shared_buffers_pages, kind="shared_anon")
+    yield T.Touch(1, "shared_buffers")
+    pid = 2
+    backends = []
 
-    def ops() -> Iterator[T.Op]:
-        yield from _spawn(em, 1, _image(cfg.postmaster_vmas, cfg.anon_share, rng), "postgres")
-        yield T.Mmap(1, "shared_buffers", cfg.shared_buffers_pages, kind="shared_anon")
-        yield T.Touch(1, "shared_buffers")
-        pid = 2
-        backends = []
-        for i in range(cfg.auxiliary + cfg.connections):
-            yield T.Fork(1, pid)
-            yield T.Mmap(pid, f"work{pid}", 8)             # work_mem, catalog caches
-            yield T.Touch(pid, f"work{pid}")
-            if i >= cfg.auxiliary:
-                backends.append(pid)
-            pid += 1
-        for _ in range(cfg.churn):
-            gone = backends.pop(rng.randrange(len(backends)))
-            yield T.Exit(gone)
-            yield T.Fork(1, pid)
-            yield T.Mmap(pid, f"work{pid}", 8)
-            yield T.Touch(pid, f"work{pid}")
+    def backend(pid: int) -> Iterator[T.Op]:
+        yield T.Fork(1, pid)
+        yield T.Mmap(pid, f"work{pid}", 8)             # work_mem, catalog caches
+        yield T.Touch(pid, f"work{pid}")
+
+    for i in range(cfg.auxiliary + cfg.connections):
+        yield from backend(pid)
+        if i >= cfg.auxiliary:
             backends.append(pid)
-            pid += 1
-    yield from with_pressure(ops(), cfg, rng)
+        pid += 1
+    for _ in range(cfg.churn):
+        yield T.Exit(backends.pop(rng.randrange(len(backends))))
+        yield from backend(pid)
+        backends.append(pid)
+        pid += 1
 
 
 @dataclass
@@ -190,26 +189,22 @@ class RedisBgsave(Pressure):
     pages: int = 2
 
 
-def redis_bgsave(cfg: RedisBgsave, seed: int) -> Iterator[T.Op]:
-    rng = random.Random(seed)
-    em = Emitter(rng, cfg.pages)
-
-    def ops() -> Iterator[T.Op]:
-        yield from _spawn(em, 1, _image(cfg.vmas, cfg.anon_share, rng), "redis")
-        heap = [f"heap{i}" for i in range(cfg.heap_regions)]
+@_pressured
+def redis_bgsave(cfg: RedisBgsave, rng: random.Random, em: Emitter) -> Iterator[T.Op]:
+    yield from _spawn(em, 1, _image(cfg.vmas, cfg.anon_share, rng), "redis")
+    heap = [f"heap{i}" for i in range(cfg.heap_regions)]
+    for region in heap:
+        yield T.Mmap(1, region, cfg.heap_pages)
+        yield T.Touch(1, region)
+    pid = 2
+    for _ in range(cfg.saves):
+        yield T.Fork(1, pid)                           # the child only reads
         for region in heap:
-            yield T.Mmap(1, region, cfg.heap_pages)
-            yield T.Touch(1, region)
-        pid = 2
-        for _ in range(cfg.saves):
-            yield T.Fork(1, pid)                           # the child only reads
-            for region in heap:
-                yield T.Touch(pid, region, write=False)
-                if rng.random() < cfg.parent_writes:
-                    yield T.Touch(1, region)               # COW on the parent's anon_vma
-            yield T.Exit(pid)
-            pid += 1
-    yield from with_pressure(ops(), cfg, rng)
+            yield T.Touch(pid, region, write=False)
+            if rng.random() < cfg.parent_writes:
+                yield T.Touch(1, region)               # COW on the parent's anon_vma
+        yield T.Exit(pid)
+        pid += 1
 
 
 @dataclass
@@ -219,19 +214,15 @@ class ShellStorm(Pressure):
     pages: int = 2
 
 
-def shell_storm(cfg: ShellStorm, seed: int) -> Iterator[T.Op]:
-    rng = random.Random(seed)
-    em = Emitter(rng, cfg.pages)
-
-    def ops() -> Iterator[T.Op]:
-        yield from _spawn(em, 1, _image(44, 15 / 44, rng), "bash")
-        for c in range(cfg.commands):
-            pid = 2 + c
-            yield T.Fork(1, pid)                           # bash does not vfork
-            yield T.Exec(pid)
-            yield from em.image(pid, _image(37, 0.34, rng), _lib_names("coreutils", 4))
-            yield T.Exit(pid)
-    yield from with_pressure(ops(), cfg, rng)
+@_pressured
+def shell_storm(cfg: ShellStorm, rng: random.Random, em: Emitter) -> Iterator[T.Op]:
+    yield from _spawn(em, 1, _image(44, 15 / 44, rng), "bash")
+    for c in range(cfg.commands):
+        pid = 2 + c
+        yield T.Fork(1, pid)                           # bash does not vfork
+        yield T.Exec(pid)
+        yield from em.image(pid, _image(37, 0.34, rng), _lib_names("coreutils", 4))
+        yield T.Exit(pid)
 
 
 @dataclass
@@ -242,26 +233,22 @@ class MakeJ(Pressure):
     pages: int = 2
 
 
-def make_j(cfg: MakeJ, seed: int) -> Iterator[T.Op]:
-    rng = random.Random(seed)
-    em = Emitter(rng, cfg.pages)
-
-    def ops() -> Iterator[T.Op]:
-        yield from _spawn(em, 1, _image(120, 0.35, rng), "make")
-        pid = 2
-        for j in range(cfg.jobs):
-            sh = pid                                       # make: vfork/posix_spawn of sh
-            yield from _spawn(em, sh, _image(44, 0.34, rng), "sh")
-            pid += 1
-            if rng.random() < cfg.pipeline_forks:
-                yield T.Fork(sh, pid)                      # the shell forks a subshell
-                yield T.Exit(pid)
-                pid += 1
-            yield from _spawn(em, pid, _image(200, 0.35, rng), "cc1")   # gcc: vfork + exec
+@_pressured
+def make_j(cfg: MakeJ, rng: random.Random, em: Emitter) -> Iterator[T.Op]:
+    yield from _spawn(em, 1, _image(120, 0.35, rng), "make")
+    pid = 2
+    for j in range(cfg.jobs):
+        sh = pid                                       # make: vfork/posix_spawn of sh
+        yield from _spawn(em, sh, _image(44, 0.34, rng), "sh")
+        pid += 1
+        if rng.random() < cfg.pipeline_forks:
+            yield T.Fork(sh, pid)                      # the shell forks a subshell
             yield T.Exit(pid)
-            yield T.Exit(sh)
             pid += 1
-    yield from with_pressure(ops(), cfg, rng)
+        yield from _spawn(em, pid, _image(200, 0.35, rng), "cc1")   # gcc: vfork + exec
+        yield T.Exit(pid)
+        yield T.Exit(sh)
+        pid += 1
 
 
 @dataclass
@@ -274,29 +261,25 @@ class Chrome(Pressure):
     pages: int = 2
 
 
-def chrome(cfg: Chrome, seed: int) -> Iterator[T.Op]:
-    rng = random.Random(seed)
-    em = Emitter(rng, cfg.pages)
-
+@_pressured
+def chrome(cfg: Chrome, rng: random.Random, em: Emitter) -> Iterator[T.Op]:
     def renderer(pid: int) -> Iterator[T.Op]:
         yield T.Fork(2, pid)
         img = _image(cfg.renderer_vmas, cfg.anon_share, rng)
         img.guards = cfg.renderer_vmas // 3               # V8 / PartitionAlloc reservations
         yield from em.image(pid, img, _lib_names("blink", img.libs))
 
-    def ops() -> Iterator[T.Op]:
-        yield from _spawn(em, 1, _image(1500, 0.3, rng), "chrome")   # the browser
-        yield from _spawn(em, 2, _image(300, 0.1, rng), "zygote", parent=1)
-        live = list(range(3, 3 + cfg.renderers))
-        for pid in live:
-            yield from renderer(pid)
-        pid = 3 + cfg.renderers
-        for _ in range(cfg.navigations):
-            yield T.Exit(live.pop(rng.randrange(len(live))))
-            yield from renderer(pid)
-            live.append(pid)
-            pid += 1
-    yield from with_pressure(ops(), cfg, rng)
+    yield from _spawn(em, 1, _image(1500, 0.3, rng), "chrome")   # the browser
+    yield from _spawn(em, 2, _image(300, 0.1, rng), "zygote", parent=1)
+    live = list(range(3, 3 + cfg.renderers))
+    for pid in live:
+        yield from renderer(pid)
+    pid = 3 + cfg.renderers
+    for _ in range(cfg.navigations):
+        yield T.Exit(live.pop(rng.randrange(len(live))))
+        yield from renderer(pid)
+        live.append(pid)
+        pid += 1
 
 
 @dataclass
@@ -310,24 +293,20 @@ class JvmGlibc(Pressure):
     pages: int = 4
 
 
-def jvm_glibc(cfg: JvmGlibc, seed: int) -> Iterator[T.Op]:
-    rng = random.Random(seed)
-    em = Emitter(rng, cfg.pages)
-
-    def ops() -> Iterator[T.Op]:
-        yield from _spawn(em, 1, Image(cfg.libs, cfg.metaspace, 0.9, 20, 40, 4), "jvm")
-        for t in range(cfg.threads):
-            yield T.Mmap(1, f"stack{t}", 16)
-            yield T.Mprotect(1, f"stack{t}", "none", 0, 1)  # the guard page
-            yield T.Touch(1, f"stack{t}", 12, 4)
-        for a in range(cfg.arenas):
-            yield T.Mmap(1, f"arena{a}", 64, prot="none")   # the 64 MB reservation (scaled)
-            yield T.Mprotect(1, f"arena{a}", "rw", 0, 8)    # grown by mprotect
-            yield T.Touch(1, f"arena{a}", 0, 8)
-        for i in range(cfg.large_mallocs):
-            yield T.Mmap(1, f"big{i}", rng.randint(32, 64))
-            yield T.Touch(1, f"big{i}")
-    yield from with_pressure(ops(), cfg, rng)
+@_pressured
+def jvm_glibc(cfg: JvmGlibc, rng: random.Random, em: Emitter) -> Iterator[T.Op]:
+    yield from _spawn(em, 1, Image(cfg.libs, cfg.metaspace, 0.9, 20, 40, 4), "jvm")
+    for t in range(cfg.threads):
+        yield T.Mmap(1, f"stack{t}", 16)
+        yield T.Mprotect(1, f"stack{t}", "none", 0, 1)  # the guard page
+        yield T.Touch(1, f"stack{t}", 12, 4)
+    for a in range(cfg.arenas):
+        yield T.Mmap(1, f"arena{a}", 64, prot="none")   # the 64 MB reservation (scaled)
+        yield T.Mprotect(1, f"arena{a}", "rw", 0, 8)    # grown by mprotect
+        yield T.Touch(1, f"arena{a}", 0, 8)
+    for i in range(cfg.large_mallocs):
+        yield T.Mmap(1, f"big{i}", rng.randint(32, 64))
+        yield T.Touch(1, f"big{i}")
 
 
 SERVER_WORKLOADS = {
