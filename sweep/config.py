@@ -1,7 +1,8 @@
 """Grid configs: Hydra composition and override grammar, typed schemas, validation.
 
 A grid file is a Hydra primary config (defaults list over the groups ``workload``,
-``arch`` and ``policy``) with a ``grid`` section::
+``arch`` and ``policy``, looked up in the grid file's folder, then in the project's
+``conf/``: see ``search_path``) with a ``grid`` section::
 
     grid:
       axes: {policy: [eager, lazy], seed: [0, 1, 2]}
