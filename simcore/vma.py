@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import anon_vma as av_mod
+from .errors import InvariantError
 from .slab import VMA as VMA_CACHE
 
 if TYPE_CHECKING:
@@ -244,7 +244,8 @@ def split_vma(m: Machine, vma: VMA, addr: int, new_below: bool) -> VMA:
     new_below: the new VMA is [vm_start, addr) and vma keeps [addr, vm_end);
     else the new VMA is [addr, vm_end).
     """
-    assert vma.vm_start < addr < vma.vm_end
+    if not vma.vm_start < addr < vma.vm_end:
+        raise InvariantError("split", f"split of {vma} at {addr:#x} outside it")
     mm = vma.mm
     new = vm_area_dup(m, vma)
     cut = addr - vma.vm_start
@@ -336,7 +337,8 @@ def vma_merge_existing_range(m: Machine, vma: VMA, start: int, end: int,
 
 
 def _fix_len(vma: VMA) -> None:
-    assert vma.pte is None or len(vma.pte) == vma.pages
+    if vma.pte is not None and len(vma.pte) != vma.pages:
+        raise InvariantError("pt-length", f"page table length of {vma}")
 
 
 def vma_modify_flags(m: Machine, vma: VMA, start: int, end: int, flags: int) -> VMA:

@@ -9,12 +9,13 @@ from typing import List, Optional
 
 import typer
 
+from simcore.slab import CACHES
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="anonsim: simulate anonymous rmap designs and sweep experiments.")
 trace_app = typer.Typer(no_args_is_help=True, help="Run one scenario trace.")
 app.add_typer(trace_app, name="trace")
 
-CACHES = ("vm_area_struct", "anon_vma", "anon_vma_chain")
 EXPECTED_FILE = "expected.json"
 
 
