@@ -11,6 +11,7 @@ import numpy as np
 
 from .errors import InvariantError
 from .folio import MAP_ANON_VMA
+from .rmap import rmap_walk
 from .slab import ANON_VMA, AVC, CACHES, VMA as VMA_CACHE
 
 if TYPE_CHECKING:
@@ -153,11 +154,8 @@ def check_no_leaks(m: Machine) -> None:
 def check_rmap_complete(m: Machine, vmas: list) -> None:
     """The oracle: rmap_walk(folio) finds every (pid, page) that maps the folio.
 
-    A miss is a kernel bug (a page that reclaim or migration cannot unmap).  The walks'
-    precision (mappings found / VMAs visited) accumulates in ``m.oracle``.
+    A miss is a kernel bug (a page that reclaim or migration cannot unmap).
     """
-    from .rmap import WalkCost, rmap_walk
-
     where: dict[int, list[tuple[int, int]]] = {}
     for v in vmas:
         if v.pte is None:
@@ -165,15 +163,11 @@ def check_rmap_complete(m: Machine, vmas: list) -> None:
         present = np.flatnonzero(v.pte >= 0)
         for i, fid in zip(present.tolist(), v.pte[present].tolist()):
             where.setdefault(fid, []).append((v.mm.pid, v.vm_start + i))
-    cost = WalkCost()
     for fid, maps in where.items():
-        found = set(rmap_walk(m, fid, cost))
+        found = set(rmap_walk(m, fid))
         missing = [pm for pm in maps if pm not in found]
         if missing:
             raise InvariantError("rmap-complete",
                                  f"rmap incomplete: folio {fid} (mapping {int(m.folios.mapping[fid])}, "
                                  f"kind {int(m.folios.mkind[fid])}) is mapped at {missing} "
                                  f"but the walk finds {sorted(found)}")
-    m.oracle["walks"] = m.oracle.get("walks", 0) + cost.walks
-    m.oracle["vmas_visited"] = m.oracle.get("vmas_visited", 0) + cost.vmas_visited
-    m.oracle["vmas_not_mapping"] = m.oracle.get("vmas_not_mapping", 0) + cost.vmas_not_mapping

@@ -155,12 +155,12 @@ def reusable_anon_vma(old: VMA, a: VMA, b: VMA) -> AnonVMA | None:
 def find_mergeable_anon_vma(vma: VMA) -> AnonVMA | None:
     """find_mergeable_anon_vma(): try the next VMA first, then the previous one."""
     mm = vma.mm
-    nxt = mm.vma_at(vma.vm_end)
+    nxt = mm.vma_lookup(vma.vm_end)
     if nxt is not None:
         av = reusable_anon_vma(nxt, vma, nxt)
         if av is not None:
             return av
-    prev = mm.prev(vma)
+    prev = mm.vma_prev(vma)
     if prev is not None:
         return reusable_anon_vma(prev, prev, vma)
     return None
@@ -279,7 +279,7 @@ def vma_merge_existing_range(m: Machine, vma: VMA, start: int, end: int,
     left_side, right_side = start == vma.vm_start, end == vma.vm_end
     if not left_side and not right_side:
         return None
-    prev, nxt = mm.prev(vma), mm.next(vma)
+    prev, nxt = mm.vma_prev(vma), mm.vma_next(vma)
     pgoff = vma.vm_pgoff + (start - vma.vm_start)
     req = MergeReq(start, end, pgoff, flags, vma.vm_file, vma.anon_vma, vma, prev, nxt)
     merge_left = left_side and can_vma_merge_left(m, req)
@@ -358,7 +358,7 @@ def vma_merge_new_range(m: Machine, mm: MM, start: int, end: int, pgoff: int, fl
                         file: File | None, anon_vma: AnonVMA | None = None,
                         copied_from: VMA | None = None) -> VMA | None:
     """vma_merge_new_range() + vma_expand(): a new range [start, end) joins prev and/or next."""
-    prev, nxt = mm.prev_of(start), mm.next_of(end)
+    prev, nxt = mm.find_vma_prev(start), mm.find_vma(end)    # [start, end) is free
     if prev is None and nxt is None:
         return None
     req = MergeReq(start, end, pgoff, flags, file, anon_vma, None, prev, nxt, copied_from)

@@ -68,17 +68,18 @@ def trace_simulate(
     policy: str = typer.Option("eager", help="rmap policy"),
     variant: List[str] = typer.Option([], help="policy variant knob key=value (repeatable)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
-    check: bool = typer.Option(False, "--check", help="assert invariants after every operation"),
+    check: bool = typer.Option(False, "--check", help="check invariants after every operation"),
 ) -> None:
     """Replay a trace in the simulator and print the final object counts."""
+    from simcore.errors import InvariantError
     from simcore.trace import TraceError
 
     try:
         counts = simulate_file(path, policy, check, _parse_variant(variant))
     except (TraceError, ValueError) as exc:
         _fail(str(exc))
-    except AssertionError as exc:
-        _fail(f"invariant violated: {exc}", 1)
+    except InvariantError as exc:
+        _fail(str(exc), 1)
     _print_counts(counts, as_json)
 
 
@@ -137,6 +138,7 @@ def validate(
     checked mode (invariants and rmap completeness after every operation)."""
     from rich.console import Console
     from rich.table import Table
+    from simcore.errors import InvariantError
     from simcore.trace import TraceError
 
     if not traces:
@@ -161,7 +163,7 @@ def validate(
             sim = simulate_file(path, policy, check=True, variant=_parse_variant(variant))
         except (TraceError, ValueError) as exc:
             _fail(str(exc))
-        except AssertionError as exc:
+        except InvariantError as exc:
             table.add_row(path.name, *[""] * (6 if eager else 3), "[red]INVARIANT")
             mismatches.append(f"INVARIANT {path}: {exc}")
             bad += 1
