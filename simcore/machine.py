@@ -6,6 +6,7 @@ rmap.py).  ``Machine.run(ops)`` replays a trace.
 """
 from __future__ import annotations
 
+import json
 from typing import Callable, Iterable
 
 from . import trace as T
@@ -76,7 +77,7 @@ class Machine:
                 check_machine(self)
         except InvariantError as exc:
             if exc.op is None:
-                exc.op, exc.line = T.to_json(op), op.line
+                exc.op, exc.line = json.dumps(T.to_json(op)), op.line
             raise
         for observer in self.observers:
             observer(self, op)
