@@ -7,8 +7,6 @@ from .errors import InvariantError
 
 CACHES = ("vm_area_struct", "anon_vma", "anon_vma_chain")
 VMA, ANON_VMA, AVC = range(3)
-# Object sizes on this machine's 6.18 x86_64 kernel (slabinfo objsize): 192 / 104 / 64 bytes.
-OBJSIZE_X86_64 = (192, 104, 64)
 
 
 @dataclass(slots=True)

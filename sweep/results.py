@@ -16,9 +16,6 @@ import pyarrow.dataset as ds
 
 from .store import CACHES, Store
 
-ID_COLUMNS = ("cell_id", "sweep", "workload", "arch", "policy", "variant", "seed", "status",
-              "error", "traceback", "wall_s")
-
 
 def load(*sources: str) -> pl.LazyFrame:
     """Every row of one or more sweeps (local paths or pyarrow.fs URIs), lazily, with one
