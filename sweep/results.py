@@ -14,7 +14,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from .store import CACHES, Store
+from simcore.slab import CACHES
+
+from .store import Store
 
 
 def load(*sources: str) -> pl.LazyFrame:

@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import pyarrow as pa
 
+from simcore.slab import CACHES
+
 from .config import GROUPS, Grid
 from .grid import SIM_VERSION, resolve_point
-from .store import (CACHES, FLOAT_METRICS, INT_METRICS, LIST_METRICS, Store, json_meta,
-                    result_schema)
+from .store import FLOAT_METRICS, INT_METRICS, LIST_METRICS, Store, json_meta, result_schema
 
 if TYPE_CHECKING:
     from simcore.fork import ForkRecord
