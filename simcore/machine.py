@@ -10,6 +10,7 @@ import json
 from typing import Callable, Iterable
 
 from . import trace as T
+from .check import check_machine
 from .errors import InvariantError
 from .fault import do_user_addr_fault
 from .folio import FolioTable
@@ -73,7 +74,6 @@ class Machine:
             DISPATCH[type(op)](self, op)
             self.ops_done += 1
             if self.check:
-                from .check import check_machine
                 check_machine(self)
         except InvariantError as exc:
             if exc.op is None:
