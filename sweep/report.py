@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import polars as pl
 
+from simcore.slab import CACHES
+
 from .published import ARCH, PUBLISHED, STATE, change_pct
-from .store import CACHES
 
 ROW_CACHES = ("vm_area_struct", "anon_vma_chain", "anon_vma")     # the cover letter's order
 

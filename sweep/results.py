@@ -14,11 +14,10 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from . import published as _published
-from .store import CACHES, Store
+from simcore.slab import CACHES
 
-ID_COLUMNS = ("cell_id", "sweep", "workload", "arch", "policy", "variant", "seed", "status",
-              "error", "traceback", "wall_s")
+from . import published as _published
+from .store import Store
 
 
 def load(*sources: str) -> pl.LazyFrame:
