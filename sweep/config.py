@@ -16,9 +16,11 @@ cell runs; every problem becomes one ``SweepConfigError`` line naming the file o
 from __future__ import annotations
 
 import copy
+import json
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
 GROUPS = ("workload", "arch", "policy")
 
@@ -128,16 +130,39 @@ class Grid:
     zips: List[List[str]]
     exclude: List[dict]
     options: Dict[str, Dict[str, dict]]            # group -> option -> composed node
-    cells: List[dict] = field(default_factory=list)
+    size: int = 0                                   # cells, counted without expanding them
+    inputs: Any = field(default=None, repr=False)   # grid.InputDigests: each file hashed once
 
     @property
     def name(self) -> str:
         return str(self.base["sweep"]["name"])
 
+    @property
+    def cells(self) -> "Cells":
+        """The cells, streamed ({"point", "id"} each); len() is the counted size."""
+        return Cells(self)
+
     def resolve(self, point: dict) -> dict:
         """The full config of one cell (a fresh dict that may be changed)."""
         from .grid import resolve_point
         return copy.deepcopy(resolve_point(self.base, self.options, point))
+
+
+class Cells:
+    """A grid's cells as a re-iterable stream: each iteration expands the grid afresh (input
+    files are hashed once per Grid), so memory does not grow with the grid."""
+
+    def __init__(self, grid: Grid) -> None:
+        self.grid = grid
+
+    def __len__(self) -> int:
+        return self.grid.size
+
+    def __iter__(self):
+        from .grid import InputDigests, expand
+        if self.grid.inputs is None:
+            self.grid.inputs = InputDigests()
+        return expand(self.grid, self.grid.inputs)
 
 
 def _set_dotted(cfg: dict, key: str, value: Any) -> None:
@@ -169,9 +194,21 @@ def _parse_overrides(overrides: list[str]):
         raise SweepConfigError(f"bad override: {str(exc).splitlines()[0]}") from None
 
 
-def _sweep_values(ov, conf_dir: Path) -> list[Any]:
-    from hydra.core.override_parser.types import Glob
+def _sweep_values(ov, conf_dir: Path, max_cells: int) -> Sequence[Any]:
+    """The values of a sweep override; an integer range() stays a lazy Python range, and no
+    range longer than max_cells is ever enumerated."""
+    from hydra.core.override_parser.types import Glob, RangeSweep
     value = ov.value()
+    if isinstance(value, RangeSweep):
+        lazy = value.range()
+        if isinstance(lazy, range) and not value.shuffle:
+            if not lazy:
+                raise SweepConfigError(f"sweep {ov.input_line!r} has no values (empty range?)")
+            return lazy
+        step = value.step or 1
+        n = max(0, math.ceil((value.stop - value.start) / step))
+        if n > max_cells:
+            raise SweepConfigError(too_many(n, max_cells, f"{ov.input_line!r} has {{n:,}} values"))
     if isinstance(value, Glob):
         if ov.key_or_group not in GROUPS:
             raise SweepConfigError(f"glob() works on config groups ({', '.join(GROUPS)}), "
@@ -217,8 +254,18 @@ def _reject_code(node: Any, where: str) -> None:
         raise SweepConfigError(f"{where}: interpolation {node!r} is not allowed in sweep configs")
 
 
-def load_grid(path: str | Path, overrides: list[str] = ()) -> Grid:
-    """Compose, validate and expand a grid file with command-line overrides."""
+def too_many(n: int, max_cells: int, what: str = "the grid has {n:,} cells") -> str:
+    return (f"{what.format(n=n)}, more than --max-cells {max_cells:,} "
+            f"(raise --max-cells to run it anyway)")
+
+
+def load_grid(path: str | Path, overrides: list[str] = (),
+              max_cells: int | None = None) -> Grid:
+    """Compose and validate a grid file with command-line overrides, and count its cells
+    (more than max_cells, default DEFAULT_MAX_CELLS: a SweepConfigError).  Cells are
+    expanded only when grid.cells is iterated."""
+    from .grid import DEFAULT_MAX_CELLS, count
+    max_cells = DEFAULT_MAX_CELLS if max_cells is None else max_cells
     path = Path(path)
     if not path.is_file():
         raise SweepConfigError(f"grid file not found: {path}")
@@ -243,7 +290,7 @@ def load_grid(path: str | Path, overrides: list[str] = ()) -> Grid:
         if ov.is_delete() and key in axes:
             del axes[key]                          # ~key: drop an axis of the grid file
         elif ov.is_sweep_override():
-            axes[key] = _sweep_values(ov, conf_dir)
+            axes[key] = _sweep_values(ov, conf_dir, max_cells)
         elif key in axes:
             axes[key] = [ov.value()]
         else:
@@ -258,8 +305,9 @@ def load_grid(path: str | Path, overrides: list[str] = ()) -> Grid:
     base, options = _compose(conf_dir, path.stem, base_overrides, axes)
     grid = Grid(str(path), base, axes, zips, exclude, options)
     _validate(grid)
-    from .grid import expand
-    grid.cells = expand(grid)
+    grid.size = count(grid, max_cells)
+    if grid.size > max_cells:
+        raise SweepConfigError(too_many(grid.size, max_cells))
     return grid
 
 
@@ -351,6 +399,17 @@ def _validate(grid: Grid) -> None:
         if group in grid.axes:
             combos = [{**c, group: o} for c in combos for o in grid.axes[group]]
     params = {k: v for k, v in grid.axes.items() if k not in GROUPS}
+    for key, values in grid.axes.items():
+        if key == "sweep" or key.startswith("sweep."):
+            raise SweepConfigError(f"{key} cannot be an axis: sweep settings are the same for "
+                                   f"every cell of a launch")
+        if not isinstance(values, range):
+            seen = set()
+            for v in values:
+                mark = json.dumps(v, sort_keys=True, default=str) + type(v).__name__
+                if mark in seen:
+                    raise SweepConfigError(f"axis {key} lists {v!r} twice")
+                seen.add(mark)
     for key in [k for z in grid.zips for k in z]:
         if key not in grid.axes:
             raise SweepConfigError(f"grid.zip names {key!r}, which is not an axis")
@@ -376,9 +435,11 @@ def _validate(grid: Grid) -> None:
                 check_cell(trial, key)
 
 
-def _representatives(values: list) -> list:
+def _representatives(values: Sequence) -> list:
     """Values that stand for the whole axis: one of each type, and the extremes of numbers
     (a schema accepts or rejects a value by its type, and bounds by its size)."""
+    if isinstance(values, range):
+        return [values[0], min(values[0], values[-1]), max(values[0], values[-1])]
     out, seen = [], set()
     for v in values:
         if type(v) not in seen:
