@@ -45,6 +45,7 @@ def source_files(simcore_dir: Path, sweep_dir: Path) -> list[tuple[str, Path]]:
     files = [(f"simcore/{p.relative_to(simcore_dir).as_posix()}", p)
              for p in simcore_dir.rglob("*")
              if p.is_file() and not any(d in p.parts for d in SKIP_DIRS)
+             and not p.name.startswith(".") and not p.name.endswith("~")   # editor files
              and p.suffix not in (".pyc", ".so", ".o")]
     files += [(f"sweep/{name}", sweep_dir / name) for name in ROW_MODULES]
     return sorted(files)
@@ -56,13 +57,16 @@ def code_digest(simcore_dir: Path | None = None, sweep_dir: Path | None = None) 
         import simcore
         simcore_dir = Path(simcore.__file__).parent
         sweep_dir = Path(__file__).parent
-    return _code_digest(Path(simcore_dir).resolve(), Path(sweep_dir).resolve())
+    files = source_files(Path(simcore_dir).resolve(), Path(sweep_dir).resolve())
+    stats = tuple((name, path, path.stat().st_mtime_ns, path.stat().st_size)
+                  for name, path in files)
+    return _code_digest(stats)           # the files on disk now: what new workers import
 
 
-@lru_cache(maxsize=4)
-def _code_digest(simcore_dir: Path, sweep_dir: Path) -> str:
+@lru_cache(maxsize=16)
+def _code_digest(stats: tuple) -> str:
     h = hashlib.sha256()
-    for name, path in source_files(simcore_dir, sweep_dir):
+    for name, path, _, _ in stats:
         h.update(name.encode() + b"\0" + hashlib.sha256(_normalised(path)).digest())
     return h.hexdigest()
 

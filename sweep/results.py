@@ -16,8 +16,8 @@ import pyarrow.dataset as ds
 
 from .store import CACHES, Store
 
-ID_COLUMNS = ("cell_id", "code_fingerprint", "sweep", "workload", "arch", "policy", "variant", "seed", "status",
-              "error", "traceback", "wall_s")
+ID_COLUMNS = ("cell_id", "code_fingerprint", "sweep", "workload", "arch", "policy", "variant",
+              "seed", "status", "error", "traceback", "wall_s")
 
 
 def load(*sources: str) -> pl.LazyFrame:
