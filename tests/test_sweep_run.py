@@ -40,12 +40,17 @@ def test_launch_writes_one_row_per_cell_and_resumes(ray_local, tmp_path):
     assert lf.select(pl.len()).collect().item() == 8
 
 
+def trace_grid(path: Path):
+    """One cell: the trace at path, eager, x86_64."""
+    return load_grid(CONF / "demo.yaml", ["workload=trace", f"workload.path={path}",
+                                          "policy=eager", "arch=x86_64", "seed=0",
+                                          "~workload.n_ops"])
+
+
 def test_simulator_exception_is_a_failed_row_then_retry_failed(ray_local, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"op": "touch", "pid": 0, "region": "nope"}\n')
-    grid = load_grid(CONF / "demo.yaml", ["workload=trace", f"workload.path={bad}",
-                                          "policy=eager", "arch=x86_64", "seed=0",
-                                          "~workload.n_ops"])
+    grid = trace_grid(bad)
     out = str(tmp_path / "r")
     prog = launch(grid, out)
     assert prog.failed == 1
@@ -62,9 +67,7 @@ def test_simulator_exception_is_a_failed_row_then_retry_failed(ray_local, tmp_pa
 def test_an_edited_input_file_is_a_new_cell(ray_local, tmp_path):
     trace = tmp_path / "t.jsonl"
     trace.write_text('{"op": "mmap", "pid": 0, "region": "a", "pages": 2}\n')
-    grid = load_grid(CONF / "demo.yaml", ["workload=trace", f"workload.path={trace}",
-                                          "policy=eager", "arch=x86_64", "seed=0",
-                                          "~workload.n_ops"])
+    grid = trace_grid(trace)
     out = str(tmp_path / "r")
     assert launch(grid, out).done == 1
     assert launch(grid, out).done == 0                     # same content: cached
