@@ -200,6 +200,8 @@ def _sweep_values(ov, conf_dir: Path, max_cells: int) -> Sequence[Any]:
     from hydra.core.override_parser.types import Glob, RangeSweep
     value = ov.value()
     if isinstance(value, RangeSweep):
+        if not value.step:
+            raise SweepConfigError(f"sweep {ov.input_line!r}: the step of range() must not be 0")
         lazy = value.range()
         if isinstance(lazy, range) and not value.shuffle:
             if not lazy:
