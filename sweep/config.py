@@ -149,8 +149,9 @@ class Grid:
 
 
 class Cells:
-    """A grid's cells as a re-iterable stream: each iteration expands the grid afresh (input
-    files are hashed once per Grid), so memory does not grow with the grid."""
+    """A grid's cells as a re-iterable stream: each iteration expands the grid afresh, so
+    memory does not grow with the grid (input files are hashed once per launch:
+    runner.plan starts a fresh grid.inputs)."""
 
     def __init__(self, grid: Grid) -> None:
         self.grid = grid
@@ -207,8 +208,7 @@ def _sweep_values(ov, conf_dir: Path, max_cells: int) -> Sequence[Any]:
             if not lazy:
                 raise SweepConfigError(f"sweep {ov.input_line!r} has no values (empty range?)")
             return lazy
-        step = value.step or 1
-        n = max(0, math.ceil((value.stop - value.start) / step))
+        n = max(0, math.ceil((value.stop - value.start) / value.step))
         if n > max_cells:
             raise SweepConfigError(too_many(n, max_cells, f"{ov.input_line!r} has {{n:,}} values"))
     if isinstance(value, Glob):
@@ -412,6 +412,14 @@ def _validate(grid: Grid) -> None:
                 if mark in seen:
                     raise SweepConfigError(f"axis {key} lists {v!r} twice")
                 seen.add(mark)
+    for group in GROUPS:                        # two files with one content: one cell id
+        composed: dict[str, str] = {}
+        for option in grid.axes.get(group, []):
+            text = json.dumps(grid.options[group][option], sort_keys=True, default=str)
+            if text in composed:
+                raise SweepConfigError(f"{group} options {composed[text]!r} and {option!r} are "
+                                       f"identical (their cells would be the same cells)")
+            composed[text] = option
     for key in [k for z in grid.zips for k in z]:
         if key not in grid.axes:
             raise SweepConfigError(f"grid.zip names {key!r}, which is not an axis")

@@ -124,7 +124,8 @@ def row_head(cfg: dict, cell: dict, params: dict[str, type], sweep: str,
     """The identifying columns of a cell's row (and the fingerprint of the code that made it)."""
     variant = cfg["policy"].get("variant") or {}
     row: dict[str, Any] = {
-        "cell_id": cell["id"], "code_fingerprint": code_fingerprint, "sweep": sweep, "workload": cfg["workload"]["name"],
+        "cell_id": cell["id"], "code_fingerprint": code_fingerprint, "sweep": sweep,
+        "workload": cfg["workload"]["name"],
         "arch": cfg["arch"]["name"], "policy": cfg["policy"]["name"],
         "variant": ",".join(f"{k}={v}" for k, v in sorted(variant.items())),
         "seed": int(cfg.get("seed", 0)), "status": "ok", "error": "", "traceback": "",
@@ -235,7 +236,7 @@ class Progress:
     started: float = field(default_factory=time.perf_counter)
 
 
-def provenance(grid: Grid) -> dict[str, str]:
+def provenance(grid: Grid, code_fingerprint: str) -> dict[str, str]:
     import platform
     import subprocess
     from importlib.metadata import PackageNotFoundError, version
@@ -259,7 +260,7 @@ def provenance(grid: Grid) -> dict[str, str]:
     from .fingerprint import code_digest, metric_set
     return json_meta(resolved_config=config, git_commit=commit, git_dirty=dirty,
                      packages=packages, driver_host=platform.node(), ray_version=ray.__version__,
-                     code_fingerprint=fingerprint(grid.base["sweep"]), code_digest=code_digest(),
+                     code_fingerprint=code_fingerprint, code_digest=code_digest(),
                      metric_set=metric_set(grid.base["sweep"]), name=grid.name)
 
 
@@ -360,7 +361,7 @@ def launch(grid: Grid, out: str, *, retry_failed: bool = False, keep_stale: bool
     params = param_types(grid)
     n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
     batcher = Batcher(todo.cells(), todo.todo, n, int(grid.base["sweep"].get("batch_size", 0)))
-    meta = provenance(grid)
+    meta = provenance(grid, todo.fingerprint)
     worker = _worker_class()
     # one shared copy, referenced for the whole run so that restarted actors find it
     setup = ray.put((grid.base, grid.options, params, grid.name, out, meta))

@@ -115,3 +115,9 @@ def test_cli_dry_run_and_bad_config_exit_codes():
     res = runner.invoke(app, ["launch", "conf/demo.yaml", "arch=sparc"])
     assert res.exit_code == 2 and "Traceback" not in res.output
     assert res.output.count("\n") == 1 and "allowed: arm64, arm64_16k" in res.output
+
+
+def test_two_options_with_one_content_are_refused(conf: Path):
+    shutil.copy(conf / "arch" / "x86_64.yaml", conf / "arch" / "x86_copy.yaml")
+    with pytest.raises(SweepConfigError, match="'x86_64' and 'x86_copy' are identical"):
+        load_grid(conf / "demo.yaml", ["arch=x86_64,x86_copy"])
