@@ -274,9 +274,10 @@ def _launch(ctx: typer.Context, grid_file: Path, out: Optional[str], address: Op
         _ray_init(address, num_cpus)
     prog = _run_with_progress(grid, out, todo)
     if prog.stale_kept:
-        typer.echo(f"{prog.stale_kept} stale cells (code changed) kept (--keep-stale)")
+        typer.echo(f"{prog.stale_kept} stale cells (code or metric set changed) kept "
+                   f"(--keep-stale)")
     elif prog.stale:
-        typer.echo(f"{prog.stale} stale cells (code changed) recomputed")
+        typer.echo(f"{prog.stale} stale cells (code or metric set changed) recomputed")
     typer.echo(f"{prog.total} cells: {prog.done} computed, {prog.cached} cached, "
                f"{prog.failed} failed -> {out}")
     raise typer.Exit(1 if prog.failed else 0)

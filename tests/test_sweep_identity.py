@@ -95,7 +95,7 @@ def test_a_code_edit_recomputes_the_stale_cells_once(ray_local, tmp_path):
     append(repo / "simcore" / "policy" / "lazy.py", "_PROBE = 1\n")
     res = sweep_cli([*args, "--num-cpus", "1"], repo)
     assert res.returncode == 0, res.stderr
-    assert "4 stale cells (code changed) recomputed" in res.stdout
+    assert "4 stale cells (code or metric set changed) recomputed" in res.stdout
     assert "4 cells: 4 computed, 0 cached" in res.stdout
     df = rows(out)
     assert df.height == 4 and df["cell_id"].n_unique() == 4        # old rows superseded
@@ -109,7 +109,7 @@ def test_a_code_edit_recomputes_the_stale_cells_once(ray_local, tmp_path):
     append(repo / "simcore" / "policy" / "lazy.py", "_PROBE = 2\n")
     res = sweep_cli([*args, "--keep-stale"], repo, NO_RAY)         # kept on purpose, no Ray
     assert res.returncode == 0, res.stderr
-    assert "4 stale cells (code changed) kept (--keep-stale)" in res.stdout
+    assert "4 stale cells (code or metric set changed) kept (--keep-stale)" in res.stdout
     assert "0 computed, 4 cached" in res.stdout
     assert set(rows(out)["code_fingerprint"]) == new_fp
 
