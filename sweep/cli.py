@@ -10,6 +10,7 @@ from typing import List, Optional
 import typer
 
 from simcore.slab import CACHES
+from sweep.grid import DEFAULT_MAX_CELLS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="anonsim: simulate anonymous rmap designs and sweep experiments.")
@@ -231,35 +232,60 @@ def launch(
     num_cpus: Optional[int] = typer.Option(None, min=1, help="CPUs of the local Ray"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the cells and their count only"),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="recompute failed cells"),
+    keep_stale: bool = typer.Option(False, "--keep-stale", help="keep rows computed by other "
+                                    "code (a different code fingerprint) instead of recomputing"),
+    max_cells: int = typer.Option(DEFAULT_MAX_CELLS, "--max-cells", min=1,
+                                  help="refuse a grid with more cells than this"),
 ) -> None:
     """Run a grid of workload x arch x policy (x seeds, x any parameter) on Ray into Parquet.
 
     Extra arguments are Hydra overrides: policy=eager,lazy seed='range(0,10)' arch='glob(arm*)'.
     """
+    try:
+        _launch(ctx, grid_file, out, address, num_cpus, dry_run, retry_failed, keep_stale,
+                max_cells)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130) from None
+
+
+def _launch(ctx: typer.Context, grid_file: Path, out: Optional[str], address: Optional[str],
+            num_cpus: Optional[int], dry_run: bool, retry_failed: bool, keep_stale: bool,
+            max_cells: int) -> None:
     from sweep.config import SweepConfigError, load_grid
     overrides = list(ctx.args)
     for item in overrides:
         if item.startswith("-"):
             _fail(f"unknown option {item!r}")
     try:
-        grid = load_grid(grid_file, overrides)
+        grid = load_grid(grid_file, overrides, max_cells=max_cells)
+        if dry_run:
+            for cell in grid.cells:            # streamed: memory does not grow with the grid
+                typer.echo(f"{cell['id']}  " + " ".join(f"{k}={v}" for k, v in cell["point"].items()))
+            typer.echo(f"{len(grid.cells)} cells")
+            return
+        from sweep.runner import plan
+        from sweep.store import safe_name
+        out = out or f"results/{safe_name(grid.name)}"
+        todo = plan(grid, out, retry_failed=retry_failed, keep_stale=keep_stale)
     except SweepConfigError as exc:
         _fail(str(exc))
-    if dry_run:
-        for cell in grid.cells:
-            typer.echo(f"{cell['id']}  " + " ".join(f"{k}={v}" for k, v in cell["point"].items()))
-        typer.echo(f"{len(grid.cells)} cells")
-        return
-    from sweep.store import safe_name
-    out = out or f"results/{safe_name(grid.name)}"
-    _ray_init(address, num_cpus)
-    prog = _run_with_progress(grid, out, retry_failed)
+    except OSError as exc:                     # an input file that cannot be read for its hash
+        _fail(f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc))
+    if todo.todo:                              # nothing to compute: no Ray at all
+        _ray_init(address, num_cpus)
+    prog = _run_with_progress(grid, out, todo)
+    if prog.stale_kept:
+        typer.echo(f"{prog.stale_kept} stale cells (code or metric set changed) kept "
+                   f"(--keep-stale)")
+    elif prog.stale:
+        typer.echo(f"{prog.stale} stale cells (code or metric set changed) recomputed")
     typer.echo(f"{prog.total} cells: {prog.done} computed, {prog.cached} cached, "
                f"{prog.failed} failed -> {out}")
     raise typer.Exit(1 if prog.failed else 0)
 
 
-def _run_with_progress(grid, out: str, retry_failed: bool):
+def _run_with_progress(grid, out: str, todo):
     import time as _time
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
         TimeElapsedColumn, TimeRemainingColumn
@@ -276,7 +302,7 @@ def _run_with_progress(grid, out: str, retry_failed: bool):
             bar.update(task, completed=p.cached + p.done + p.failed,
                        detail=f"done {p.done} cached {p.cached} failed {p.failed} "
                               f"running {p.running} {rate:.1f} cells/s")
-        return run_grid(grid, out, retry_failed=retry_failed, on_progress=show)
+        return run_grid(grid, out, todo=todo, on_progress=show)
 
 
 @app.command("report")
@@ -346,19 +372,31 @@ def calibrate_cmd(
 
 @app.command("status")
 def status(out: str = typer.Argument(..., help="a sweep's result directory or URI")) -> None:
-    """Summarise a sweep on disk: rows, status, cells per workload/policy, provenance."""
+    """Summarise a sweep on disk: rows, status, cells per workload/policy, provenance, and
+    the code fingerprints of its rows (which one the code here would write)."""
     import pyarrow.parquet as pq
+    from sweep.fingerprint import code_digest, fingerprint
     from sweep.store import Store, read_meta
     store = Store(out)
     files = store.parquet_files()
     if not files:
         _fail(f"no results under {out}")
     rows = {}
+    per_fp: dict[str, int] = {}
+    current = set()
+    code = code_digest()
     for path in files:
-        t = pq.read_table(path, columns=["cell_id", "workload", "policy", "status"],
+        names = pq.read_schema(path, filesystem=store.fs).names
+        cols = ["cell_id", "workload", "policy", "status"]
+        t = pq.read_table(path, columns=cols + ["code_fingerprint"] * ("code_fingerprint" in names),
                           filesystem=store.fs)
-        for cid, w, p, st in zip(*(t[c].to_pylist() for c in t.column_names)):
+        for cid, w, p, st in zip(*(t[c].to_pylist() for c in cols)):
             rows[cid] = (w, p, st)
+        fps = t["code_fingerprint"].to_pylist() if "code_fingerprint" in names else [""] * t.num_rows
+        for fp in fps:
+            per_fp[fp or ""] = per_fp.get(fp or "", 0) + 1
+        config = json.loads(read_meta(store, path).get("sweep.resolved_config", "{}"))
+        current.add(fingerprint(config.get("base", {}).get("sweep", {}), code))
     meta = read_meta(store, files[0])
     by = {}
     for w, p, st in rows.values():
@@ -366,10 +404,14 @@ def status(out: str = typer.Argument(..., help="a sweep's result directory or UR
         ok, failed = by.get(key, (0, 0))
         by[key] = (ok + (st == "ok"), failed + (st != "ok"))
     typer.echo(f"sweep {meta.get('sweep.name', '?')}: {len(rows)} cells in {len(files)} files "
-               f"(git {meta.get('sweep.git_commit', '')[:10]}{'+dirty' if meta.get('sweep.git_dirty') == 'true' else ''}, "
-               f"{meta.get('sweep.sim_version', '')})")
+               f"(git {meta.get('sweep.git_commit', '')[:10]}"
+               f"{'+dirty' if meta.get('sweep.git_dirty') == 'true' else ''})")
     for (w, p), (ok, failed) in sorted(by.items()):
         typer.echo(f"  workload={w:12} policy={p:8} ok={ok:6} failed={failed}")
+    typer.echo("code fingerprints:")
+    for fp, n in sorted(per_fp.items(), key=lambda kv: -kv[1]):
+        mark = "current" if fp in current else "stale: a relaunch recomputes these rows"
+        typer.echo(f"  {fp or '(none)':16} {n:6} rows  {mark}")
 
 
 def main() -> None:  # pragma: no cover

@@ -46,7 +46,8 @@ def _pair_keys(df: pl.DataFrame) -> list[str]:
                                                           "processes", "anon_vma_root"))}
     metric_like |= {c for cache in CACHES for c in df.columns if c.startswith(cache)}
     return [c for c in df.columns if c not in metric_like and c not in
-            ("cell_id", "policy", "variant", "status", "error", "traceback", "wall_s")]
+            ("cell_id", "code_fingerprint", "policy", "variant", "status", "error",
+             "traceback", "wall_s")]
 
 
 def deltas(lf: pl.LazyFrame | pl.DataFrame, base: str = "eager", other: str = "lazy") -> pl.DataFrame:

@@ -10,6 +10,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
+from typing import Iterator, NamedTuple
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -30,6 +31,13 @@ LIST_METRICS = {"fork_ns": pa.list_(pa.float64()),
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
+class CellRow(NamedTuple):
+    """What the store holds for one cell."""
+    status: str
+    file: str
+    fingerprint: str            # code_fingerprint of the row ('' before fingerprints)
+
+
 def safe_name(value: object) -> str:
     """A path component derived from a config value: no separators, no leading dot."""
     text = _SAFE.sub("_", str(value)) or "_"
@@ -39,7 +47,8 @@ def safe_name(value: object) -> str:
 def result_schema(params: dict[str, type]) -> pa.Schema:
     """The one fixed schema of a sweep: ids, axes, status, then metrics."""
     arrow = {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}
-    cols = [("cell_id", pa.string()), ("sweep", pa.string()), ("workload", pa.string()),
+    cols = [("cell_id", pa.string()), ("code_fingerprint", pa.string()),
+            ("sweep", pa.string()), ("workload", pa.string()),
             ("arch", pa.string()), ("policy", pa.string()), ("variant", pa.string()),
             ("seed", pa.int64())]
     cols += [(name, arrow[typ]) for name, typ in params.items()]
@@ -81,15 +90,53 @@ class Store:
             self.fs.delete_file(path)
         return len(tmp)
 
-    def scan(self) -> dict[str, tuple[str, str]]:
-        """cell_id -> (status, file) of every row written so far."""
-        out: dict[str, tuple[str, str]] = {}
-        for path in self.parquet_files():
-            table = pq.read_table(path, columns=["cell_id", "status"], filesystem=self.fs)
-            for cid, status in zip(table["cell_id"].to_pylist(), table["status"].to_pylist()):
-                if out.get(cid, ("",))[0] != "ok":
-                    out[cid] = (status, path)
-        return out
+    def rows(self) -> Iterator[tuple[str, str, str, str, float]]:
+        """(cell_id, status, fingerprint, file, file mtime) of every row written so far;
+        rows written before fingerprints existed have fingerprint ''."""
+        for info in sorted((f for f in self._files() if not f.base_name.startswith(".tmp-")),
+                           key=lambda f: f.path):
+            names = pq.read_schema(info.path, filesystem=self.fs).names
+            cols = [c for c in ("cell_id", "status", "code_fingerprint") if c in names]
+            table = pq.read_table(info.path, columns=cols, filesystem=self.fs)
+            fps = (table["code_fingerprint"].to_pylist() if "code_fingerprint" in names
+                   else [""] * table.num_rows)
+            mtime = info.mtime.timestamp() if info.mtime else 0.0
+            for cid, status, fp in zip(table["cell_id"].to_pylist(), table["status"].to_pylist(),
+                                       fps):
+                yield cid, status, fp or "", info.path, mtime
+
+    def scan(self, fingerprint: str = "") -> dict[str, CellRow]:
+        """cell_id -> the row that stands for the cell: of several rows (an interrupted
+        rerun), the one computed by `fingerprint`, then ok over failed, then the newest."""
+        best: dict[str, tuple] = {}
+        for cid, status, fp, path, mtime in self.rows():
+            rank = (fp == fingerprint, status == "ok", mtime, path)
+            if cid not in best or rank > best[cid][0]:
+                best[cid] = (rank, CellRow(status, path, fp))
+        return {cid: row for cid, (_, row) in best.items()}
+
+    def supersede(self, fingerprint: str) -> int:
+        """Keep one row per cell, the one scan() picks; rewrite the files that hold the
+        others without them (a stale or failed row replaced by a rerun). -> rows dropped."""
+        import pyarrow.compute as pc
+        keep = self.scan(fingerprint)
+        losers: dict[str, set[str]] = {}
+        for cid, _, _, path, _ in self.rows():
+            if keep[cid].file != path:
+                losers.setdefault(path, set()).add(cid)
+        dropped = 0
+        for path, ids in sorted(losers.items()):
+            table = pq.read_table(path, filesystem=self.fs)
+            kept = table.filter(pc.invert(pc.is_in(table["cell_id"],
+                                                   pa.array(sorted(ids), pa.string()))))
+            dropped += table.num_rows - kept.num_rows
+            if kept.num_rows == 0:
+                self.fs.delete_file(path)
+                continue
+            tmp = path.rsplit("/", 1)[0] + f"/.tmp-rewrite-{uuid.uuid4().hex}.parquet"
+            pq.write_table(kept, tmp, filesystem=self.fs, compression="zstd")
+            self.fs.move(tmp, path)
+        return dropped
 
     def write(self, table: pa.Table, batch: str, meta: dict[str, str]) -> list[str]:
         """Write a batch's rows, one file per partition, atomically. -> final paths."""
@@ -109,26 +156,6 @@ class Store:
             self.fs.move(tmp, final)
             paths.append(final)
         return paths
-
-    def drop_failed(self, cell_ids: set[str], files: set[str]) -> None:
-        """Rewrite files without the failed rows of cell_ids (superseded by a rerun)."""
-        import pyarrow.compute as pc
-        for path in sorted(files):
-            if not self.fs.get_file_info(path).is_file:
-                continue
-            table = pq.read_table(path, filesystem=self.fs)
-            stale = pc.and_(pc.is_in(table["cell_id"], pa.array(sorted(cell_ids))),
-                            pc.not_equal(table["status"], "ok"))
-            keep = pc.invert(stale)
-            kept = table.filter(keep)
-            if kept.num_rows == table.num_rows:
-                continue
-            if kept.num_rows == 0:
-                self.fs.delete_file(path)
-                continue
-            tmp = path.rsplit("/", 1)[0] + f"/.tmp-rewrite-{uuid.uuid4().hex}.parquet"
-            pq.write_table(kept, tmp, filesystem=self.fs, compression="zstd")
-            self.fs.move(tmp, path)
 
 
 def read_meta(store: Store, path: str) -> dict[str, str]:
