@@ -202,11 +202,9 @@ def validate(
 
 def _ray_init(address: str | None, num_cpus: int | None) -> None:
     """Join a cluster (--address or RAY_ADDRESS) or start a local one on loopback."""
-    import os
     import ray
     if ray.is_initialized():
         return
-    address = address or os.environ.get("RAY_ADDRESS")
     try:
         if address:
             ray.init(address=address, log_to_driver=False)
@@ -233,6 +231,7 @@ def launch(
 
     Extra arguments are Hydra overrides: policy=eager,lazy seed='range(0,10)' arch='glob(arm*)'.
     """
+    import os
     from sweep.config import SweepConfigError, load_grid
     overrides = list(ctx.args)
     for item in overrides:
@@ -249,14 +248,33 @@ def launch(
         return
     from sweep.store import safe_name
     out = out or f"results/{safe_name(grid.name)}"
-    _ray_init(address, num_cpus)
-    prog = _run_with_progress(grid, out, retry_failed)
-    typer.echo(f"{prog.total} cells: {prog.done} computed, {prog.cached} cached, "
-               f"{prog.failed} failed -> {out}")
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    from sweep.launcher import LaunchSession
+    from sweep.lock import LockedError
+    from sweep.preflight import LaunchError
+    try:
+        session = LaunchSession(grid, out, overrides, address)
+        session.prepare()                        # checks, lock, orphans, run record: no Ray yet
+    except (LaunchError, LockedError) as exc:
+        _fail(str(exc))
+    for line in session.notes:
+        typer.echo(line, err=True)
+    try:
+        _ray_init(address, num_cpus)
+        session.ray_started()
+        prog = _run_with_progress(grid, out, retry_failed, session)
+        for line in session.failure_table(prog):
+            typer.echo(line)
+        summary = (f"{prog.total} cells: {prog.done} computed, {prog.cached} cached, "
+                   f"{prog.failed} failed -> {out}")
+        typer.echo(summary)
+    finally:
+        for line in session.close():
+            typer.echo(line, err=True)
     raise typer.Exit(1 if prog.failed else 0)
 
 
-def _run_with_progress(grid, out: str, retry_failed: bool):
+def _run_with_progress(grid, out: str, retry_failed: bool, session=None):
     import time as _time
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
         TimeElapsedColumn, TimeRemainingColumn
@@ -273,7 +291,10 @@ def _run_with_progress(grid, out: str, retry_failed: bool):
             bar.update(task, completed=p.cached + p.done + p.failed,
                        detail=f"done {p.done} cached {p.cached} failed {p.failed} "
                               f"running {p.running} {rate:.1f} cells/s")
-        return run_grid(grid, out, retry_failed=retry_failed, on_progress=show)
+            if session is not None:
+                session.tick()
+        return run_grid(grid, out, retry_failed=retry_failed, on_progress=show,
+                        log=session.log if session is not None else None)
 
 
 @app.command("report")
@@ -284,6 +305,15 @@ def report(
 ) -> None:
     """Mailing-list table (the cover letter's, beside ours), KB table and plots."""
     from sweep.report import cover_letter_table, kb_table, load_rows, write_report
+    from sweep.store import Store
+    store = Store(out)
+    statuses = _sound_statuses(store)             # verifies every file; moves damaged ones aside
+    if not statuses:
+        _fail(f"no results under {out}")
+    ok = sum(st == "ok" for st in statuses.values())
+    if not ok:
+        _fail(f"no cell of {out} succeeded ({len(statuses)} failed; `sweep status {out}` "
+              f"counts them, the rows' error column says why): no report")
     try:
         df = load_rows(out)
     except FileNotFoundError as exc:
@@ -344,18 +374,17 @@ def calibrate_cmd(
 @app.command("status")
 def status(out: str = typer.Argument(..., help="a sweep's result directory or URI")) -> None:
     """Summarise a sweep on disk: rows, status, cells per workload/policy, provenance."""
-    import pyarrow.parquet as pq
     from sweep.store import Store, read_meta
     store = Store(out)
-    files = store.parquet_files()
+    rows = {}
+    files = []
+    for path, t in _sound_tables(store, ["cell_id", "workload", "policy", "status"]):
+        files.append(path)
+        for cid, w, p, st in zip(*(t[c].to_pylist() for c in t.column_names)):
+            if rows.get(cid, ("", "", ""))[2] != "ok":
+                rows[cid] = (w, p, st)
     if not files:
         _fail(f"no results under {out}")
-    rows = {}
-    for path in files:
-        t = pq.read_table(path, columns=["cell_id", "workload", "policy", "status"],
-                          filesystem=store.fs)
-        for cid, w, p, st in zip(*(t[c].to_pylist() for c in t.column_names)):
-            rows[cid] = (w, p, st)
     meta = read_meta(store, files[0])
     by = {}
     for w, p, st in rows.values():
@@ -367,6 +396,23 @@ def status(out: str = typer.Argument(..., help="a sweep's result directory or UR
                f"{meta.get('sweep.sim_version', '')})")
     for (w, p), (ok, failed) in sorted(by.items()):
         typer.echo(f"  workload={w:12} policy={p:8} ok={ok:6} failed={failed}")
+
+
+def _sound_tables(store, columns: list[str] | None):
+    """(path, table) of each readable part file; one warning line per damaged file moved aside."""
+    yield from store.sound_tables(columns)
+    for line in store.quarantine_notes():
+        typer.echo(f"warning: {line}", err=True)
+
+
+def _sound_statuses(store) -> dict[str, str]:
+    """cell_id -> status (ok wins) over every part file, each verified in full."""
+    out: dict[str, str] = {}
+    for _, t in _sound_tables(store, None):
+        for cid, st in zip(t["cell_id"].to_pylist(), t["status"].to_pylist()):
+            if out.get(cid) != "ok":
+                out[cid] = st
+    return out
 
 
 def main() -> None:  # pragma: no cover

@@ -27,6 +27,8 @@ FLOAT_METRICS = (*(f"{c}_kb" for c in CACHES), *(f"{c}_slab_kb" for c in CACHES)
 LIST_METRICS = {"fork_ns": pa.list_(pa.float64()),
                 **{f"{c}_series": pa.list_(pa.int64()) for c in CACHES}}
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+QUARANTINE = "_quarantine"          # damaged part files are moved here (not matched by *.parquet)
+READ_ERRORS = (pa.ArrowException, OSError)
 
 
 def safe_name(value: object) -> str:
@@ -61,6 +63,8 @@ class Store:
             import os
             self.fs, self.root = pafs.LocalFileSystem(), os.path.abspath(self.uri)
         self.root = self.root.rstrip("/")
+        self.is_local = isinstance(self.fs, pafs.LocalFileSystem)
+        self.quarantined: list[tuple[str, str]] = []
 
     def _files(self) -> list[pafs.FileInfo]:
         info = self.fs.get_file_info(self.root)
@@ -73,6 +77,42 @@ class Store:
     def parquet_files(self) -> list[str]:
         return sorted(f.path for f in self._files() if not f.base_name.startswith(".tmp-"))
 
+    def read(self, path: str, columns: list[str] | None = None) -> pa.Table:
+        """One part file, its page checksums verified (a bit flip is an error, not a value)."""
+        return pq.read_table(path, columns=columns, filesystem=self.fs,
+                             page_checksum_verification=True)
+
+    def sound_tables(self, columns: list[str] | None = None):
+        """-> (path, table) of every part file whose footer and `columns` (None: all) read
+        cleanly.  A damaged file (garbage, empty, truncated, bit-flipped) is moved to
+        <root>/_quarantine/ and recorded in self.quarantined as (relative path, error); its
+        cells then count as missing, so a relaunch recomputes them."""
+        for path in self.parquet_files():
+            try:
+                table = self.read(path, columns)
+            except READ_ERRORS as exc:
+                self.quarantine(path, exc)
+                continue
+            yield path, table
+
+    def quarantine_notes(self) -> list[str]:
+        """One line per damaged file moved aside so far."""
+        return [f"moved damaged result file {rel} to {QUARANTINE}/ ({reason}); "
+                f"a relaunch recomputes its cells" for rel, reason in self.quarantined]
+
+    def sound_files(self, columns: list[str] | None = None) -> list[str]:
+        return [path for path, _ in self.sound_tables(columns)]
+
+    def quarantine(self, path: str, exc: Exception) -> str:
+        """Move a damaged part file aside, under a name no result glob matches."""
+        rel = path[len(self.root) + 1:]
+        dest = f"{self.root}/{QUARANTINE}/{rel.replace('/', '__')}.damaged"
+        self.fs.create_dir(f"{self.root}/{QUARANTINE}", recursive=True)
+        self.fs.move(path, dest)
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        self.quarantined.append((rel, reason[:200]))
+        return dest
+
     def clean_temporaries(self) -> int:
         """Remove half-written files of an interrupted run."""
         tmp = [f.path for f in self._files() if f.base_name.startswith(".tmp-")]
@@ -83,8 +123,7 @@ class Store:
     def scan(self) -> dict[str, tuple[str, str]]:
         """cell_id -> (status, file) of every row written so far."""
         out: dict[str, tuple[str, str]] = {}
-        for path in self.parquet_files():
-            table = pq.read_table(path, columns=["cell_id", "status"], filesystem=self.fs)
+        for path, table in self.sound_tables(["cell_id", "status"]):
             for cid, status in zip(table["cell_id"].to_pylist(), table["status"].to_pylist()):
                 if out.get(cid, ("",))[0] != "ok":
                     out[cid] = (status, path)
@@ -104,7 +143,8 @@ class Store:
             self.fs.create_dir(folder, recursive=True)
             final = f"{folder}/part-{safe_name(batch)}.parquet"
             tmp = f"{folder}/.tmp-{safe_name(batch)}-{uuid.uuid4().hex}.parquet"
-            pq.write_table(table.take(rows), tmp, filesystem=self.fs, compression="zstd")
+            pq.write_table(table.take(rows), tmp, filesystem=self.fs, compression="zstd",
+                           write_page_checksum=True)
             self.fs.move(tmp, final)
             paths.append(final)
         return paths
@@ -112,11 +152,17 @@ class Store:
     def drop_failed(self, cell_ids: set[str], files: set[str]) -> None:
         """Rewrite files without the failed rows of cell_ids (superseded by a rerun)."""
         import pyarrow.compute as pc
+        if not cell_ids:
+            return
         for path in sorted(files):
             if not self.fs.get_file_info(path).is_file:
                 continue
-            table = pq.read_table(path, filesystem=self.fs)
-            stale = pc.and_(pc.is_in(table["cell_id"], pa.array(sorted(cell_ids))),
+            try:
+                table = self.read(path)
+            except READ_ERRORS as exc:
+                self.quarantine(path, exc)
+                continue
+            stale = pc.and_(pc.is_in(table["cell_id"], pa.array(sorted(cell_ids), pa.string())),
                             pc.not_equal(table["status"], "ok"))
             keep = pc.invert(stale)
             kept = table.filter(keep)
@@ -126,7 +172,8 @@ class Store:
                 self.fs.delete_file(path)
                 continue
             tmp = path.rsplit("/", 1)[0] + f"/.tmp-rewrite-{uuid.uuid4().hex}.parquet"
-            pq.write_table(kept, tmp, filesystem=self.fs, compression="zstd")
+            pq.write_table(kept, tmp, filesystem=self.fs, compression="zstd",
+                           write_page_checksum=True)
             self.fs.move(tmp, path)
 
 
