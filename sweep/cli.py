@@ -253,15 +253,21 @@ def launch(
     from sweep.lock import LockedError
     from sweep.preflight import LaunchError
     try:
-        session = LaunchSession(grid, out, overrides, address)
+        command = ["sweep", "launch", str(grid_file), "--out", out,
+                   *(["--address", address] if address else []),
+                   *(["--num-cpus", str(num_cpus)] if num_cpus else []),
+                   *(["--retry-failed"] if retry_failed else []), *overrides]
+        session = LaunchSession(grid, out, overrides, address, command)
         session.prepare()                        # checks, lock, orphans, run record: no Ray yet
     except (LaunchError, LockedError) as exc:
         _fail(str(exc))
     for line in session.notes:
         typer.echo(line, err=True)
     try:
+        import ray
+        owned = not ray.is_initialized()
         _ray_init(address, num_cpus)
-        session.ray_started()
+        session.ray_started(owned)
         prog = _run_with_progress(grid, out, retry_failed, session)
         for line in session.failure_table(prog):
             typer.echo(line)
@@ -306,7 +312,7 @@ def report(
     """Mailing-list table (the cover letter's, beside ours), KB table and plots."""
     from sweep.report import cover_letter_table, kb_table, load_rows, write_report
     from sweep.store import Store
-    store = Store(out)
+    store = _open_store(out)
     statuses = _sound_statuses(store)             # verifies every file; moves damaged ones aside
     if not statuses:
         _fail(f"no results under {out}")
@@ -374,8 +380,8 @@ def calibrate_cmd(
 @app.command("status")
 def status(out: str = typer.Argument(..., help="a sweep's result directory or URI")) -> None:
     """Summarise a sweep on disk: rows, status, cells per workload/policy, provenance."""
-    from sweep.store import Store, read_meta
-    store = Store(out)
+    from sweep.store import read_meta
+    store = _open_store(out)
     rows = {}
     files = []
     for path, t in _sound_tables(store, ["cell_id", "workload", "policy", "status"]):
@@ -396,6 +402,17 @@ def status(out: str = typer.Argument(..., help="a sweep's result directory or UR
                f"{meta.get('sweep.sim_version', '')})")
     for (w, p), (ok, failed) in sorted(by.items()):
         typer.echo(f"  workload={w:12} policy={p:8} ok={ok:6} failed={failed}")
+
+
+def _open_store(out: str):
+    """The Store of an existing sweep, its location checked in bounded time (one-line errors)."""
+    from sweep.preflight import LaunchError, check_readable
+    from sweep.store import Store
+    try:
+        check_readable(out)
+    except LaunchError as exc:
+        _fail(str(exc))
+    return Store(out)
 
 
 def _sound_tables(store, columns: list[str] | None):

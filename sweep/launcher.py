@@ -1,7 +1,7 @@
 """One `sweep launch` around the runner: checks before Ray, the output lock, orphans of
 earlier launches, the run record, the failure table, and a clean end.
 
-    session = LaunchSession(grid, out, overrides, address)
+    session = LaunchSession(grid, out, overrides, address, command)
     session.prepare()        # LaunchError / LockedError: one line for the user; no Ray yet
     ... start Ray; session.ray_started(); runner.launch(..., log=session.log) ...
     session.failure_table(prog); session.close()
@@ -21,13 +21,16 @@ RECORD_EVERY_S = 2.0            # how often the process record is refreshed whil
 
 
 class LaunchSession:
-    def __init__(self, grid, out: str, overrides: list[str], address: str | None) -> None:
+    def __init__(self, grid, out: str, overrides: list[str], address: str | None,
+                 command: list[str]) -> None:
         self.grid, self.out, self.overrides, self.address = grid, out, overrides, address
+        self.command = command
         self.notes: list[str] = []
         self.lock: OutputLock | None = None
         self.record: RunRecord | None = None
         self.local_ray = False
         self._recorded = 0.0
+        self._procs: set[int] = set()
 
     def prepare(self) -> None:
         """Everything that can refuse a launch, before Ray starts."""
@@ -38,8 +41,13 @@ class LaunchSession:
         self.lock = OutputLock(store)
         self.lock.acquire()
         try:
+            stale = self.lock.took_over
+            if stale is not None:
+                self.notes.append(f"took over the lock of an earlier launch that is gone "
+                                  f"(pid {stale.get('pid')} on {stale.get('host')}, since "
+                                  f"{stale.get('since')})")
             self.notes += orphans.reap_earlier()
-            self.record = RunRecord(store, self.grid, self.overrides)
+            self.record = RunRecord(store, self.grid, self.overrides, self.command)
             store.clean_temporaries()
             store.scan()                         # moves damaged part files aside
             self.notes += [f"warning: {line}" for line in store.quarantine_notes()]
@@ -49,20 +57,28 @@ class LaunchSession:
             self.lock.release()
             raise
 
-    def ray_started(self) -> None:
+    def ray_started(self, owned: bool) -> None:
+        """Ray is up; owned: this launch started it (a local Ray it must stop and clean up)."""
         import ray
-        self.local_ray = not self.address
+        self.local_ray = owned and not self.address
         if self.local_ray:
-            orphans.record(self.out)
-            self._recorded = time.monotonic()
+            self._record()
         self.log(f"ray {ray.__version__} {'local' if self.local_ray else self.address}: "
                  f"{int(ray.cluster_resources().get('CPU', 0))} CPUs")
 
     def tick(self) -> None:
         """Called on progress: keeps the record of our local Ray processes current."""
         if self.local_ray and time.monotonic() - self._recorded >= RECORD_EVERY_S:
-            orphans.record(self.out)
-            self._recorded = time.monotonic()
+            self._record()
+
+    def _record(self) -> None:
+        procs = orphans.record(self.out)
+        new = sorted(set(procs) - self._procs)
+        if new:
+            self.log("local Ray processes (pid@start): "
+                     + " ".join(f"{p}@{procs[p]}" for p in new))
+        self._procs |= set(new)
+        self._recorded = time.monotonic()
 
     def log(self, line: str) -> None:
         if self.record is not None:

@@ -29,6 +29,7 @@ class OutputLock:
     store: Store
     path: str = ""
     held: bool = False
+    took_over: dict | None = None       # the stale lock replaced, if any
 
     def __post_init__(self) -> None:
         self.path = f"{self.store.root}/{LOCK_NAME}"
@@ -50,6 +51,7 @@ class OutputLock:
                     f"another launch (pid {holder.get('pid')} on {holder.get('host')}, since "
                     f"{holder.get('since')}) is writing to {self.store.uri}; wait for it to end, "
                     f"or remove {self.path} if that launch is gone")
+            self.took_over = holder
             self._remove()
         raise LockedError(f"cannot take the lock {self.path} (it keeps changing)")
 

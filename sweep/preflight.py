@@ -116,6 +116,22 @@ def _check_remote(out: str, timeout: float) -> None:
         raise LaunchError(f"--out {_redact(out)}: cannot reach or write: {detail}") from None
 
 
+def check_readable(out: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """A sweep's location can be listed (a remote one answers within timeout)."""
+    import pyarrow as pa
+    from .store import Store
+
+    def probe() -> None:
+        store = Store(out)
+        store.fs.get_file_info(store.root)
+
+    try:
+        _bounded(f"{_redact(out)}", probe, timeout)
+    except (OSError, pa.ArrowException, ValueError) as exc:
+        detail = " ".join(str(exc).split())[:200]
+        raise LaunchError(f"cannot read {_redact(out)}: {detail}") from None
+
+
 def _redact(uri: str) -> str:
     """A URI without its user:secret@ part, for messages."""
     scheme, sep, rest = uri.partition("://")

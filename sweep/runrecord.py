@@ -2,8 +2,8 @@
 
 ``<out>/_runs/<UTC time>-<pid>/`` holds ``config.yaml`` (the composed base config, each
 group option used, the axes, zip and exclude: everything the cells were made from),
-``overrides.yaml`` (the command-line overrides as given), ``command.txt`` (the command
-line, working directory, host, pid and user) and ``launch.log`` (what the launch did and
+``overrides.yaml`` (the command-line overrides as given), ``command.txt`` (the equivalent
+`sweep launch` command, the process's argv, working directory, host, pid and user) and ``launch.log`` (what the launch did and
 said).  Written through pyarrow.fs, so s3:// outputs get one too.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ REMOTE_FLUSH_S = 5.0            # an object store gets the whole log rewritten a
 
 
 class RunRecord:
-    def __init__(self, store: Store, grid, overrides: list[str], argv: list[str] | None = None):
+    def __init__(self, store: Store, grid, overrides: list[str], command: list[str]):
         self.store = store
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         self.dir = f"{store.root}/{RUNS}/{stamp}-{os.getpid()}"
@@ -35,13 +35,13 @@ class RunRecord:
                   "options": grid.options}
         self._write("config.yaml", yaml.safe_dump(_plain(config), sort_keys=False))
         self._write("overrides.yaml", yaml.safe_dump(list(overrides), default_flow_style=False))
-        argv = list(sys.argv if argv is None else argv)
-        command = [" ".join(shlex.quote(a) for a in argv),
+        lines = [" ".join(shlex.quote(a) for a in command),
+                   f"argv: {' '.join(shlex.quote(a) for a in sys.argv)}",
                    f"cwd: {os.getcwd()}", f"host: {socket.gethostname()}",
                    f"pid: {os.getpid()}", f"python: {sys.executable}",
                    f"user: {os.environ.get('USER', '')}",
                    f"started: {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}"]
-        self._write("command.txt", "\n".join(command) + "\n")
+        self._write("command.txt", "\n".join(lines) + "\n")
         self.log(f"launch {grid.name}: {len(grid.cells)} cells -> {store.uri}")
 
     def log(self, message: str) -> None:

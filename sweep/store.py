@@ -68,7 +68,7 @@ class Store:
 
     def _files(self) -> list[pafs.FileInfo]:
         info = self.fs.get_file_info(self.root)
-        if info.type == pafs.FileType.NotFound:
+        if info.type != pafs.FileType.Directory:
             return []
         sel = pafs.FileSelector(self.root, recursive=True)
         return [f for f in self.fs.get_file_info(sel)
