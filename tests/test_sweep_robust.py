@@ -387,7 +387,8 @@ def test_sigkilled_driver_leaves_no_orphans_after_a_relaunch(tmp_path):
         os.kill(proc.pid, signal.SIGKILL)             # the driver only, as the OOM killer would
         proc.wait()
     left = _recorded(state)
-    assert left, "the first launch recorded its local Ray processes"
+    assert [p for p, start in left.items() if same_process(p, start)], \
+        "processes of the killed launch outlive it (else there is nothing to test)"
     res = subprocess.run(_cmd(out), cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=600, start_new_session=True)
     assert res.returncode == 0, res.stderr[-2000:]
