@@ -328,6 +328,11 @@ def report(
     typer.echo(text if text else kb_table(df))
     if dest is None:
         dest = Path(out) / "report" if "://" not in out else Path("report")
+    from sweep.preflight import LaunchError, check_output
+    try:
+        check_output(str(dest), what="--dest")
+    except LaunchError as exc:
+        _fail(str(exc))
     paths = write_report(df, dest)
     typer.echo(f"wrote {', '.join(str(p) for p in paths)}")
 

@@ -42,30 +42,30 @@ def _bounded(what: str, fn: Callable[[], Any], timeout: float) -> Any:
 
 
 # ---- the output location ------------------------------------------------------------
-def check_output(out: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+def check_output(out: str, timeout: float = PROBE_TIMEOUT_S, what: str = "--out") -> None:
     """The output exists or can be created, is a directory, and takes a file."""
     if "://" in out:
         _check_remote(out, timeout)
     else:
-        _check_local(out)
+        _check_local(out, what)
 
 
-def _check_local(out: str) -> None:
+def _check_local(out: str, what: str = "--out") -> None:
     path = os.path.abspath(out)
     existing = path
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):
         where = "" if existing == path else f" ({existing} is a file)"
-        raise LaunchError(f"--out {out}: not a directory{where}")
+        raise LaunchError(f"{what} {out}: not a directory{where}")
     name_max = os.pathconf(existing, "PC_NAME_MAX")
     path_max = os.pathconf(existing, "PC_PATH_MAX")
     for part in path.split(os.sep):
         if len(os.fsencode(part)) > name_max:
-            raise LaunchError(f"--out {out}: the name {part[:40]}... is longer than this "
+            raise LaunchError(f"{what} {out}: the name {part[:40]}... is longer than this "
                               f"filesystem allows ({len(os.fsencode(part))} > {name_max} bytes)")
     if len(os.fsencode(path)) >= path_max:
-        raise LaunchError(f"--out {out}: the path is longer than this system allows "
+        raise LaunchError(f"{what} {out}: the path is longer than this system allows "
                           f"({len(os.fsencode(path))} >= {path_max} bytes)")
     created = []
     try:
@@ -90,7 +90,7 @@ def _check_local(out: str) -> None:
         reason = exc.strerror or str(exc)
         if exc.errno == errno.EROFS:
             reason = "read-only filesystem"
-        raise LaunchError(f"--out {out}: cannot write there: {reason}") from None
+        raise LaunchError(f"{what} {out}: cannot write there: {reason}") from None
 
 
 def _check_remote(out: str, timeout: float) -> None:

@@ -71,21 +71,18 @@ def descendants(pid: int) -> dict[int, int]:
 def end(procs: dict[int, int], grace_s: float = 3.0) -> list[int]:
     """SIGTERM, then SIGKILL after grace_s, each (pid, start) still alive. -> pids ended."""
     alive = [pid for pid, start in procs.items() if same_process(pid, start)]
-    for pid in alive:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except OSError:
-            pass
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and any(same_process(p, procs[p]) for p in alive):
-        time.sleep(0.05)
-    for pid in alive:
-        if same_process(pid, procs[pid]):
+    for sig in (signal.SIGTERM, signal.SIGKILL):     # Ray's agents ignore SIGTERM
+        _signal_and_wait({p: procs[p] for p in alive}, sig, grace_s)
+    return alive
+
+
+def _signal_and_wait(procs: dict[int, int], sig: int, grace_s: float) -> None:
+    for pid, start in procs.items():
+        if same_process(pid, start):
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, sig)
             except OSError:
                 pass
     deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and any(same_process(p, procs[p]) for p in alive):
+    while time.monotonic() < deadline and any(same_process(p, s) for p, s in procs.items()):
         time.sleep(0.05)
-    return alive

@@ -173,6 +173,14 @@ def test_report_on_a_sweep_whose_cells_all_failed(tmp_path):
     assert not (out / "report").exists()
 
 
+def test_report_into_a_file_is_one_line(tmp_path):
+    out = tmp_path / "r"
+    write_rows(out, 2)
+    (tmp_path / "f").write_text("x")
+    res = runner.invoke(app, ["report", str(out), "--dest", str(tmp_path / "f")])
+    assert "--dest" in one_line_error(res)
+
+
 def _flip_in_data_page(path: Path) -> None:
     """Flip one bit in the middle of the first column's first data page."""
     col = pq.read_metadata(path).row_group(0).column(0)
@@ -310,22 +318,6 @@ def test_each_launch_leaves_a_run_record(ray_local, tmp_path):
     log = (runs[0] / "launch.log").read_text()
     assert "2 cells to compute" in log and "end: 2 computed" in log
     assert not (out / LOCK_NAME).exists()
-
-
-@pytest.fixture
-def s3_uri():
-    """A local S3-compatible server (moto, real HTTP) with an empty bucket."""
-    from moto.server import ThreadedMotoServer
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    fs = pafs.S3FileSystem(access_key="testing", secret_key="testing", scheme="http",
-                           endpoint_override=f"{host}:{port}", region="us-east-1",
-                           allow_bucket_creation=True)
-    fs.create_dir("results")
-    yield (f"s3://testing:testing@results/sweep?endpoint_override={host}:{port}"
-           f"&scheme=http&region=us-east-1")
-    server.stop()
 
 
 def test_run_record_and_lock_on_s3(ray_local, s3_uri):
