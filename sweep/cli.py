@@ -248,6 +248,7 @@ def launch(
         return
     from sweep.store import safe_name
     out = out or f"results/{safe_name(grid.name)}"
+    from_env = not address and bool(os.environ.get("RAY_ADDRESS"))
     address = address or os.environ.get("RAY_ADDRESS") or None
     from sweep.launcher import LaunchSession
     from sweep.lock import LockedError
@@ -260,7 +261,7 @@ def launch(
         session = LaunchSession(grid, out, overrides, address, command)
         session.prepare()                        # checks, lock, orphans, run record: no Ray yet
     except (LaunchError, LockedError) as exc:
-        _fail(str(exc))
+        _fail(f"{exc}{' (from RAY_ADDRESS)' if from_env and address in str(exc) else ''}")
     for line in session.notes:
         typer.echo(line, err=True)
     try:
@@ -274,9 +275,15 @@ def launch(
         summary = (f"{prog.total} cells: {prog.done} computed, {prog.cached} cached, "
                    f"{prog.failed} failed -> {out}")
         typer.echo(summary)
+    except KeyboardInterrupt:
+        session.log("interrupted (SIGINT)")
+        prog = None
     finally:
         for line in session.close():
             typer.echo(line, err=True)
+    if prog is None:
+        _fail(f"interrupted; the cells written so far are kept in {out}, a relaunch "
+              f"computes the rest", 130)
     raise typer.Exit(1 if prog.failed else 0)
 
 

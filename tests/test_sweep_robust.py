@@ -426,3 +426,20 @@ def test_a_second_launch_into_the_same_output_is_refused(tmp_path):
     table = pq.read_table(out, columns=["cell_id"], partitioning=None)
     assert table.num_rows == 20 and len(set(table["cell_id"].to_pylist())) == 20
     assert len(list((out / "_runs").iterdir())) == 1        # the refused launch wrote nothing
+
+
+def test_sigint_stops_a_launch_and_leaves_nothing_running(tmp_path):
+    out = tmp_path / "r"
+    proc = subprocess.Popen(_cmd(out), cwd=ROOT, env=_env(tmp_path), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    state = tmp_path / "state" / f"{proc.pid}.json"
+    _wait_for(lambda: len(list(out.rglob("part-*.parquet"))) >= 2 and _recorded(state),
+              proc, "it recorded its Ray and wrote results")
+    procs = _recorded(state)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130
+    assert err.strip().splitlines()[-1].startswith("error: interrupted; the cells written so far")
+    assert not [p for p, start in procs.items() if same_process(p, start)]
+    assert not (out / LOCK_NAME).exists() and not state.exists()
+    assert "interrupted (SIGINT)" in next((out / "_runs").glob("*/launch.log")).read_text()
