@@ -331,8 +331,6 @@ def report(
         df = load_rows(out)
     except FileNotFoundError as exc:
         _fail(str(exc))
-    text = cover_letter_table(df)
-    typer.echo(text if text else kb_table(df))
     if dest is None:
         dest = Path(out) / "report" if "://" not in out else Path("report")
     from sweep.preflight import LaunchError, check_output
@@ -340,6 +338,8 @@ def report(
         check_output(str(dest), what="--dest")
     except LaunchError as exc:
         _fail(str(exc))
+    text = cover_letter_table(df)
+    typer.echo(text if text else kb_table(df))
     paths = write_report(df, dest)
     typer.echo(f"wrote {', '.join(str(p) for p in paths)}")
 
