@@ -218,6 +218,21 @@ def test_damaged_part_files_are_quarantined_with_one_line_each(tmp_path):
     assert len(set(ids)) == 8
 
 
+def test_a_relaunch_recomputes_the_cells_of_damaged_files(ray_local, tmp_path):
+    grid = load_grid(CONF / "demo.yaml", ["workload=noop", "~workload.n_ops", "policy=eager",
+                                          "arch=x86_64", "seed=range(0,8)", "sweep.batch_size=2"])
+    out = tmp_path / "r"
+    assert launch(grid, str(out), workers=1).done == 8
+    files = sorted(out.rglob("part-*.parquet"))
+    lost = set(pq.read_table(files[1], columns=["cell_id"])["cell_id"].to_pylist())
+    files[1].write_bytes(files[1].read_bytes()[:-100])                 # truncated
+    again = launch(grid, str(out), workers=1)
+    assert [rel for rel, _ in again.quarantined] == [str(files[1].relative_to(out))]
+    assert again.done == len(lost) == 2 and again.cached == 6
+    ids = pq.read_table(out, columns=["cell_id"], partitioning=None)["cell_id"].to_pylist()
+    assert sorted(ids) == sorted(c["id"] for c in grid.cells)
+
+
 def test_results_load_and_report_skip_damaged_files(tmp_path):
     from sweep import results
     out = tmp_path / "r"
