@@ -49,7 +49,9 @@ def ray_local():
 
 @pytest.fixture
 def s3_uri():
-    """A local S3-compatible server (moto, real HTTP) with an empty bucket."""
+    """A local S3-compatible server (moto, real HTTP) and an empty prefix of a bucket (moto
+    keeps its buckets in memory for the whole process: each test gets its own prefix)."""
+    import uuid
     from moto.server import ThreadedMotoServer
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -58,6 +60,7 @@ def s3_uri():
                            endpoint_override=f"{host}:{port}", region="us-east-1",
                            allow_bucket_creation=True)
     fs.create_dir("results")
-    yield (f"s3://testing:testing@results/sweep?endpoint_override={host}:{port}"
+    yield (f"s3://testing:testing@results/sweep-{uuid.uuid4().hex[:8]}"
+           f"?endpoint_override={host}:{port}"
            f"&scheme=http&region=us-east-1")
     server.stop()
