@@ -52,6 +52,8 @@ def check_output(out: str, timeout: float = PROBE_TIMEOUT_S, what: str = "--out"
 
 def _check_local(out: str, what: str = "--out") -> None:
     path = os.path.abspath(out)
+    if len(out) > 80:
+        out = out[:60] + "..." + out[-17:]         # the message stays one readable line
     existing = path
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
