@@ -65,6 +65,7 @@ class Store:
         self.root = self.root.rstrip("/")
         self.is_local = isinstance(self.fs, pafs.LocalFileSystem)
         self.quarantined: list[tuple[str, str]] = []
+        self.skipped: list[tuple[str, str]] = []
 
     def _files(self) -> list[pafs.FileInfo]:
         info = self.fs.get_file_info(self.root)
@@ -91,14 +92,25 @@ class Store:
             try:
                 table = self.read(path, columns)
             except READ_ERRORS as exc:
-                self.quarantine(path, exc)
+                if self.ours(path):
+                    self.quarantine(path, exc)
+                else:                     # not a file we wrote: left where it is, skipped
+                    self.skipped.append((path[len(self.root) + 1:], _reason(exc)))
                 continue
             yield path, table
+
+    def ours(self, path: str) -> bool:
+        """Is path a part file of this store's layout (<p>=<v>/.../part-<batch>.parquet)?"""
+        parts = path[len(self.root) + 1:].split("/")
+        return (len(parts) == len(PARTITIONS) + 1 and parts[-1].startswith("part-")
+                and all(d.startswith(f"{p}=") for d, p in zip(parts, PARTITIONS)))
 
     def quarantine_notes(self) -> list[str]:
         """One line per damaged file moved aside so far."""
         return [f"moved damaged result file {rel} to {QUARANTINE}/ ({reason}); "
-                f"a relaunch recomputes its cells" for rel, reason in self.quarantined]
+                f"a relaunch recomputes its cells" for rel, reason in self.quarantined] + \
+               [f"skipped unreadable file {rel}, which is not a result file of a sweep "
+                f"({reason})" for rel, reason in self.skipped]
 
     def sound_files(self, columns: list[str] | None = None) -> list[str]:
         return [path for path, _ in self.sound_tables(columns)]
@@ -109,8 +121,7 @@ class Store:
         dest = f"{self.root}/{QUARANTINE}/{rel.replace('/', '__')}.damaged"
         self.fs.create_dir(f"{self.root}/{QUARANTINE}", recursive=True)
         self.fs.move(path, dest)
-        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        self.quarantined.append((rel, reason[:200]))
+        self.quarantined.append((rel, _reason(exc)))
         return dest
 
     def clean_temporaries(self) -> int:
@@ -175,6 +186,12 @@ class Store:
             pq.write_table(kept, tmp, filesystem=self.fs, compression="zstd",
                            write_page_checksum=True)
             self.fs.move(tmp, path)
+
+
+def _reason(exc: Exception) -> str:
+    """An Arrow/OS error as one short line."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"[:200]
 
 
 def read_meta(store: Store, path: str) -> dict[str, str]:

@@ -216,6 +216,11 @@ def test_damaged_part_files_are_quarantined_with_one_line_each(tmp_path):
     res = runner.invoke(app, ["status", str(out)])            # nothing more to move
     assert "warning" not in res.output and res.exit_code == 0
     assert len(set(ids)) == 8
+    foreign = out / "notes.parquet"                           # not ours: never moved
+    foreign.write_bytes(b"mine")
+    res = runner.invoke(app, ["status", str(out)])
+    assert res.exit_code == 0 and "skipped unreadable file notes.parquet" in res.output
+    assert foreign.read_bytes() == b"mine"
 
 
 def test_a_relaunch_recomputes_the_cells_of_damaged_files(ray_local, tmp_path):
