@@ -262,6 +262,8 @@ def launch(
         session.prepare()                        # checks, lock, orphans, run record: no Ray yet
     except (LaunchError, LockedError) as exc:
         _fail(f"{exc}{' (from RAY_ADDRESS)' if from_env and address in str(exc) else ''}")
+    except OSError as exc:                     # e.g. the disk filled between check and record
+        _fail(f"{out}: {exc.strerror or exc}")
     for line in session.notes:
         typer.echo(line, err=True)
     try:

@@ -72,13 +72,19 @@ class LaunchSession:
             self._record()
 
     def _record(self) -> None:
-        procs = orphans.record(self.out)
+        self._recorded = time.monotonic()
+        try:
+            procs = orphans.record(self.out)
+        except OSError as exc:            # no state dir: the launch runs on, unrecorded
+            self.log(f"warning: cannot record the local Ray processes in "
+                     f"{orphans.state_dir()}: {exc.strerror or exc}")
+            self._recorded = float("inf")   # not again
+            return
         new = sorted(set(procs) - self._procs)
         if new:
             self.log("local Ray processes (pid@start): "
                      + " ".join(f"{p}@{procs[p]}" for p in new))
         self._procs |= set(new)
-        self._recorded = time.monotonic()
 
     def log(self, line: str) -> None:
         if self.record is not None:
