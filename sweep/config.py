@@ -307,9 +307,13 @@ def load_grid(path: str | Path, overrides: list[str] = (),
             raise SweepConfigError(f"{path}: grid.axes.{key} must be a non-empty list")
         axes[str(key)] = list(values)
     base_overrides = []
+    zips = [list(z) for z in grid_raw.get("zip") or []]
+    exclude = [dict(e) for e in grid_raw.get("exclude") or []]
     for ov in _parse_overrides(overrides):
         key = ov.key_or_group
-        if ov.is_delete() and key in axes:
+        if key == "grid" or key.startswith("grid."):
+            zips, exclude = _grid_override(ov, zips, exclude)
+        elif ov.is_delete() and key in axes:
             del axes[key]                          # ~key: drop an axis of the grid file
         elif ov.is_sweep_override():
             axes[key] = _sweep_values(ov, conf_path, max_cells)
@@ -317,8 +321,12 @@ def load_grid(path: str | Path, overrides: list[str] = (),
             axes[key] = [ov.value()]
         else:
             base_overrides.append(ov.input_line)
-    zips = [list(z) for z in grid_raw.get("zip") or []]
-    exclude = [dict(e) for e in grid_raw.get("exclude") or []]
+    _reject_code(axes, "")                     # '${seed}' on an axis: refused like in a file
+    for key in axes:
+        if key == "sweep" or key.startswith("sweep."):
+            raise SweepConfigError(f"{key} has {len(axes[key])} values, but sweep.* settings "
+                                   f"belong to the whole launch and cannot be an axis "
+                                   f"(give one value, e.g. {key}={axes[key][0]})")
     for group in GROUPS:
         for option in axes.get(group, []):
             if option not in _options(conf_path, group):
@@ -331,6 +339,27 @@ def load_grid(path: str | Path, overrides: list[str] = (),
     if grid.size > max_cells:
         raise SweepConfigError(too_many(grid.size, max_cells))
     return grid
+
+
+def _grid_override(ov, zips: list, exclude: list) -> tuple[list, list]:
+    """grid.zip=[[a,b]] / grid.exclude=[{k: v}] replace those lists; ~grid.zip clears it."""
+    key = ov.key_or_group
+    if key not in ("grid.zip", "grid.exclude"):
+        raise SweepConfigError(f"{ov.input_line!r}: only grid.zip and grid.exclude can be "
+                               f"overridden (an axis is set as key=a,b, e.g. seed=0,1,2)")
+    if ov.is_sweep_override():
+        raise SweepConfigError(f"{ov.input_line!r}: {key} takes one list, not a sweep")
+    value = [] if ov.is_delete() else ov.value()
+    if key == "grid.zip":
+        if not isinstance(value, list) or not all(
+                isinstance(z, list) and all(isinstance(k, str) for k in z) for z in value):
+            raise SweepConfigError(f"{ov.input_line!r}: grid.zip takes a list of lists of axis "
+                                   f"names, e.g. 'grid.zip=[[seed,workload.n_ops]]'")
+        return [list(z) for z in value], exclude
+    if not isinstance(value, list) or not all(isinstance(e, dict) for e in value):
+        raise SweepConfigError(f"{ov.input_line!r}: grid.exclude takes a list of mappings, "
+                               f"e.g. 'grid.exclude=[{{policy:lazy,arch:arm64}}]'")
+    return zips, [dict(e) for e in value]
 
 
 def _compose(conf_path: list[Path], name: str, base_overrides: list[str],

@@ -26,6 +26,7 @@ from .store import FLOAT_METRICS, INT_METRICS, LIST_METRICS, Store, json_meta, r
 if TYPE_CHECKING:
     from simcore.fork import ForkRecord
 
+TRACEBACK_CHARS = 20000        # the end of a failed cell's traceback kept in its row
 WALK_KEYS = ("walks", "avcs_visited", "vmas_visited", "vmas_not_mapping", "root_lock_read",
              "lockless_walks")
 
@@ -153,13 +154,10 @@ def run_cell(base: dict, options: dict, cell: dict, params: dict[str, type],
     try:
         row.update(simulate_cell(cfg, int(cfg["sweep"].get("sample_every", 0))))
     except Exception as exc:  # noqa: BLE001 - a simulator exception becomes a failed row
-        tb = traceback.format_exc()
         row.update(zero_metrics())
         row["status"] = "failed"
         row["error"] = f"{type(exc).__name__}: {exc}"[:500]
-        frame = traceback.extract_tb(exc.__traceback__)[-1]
-        digest = hashlib.sha1(tb.encode()).hexdigest()[:12]
-        row["traceback"] = f"{digest} {os.path.basename(frame.filename)}:{frame.lineno} in {frame.name}"
+        row["traceback"] = traceback.format_exc()[-TRACEBACK_CHARS:]
     row["wall_s"] = time.perf_counter() - t0
     return row
 
@@ -174,9 +172,14 @@ def run_batch(base: dict, options: dict, cells: list[dict], params: dict[str, ty
     table = pa.Table.from_pylist(rows, schema=schema)
     import socket
     paths = store.write(table, batch, {**meta, "sweep.host": socket.gethostname()})
-    failed = sum(r["status"] != "ok" for r in rows)
-    return {"batch": batch, "ok": len(rows) - failed, "failed": failed, "files": paths,
-            "wall_s": time.perf_counter() - t0}
+    failures = [(r["cell_id"], last_line(r["error"])) for r in rows if r["status"] != "ok"]
+    return {"batch": batch, "ok": len(rows) - len(failures), "failed": len(failures),
+            "failures": failures, "files": paths, "wall_s": time.perf_counter() - t0}
+
+
+def last_line(text: str) -> str:
+    lines = [ln for ln in str(text).splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else ""
 
 
 # ---- the Ray side ---------------------------------------------------------------
@@ -239,6 +242,8 @@ class Progress:
     stale: int = 0                  # cells whose row came from other code (recomputed or kept)
     stale_kept: int = 0             # of which kept on purpose (--keep-stale)
     started: float = field(default_factory=time.perf_counter)
+    failures: list = field(default_factory=list)      # {"id", "point", "error"} per failed cell
+    quarantined: list = field(default_factory=list)   # (file, error) of damaged files moved aside
 
 
 def provenance(grid: Grid, code_fingerprint: str) -> dict[str, str]:
@@ -349,13 +354,19 @@ def plan(grid: Grid, out: str, *, retry_failed: bool = False,
 
 def launch(grid: Grid, out: str, *, retry_failed: bool = False, keep_stale: bool = False,
            workers: int | None = None, on_progress: Callable[[Progress], None] | None = None,
-           todo: Plan | None = None) -> Progress:
+           todo: Plan | None = None, log: Callable[[str], None] | None = None) -> Progress:
     """Run every cell of grid that out does not hold yet (or holds from other code: stale).
-    Ray must be initialised unless the plan has nothing to do."""
+    Ray must be initialised unless the plan has nothing to do.  log (if given) receives one
+    line per event: batches done, lost and retried, failures."""
+    log = log or (lambda line: None)
     todo = todo or plan(grid, out, retry_failed=retry_failed, keep_stale=keep_stale)
     store = todo.store
     prog = Progress(total=len(grid.cells), cached=len(grid.cells) - todo.todo, stale=todo.stale,
-                    stale_kept=todo.stale if todo.keep_stale else 0)
+                    stale_kept=todo.stale if todo.keep_stale else 0,
+                    quarantined=list(store.quarantined))
+    for line in store.quarantine_notes():
+        log(line)
+    log(f"{todo.todo} cells to compute, {prog.cached} cached, {todo.stale} stale")
     if on_progress:
         on_progress(prog)
     if not todo.todo:
@@ -395,32 +406,53 @@ def launch(grid: Grid, out: str, *, retry_failed: bool = False, keep_stale: bool
                 except (RayActorError, WorkerCrashedError, ObjectLostError) as exc:
                     prog.retried += 1
                     if tries + 1 > max_retries:
-                        _write_lost(store, grid, cells, params, meta, exc)
+                        error, _ = _write_lost(store, grid, cells, params, meta, exc)
                         prog.failed += len(cells)
+                        _note_failures(prog, cells, [(c["id"], error) for c in cells], log)
+                        log(f"batch of {len(cells)} cells lost {tries + 1} times "
+                            f"({type(exc).__name__}): written as failed")
                     else:
                         retry.append((cells, tries + 1))
+                        log(f"batch of {len(cells)} cells lost ({type(exc).__name__}): "
+                            f"retry {tries + 1} of {max_retries}")
                     continue
                 batcher.learn(len(cells), result["wall_s"])
                 prog.done += result["ok"]
                 prog.failed += result["failed"]
+                log(f"batch {result['batch']}: {len(cells)} cells, {result['ok']} ok, "
+                    f"{result['failed']} failed, {result['wall_s']:.2f} s")
+                _note_failures(prog, cells, result.get("failures", []), log)
             if on_progress:
                 on_progress(prog)
     finally:
         for actor in actors:
             ray.kill(actor)
     store.supersede(todo.fingerprint)      # one row per cell: reruns replace stale/failed rows
+    log(f"end: {prog.done} computed, {prog.cached} cached, {prog.failed} failed, "
+        f"{prog.retried} batches retried")
     return prog
 
 
+def _note_failures(prog: Progress, cells: list[dict], failures: list, log) -> None:
+    points = {c["id"]: c["point"] for c in cells}
+    for cid, error in failures:
+        prog.failures.append({"id": cid, "point": points.get(cid, {}), "error": error})
+        log(f"failed {cid} {' '.join(f'{k}={v}' for k, v in points.get(cid, {}).items())}: "
+            f"{error}")
+
+
 def _write_lost(store: Store, grid: Grid, cells: list[dict], params: dict, meta: dict,
-                exc: Exception) -> None:
-    """A batch whose worker kept dying: failed rows, written by the driver."""
+                exc: Exception) -> tuple[str, list[str]]:
+    """A batch whose worker kept dying: failed rows, written by the driver.
+    -> the error and the files written."""
+    error = f"worker died: {type(exc).__name__}"
+    detail = "".join(traceback.format_exception(exc))[-TRACEBACK_CHARS:]
     rows = []
     for cell in cells:
         row = row_head(resolve_point(grid.base, grid.options, cell["point"]), cell, params,
                        grid.name, meta.get("sweep.code_fingerprint", ""))
-        row.update(zero_metrics(), status="failed", error=f"worker died: {type(exc).__name__}")
+        row.update(zero_metrics(), status="failed", error=error, traceback=detail)
         rows.append(row)
     table = pa.Table.from_pylist(rows, schema=result_schema(params))
     name = hashlib.sha1("".join(c["id"] for c in cells).encode()).hexdigest()[:16]
-    store.write(table, name, meta)
+    return error, store.write(table, name, meta)

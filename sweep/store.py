@@ -29,6 +29,8 @@ FLOAT_METRICS = (*(f"{c}_kb" for c in CACHES), *(f"{c}_slab_kb" for c in CACHES)
 LIST_METRICS = {"fork_ns": pa.list_(pa.float64()),
                 **{f"{c}_series": pa.list_(pa.int64()) for c in CACHES}}
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+QUARANTINE = "_quarantine"          # damaged part files are moved here (not matched by *.parquet)
+READ_ERRORS = (pa.ArrowException, OSError)
 
 
 class CellRow(NamedTuple):
@@ -71,10 +73,13 @@ class Store:
             import os
             self.fs, self.root = pafs.LocalFileSystem(), os.path.abspath(self.uri)
         self.root = self.root.rstrip("/")
+        self.is_local = isinstance(self.fs, pafs.LocalFileSystem)
+        self.quarantined: list[tuple[str, str]] = []
+        self.skipped: list[tuple[str, str]] = []
 
     def _files(self) -> list[pafs.FileInfo]:
         info = self.fs.get_file_info(self.root)
-        if info.type == pafs.FileType.NotFound:
+        if info.type != pafs.FileType.Directory:
             return []
         sel = pafs.FileSelector(self.root, recursive=True)
         return [f for f in self.fs.get_file_info(sel)
@@ -82,6 +87,56 @@ class Store:
 
     def parquet_files(self) -> list[str]:
         return sorted(f.path for f in self._files() if not f.base_name.startswith(".tmp-"))
+
+    def read(self, path: str, columns: list[str] | None = None) -> pa.Table:
+        """One part file, its page checksums verified (a bit flip is an error, not a value)."""
+        return pq.read_table(path, columns=columns, filesystem=self.fs,
+                             page_checksum_verification=True)
+
+    def sound_tables(self, columns: list[str] | None = None):
+        """-> (path, table) of every part file whose footer and `columns` (None: all) read
+        cleanly.  A damaged file (garbage, empty, truncated, bit-flipped) is moved to
+        <root>/_quarantine/ and recorded in self.quarantined as (relative path, error); its
+        cells then count as missing, so a relaunch recomputes them."""
+        for path in self.parquet_files():
+            try:
+                table = self.read(path, columns)
+            except READ_ERRORS as exc:
+                self._damaged(path, exc)
+                continue
+            yield path, table
+
+    def _damaged(self, path: str, exc: Exception) -> None:
+        """A part file that does not read: ours goes to quarantine, a foreign one is skipped."""
+        if self.ours(path):
+            self.quarantine(path, exc)
+        else:                             # not a file we wrote: left where it is, skipped
+            self.skipped.append((path[len(self.root) + 1:], _reason(exc)))
+
+    def ours(self, path: str) -> bool:
+        """Is path a part file of this store's layout (<p>=<v>/.../part-<batch>.parquet)?"""
+        parts = path[len(self.root) + 1:].split("/")
+        return (len(parts) == len(PARTITIONS) + 1 and parts[-1].startswith("part-")
+                and all(d.startswith(f"{p}=") for d, p in zip(parts, PARTITIONS)))
+
+    def quarantine_notes(self) -> list[str]:
+        """One line per damaged file moved aside so far."""
+        return [f"moved damaged result file {rel} to {QUARANTINE}/ ({reason}); "
+                f"a relaunch recomputes its cells" for rel, reason in self.quarantined] + \
+               [f"skipped unreadable file {rel}, which is not a result file of a sweep "
+                f"({reason})" for rel, reason in self.skipped]
+
+    def sound_files(self, columns: list[str] | None = None) -> list[str]:
+        return [path for path, _ in self.sound_tables(columns)]
+
+    def quarantine(self, path: str, exc: Exception) -> str:
+        """Move a damaged part file aside, under a name no result glob matches."""
+        rel = path[len(self.root) + 1:]
+        dest = f"{self.root}/{QUARANTINE}/{rel.replace('/', '__')}.damaged"
+        self.fs.create_dir(f"{self.root}/{QUARANTINE}", recursive=True)
+        self.fs.move(path, dest)
+        self.quarantined.append((rel, _reason(exc)))
+        return dest
 
     def clean_temporaries(self) -> int:
         """Remove half-written files of an interrupted run."""
@@ -92,12 +147,17 @@ class Store:
 
     def rows(self) -> Iterator[tuple[str, str, str, str, float]]:
         """(cell_id, status, fingerprint, file, file mtime) of every row written so far;
-        rows written before fingerprints existed have fingerprint ''."""
+        rows written before fingerprints existed have fingerprint ''.  Damaged files are
+        moved aside (see sound_tables) and their cells count as missing."""
         for info in sorted((f for f in self._files() if not f.base_name.startswith(".tmp-")),
                            key=lambda f: f.path):
-            names = pq.read_schema(info.path, filesystem=self.fs).names
-            cols = [c for c in ("cell_id", "status", "code_fingerprint") if c in names]
-            table = pq.read_table(info.path, columns=cols, filesystem=self.fs)
+            try:
+                names = pq.read_schema(info.path, filesystem=self.fs).names
+                cols = [c for c in ("cell_id", "status", "code_fingerprint") if c in names]
+                table = self.read(info.path, cols)
+            except READ_ERRORS as exc:
+                self._damaged(info.path, exc)
+                continue
             fps = (table["code_fingerprint"].to_pylist() if "code_fingerprint" in names
                    else [""] * table.num_rows)
             mtime = info.mtime.timestamp() if info.mtime else 0.0
@@ -126,7 +186,11 @@ class Store:
                 losers.setdefault(path, set()).add(cid)
         dropped = 0
         for path, ids in sorted(losers.items()):
-            table = pq.read_table(path, filesystem=self.fs)
+            try:
+                table = self.read(path)
+            except READ_ERRORS as exc:
+                self._damaged(path, exc)
+                continue
             kept = table.filter(pc.invert(pc.is_in(table["cell_id"],
                                                    pa.array(sorted(ids), pa.string()))))
             dropped += table.num_rows - kept.num_rows
@@ -134,7 +198,8 @@ class Store:
                 self.fs.delete_file(path)
                 continue
             tmp = path.rsplit("/", 1)[0] + f"/.tmp-rewrite-{uuid.uuid4().hex}.parquet"
-            pq.write_table(kept, tmp, filesystem=self.fs, compression="zstd")
+            pq.write_table(kept, tmp, filesystem=self.fs, compression="zstd",
+                           write_page_checksum=True)
             self.fs.move(tmp, path)
         return dropped
 
@@ -152,10 +217,17 @@ class Store:
             self.fs.create_dir(folder, recursive=True)
             final = f"{folder}/part-{safe_name(batch)}.parquet"
             tmp = f"{folder}/.tmp-{safe_name(batch)}-{uuid.uuid4().hex}.parquet"
-            pq.write_table(table.take(rows), tmp, filesystem=self.fs, compression="zstd")
+            pq.write_table(table.take(rows), tmp, filesystem=self.fs, compression="zstd",
+                           write_page_checksum=True)
             self.fs.move(tmp, final)
             paths.append(final)
         return paths
+
+
+def _reason(exc: Exception) -> str:
+    """An Arrow/OS error as one short line."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"[:200]
 
 
 def read_meta(store: Store, path: str) -> dict[str, str]:
