@@ -20,91 +20,27 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, List
 
-GROUPS = ("workload", "arch", "policy")
+import simcore.arch  # noqa: F401 - registers the arch schema
+import simcore.policy  # noqa: F401 - registers the policies
+import simcore.workloads  # noqa: F401 - registers the built-in workloads
+from simcore import registry
+from simcore.registry import GROUPS, RegistryError
+
+from .grid import expand, resolve_point
 
 
 class SweepConfigError(ValueError):
     """A bad grid, config group file or override (one line, for the user)."""
 
 
-# ---- typed schemas of the config groups -----------------------------------------
-@dataclass
-class NoopWorkload:
-    """Does nothing and returns a row: measures the framework itself."""
-    name: str = "noop"
-    sleep_ms: float = 0.0            # busy time per cell
-    die_once: str = ""               # test hook: a marker path; the worker dies once
-
-
-@dataclass
-class TraceWorkload:
-    """Replays one trace file (format v1)."""
-    name: str = "trace"
-    path: str = ""
-
-
-@dataclass
-class RandomWorkload:
-    """A random valid trace (simcore.workloads.random_trace), seeded by the cell's seed."""
-    name: str = "random"
-    n_ops: int = 40
-    forks: bool = True
-
-
-from simcore.workloads.android import AndroidApps, AndroidBoot  # noqa: E402
-from simcore.workloads.servers import SERVER_WORKLOADS  # noqa: E402
-from simcore.workloads.snapshot import SnapshotWorkload  # noqa: E402
-
-WORKLOAD_SCHEMAS: dict[str, type] = {"noop": NoopWorkload, "trace": TraceWorkload,
-                                     "random": RandomWorkload, "android_boot": AndroidBoot,
-                                     "android_apps": AndroidApps, "snapshot": SnapshotWorkload,
-                                     **{n: cls for n, (cls, _) in SERVER_WORKLOADS.items()}}
-
-
-@dataclass
-class ArchConf:
-    """An architecture profile: page geometry, slab caches, and the fork cost model.
-
-    Sizes are slab object sizes in bytes; ``*_per_slab`` objects fit one slab of
-    ``*_slab_pages`` pages.  ``from_host`` reads all of them from /proc/slabinfo when a
-    cell runs.  ``lazy_vma_extra`` bytes are added to vm_area_struct under the lazy policy
-    (its vm_rcuref).  Fork latency is predicted as fork_a_ns + fork_vma_ns * VMAs +
-    fork_avc_ns * AVCs cloned + fork_av_ns * anon_vmas allocated + fork_pte_ns * PTEs copied
-    (+ fork_pte_ns per page-table entry a lazy upgrade scans)."""
-    name: str = "x86_64"
-    page_size: int = 4096
-    pmd_pages: int = 512
-    from_host: bool = False
-    vm_area_struct: int = 192
-    anon_vma: int = 104
-    anon_vma_chain: int = 64
-    vm_area_struct_per_slab: int = 21
-    anon_vma_per_slab: int = 39
-    anon_vma_chain_per_slab: int = 64
-    vm_area_struct_slab_pages: int = 1
-    anon_vma_slab_pages: int = 1
-    anon_vma_chain_slab_pages: int = 1
-    lazy_vma_extra: int = 0
-    fork_a_ns: float = 50000.0
-    fork_vma_ns: float = 450.0
-    fork_avc_ns: float = 150.0
-    fork_av_ns: float = 300.0
-    fork_pte_ns: float = 15.0
-
-
-@dataclass
-class PolicyConf:
-    """An rmap policy and its variant knobs."""
-    name: str = "eager"
-    variant: Dict[str, str] = field(default_factory=dict)
-
-
+# ---- schemas: the groups' come from simcore.registry --------------------------------
 @dataclass
 class SweepMeta:
     name: str = "sweep"
     batch_size: int = 0              # cells per remote call; 0 = automatic
     max_retries: int = 3             # re-runs of a batch whose worker died
     sample_every: int = 100          # slab counts sampled every N operations (0: never)
+    plugins: List[str] = field(default_factory=list)   # modules that register workloads
 
 
 POSITIVE = {("arch", k) for k in ("page_size", "pmd_pages", "vm_area_struct", "anon_vma",
@@ -136,7 +72,6 @@ class Grid:
 
     def resolve(self, point: dict) -> dict:
         """The full config of one cell (a fresh dict that may be changed)."""
-        from .grid import resolve_point
         return copy.deepcopy(resolve_point(self.base, self.options, point))
 
 
@@ -157,7 +92,40 @@ def _get_dotted(cfg: dict, key: str) -> Any:
 
 # ---- loading ----------------------------------------------------------------------
 def _options(conf_dir: Path, group: str) -> list[str]:
-    return sorted(p.stem for p in (conf_dir / group).glob("*.yaml"))
+    """A group's options: its files in the config directory and its registered names."""
+    return sorted({p.stem for p in (conf_dir / group).glob("*.yaml")} | set(registry.names(group)))
+
+
+_OFFERED: set[tuple[str, str]] = set()        # (group, name) put into Hydra's ConfigStore
+
+
+def _offer_registered(conf_dir: Path) -> None:
+    """Registered options without a file of their own become Hydra options {name: NAME}
+    (schema defaults are filled in later), so a group file holds only what differs from
+    the defaults and a registered workload needs no file at all."""
+    from hydra.core.config_store import ConfigStore
+    cs = ConfigStore.instance()
+    for group, name in _OFFERED:              # a file in this directory wins over an entry
+        cs.repo.get(group, {}).pop(f"{name}.yaml", None)
+    _OFFERED.clear()
+    for group in GROUPS:
+        files = {p.stem for p in (conf_dir / group).glob("*.yaml")}
+        for name in registry.names(group):
+            if name not in files:
+                cs.store(group=group, name=name, node={"name": name})
+                _OFFERED.add((group, name))
+
+
+def load_plugins(modules: Any, where: str) -> None:
+    """Import the modules of sweep.plugins (they register workloads, policies)."""
+    if modules is None:
+        return
+    if not isinstance(modules, (list, tuple)):
+        raise SweepConfigError(f"{where}: sweep.plugins must be a list of module names")
+    try:
+        registry.load_plugins(list(modules))
+    except RegistryError as exc:
+        raise SweepConfigError(f"{where}: {exc}") from None
 
 
 def _parse_overrides(overrides: list[str]):
@@ -167,6 +135,18 @@ def _parse_overrides(overrides: list[str]):
         return OverridesParser.create().parse_overrides(list(overrides))
     except OverrideParseException as exc:
         raise SweepConfigError(f"bad override: {str(exc).splitlines()[0]}") from None
+
+
+def _with_schema_keys(ov) -> str:
+    """An override of one key of a group node, e.g. ``arch.fork_a_ns=1``: group files hold
+    only non-default values, so the key may be absent from the composed file; let Hydra add
+    it (``++``) and the schema merge in _with_defaults reject keys the schema lacks."""
+    from hydra.core.override_parser.types import OverrideType
+    top = ov.key_or_group.split(".")[0]
+    if ov.type == OverrideType.CHANGE and "." in ov.key_or_group \
+            and top in (*GROUPS, "sweep") and not ov.input_line.startswith("+"):
+        return "++" + ov.input_line
+    return ov.input_line
 
 
 def _sweep_values(ov, conf_dir: Path) -> list[Any]:
@@ -237,9 +217,12 @@ def load_grid(path: str | Path, overrides: list[str] = ()) -> Grid:
         if not isinstance(values, list) or not values:
             raise SweepConfigError(f"{path}: grid.axes.{key} must be a non-empty list")
         axes[str(key)] = list(values)
+    load_plugins((raw.get("sweep") or {}).get("plugins"), str(path))
     base_overrides = []
     for ov in _parse_overrides(overrides):
         key = ov.key_or_group
+        if key == "sweep.plugins" and not ov.is_delete():
+            load_plugins(ov.value(), "sweep.plugins override")
         if ov.is_delete() and key in axes:
             del axes[key]                          # ~key: drop an axis of the grid file
         elif ov.is_sweep_override():
@@ -247,7 +230,7 @@ def load_grid(path: str | Path, overrides: list[str] = ()) -> Grid:
         elif key in axes:
             axes[key] = [ov.value()]
         else:
-            base_overrides.append(ov.input_line)
+            base_overrides.append(_with_schema_keys(ov))
     zips = [list(z) for z in grid_raw.get("zip") or []]
     exclude = [dict(e) for e in grid_raw.get("exclude") or []]
     for group in GROUPS:
@@ -258,7 +241,6 @@ def load_grid(path: str | Path, overrides: list[str] = ()) -> Grid:
     base, options = _compose(conf_dir, path.stem, base_overrides, axes)
     grid = Grid(str(path), base, axes, zips, exclude, options)
     _validate(grid)
-    from .grid import expand
     grid.cells = expand(grid)
     return grid
 
@@ -283,6 +265,7 @@ def _compose(conf_dir: Path, name: str, base_overrides: list[str],
         _reject_code(out, "")
         return out
 
+    _offer_registered(conf_dir)
     with initialize_config_dir(config_dir=str(conf_dir), version_base=None):
         base = one([])
         options = {g: {} for g in GROUPS}
@@ -304,12 +287,13 @@ def _with_defaults(group: str, node: dict) -> dict:
     """A group node with its schema's defaults filled in (and host sizes read for arch=host)."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
-    if group == "workload":
-        schema = WORKLOAD_SCHEMAS.get(node.get("name"))
-        if schema is None:
-            return node                        # check_cell names the unknown workload
+    if group == "sweep":
+        schema = SweepMeta
     else:
-        schema = {"arch": ArchConf, "policy": PolicyConf, "sweep": SweepMeta}[group]
+        try:
+            schema = registry.schema(group, node.get("name"))
+        except RegistryError:
+            return node                        # check_cell names the unknown option
     try:
         out = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(schema), node))
     except OmegaConfBaseException as exc:
@@ -395,17 +379,12 @@ def check_cell(cfg: dict, key: str | None = None) -> dict:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
     what = f" ({key})" if key else ""
-    wname = cfg.get("workload", {}).get("name")
-    if wname not in WORKLOAD_SCHEMAS:
-        raise SweepConfigError(f"workload.name={wname!r}{what} is not a registered workload "
-                               f"(allowed: {', '.join(WORKLOAD_SCHEMAS)})")
-    from simcore.policy import POLICIES
-    pname = cfg.get("policy", {}).get("name")
-    if pname not in POLICIES:
-        raise SweepConfigError(f"policy.name={pname!r}{what} is not a registered policy "
-                               f"(allowed: {', '.join(POLICIES)})")
-    schemas = {"workload": WORKLOAD_SCHEMAS[wname], "arch": ArchConf, "policy": PolicyConf,
-               "sweep": SweepMeta}
+    schemas = {"sweep": SweepMeta}
+    for group in GROUPS:
+        try:
+            schemas[group] = registry.schema(group, cfg.get(group, {}).get("name"))
+        except RegistryError as exc:
+            raise SweepConfigError(f"{exc}{what}") from None
     allowed_top = set(schemas) | {"seed", "grid"}
     extra = set(cfg) - allowed_top
     if extra:
@@ -436,8 +415,7 @@ def check_cell(cfg: dict, key: str | None = None) -> dict:
     if typed["workload"]["name"] in ("trace", "snapshot") and not Path(typed["workload"]["path"]).is_file():
         raise SweepConfigError(f"workload.path={typed['workload']['path']!r}{what}: no such file")
     try:
-        from simcore.policy import make_policy
-        make_policy(typed["policy"]["name"], **typed["policy"]["variant"])
+        registry.lookup("policy", typed["policy"]["name"]).make(**typed["policy"]["variant"])
     except ValueError as exc:
         raise SweepConfigError(f"policy{what}: {exc}") from None
     return typed

@@ -4,15 +4,23 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .config import Grid
+from simcore.registry import GROUPS
+
+
+class GridLike(Protocol):
+    """What expansion reads of a sweep.config.Grid (which imports this module)."""
+    base: dict
+    options: dict
+    axes: dict
+    zips: list
+    exclude: list
 
 SIM_VERSION = "simcore-2"     # bump when simulator results change for the same config
 
 
-def expand(grid: Grid) -> list[dict]:
+def expand(grid: GridLike) -> list[dict]:
     """-> cells: {"point": {axis: value}, "id": cell_id}, in a deterministic order."""
     zipped = {k for z in grid.zips for k in z}
     factors: list[list[dict]] = []
@@ -40,7 +48,6 @@ def expand(grid: Grid) -> list[dict]:
 def resolve_point(base: dict, options: dict, point: dict) -> dict:
     """The config of one cell: the base with the point's group options and parameters.
     No deep copy: dicts are copied only along the paths a parameter changes."""
-    from .config import GROUPS
     cfg = {k: v for k, v in base.items() if k != "grid"}
     for group in GROUPS:
         if group in point:

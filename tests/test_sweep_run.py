@@ -72,7 +72,8 @@ def test_results_do_not_depend_on_the_number_of_workers(ray_local, tmp_path):
 
 def test_a_dead_worker_is_replaced_and_its_batch_rerun(ray_local, tmp_path):
     marker = tmp_path / "died"
-    grid = load_grid(CONF / "demo.yaml", ["workload=noop", f"+workload.die_once={marker}",
+    grid = load_grid(CONF / "demo.yaml", ["+sweep.plugins=[tests.plugin_workloads]",
+                                          "workload=die_once", f"workload.marker={marker}",
                                           "seed=range(0,20)", "~workload.n_ops", "arch=x86_64",
                                           "policy=eager", "sweep.batch_size=4"])
     out = str(tmp_path / "r")

@@ -10,10 +10,12 @@ so that mappings the kernel kept apart are not merged by the replay.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Iterator
 
 from .. import trace as T
+from ..registry import register_workload
 
 MAX_PAGES = 1 << 16          # a reservation larger than this is replayed at this size
 SPECIAL = ("[vdso]", "[vvar]", "[vvar_vclock]", "[uprobes]", "[sigpage]", "[vectors]")
@@ -24,6 +26,12 @@ class SnapshotWorkload:
     """Replay of a file written by `sweep capture`."""
     name: str = "snapshot"
     path: str = ""
+
+
+@register_workload(SnapshotWorkload)
+def snapshot(cfg: SnapshotWorkload, seed: int) -> Iterator[T.Op]:
+    with open(cfg.path) as fh:
+        return snapshot_ops(json.load(fh))
 
 
 def _kind(perms: str, path: str) -> str | None:
