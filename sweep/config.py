@@ -25,6 +25,7 @@ import simcore.policy  # noqa: F401 - registers the policies
 import simcore.workloads  # noqa: F401 - registers the built-in workloads
 from simcore import registry
 from simcore.registry import GROUPS, RegistryError
+from simcore.workloads.tracefile import TraceWorkload
 
 from .grid import expand, resolve_point
 
@@ -412,7 +413,7 @@ def check_cell(cfg: dict, key: str | None = None) -> dict:
         if path in POSITIVE and value <= 0 or path in NON_NEGATIVE and value < 0:
             bound = "positive" if path in POSITIVE else "zero or more"
             raise SweepConfigError(f"{'.'.join(path)}={value!r}{what} must be {bound}")
-    if typed["workload"]["name"] in ("trace", "snapshot") and not Path(typed["workload"]["path"]).is_file():
+    if issubclass(schemas["workload"], TraceWorkload) and not Path(typed["workload"]["path"]).is_file():
         raise SweepConfigError(f"workload.path={typed['workload']['path']!r}{what}: no such file")
     try:
         registry.lookup("policy", typed["policy"]["name"]).make(**typed["policy"]["variant"])

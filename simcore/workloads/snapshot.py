@@ -16,16 +16,16 @@ from typing import Iterator
 
 from .. import trace as T
 from ..registry import register_workload
+from .tracefile import TraceWorkload
 
 MAX_PAGES = 1 << 16          # a reservation larger than this is replayed at this size
 SPECIAL = ("[vdso]", "[vvar]", "[vvar_vclock]", "[uprobes]", "[sigpage]", "[vectors]")
 
 
 @dataclass
-class SnapshotWorkload:
+class SnapshotWorkload(TraceWorkload):
     """Replay of a file written by `sweep capture`."""
     name: str = "snapshot"
-    path: str = ""
 
 
 @register_workload(SnapshotWorkload)

@@ -9,7 +9,8 @@ from ..registry import register_workload
 
 @dataclass
 class TraceWorkload:
-    """Replays one trace file (format v1)."""
+    """Replays one trace file (format v1).  Workloads that read an input file subclass
+    this schema: sweep configs check that ``path`` exists before any cell runs."""
     name: str = "trace"
     path: str = ""
 
