@@ -24,8 +24,9 @@ module and register.  A sweep names them in its grid config::
     sweep:
       plugins: [mypackage.my_workloads]     # importable module names
 
-The sweep driver imports them before it composes the grid, and every Ray worker imports
-them before it runs a cell, so the modules must be importable where the workers run:
+The sweep driver imports them before it composes the grid (sweep.config.load_grid), and
+every cell imports them before it builds its operations (sweep.runner.workload_ops, in
+each Ray worker), so the modules must be importable where the workers run:
 an installed package, a directory on PYTHONPATH, or (local Ray) a module under the
 driver's working directory, which Ray puts on the workers' sys.path.  Nothing in
 anonsim needs editing.

@@ -29,7 +29,11 @@ WALK_KEYS = ("walks", "avcs_visited", "vmas_visited", "vmas_not_mapping", "root_
 
 # ---- one cell ------------------------------------------------------------------
 def workload_ops(cfg: dict) -> Iterable:
-    """The operations of a cell's workload: its registered generator(schema(**node), seed)."""
+    """The operations of a cell's workload: its registered generator(schema(**node), seed).
+    The sweep's plugins are imported first, so that any process (a Ray worker, a fresh
+    interpreter) finds the workloads they register; a plugin that fails to import makes
+    a failed row that says why."""
+    registry.load_plugins((cfg.get("sweep") or {}).get("plugins") or [])
     w = cfg["workload"]
     entry = registry.lookup("workload", w["name"])
     return entry.make(entry.schema(**w), int(cfg["seed"]))
@@ -160,8 +164,7 @@ def _worker_class():
     class SimWorker:
         """A long-lived simulator process: receives batches of cells."""
 
-        def __init__(self, uri: str, plugins: list[str]) -> None:
-            registry.load_plugins(plugins)        # the sweep's own workloads, as the driver
+        def __init__(self, uri: str) -> None:
             self.store = Store(uri)
 
         def run(self, setup: tuple, cells: list[dict], batch: str) -> dict:
@@ -293,8 +296,7 @@ def launch(grid: Grid, out: str, *, retry_failed: bool = False, workers: int | N
     # Ray re-runs the constructor when it restarts a dead worker, and an object-store
     # argument there could already be gone (ray-project/ray#53727).
     setup = ray.put((grid.base, grid.options, params, grid.name, meta))
-    plugins = list(grid.base["sweep"].get("plugins") or [])
-    actors = [worker.remote(out, plugins) for _ in range(n)]
+    actors = [worker.remote(out) for _ in range(n)]
     max_retries = int(grid.base["sweep"].get("max_retries", 3))
     retry: list[tuple[list[dict], int]] = []          # (cells, attempts) of lost batches
     inflight: dict = {}

@@ -67,3 +67,13 @@ def test_one_name_registered_from_two_places_is_an_error():
     with pytest.raises(registry.RegistryError, match="registered twice"):
         registry.register_workload(Chrome2)(lambda cfg, seed: [])
     assert registry.lookup("workload", "chrome").module == "simcore.workloads.servers"
+
+
+def test_a_cell_imports_the_plugins_itself_and_a_missing_one_is_a_failed_row():
+    grid = load_grid(CONF / "demo.yaml", [PLUGIN, "workload=ladder", "~workload.n_ops",
+                                          "policy=eager", "arch=x86_64", "seed=0"])
+    base = {**grid.base, "sweep": {**grid.base["sweep"], "plugins": ["tests.plugin_workloads",
+                                                                    "no_such_module_xyz"]}}
+    row = run_cell(base, grid.options, grid.cells[0], {}, grid.name)
+    assert row["status"] == "failed"
+    assert row["error"].startswith("RegistryError: sweep.plugins: cannot import 'no_such_module_xyz'")
