@@ -112,6 +112,6 @@ def write_host_yaml(path: Path, coefficients: dict, held_out: list) -> None:
     lines = ["# This machine: slab sizes and geometry from /proc/slabinfo at run time (needs root);",
              "# fork cost coefficients fitted by `sweep calibrate` "
              f"(held-out error: max {100 * max(errors):.0f} %).",
-             "name: host", "page_size: 4096", "pmd_pages: 512", "from_host: true"]
+             "name: host", "from_host: true"]       # the rest: simcore.arch.ArchConf defaults
     lines += [f"{k}: {v:.1f}" for k, v in coefficients.items()]
     path.write_text("\n".join(lines) + "\n")

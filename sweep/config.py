@@ -23,91 +23,28 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
-GROUPS = ("workload", "arch", "policy")
+import simcore.arch  # noqa: F401 - registers the arch schema
+import simcore.policy  # noqa: F401 - registers the policies
+import simcore.workloads  # noqa: F401 - registers the built-in workloads
+from simcore import registry
+from simcore.registry import GROUPS, RegistryError
+from simcore.workloads.tracefile import TraceWorkload
+
+from .grid import expand, resolve_point
 
 
 class SweepConfigError(ValueError):
     """A bad grid, config group file or override (one line, for the user)."""
 
 
-# ---- typed schemas of the config groups -----------------------------------------
-@dataclass
-class NoopWorkload:
-    """Does nothing and returns a row: measures the framework itself."""
-    name: str = "noop"
-    sleep_ms: float = 0.0            # busy time per cell
-    die_once: str = ""               # test hook: a marker path; the worker dies once
-
-
-@dataclass
-class TraceWorkload:
-    """Replays one trace file (format v1)."""
-    name: str = "trace"
-    path: str = ""
-
-
-@dataclass
-class RandomWorkload:
-    """A random valid trace (simcore.workloads.random_trace), seeded by the cell's seed."""
-    name: str = "random"
-    n_ops: int = 40
-    forks: bool = True
-
-
-from simcore.workloads.android import AndroidApps, AndroidBoot  # noqa: E402
-from simcore.workloads.servers import SERVER_WORKLOADS  # noqa: E402
-from simcore.workloads.snapshot import SnapshotWorkload  # noqa: E402
-
-WORKLOAD_SCHEMAS: dict[str, type] = {"noop": NoopWorkload, "trace": TraceWorkload,
-                                     "random": RandomWorkload, "android_boot": AndroidBoot,
-                                     "android_apps": AndroidApps, "snapshot": SnapshotWorkload,
-                                     **{n: cls for n, (cls, _) in SERVER_WORKLOADS.items()}}
-
-
-@dataclass
-class ArchConf:
-    """An architecture profile: page geometry, slab caches, and the fork cost model.
-
-    Sizes are slab object sizes in bytes; ``*_per_slab`` objects fit one slab of
-    ``*_slab_pages`` pages.  ``from_host`` reads all of them from /proc/slabinfo when a
-    cell runs.  ``lazy_vma_extra`` bytes are added to vm_area_struct under the lazy policy
-    (its vm_rcuref).  Fork latency is predicted as fork_a_ns + fork_vma_ns * VMAs +
-    fork_avc_ns * AVCs cloned + fork_av_ns * anon_vmas allocated + fork_pte_ns * PTEs copied
-    (+ fork_pte_ns per page-table entry a lazy upgrade scans)."""
-    name: str = "x86_64"
-    page_size: int = 4096
-    pmd_pages: int = 512
-    from_host: bool = False
-    vm_area_struct: int = 192
-    anon_vma: int = 104
-    anon_vma_chain: int = 64
-    vm_area_struct_per_slab: int = 21
-    anon_vma_per_slab: int = 39
-    anon_vma_chain_per_slab: int = 64
-    vm_area_struct_slab_pages: int = 1
-    anon_vma_slab_pages: int = 1
-    anon_vma_chain_slab_pages: int = 1
-    lazy_vma_extra: int = 0
-    fork_a_ns: float = 50000.0
-    fork_vma_ns: float = 450.0
-    fork_avc_ns: float = 150.0
-    fork_av_ns: float = 300.0
-    fork_pte_ns: float = 15.0
-
-
-@dataclass
-class PolicyConf:
-    """An rmap policy and its variant knobs."""
-    name: str = "eager"
-    variant: Dict[str, str] = field(default_factory=dict)
-
-
+# ---- schemas: the groups' come from simcore.registry --------------------------------
 @dataclass
 class SweepMeta:
     name: str = "sweep"
     batch_size: int = 0              # cells per remote call; 0 = automatic
     max_retries: int = 3             # re-runs of a batch whose worker died
     sample_every: int = 100          # slab counts sampled every N operations (0: never)
+    plugins: List[str] = field(default_factory=list)   # modules that register workloads
 
 
 POSITIVE = {("arch", k) for k in ("page_size", "pmd_pages", "vm_area_struct", "anon_vma",
@@ -145,7 +82,6 @@ class Grid:
 
     def resolve(self, point: dict) -> dict:
         """The full config of one cell (a fresh dict that may be changed)."""
-        from .grid import resolve_point
         return copy.deepcopy(resolve_point(self.base, self.options, point))
 
 
@@ -196,14 +132,51 @@ def search_path(grid_file: Path) -> list[Path]:
     return out
 
 
+def _group_files(conf_path: list[Path], group: str) -> set[str]:
+    return {p.stem for d in conf_path for p in (d / group).glob("*.yaml")}
+
+
 def _options(conf_path: list[Path], group: str) -> list[str]:
-    return sorted({p.stem for d in conf_path for p in (d / group).glob("*.yaml")})
+    """A group's options: its files on the search path and its registered names."""
+    return sorted(_group_files(conf_path, group) | set(registry.names(group)))
 
 
 def _unknown_option(option: Any, group: str, conf_path: list[Path]) -> SweepConfigError:
     where = ", ".join(str(d / group) for d in conf_path)
     return SweepConfigError(f"unknown option {option!r} for group {group!r} (allowed: "
                             f"{', '.join(_options(conf_path, group)) or 'none'}; looked in {where})")
+
+
+_OFFERED: set[tuple[str, str]] = set()        # (group, name) put into Hydra's ConfigStore
+
+
+def _offer_registered(conf_path: list[Path]) -> None:
+    """Registered options without a file of their own become Hydra options {name: NAME}
+    (schema defaults are filled in later), so a group file holds only what differs from
+    the defaults and a registered workload needs no file at all."""
+    from hydra.core.config_store import ConfigStore
+    cs = ConfigStore.instance()
+    for group, name in _OFFERED:              # a file on the search path wins over an entry
+        cs.repo.get(group, {}).pop(f"{name}.yaml", None)
+    _OFFERED.clear()
+    for group in GROUPS:
+        files = _group_files(conf_path, group)
+        for name in registry.names(group):
+            if name not in files:
+                cs.store(group=group, name=name, node={"name": name})
+                _OFFERED.add((group, name))
+
+
+def load_plugins(modules: Any, where: str) -> None:
+    """Import the modules of sweep.plugins (they register workloads, policies)."""
+    if modules is None:
+        return
+    if not isinstance(modules, (list, tuple)):
+        raise SweepConfigError(f"{where}: sweep.plugins must be a list of module names")
+    try:
+        registry.load_plugins(list(modules))
+    except RegistryError as exc:
+        raise SweepConfigError(f"{where}: {exc}") from None
 
 
 def _parse_overrides(overrides: list[str]):
@@ -213,6 +186,18 @@ def _parse_overrides(overrides: list[str]):
         return OverridesParser.create().parse_overrides(list(overrides))
     except OverrideParseException as exc:
         raise SweepConfigError(f"bad override: {str(exc).splitlines()[0]}") from None
+
+
+def _with_schema_keys(ov) -> str:
+    """An override of one key of a group node, e.g. ``arch.fork_a_ns=1``: group files hold
+    only non-default values, so the key may be absent from the composed file; let Hydra add
+    it (``++``) and the schema merge in _with_defaults reject keys the schema lacks."""
+    from hydra.core.override_parser.types import OverrideType
+    top = ov.key_or_group.split(".")[0]
+    if ov.type == OverrideType.CHANGE and "." in ov.key_or_group \
+            and top in (*GROUPS, "sweep") and not ov.input_line.startswith("+"):
+        return "++" + ov.input_line
+    return ov.input_line
 
 
 def _sweep_values(ov, conf_path: list[Path], max_cells: int) -> Sequence[Any]:
@@ -306,11 +291,14 @@ def load_grid(path: str | Path, overrides: list[str] = (),
         if not isinstance(values, list) or not values:
             raise SweepConfigError(f"{path}: grid.axes.{key} must be a non-empty list")
         axes[str(key)] = list(values)
+    load_plugins((raw.get("sweep") or {}).get("plugins"), str(path))
     base_overrides = []
     zips = [list(z) for z in grid_raw.get("zip") or []]
     exclude = [dict(e) for e in grid_raw.get("exclude") or []]
     for ov in _parse_overrides(overrides):
         key = ov.key_or_group
+        if key == "sweep.plugins" and not ov.is_delete():
+            load_plugins(ov.value(), "sweep.plugins override")
         if key == "grid" or key.startswith("grid."):
             zips, exclude = _grid_override(ov, zips, exclude)
         elif ov.is_delete() and key in axes:
@@ -320,7 +308,7 @@ def load_grid(path: str | Path, overrides: list[str] = (),
         elif key in axes:
             axes[key] = [ov.value()]
         else:
-            base_overrides.append(ov.input_line)
+            base_overrides.append(_with_schema_keys(ov))
     _reject_code(axes, "")                     # '${seed}' on an axis: refused like in a file
     for key in axes:
         if key == "sweep" or key.startswith("sweep."):
@@ -387,6 +375,7 @@ def _compose(conf_path: list[Path], name: str, base_overrides: list[str],
         _reject_code(out, "")
         return out
 
+    _offer_registered(conf_path)
     searchpath = "hydra.searchpath=[" + ",".join(f"'file://{d}'" for d in conf_path[1:]) + "]"
     with initialize_config_dir(config_dir=str(conf_path[0]), version_base=None):
         base = one([])
@@ -409,12 +398,13 @@ def _with_defaults(group: str, node: dict) -> dict:
     """A group node with its schema's defaults filled in (and host sizes read for arch=host)."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
-    if group == "workload":
-        schema = WORKLOAD_SCHEMAS.get(node.get("name"))
-        if schema is None:
-            return node                        # check_cell names the unknown workload
+    if group == "sweep":
+        schema = SweepMeta
     else:
-        schema = {"arch": ArchConf, "policy": PolicyConf, "sweep": SweepMeta}[group]
+        try:
+            schema = registry.schema(group, node.get("name"))
+        except RegistryError:
+            return node                        # check_cell names the unknown option
     try:
         out = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(schema), node))
     except OmegaConfBaseException as exc:
@@ -457,9 +447,6 @@ def _validate(grid: Grid) -> None:
             combos = [{**c, group: o} for c in combos for o in grid.axes[group]]
     params = {k: v for k, v in grid.axes.items() if k not in GROUPS}
     for key, values in grid.axes.items():
-        if key == "sweep" or key.startswith("sweep."):
-            raise SweepConfigError(f"{key} cannot be an axis: sweep settings are the same for "
-                                   f"every cell of a launch")
         if not isinstance(values, range):
             seen = set()
             for v in values:
@@ -521,17 +508,12 @@ def check_cell(cfg: dict, key: str | None = None) -> dict:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
     what = f" ({key})" if key else ""
-    wname = cfg.get("workload", {}).get("name")
-    if wname not in WORKLOAD_SCHEMAS:
-        raise SweepConfigError(f"workload.name={wname!r}{what} is not a registered workload "
-                               f"(allowed: {', '.join(WORKLOAD_SCHEMAS)})")
-    from simcore.policy import POLICIES
-    pname = cfg.get("policy", {}).get("name")
-    if pname not in POLICIES:
-        raise SweepConfigError(f"policy.name={pname!r}{what} is not a registered policy "
-                               f"(allowed: {', '.join(POLICIES)})")
-    schemas = {"workload": WORKLOAD_SCHEMAS[wname], "arch": ArchConf, "policy": PolicyConf,
-               "sweep": SweepMeta}
+    schemas = {"sweep": SweepMeta}
+    for group in GROUPS:
+        try:
+            schemas[group] = registry.schema(group, cfg.get(group, {}).get("name"))
+        except RegistryError as exc:
+            raise SweepConfigError(f"{exc}{what}") from None
     allowed_top = set(schemas) | {"seed", "grid"}
     extra = set(cfg) - allowed_top
     if extra:
@@ -559,11 +541,10 @@ def check_cell(cfg: dict, key: str | None = None) -> dict:
         if path in POSITIVE and value <= 0 or path in NON_NEGATIVE and value < 0:
             bound = "positive" if path in POSITIVE else "zero or more"
             raise SweepConfigError(f"{'.'.join(path)}={value!r}{what} must be {bound}")
-    if typed["workload"]["name"] in ("trace", "snapshot") and not Path(typed["workload"]["path"]).is_file():
+    if issubclass(schemas["workload"], TraceWorkload) and not Path(typed["workload"]["path"]).is_file():
         raise SweepConfigError(f"workload.path={typed['workload']['path']!r}{what}: no such file")
     try:
-        from simcore.policy import make_policy
-        make_policy(typed["policy"]["name"], **typed["policy"]["variant"])
+        registry.lookup("policy", typed["policy"]["name"]).make(**typed["policy"]["variant"])
     except ValueError as exc:
         raise SweepConfigError(f"policy{what}: {exc}") from None
     return typed

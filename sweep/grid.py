@@ -11,10 +11,19 @@ import hashlib
 import itertools
 import json
 import math
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
-if TYPE_CHECKING:
-    from .config import Grid
+from simcore.registry import GROUPS
+
+
+class GridLike(Protocol):
+    """What expansion reads of a sweep.config.Grid (which imports this module)."""
+    base: dict
+    options: dict
+    axes: dict
+    zips: list
+    exclude: list
+
 
 DEFAULT_MAX_CELLS = 1_000_000
 # Frozen prefix of every cell id, so ids written before the code fingerprint stay valid
@@ -26,7 +35,7 @@ LEAD = ("workload", "policy")           # outermost axes: a result partition's c
 MAX_EXCLUDE_TERMS = 16                  # inclusion-exclusion over at most 2^16 subsets
 
 
-def factors(grid: Grid) -> list[tuple[tuple[str, ...], list[Sequence]]]:
+def factors(grid: GridLike) -> list[tuple[tuple[str, ...], list[Sequence]]]:
     """The independent factors of the grid's product, outermost first: a zip is one factor
     (its axes advance together), every other axis its own; `workload` and `policy` lead."""
     zipped = {k for z in grid.zips for k in z}
@@ -41,7 +50,7 @@ def _excluded(point: dict, exclude: list[dict]) -> bool:
     return any(all(point.get(k) == v for k, v in ex.items()) for ex in exclude)
 
 
-def points(grid: Grid) -> Iterator[dict]:
+def points(grid: GridLike) -> Iterator[dict]:
     """Every axis point not excluded, in a deterministic order, one at a time
     (no itertools.product: it would turn every axis into a tuple first)."""
     fs = factors(grid)
@@ -60,7 +69,7 @@ def points(grid: Grid) -> Iterator[dict]:
     return walk(0, {})
 
 
-def count(grid: Grid, limit: int = DEFAULT_MAX_CELLS) -> int:
+def count(grid: GridLike, limit: int = DEFAULT_MAX_CELLS) -> int:
     """Cells of the grid, without expanding it: the product of the factor lengths minus the
     excluded points (inclusion-exclusion over the exclusions).  With more than
     MAX_EXCLUDE_TERMS exclusions the points are counted by streaming them, or, beyond
@@ -118,7 +127,7 @@ def _indices(column: Sequence, value: Any) -> list[int]:
     return [i for i, v in enumerate(column) if v == value]
 
 
-def expand(grid: Grid, input_digest: Callable[[str], str] | None = None) -> Iterator[dict]:
+def expand(grid: GridLike, input_digest: Callable[[str], str] | None = None) -> Iterator[dict]:
     """-> cells {"point": {axis: value}, "id": cell_id}, streamed in a deterministic order."""
     digest = input_digest or InputDigests()
     for point in points(grid):
@@ -128,7 +137,6 @@ def expand(grid: Grid, input_digest: Callable[[str], str] | None = None) -> Iter
 def resolve_point(base: dict, options: dict, point: dict) -> dict:
     """The config of one cell: the base with the point's group options and parameters.
     No deep copy: dicts are copied only along the paths a parameter changes."""
-    from .config import GROUPS
     cfg = {k: v for k, v in base.items() if k != "grid"}
     for group in GROUPS:
         if group in point:

@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import pyarrow as pa
 
+from simcore import registry
+from simcore.registry import GROUPS
 from simcore.slab import CACHES
 
-from .config import GROUPS, Grid
+from .config import Grid
 from .fingerprint import fingerprint
 from .grid import axes_json, resolve_point
 from .store import FLOAT_METRICS, INT_METRICS, LIST_METRICS, Store, json_meta, result_schema
@@ -32,39 +34,15 @@ WALK_KEYS = ("walks", "avcs_visited", "vmas_visited", "vmas_not_mapping", "root_
 
 
 # ---- one cell ------------------------------------------------------------------
-def workload_ops(cfg: dict) -> list:
-    """The operations of a cell's workload (registered by name)."""
+def workload_ops(cfg: dict) -> Iterable:
+    """The operations of a cell's workload: its registered generator(schema(**node), seed).
+    The sweep's plugins are imported first, so that any process (a Ray worker, a fresh
+    interpreter) finds the workloads they register; a plugin that fails to import makes
+    a failed row that says why."""
+    registry.load_plugins((cfg.get("sweep") or {}).get("plugins") or [])
     w = cfg["workload"]
-    if w["name"] == "noop":
-        if w.get("die_once") and not os.path.exists(w["die_once"]):
-            open(w["die_once"], "w").close()
-            os._exit(17)                          # test hook: this worker process dies once
-        if w.get("sleep_ms"):
-            end = time.perf_counter() + w["sleep_ms"] / 1000
-            while time.perf_counter() < end:
-                pass
-        return []
-    if w["name"] == "random":
-        from simcore.workloads import random_trace
-        return random_trace(int(cfg["seed"]), int(w["n_ops"]), forks=bool(w["forks"]))
-    if w["name"] == "trace":
-        from simcore import trace
-        return trace.load(w["path"])
-    if w["name"] == "snapshot":
-        import json
-        from simcore.workloads.snapshot import snapshot_ops
-        with open(w["path"]) as fh:
-            return snapshot_ops(json.load(fh))
-    from simcore.workloads.servers import SERVER_WORKLOADS
-    if w["name"] in SERVER_WORKLOADS:
-        cls, gen = SERVER_WORKLOADS[w["name"]]
-        return gen(cls(**w), int(cfg["seed"]))
-    if w["name"] in ("android_boot", "android_apps"):
-        from simcore.workloads import android
-        if w["name"] == "android_boot":
-            return android.android_boot(android.AndroidBoot(**w), int(cfg["seed"]))
-        return android.android_apps(android.AndroidApps(**w), int(cfg["seed"]))
-    raise ValueError(f"unknown workload {w['name']!r}")
+    entry = registry.lookup("workload", w["name"])
+    return entry.make(entry.schema(**w), int(cfg["seed"]))
 
 
 def simulate_cell(cfg: dict, sample_every: int = 0) -> dict[str, Any]:
@@ -198,15 +176,12 @@ def _worker_class():
     class SimWorker:
         """A long-lived simulator process: receives batches of cells."""
 
-        def __init__(self, setup: tuple) -> None:
-            base, options, params, sweep, uri, meta = setup
-            self.args = (base, options, params, sweep)
+        def __init__(self, uri: str) -> None:
             self.store = Store(uri)
-            self.meta = meta
 
-        def run(self, cells: list[dict], batch: str) -> dict:
-            base, options, params, sweep = self.args
-            return run_batch(base, options, cells, params, sweep, self.store, batch, self.meta)
+        def run(self, setup: tuple, cells: list[dict], batch: str) -> dict:
+            base, options, params, sweep, meta = setup
+            return run_batch(base, options, cells, params, sweep, self.store, batch, meta)
 
         def pid(self) -> int:
             return os.getpid()
@@ -379,9 +354,12 @@ def launch(grid: Grid, out: str, *, retry_failed: bool = False, keep_stale: bool
     batcher = Batcher(todo.cells(), todo.todo, n, int(grid.base["sweep"].get("batch_size", 0)))
     meta = provenance(grid, todo.fingerprint)
     worker = _worker_class()
-    # one shared copy, referenced for the whole run so that restarted actors find it
-    setup = ray.put((grid.base, grid.options, params, grid.name, out, meta))
-    actors = [worker.remote(setup) for _ in range(n)]
+    # The grid travels with each call, as one shared object the driver holds for the
+    # whole run.  An actor is given only small values (inlined in its creation task):
+    # Ray re-runs the constructor when it restarts a dead worker, and an object-store
+    # argument there could already be gone (ray-project/ray#53727).
+    setup = ray.put((grid.base, grid.options, params, grid.name, meta))
+    actors = [worker.remote(out) for _ in range(n)]
     max_retries = int(grid.base["sweep"].get("max_retries", 3))
     retry: list[tuple[list[dict], int]] = []          # (cells, attempts) of lost batches
     inflight: dict = {}
@@ -394,7 +372,7 @@ def launch(grid: Grid, out: str, *, retry_failed: bool = False, keep_stale: bool
                     break
                 a = idle.pop(0)
                 name = hashlib.sha1("".join(c["id"] for c in cells).encode()).hexdigest()[:16]
-                inflight[actors[a].run.remote(cells, name)] = (cells, tries, a, time.perf_counter())
+                inflight[actors[a].run.remote(setup, cells, name)] = (cells, tries, a, time.perf_counter())
                 prog.running += len(cells)
             ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.5)
             for ref in ready:

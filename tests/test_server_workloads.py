@@ -7,7 +7,8 @@ import pytest
 from simcore import trace as T
 from simcore.check import check_no_leaks
 from simcore.machine import Machine
-from simcore.workloads.servers import SERVER_WORKLOADS
+from simcore import registry
+from simcore.workloads import servers
 
 SMALL = {"server_boot": dict(services=5, commands=3), "apache_prefork": dict(parent_vmas=60, workers=6),
          "postgres": dict(postmaster_vmas=40, connections=6, churn=4), "redis_bgsave": dict(vmas=40, heap_regions=6),
@@ -15,9 +16,19 @@ SMALL = {"server_boot": dict(services=5, commands=3), "apache_prefork": dict(par
          "jvm_glibc": dict(threads=10, large_mallocs=10, libs=10, metaspace=10)}
 
 
-@pytest.mark.parametrize("name", sorted(SERVER_WORKLOADS))
+def entry(name: str) -> tuple:
+    e = registry.lookup("workload", name)
+    return e.schema, e.make
+
+
+def test_every_server_workload_is_registered_from_its_module():
+    mine = {n for n in registry.names("workload") if registry.lookup("workload", n).module == servers.__name__}
+    assert mine == set(SMALL)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
 def test_workload_runs_checked_and_leaks_nothing(name):
-    cls, gen = SERVER_WORKLOADS[name]
+    cls, gen = entry(name)
     ops = list(gen(cls(**SMALL[name], pressure_every=10), 1))
     assert any(isinstance(op, T.Rmap) for op in ops), "memory-pressure walks are mixed in"
     for policy in ("eager", "lazy"):
@@ -28,7 +39,7 @@ def test_workload_runs_checked_and_leaks_nothing(name):
 
 
 def test_a_process_that_never_forks_has_no_anon_vma_under_lazy():
-    cls, gen = SERVER_WORKLOADS["jvm_glibc"]
+    cls, gen = entry("jvm_glibc")
     ops = list(gen(cls(**SMALL["jvm_glibc"]), 0))
     assert Machine("lazy").run(ops).slab.live[1:] == [0, 0]
     assert Machine("eager").run(ops).slab.live[1] > 0

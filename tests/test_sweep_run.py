@@ -1,7 +1,11 @@
 """The sweep engine on a real local Ray: results, resume, failures, retries, determinism."""
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -13,6 +17,8 @@ from sweep.runner import launch
 from sweep.store import Store, read_meta
 
 CONF = Path("conf")
+ROOT = Path(__file__).resolve().parent.parent
+RAY_ERROR = re.compile(r"^\[[\d-]+ [\d:,.]+ E \d+ \d+\]", re.M)   # glog: [date time E pid tid]
 
 
 def rows(out: str) -> pl.DataFrame:
@@ -92,7 +98,8 @@ def test_results_do_not_depend_on_the_number_of_workers(ray_local, tmp_path):
 
 def test_a_dead_worker_is_replaced_and_its_batch_rerun(ray_local, tmp_path):
     marker = tmp_path / "died"
-    grid = load_grid(CONF / "demo.yaml", ["workload=noop", f"+workload.die_once={marker}",
+    grid = load_grid(CONF / "demo.yaml", ["+sweep.plugins=[tests.plugin_workloads]",
+                                          "workload=die_once", f"workload.marker={marker}",
                                           "seed=range(0,20)", "~workload.n_ops", "arch=x86_64",
                                           "policy=eager", "sweep.batch_size=4"])
     out = str(tmp_path / "r")
@@ -101,6 +108,19 @@ def test_a_dead_worker_is_replaced_and_its_batch_rerun(ray_local, tmp_path):
     assert prog.retried >= 1 and prog.failed == 0
     df = rows(out)
     assert df.height == 20 and df["cell_id"].n_unique() == 20
+
+
+def test_a_normal_launch_prints_no_ray_error_lines(tmp_path):
+    sample = ("[2026-11-30 15:03:33,402 E 17679 17679] core_worker.cc:2465: Actor with class "
+              "name: 'SimWorker' has constructor arguments in the object store and max_restarts > 0.")
+    assert RAY_ERROR.search(sample), "the pattern catches the line launches used to print"
+    res = subprocess.run([sys.executable, "-m", "sweep.cli", "launch", "conf/demo.yaml", "--out",
+                          str(tmp_path / "r"), "--num-cpus", "2", "seed=0,1", "workload.n_ops=10",
+                          "arch=x86_64"], cwd=ROOT, env={**os.environ, "RAY_ADDRESS": ""},
+                         capture_output=True, text=True, timeout=900, start_new_session=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "4 computed" in res.stdout
+    assert not RAY_ERROR.findall(res.stderr), res.stderr
 
 
 def test_output_paths_cannot_escape_the_result_directory(tmp_path):

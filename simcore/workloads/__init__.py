@@ -1,13 +1,10 @@
-"""Workload generators: functions that yield trace operations, registered by name."""
+"""Workload generators: each module registers its workloads in simcore.registry (group
+``workload``: schema dataclass + generator ``(cfg, seed) -> ops``); importing this package
+registers every built-in one.  Your own: simcore.registry (plugins)."""
 from __future__ import annotations
 
+from . import android, noop, randtrace, servers, snapshot, tracefile  # noqa: F401 - they register
 from .android import AndroidApps, AndroidBoot, android_apps, android_boot
 from .randtrace import random_trace
-from .servers import SERVER_WORKLOADS
 
-# name -> generator(config, seed) of trace operations
-WORKLOADS = {"random": random_trace, "android_boot": android_boot, "android_apps": android_apps,
-             **{name: gen for name, (_, gen) in SERVER_WORKLOADS.items()}}
-
-__all__ = ["WORKLOADS", "AndroidApps", "AndroidBoot", "android_apps", "android_boot",
-           "random_trace"]
+__all__ = ["AndroidApps", "AndroidBoot", "android_apps", "android_boot", "random_trace"]

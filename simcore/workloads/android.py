@@ -14,77 +14,8 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from .. import trace as T
-
-
-@dataclass
-class Image:
-    """What one process maps: counts of each kind of mapping."""
-    libs: int                 # shared libraries: r-- | r-x | relro r-- | rw- (+ .bss)
-    anon: int                 # anonymous regions (dalvik spaces, malloc, stacks)
-    anon_written: float       # fraction of them written
-    file_private: int         # boot image / jar / oat mappings (private, written)
-    guards: int               # PROT_NONE guards and reservations
-    shared: int               # shared mappings (GPU, dma-buf, ashmem, /dev)
-    bss: float = 0.6          # fraction of libraries with an anonymous .bss after .data
-
-
-class Emitter:
-    """Builds the ops of process images with unique region names."""
-
-    def __init__(self, rng: random.Random, pages: int) -> None:
-        self.rng, self.pages, self.n = rng, pages, 0
-
-    def _name(self, tag: str) -> str:
-        self.n += 1
-        return f"{tag}{self.n}"
-
-    def _p(self) -> int:
-        return self.rng.randint(1, self.pages)
-
-    def library(self, pid: int, lib: str, bss: float) -> Iterator[T.Op]:
-        """The loader's pattern: text and rodata, then .data written (relocations) with its
-        relro head made read-only (one anon_vma, two VMAs), and often a written .bss."""
-        a, b, c, d = (self._name("L") for _ in range(4))
-        ra, rx, relro, data = self._p(), self._p(), self._p(), self._p()
-        yield T.Mmap(pid, a, ra, kind="file", prot="r", file=lib)
-        yield T.Mmap(pid, b, rx, kind="file", prot="rx", file=lib, offset=ra, after=a)
-        yield T.Mmap(pid, c, relro + data, kind="file", prot="rw", file=lib, offset=ra + rx, after=b)
-        yield T.Touch(pid, c)
-        yield T.Mprotect(pid, c, "r", 0, relro)
-        if self.rng.random() < bss:
-            yield T.Mmap(pid, d, self._p(), after=c)
-            yield T.Touch(pid, d)
-
-    def image(self, pid: int, img: Image, libs: list[str]) -> Iterator[T.Op]:
-        """Every mapping of an image, kinds interleaved as a process would create them."""
-        kinds = (["lib"] * img.libs + ["anon"] * img.anon + ["file"] * img.file_private
-                 + ["guard"] * img.guards + ["shared"] * img.shared)
-        self.rng.shuffle(kinds)
-        nlib = 0
-        for kind in kinds:
-            if kind == "lib":
-                yield from self.library(pid, libs[nlib % len(libs)], img.bss)
-                nlib += 1
-            elif kind == "anon":
-                name = self._name("A")
-                yield T.Mmap(pid, name, self._p())
-                if self.rng.random() < img.anon_written:
-                    yield T.Touch(pid, name)
-            elif kind == "file":
-                name = self._name("F")
-                yield T.Mmap(pid, name, self._p(), kind="file", prot="rw",
-                             file=f"boot{self.rng.randrange(40)}.art", offset=self.rng.randrange(512))
-                yield T.Touch(pid, name)
-            elif kind == "guard":
-                yield T.Mmap(pid, self._name("G"), self._p(), prot="none")
-            else:
-                yield T.Mmap(pid, self._name("S"), self._p(), kind="shared_anon")
-
-    def cow(self, pid: int, regions: list[str], fraction: float) -> Iterator[T.Op]:
-        """A forked process writes some inherited anon regions again (COW)."""
-        for name in regions:
-            if self.rng.random() < fraction:
-                yield T.Touch(pid, name)
+from ..registry import register_workload
+from .common import Emitter, Image, pressured
 
 
 @dataclass
@@ -193,20 +124,16 @@ def _boot(em: Emitter, cfg: AndroidBoot, rng: random.Random) -> Iterator[T.Op]:
     em.pid = pid
 
 
-def android_boot(cfg: AndroidBoot, seed: int) -> Iterator[T.Op]:
-    from .servers import with_pressure
-    rng = random.Random(seed)
-    yield from with_pressure(_boot(Emitter(rng, cfg.pages), cfg, rng), cfg, random.Random(seed + 1))
+@register_workload(AndroidBoot)
+@pressured(own_walk_rng=True)
+def android_boot(cfg: AndroidBoot, rng: random.Random, em: Emitter) -> Iterator[T.Op]:
+    yield from _boot(em, cfg, rng)
 
 
-def android_apps(cfg: AndroidApps, seed: int) -> Iterator[T.Op]:
-    from .servers import with_pressure
-    yield from with_pressure(_apps(cfg, seed), cfg, random.Random(seed + 1))
-
-
-def _apps(cfg: AndroidApps, seed: int) -> Iterator[T.Op]:
-    rng = random.Random(seed)
-    em = Emitter(rng, cfg.pages)
+@register_workload(AndroidApps)
+@pressured(own_walk_rng=True)
+def android_apps(cfg: AndroidApps, rng: random.Random, em: Emitter) -> Iterator[T.Op]:
+    """The boot, then the launches (one generator for both phases)."""
     yield from _boot(em, cfg, rng)
     pid, inherited = em.pid, em.inherited
     for a in range(cfg.n_apps):

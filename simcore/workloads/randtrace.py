@@ -3,10 +3,12 @@ operations it accepts are kept.  Used by property tests and the kernel different
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
 from .. import trace as T
 from ..layout import UNMAPPED
 from ..machine import Machine
+from ..registry import register_workload
 
 PROTS = ("rw", "rw", "rw", "r", "rx", "rwx", "none")
 ADVICE = ("dontneed", "dontfork", "dofork", "wipeonfork", "keeponfork", "hugepage", "nohugepage",
@@ -93,3 +95,16 @@ def random_trace(seed: int, n_ops: int = 40, kernel_safe: bool = False,
     if exit_all:
         ops.extend(T.Exit(pid) for pid in m.layout.alive())
     return ops
+
+
+@dataclass
+class RandomWorkload:
+    """A random valid trace (random_trace), seeded by the cell's seed."""
+    name: str = "random"
+    n_ops: int = 40
+    forks: bool = True
+
+
+@register_workload(RandomWorkload)
+def random_workload(cfg: RandomWorkload, seed: int) -> list[T.Op]:
+    return random_trace(seed, cfg.n_ops, forks=cfg.forks)

@@ -10,49 +10,11 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from functools import wraps
-from typing import Callable, Iterator
+from typing import Iterator
 
 from .. import trace as T
-from .android import Emitter, Image
-
-WALKS = ("reclaim", "migrate", "idle")
-
-
-@dataclass
-class Pressure:
-    """Memory pressure: every `pressure_every` ops an rmap walk of a written region."""
-    pressure_every: int = 50        # 0: no pressure phases
-    pressure_pages: int = 4         # pages walked per phase
-
-
-def with_pressure(ops: Iterator[T.Op], cfg: Pressure, rng: random.Random) -> Iterator[T.Op]:
-    """Interleave rmap walks (reclaim, compaction/migration, idle sampling) over written pages."""
-    written: dict[tuple[int, str], int] = {}
-    for n, op in enumerate(ops, 1):
-        yield op
-        if isinstance(op, T.Touch) and op.write:        # a whole-region touch: its size is
-            count = min(op.count, cfg.pressure_pages) if op.count else 1   # not known here
-            written[(op.pid, op.region)] = (op.first, count)
-        elif isinstance(op, (T.Exit, T.Exec)):
-            for key in [k for k in written if k[0] == op.pid]:
-                del written[key]
-        elif isinstance(op, T.Munmap):
-            written.pop((op.pid, op.region), None)
-        if cfg.pressure_every and n % cfg.pressure_every == 0 and written:
-            pid, region = rng.choice(sorted(written))
-            first, count = written[(pid, region)]
-            yield T.Rmap(pid, region, rng.choice(WALKS), first, count)
-
-
-def _pressured(body: Callable[..., Iterator[T.Op]]) -> Callable[[Pressure, int], Iterator[T.Op]]:
-    """generator(cfg, seed): the body's ops, seeded, with the memory-pressure walks mixed in."""
-    @wraps(body)
-    def generator(cfg: Pressure, seed: int) -> Iterator[T.Op]:
-        rng = random.Random(seed)
-        yield from with_pressure(body(cfg, rng, Emitter(rng, cfg.pages)), cfg, rng)
-    return generator
-
+from ..registry import register_workload
+from .common import Emitter, Image, Pressure, pressured
 
 def _lib_names(tag: str, n: int) -> list[str]:
     return [f"/usr/lib/{tag}{i}.so" for i in range(n)]
@@ -85,7 +47,8 @@ class ServerBoot(Pressure):
     pages: int = 2
 
 
-@_pressured
+@register_workload(ServerBoot)
+@pressured
 def server_boot(cfg: ServerBoot, rng: random.Random, em: Emitter) -> Iterator[T.Op]:
     yield from _spawn(em, 1, _image(280, cfg.anon_share, rng), "systemd")
     pid = 2
@@ -116,7 +79,8 @@ class ApachePrefork(Pressure):
     pages: int = 4
 
 
-@_pressured
+@register_workload(ApachePrefork)
+@pressured
 def apache_prefork(cfg: ApachePrefork, rng: random.Random, em: Emitter) -> Iterator[T.Op]:
     parent_ops = list(_spawn(em, 1, _image(cfg.parent_vmas, cfg.anon_share, rng), "httpd"))
     yield from parent_ops
@@ -152,7 +116,8 @@ class Postgres(Pressure):
     pages: int = 2
 
 
-@_pressured
+@register_workload(Postgres)
+@pressured
 def postgres(cfg: Postgres, rng: random.Random, em: Emitter) -> Iterator[T.Op]:
     yield from _spawn(em, 1, _image(cfg.postmaster_vmas, cfg.anon_share, rng), "postgres")
     yield T.Mmap(1, "shared_buffers", cfg.shared_buffers_pages, kind="shared_anon")
@@ -189,7 +154,8 @@ class RedisBgsave(Pressure):
     pages: int = 2
 
 
-@_pressured
+@register_workload(RedisBgsave)
+@pressured
 def redis_bgsave(cfg: RedisBgsave, rng: random.Random, em: Emitter) -> Iterator[T.Op]:
     yield from _spawn(em, 1, _image(cfg.vmas, cfg.anon_share, rng), "redis")
     heap = [f"heap{i}" for i in range(cfg.heap_regions)]
@@ -214,7 +180,8 @@ class ShellStorm(Pressure):
     pages: int = 2
 
 
-@_pressured
+@register_workload(ShellStorm)
+@pressured
 def shell_storm(cfg: ShellStorm, rng: random.Random, em: Emitter) -> Iterator[T.Op]:
     yield from _spawn(em, 1, _image(44, 15 / 44, rng), "bash")
     for c in range(cfg.commands):
@@ -233,7 +200,8 @@ class MakeJ(Pressure):
     pages: int = 2
 
 
-@_pressured
+@register_workload(MakeJ)
+@pressured
 def make_j(cfg: MakeJ, rng: random.Random, em: Emitter) -> Iterator[T.Op]:
     yield from _spawn(em, 1, _image(120, 0.35, rng), "make")
     pid = 2
@@ -261,7 +229,8 @@ class Chrome(Pressure):
     pages: int = 2
 
 
-@_pressured
+@register_workload(Chrome)
+@pressured
 def chrome(cfg: Chrome, rng: random.Random, em: Emitter) -> Iterator[T.Op]:
     def renderer(pid: int) -> Iterator[T.Op]:
         yield T.Fork(2, pid)
@@ -293,7 +262,8 @@ class JvmGlibc(Pressure):
     pages: int = 4
 
 
-@_pressured
+@register_workload(JvmGlibc)
+@pressured
 def jvm_glibc(cfg: JvmGlibc, rng: random.Random, em: Emitter) -> Iterator[T.Op]:
     yield from _spawn(em, 1, Image(cfg.libs, cfg.metaspace, 0.9, 20, 40, 4), "jvm")
     for t in range(cfg.threads):
@@ -308,10 +278,3 @@ def jvm_glibc(cfg: JvmGlibc, rng: random.Random, em: Emitter) -> Iterator[T.Op]:
         yield T.Mmap(1, f"big{i}", rng.randint(32, 64))
         yield T.Touch(1, f"big{i}")
 
-
-SERVER_WORKLOADS = {
-    "server_boot": (ServerBoot, server_boot), "apache_prefork": (ApachePrefork, apache_prefork),
-    "postgres": (Postgres, postgres), "redis_bgsave": (RedisBgsave, redis_bgsave),
-    "shell_storm": (ShellStorm, shell_storm), "make_j": (MakeJ, make_j),
-    "chrome": (Chrome, chrome), "jvm_glibc": (JvmGlibc, jvm_glibc),
-}

@@ -10,20 +10,28 @@ so that mappings the kernel kept apart are not merged by the replay.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Iterator
 
 from .. import trace as T
+from ..registry import register_workload
+from .tracefile import TraceWorkload
 
 MAX_PAGES = 1 << 16          # a reservation larger than this is replayed at this size
 SPECIAL = ("[vdso]", "[vvar]", "[vvar_vclock]", "[uprobes]", "[sigpage]", "[vectors]")
 
 
 @dataclass
-class SnapshotWorkload:
+class SnapshotWorkload(TraceWorkload):
     """Replay of a file written by `sweep capture`."""
     name: str = "snapshot"
-    path: str = ""
+
+
+@register_workload(SnapshotWorkload)
+def snapshot(cfg: SnapshotWorkload, seed: int) -> Iterator[T.Op]:
+    with open(cfg.path) as fh:
+        return snapshot_ops(json.load(fh))
 
 
 def _kind(perms: str, path: str) -> str | None:

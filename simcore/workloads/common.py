@@ -1,0 +1,133 @@
+"""What every generated workload shares: process images and the Emitter that maps them,
+memory-pressure phases (rmap walks) mixed into a stream, and the seeded wrapper that turns
+a workload body into a registered generator ``(cfg, seed) -> ops``.
+
+RNG discipline (`pressured`): the body and its Emitter draw from ``Random(seed)``; the
+pressure walks draw either from that same generator (``own_walk_rng=False``, the Linux
+server workloads) or from their own ``Random(seed + 1)`` (Android), as the op streams of
+the published figures were made.  With its own generator the body's ops do not depend on
+the pressure settings.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from functools import wraps
+from typing import Callable, Iterator
+
+from .. import trace as T
+
+
+@dataclass
+class Image:
+    """What one process maps: counts of each kind of mapping."""
+    libs: int                 # shared libraries: r-- | r-x | relro r-- | rw- (+ .bss)
+    anon: int                 # anonymous regions (dalvik spaces, malloc, stacks)
+    anon_written: float       # fraction of them written
+    file_private: int         # boot image / jar / oat mappings (private, written)
+    guards: int               # PROT_NONE guards and reservations
+    shared: int               # shared mappings (GPU, dma-buf, ashmem, /dev)
+    bss: float = 0.6          # fraction of libraries with an anonymous .bss after .data
+
+
+class Emitter:
+    """Builds the ops of process images with unique region names."""
+
+    def __init__(self, rng: random.Random, pages: int) -> None:
+        self.rng, self.pages, self.n = rng, pages, 0
+
+    def _name(self, tag: str) -> str:
+        self.n += 1
+        return f"{tag}{self.n}"
+
+    def _p(self) -> int:
+        return self.rng.randint(1, self.pages)
+
+    def library(self, pid: int, lib: str, bss: float) -> Iterator[T.Op]:
+        """The loader's pattern: text and rodata, then .data written (relocations) with its
+        relro head made read-only (one anon_vma, two VMAs), and often a written .bss."""
+        a, b, c, d = (self._name("L") for _ in range(4))
+        ra, rx, relro, data = self._p(), self._p(), self._p(), self._p()
+        yield T.Mmap(pid, a, ra, kind="file", prot="r", file=lib)
+        yield T.Mmap(pid, b, rx, kind="file", prot="rx", file=lib, offset=ra, after=a)
+        yield T.Mmap(pid, c, relro + data, kind="file", prot="rw", file=lib, offset=ra + rx, after=b)
+        yield T.Touch(pid, c)
+        yield T.Mprotect(pid, c, "r", 0, relro)
+        if self.rng.random() < bss:
+            yield T.Mmap(pid, d, self._p(), after=c)
+            yield T.Touch(pid, d)
+
+    def image(self, pid: int, img: Image, libs: list[str]) -> Iterator[T.Op]:
+        """Every mapping of an image, kinds interleaved as a process would create them."""
+        kinds = (["lib"] * img.libs + ["anon"] * img.anon + ["file"] * img.file_private
+                 + ["guard"] * img.guards + ["shared"] * img.shared)
+        self.rng.shuffle(kinds)
+        nlib = 0
+        for kind in kinds:
+            if kind == "lib":
+                yield from self.library(pid, libs[nlib % len(libs)], img.bss)
+                nlib += 1
+            elif kind == "anon":
+                name = self._name("A")
+                yield T.Mmap(pid, name, self._p())
+                if self.rng.random() < img.anon_written:
+                    yield T.Touch(pid, name)
+            elif kind == "file":
+                name = self._name("F")
+                yield T.Mmap(pid, name, self._p(), kind="file", prot="rw",
+                             file=f"boot{self.rng.randrange(40)}.art", offset=self.rng.randrange(512))
+                yield T.Touch(pid, name)
+            elif kind == "guard":
+                yield T.Mmap(pid, self._name("G"), self._p(), prot="none")
+            else:
+                yield T.Mmap(pid, self._name("S"), self._p(), kind="shared_anon")
+
+    def cow(self, pid: int, regions: list[str], fraction: float) -> Iterator[T.Op]:
+        """A forked process writes some inherited anon regions again (COW)."""
+        for name in regions:
+            if self.rng.random() < fraction:
+                yield T.Touch(pid, name)
+
+
+WALKS = ("reclaim", "migrate", "idle")
+
+
+@dataclass
+class Pressure:
+    """Memory pressure: every `pressure_every` ops an rmap walk of a written region."""
+    pressure_every: int = 50        # 0: no pressure phases
+    pressure_pages: int = 4         # pages walked per phase
+
+
+def with_pressure(ops: Iterator[T.Op], cfg: Pressure, rng: random.Random) -> Iterator[T.Op]:
+    """Interleave rmap walks (reclaim, compaction/migration, idle sampling) over written pages."""
+    written: dict[tuple[int, str], int] = {}
+    for n, op in enumerate(ops, 1):
+        yield op
+        if isinstance(op, T.Touch) and op.write:        # a whole-region touch: its size is
+            count = min(op.count, cfg.pressure_pages) if op.count else 1   # not known here
+            written[(op.pid, op.region)] = (op.first, count)
+        elif isinstance(op, (T.Exit, T.Exec)):
+            for key in [k for k in written if k[0] == op.pid]:
+                del written[key]
+        elif isinstance(op, T.Munmap):
+            written.pop((op.pid, op.region), None)
+        if cfg.pressure_every and n % cfg.pressure_every == 0 and written:
+            pid, region = rng.choice(sorted(written))
+            first, count = written[(pid, region)]
+            yield T.Rmap(pid, region, rng.choice(WALKS), first, count)
+
+
+def pressured(body: Callable[..., Iterator[T.Op]] | None = None, *, own_walk_rng: bool = False):
+    """Decorator: body(cfg, rng, emitter) -> generator(cfg, seed), the body's ops seeded
+    with the memory-pressure walks mixed in (RNG discipline: the module docstring)."""
+    def wrap(body: Callable[..., Iterator[T.Op]]) -> Callable[[Pressure, int], Iterator[T.Op]]:
+        @wraps(body)
+        def generator(cfg: Pressure, seed: int) -> Iterator[T.Op]:
+            rng = random.Random(seed)
+            walks = random.Random(seed + 1) if own_walk_rng else rng
+            yield from with_pressure(body(cfg, rng, Emitter(rng, cfg.pages)), cfg, walks)
+        return generator
+    return wrap(body) if body is not None else wrap
+
+

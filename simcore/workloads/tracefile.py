@@ -1,0 +1,20 @@
+"""Replay of one trace file (format v1, shared/trace-format.md)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import trace as T
+from ..registry import register_workload
+
+
+@dataclass
+class TraceWorkload:
+    """Replays one trace file (format v1).  Workloads that read an input file subclass
+    this schema: sweep configs check that ``path`` exists before any cell runs."""
+    name: str = "trace"
+    path: str = ""
+
+
+@register_workload(TraceWorkload)
+def trace_file(cfg: TraceWorkload, seed: int) -> list[T.Op]:
+    return T.load(cfg.path)

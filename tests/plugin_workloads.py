@@ -1,0 +1,42 @@
+"""Workloads that exist only for the tests, registered the way a user's own module would:
+a schema, a generator, one registration each.  Sweeps load this module through
+``sweep.plugins: [tests.plugin_workloads]`` (driver and every Ray worker)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterator
+
+from simcore import trace as T
+from simcore.registry import register_workload
+
+
+@dataclass
+class Ladder:
+    """A process maps and writes `steps` regions, forking a child after each one."""
+    name: str = "ladder"
+    steps: int = 3
+    pages: int = 2
+
+
+@register_workload(Ladder)
+def ladder(cfg: Ladder, seed: int) -> Iterator[T.Op]:
+    for i in range(cfg.steps):
+        yield T.Mmap(0, f"r{i}", cfg.pages)
+        yield T.Touch(0, f"r{i}")
+        yield T.Fork(0, i + 1)
+
+
+@dataclass
+class DieOnce:
+    """The worker process running the first cell dies (os._exit); later cells run."""
+    name: str = "die_once"
+    marker: str = ""                 # a path: created just before the worker dies
+
+
+@register_workload(DieOnce)
+def die_once(cfg: DieOnce, seed: int) -> list[T.Op]:
+    if cfg.marker and not os.path.exists(cfg.marker):
+        open(cfg.marker, "w").close()
+        os._exit(17)
+    return []
