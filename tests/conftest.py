@@ -5,8 +5,13 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from simcore.kernel import unavailable_reason
+
+# no example database: a run never depends on what an earlier run left in .hypothesis/
+settings.register_profile("anonsim", database=None, deadline=None, print_blob=True)
+settings.load_profile("anonsim")
 
 TRACES = Path(__file__).parent / "traces"
 KERNEL_REASON = unavailable_reason()
