@@ -13,7 +13,9 @@ from simcore.kernel import unavailable_reason
 settings.register_profile("anonsim", database=None, deadline=None, print_blob=True)
 settings.load_profile("anonsim")
 
-TRACES = Path(__file__).parent / "traces"
+ROOT = Path(__file__).resolve().parent.parent   # tests never depend on the cwd
+TRACES = ROOT / "tests" / "traces"
+DEMO = ROOT / "conf" / "demo.yaml"
 KERNEL_REASON = unavailable_reason()
 needs_kernel = pytest.mark.skipif(KERNEL_REASON is not None,
                                   reason=f"live-kernel measurement unavailable: {KERNEL_REASON}")

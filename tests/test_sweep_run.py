@@ -1,18 +1,15 @@
 """The sweep engine on a real local Ray: results, resume, failures, retries, determinism."""
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 
 import polars as pl
-import pyarrow.parquet as pq
-import pytest
 
+from conftest import ROOT
 from sweep.config import load_grid
 from sweep.runner import launch
 from sweep.store import Store, read_meta
 
-CONF = Path("conf")
+CONF = ROOT / "conf"
 
 
 def rows(out: str) -> pl.DataFrame:
