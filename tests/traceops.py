@@ -116,12 +116,14 @@ class TraceOps(RuleBasedStateMachine):
         name = data.draw(st.sampled_from(sorted(regions)), label="region")
         return pid, name, regions[name]
 
-    def draw_range(self, data: st.DataObject, region: Region, mapped: bool) -> tuple[int, int]:
-        """(first, count) inside the extent, or inside one mapped run if ``mapped``."""
+    def draw_range(self, data: st.DataObject, mapped: bool = True) -> tuple[int, str, int, int]:
+        """(pid, region, first, count): a page range inside the region's extent, or inside
+        one of its mapped runs if ``mapped``."""
+        pid, name, region = self.draw_region(data)
         runs = mapped_runs(region) if mapped else [(0, region.extent)]
         lo, hi = data.draw(st.sampled_from(runs), label="run")
         first = data.draw(st.integers(lo, hi - 1), label="first")
-        return first, data.draw(st.integers(1, hi - first), label="count")
+        return pid, name, first, data.draw(st.integers(1, hi - first), label="count")
 
     # ---- rules: one per operation kind ----------------------------------------
     @rule(data=st.data(), pages=PAGES, kind=st.sampled_from(KINDS), prot=st.sampled_from(PROTS),
@@ -140,43 +142,37 @@ class TraceOps(RuleBasedStateMachine):
     @precondition(has_regions)
     @rule(data=st.data(), write=st.booleans())
     def touch(self, data, write) -> None:
-        pid, name, region = self.draw_region(data)
-        first, count = self.draw_range(data, region, mapped=True)
+        pid, name, first, count = self.draw_range(data)
         self.apply(T.Touch(pid, name, first, count, write=write))
 
     @precondition(has_regions)
     @rule(data=st.data(), prot=st.sampled_from(PROTS))
     def mprotect(self, data, prot) -> None:
-        pid, name, region = self.draw_region(data)
-        first, count = self.draw_range(data, region, mapped=True)
+        pid, name, first, count = self.draw_range(data)
         self.apply(T.Mprotect(pid, name, prot, first, count))
 
     @precondition(has_regions)
     @rule(data=st.data())
     def munmap(self, data) -> None:
-        pid, name, region = self.draw_region(data)
-        first, count = self.draw_range(data, region, mapped=False)
+        pid, name, first, count = self.draw_range(data, mapped=False)
         self.apply(T.Munmap(pid, name, first, count))
 
     @precondition(has_regions)
     @rule(data=st.data(), advice=st.sampled_from(T.ADVICES))
     def madvise(self, data, advice) -> None:
-        pid, name, region = self.draw_region(data)
-        first, count = self.draw_range(data, region, mapped=True)
+        pid, name, first, count = self.draw_range(data)
         self.apply(T.Madvise(pid, name, advice, first, count))
 
     @precondition(has_regions)
     @rule(data=st.data(), lock=st.booleans())
     def mlock(self, data, lock) -> None:
-        pid, name, region = self.draw_region(data)
-        first, count = self.draw_range(data, region, mapped=True)
+        pid, name, first, count = self.draw_range(data)
         self.apply(T.Mlock(pid, name, first, count, lock=lock))
 
     @precondition(has_regions)
     @rule(data=st.data(), walk=st.sampled_from(T.WALKS))
     def rmap(self, data, walk) -> None:
-        pid, name, region = self.draw_region(data)
-        first, count = self.draw_range(data, region, mapped=True)
+        pid, name, first, count = self.draw_range(data)
         self.apply(T.Rmap(pid, name, walk, first, count))
 
     @precondition(has_regions)
@@ -189,8 +185,7 @@ class TraceOps(RuleBasedStateMachine):
     @precondition(has_regions)
     @rule(data=st.data())
     def mremap_move(self, data) -> None:
-        pid, name, region = self.draw_region(data)
-        first, count = self.draw_range(data, region, mapped=True)
+        pid, name, first, count = self.draw_range(data)
         after = data.draw(st.none() | st.sampled_from(sorted(self.scratch.layout.regions[pid])),
                           label="after")
         self.apply(T.MremapMove(pid, name, f"r{self.nregion}", first, count, after=after))
