@@ -10,11 +10,12 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import invariant
 
+from conftest import size
 from simcore import trace as T
 from simcore.check import check_no_leaks
 from simcore.machine import Machine
 from simcore.policy.lazy import VARIANTS, Lazy
-from traceops import TraceOps, size
+from traceops import TraceOps
 
 SOUND = [{}] + [{k: v} for k, (vals, d) in VARIANTS.items() for v in vals
                 if v != d and (k, v) != ("mremap", "keep")]

@@ -7,11 +7,12 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
+from conftest import size
 from simcore import trace as T
 from simcore.machine import Machine
 from simcore.policy.eager import Eager
 from simcore.slab import AVC
-from traceops import TraceOps, size
+from traceops import TraceOps
 
 SETTINGS = dict(deadline=None, suppress_health_check=list(HealthCheck))
 

@@ -13,7 +13,6 @@ for leaks.  On any failure the accepted trace is printed as trace JSON lines
 from __future__ import annotations
 
 import dataclasses
-import os
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -31,16 +30,6 @@ MAX_PROCS = 6
 PROTS = ("rw", "r", "none", "rx", "rwx")
 KINDS = ("anon", "file", "shared_anon", "shared_file")
 PAGES = st.one_of(st.integers(1, 16), st.sampled_from((512, 1024)))   # 512: a PMD (THP)
-
-
-def long_run() -> bool:
-    """ANONSIM_LONG=1: the property runs at full size (``pytest -m long``)."""
-    return os.environ.get("ANONSIM_LONG", "") not in ("", "0")
-
-
-def size(ci: int, full: int) -> int:
-    """The size of a property run: ``ci`` in the normal suite, ``full`` with ANONSIM_LONG=1."""
-    return full if long_run() else ci
 
 
 def mapped_runs(region: Region) -> list[tuple[int, int]]:
