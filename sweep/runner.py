@@ -325,11 +325,7 @@ def launch(grid: Grid, out: str, *, retry_failed: bool = False, workers: int | N
     actors = [worker.remote(setup) for _ in range(n)]
     max_retries = int(grid.base["sweep"].get("max_retries", 3))
     retry: list[tuple[list[dict], int]] = []          # (cells, attempts) of lost batches
-    inflight: dict = {}                               # batch ref -> (cells, tries, actor, t0)
-    # actor index -> readiness probe of an actor whose worker died: Ray restarts it
-    # (max_restarts=-1), maybe only when a node has room again; it gets work once it answers
-    probes: dict = {}
-    probe_failures = [0] * n
+    inflight: dict = {}
     idle = list(range(n))
     try:
         while retry or batcher.remaining() or inflight:
@@ -339,24 +335,21 @@ def launch(grid: Grid, out: str, *, retry_failed: bool = False, workers: int | N
                 name = hashlib.sha1("".join(c["id"] for c in cells).encode()).hexdigest()[:16]
                 inflight[actors[a].run.remote(cells, name)] = (cells, tries, a, time.perf_counter())
                 prog.running += len(cells)
-            if not idle and not inflight and not probes:
+            if not idle and not inflight:
                 raise RuntimeError("every Ray worker keeps dying before it can run a batch")
-            ready, _ = ray.wait([*inflight, *probes.values()], num_returns=1, timeout=0.5)
+            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.5)
             for ref in ready:
-                if ref not in inflight:           # a probe answered: the actor is back
-                    a = next(i for i, r in probes.items() if r == ref)
-                    del probes[a]
+                cells, tries, a, t0 = inflight.pop(ref)
+                if cells is None:                 # a restarted actor's readiness probe
                     try:
                         ray.get(ref)
                     except (RayActorError, WorkerCrashedError):
-                        probe_failures[a] += 1
-                        if probe_failures[a] <= max_retries:      # else: given up
-                            probes[a] = actors[a].__ray_ready__.remote()
+                        if tries + 1 > max_retries:
+                            continue              # this actor is given up
+                        inflight[actors[a].__ray_ready__.remote()] = (None, tries + 1, a, 0.0)
                         continue
-                    probe_failures[a] = 0
                     idle.append(a)
                     continue
-                cells, tries, a, t0 = inflight.pop(ref)
                 prog.running -= len(cells)
                 try:
                     result = ray.get(ref)
@@ -367,9 +360,9 @@ def launch(grid: Grid, out: str, *, retry_failed: bool = False, workers: int | N
                         prog.failed += len(cells)
                     else:
                         retry.append((cells, tries + 1))
-                    # not resubmitted to this actor while it restarts (that fails the retry
-                    # too, or waits for a node that is gone): other actors take it
-                    probes[a] = actors[a].__ray_ready__.remote()
+                    # the actor restarts (max_restarts=-1): it gets work again once it
+                    # answers, not while it is restarting (that would fail the retry too)
+                    inflight[actors[a].__ray_ready__.remote()] = (None, 0, a, 0.0)
                     continue
                 idle.append(a)
                 batcher.learn(len(cells), result["wall_s"])
