@@ -335,22 +335,11 @@ def launch(grid: Grid, out: str, *, retry_failed: bool = False, workers: int | N
                 name = hashlib.sha1("".join(c["id"] for c in cells).encode()).hexdigest()[:16]
                 inflight[actors[a].run.remote(cells, name)] = (cells, tries, a, time.perf_counter())
                 prog.running += len(cells)
-            if not idle and not inflight:
-                raise RuntimeError("every Ray worker keeps dying before it can run a batch")
             ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.5)
             for ref in ready:
                 cells, tries, a, t0 = inflight.pop(ref)
-                if cells is None:                 # a restarted actor's readiness probe
-                    try:
-                        ray.get(ref)
-                    except (RayActorError, WorkerCrashedError):
-                        if tries + 1 > max_retries:
-                            continue              # this actor is given up
-                        inflight[actors[a].__ray_ready__.remote()] = (None, tries + 1, a, 0.0)
-                        continue
-                    idle.append(a)
-                    continue
                 prog.running -= len(cells)
+                idle.append(a)
                 try:
                     result = ray.get(ref)
                 except (RayActorError, WorkerCrashedError, ObjectLostError) as exc:
@@ -360,11 +349,7 @@ def launch(grid: Grid, out: str, *, retry_failed: bool = False, workers: int | N
                         prog.failed += len(cells)
                     else:
                         retry.append((cells, tries + 1))
-                    # the actor restarts (max_restarts=-1): it gets work again once it
-                    # answers, not while it is restarting (that would fail the retry too)
-                    inflight[actors[a].__ray_ready__.remote()] = (None, 0, a, 0.0)
                     continue
-                idle.append(a)
                 batcher.learn(len(cells), result["wall_s"])
                 prog.done += result["ok"]
                 prog.failed += result["failed"]
