@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import ray
 from ray.cluster_utils import Cluster
@@ -17,7 +18,7 @@ def main(out: str) -> None:
     nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
-    grid = load_grid("conf/demo.yaml", ["workload=noop", "workload.sleep_ms=100", "~workload.n_ops",
+    grid = load_grid(Path(__file__).resolve().parent.parent / "conf/demo.yaml", ["workload=noop", "workload.sleep_ms=100", "~workload.n_ops",
                                         "policy=eager", "arch=x86_64", "seed=range(0,40)",
                                         "sweep.batch_size=2"])
     state = {"removed": False, "nodes": len(ray.nodes())}

@@ -2,14 +2,28 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 import pyarrow.fs as pafs
+from hypothesis import settings
 
 from simcore.kernel import unavailable_reason
 
-TRACES = Path(__file__).parent / "traces"
+def size(ci: int, full: int) -> int:
+    """The size of a property run marked ``long``: ``ci`` in the normal suite (.ci/run),
+    ``full`` with ANONSIM_LONG=1 (``ANONSIM_LONG=1 python -m pytest -m long``)."""
+    return full if os.environ.get("ANONSIM_LONG", "") not in ("", "0") else ci
+
+
+# no example database: a run never depends on what an earlier run left in .hypothesis/
+settings.register_profile("anonsim", database=None, deadline=None, print_blob=True)
+settings.load_profile("anonsim")
+
+ROOT = Path(__file__).resolve().parent.parent   # tests never depend on the cwd
+TRACES = ROOT / "tests" / "traces"
+DEMO = ROOT / "conf" / "demo.yaml"
 KERNEL_REASON = unavailable_reason()
 needs_kernel = pytest.mark.skipif(KERNEL_REASON is not None,
                                   reason=f"live-kernel measurement unavailable: {KERNEL_REASON}")

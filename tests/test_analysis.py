@@ -2,19 +2,17 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import nbformat
 import polars as pl
 import pytest
 from nbclient import NotebookClient
 
+from conftest import ROOT
 from sweep import results
 from sweep.config import load_grid
 from sweep.report import load_rows, write_report
 from sweep.runner import launch
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")

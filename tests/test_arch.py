@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
+from conftest import DEMO
 from simcore.fork import ForkRecord
 from sweep.calibrate import Shape, calibrate, features, fit
 from sweep.config import load_grid
@@ -16,7 +17,7 @@ ARCHS = ["x86_64", "arm64", "arm64_16k", "arm64_64k", "arm64_android"]
 
 
 def test_kb_columns_follow_the_object_sizes():
-    grid = load_grid("conf/demo.yaml", [f"arch={','.join(ARCHS)}", "policy=eager", "seed=3",
+    grid = load_grid(DEMO, [f"arch={','.join(ARCHS)}", "policy=eager", "seed=3",
                                         "workload.n_ops=80"])
     rows = {c["point"]["arch"]: simulate_cell(grid.resolve(c["point"])) for c in grid.cells}
     counts = {a: r["anon_vma"] for a, r in rows.items()}
@@ -28,7 +29,7 @@ def test_kb_columns_follow_the_object_sizes():
 
 
 def test_lazy_vma_growth_changes_kb_not_counts():
-    arch = load_grid("conf/demo.yaml", ["arch=arm64_android"]).options["arch"]["arm64_android"]
+    arch = load_grid(DEMO, ["arch=arm64_android"]).options["arch"]["arm64_android"]
     arch = dict(arch, lazy_vma_extra=8)                  # a vm_rcuref that does not fit padding
     counts = {"vm_area_struct": 100, "anon_vma": 0, "anon_vma_chain": 0}
     eager, lazy = slab_metrics(counts, arch, "eager"), slab_metrics(counts, arch, "lazy")
@@ -42,7 +43,7 @@ def test_host_profile_reads_slabinfo():
         open("/proc/slabinfo").close()
     except OSError:
         pytest.skip("/proc/slabinfo is not readable here (needs root)")
-    arch = load_grid("conf/demo.yaml", ["arch=host"]).options["arch"]["host"]
+    arch = load_grid(DEMO, ["arch=host"]).options["arch"]["host"]
     assert arch["vm_area_struct"] > 0 and arch["anon_vma_chain"] == 64
 
 

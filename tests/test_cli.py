@@ -6,10 +6,11 @@ import shutil
 
 from typer.testing import CliRunner
 
+from conftest import ROOT, TRACES
 from sweep.cli import app
 
 runner = CliRunner()
-EXAMPLE = "tests/traces/r01_format_example.jsonl"
+EXAMPLE = str(TRACES / "r01_format_example.jsonl")
 
 
 def test_simulate_json_has_integer_counts():
@@ -19,7 +20,8 @@ def test_simulate_json_has_integer_counts():
     assert (out["vm_area_struct"], out["anon_vma"], out["anon_vma_chain"]) == (2, 2, 3)
 
 
-def test_validate_against_recorded_counts_passes():
+def test_validate_against_recorded_counts_passes(monkeypatch):
+    monkeypatch.chdir(ROOT)                  # the default traces: tests/traces/ of the cwd
     res = runner.invoke(app, ["validate", "--against", "expected"])
     assert res.exit_code == 0, res.output
     assert "traces match" in res.output

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import needs_kernel
+from conftest import needs_kernel, size
 from simcore.machine import Machine
 from simcore.workloads import random_trace
 
@@ -11,7 +11,8 @@ KEYS = ("vm_area_struct", "anon_vma", "anon_vma_chain")
 
 
 @needs_kernel
-@pytest.mark.parametrize("seed", range(5000, 5030))
+@pytest.mark.long
+@pytest.mark.parametrize("seed", range(5000, 5000 + size(10, 30)))
 def test_random_trace_matches_kernel(seed):
     from simcore.kernel import measure
     ops = random_trace(seed, 50, kernel_safe=True)

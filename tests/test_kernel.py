@@ -6,6 +6,7 @@ shared/research/groundtruth).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -14,8 +15,8 @@ import pytest
 
 from simcore.kernel import (KernelError, Tracefs, compile_trace, measure, parse_trace,
                             unavailable_reason)
-from simcore.kernel import harness
-from simcore.kernel.tracefs import TRACING
+from simcore.kernel import harness, tracefs
+from simcore.kernel.tracefs import tracefs_mounts, tracing_root
 from simcore.trace import Op, TraceError, parse_lines
 
 REASON = unavailable_reason()
@@ -167,22 +168,51 @@ SETTINGS = ("tracing_on", "buffer_size_kb", "set_event_pid", "options/event-fork
             "events/kmem/kmem_cache_free/enable", "events/kmem/kmem_cache_free/filter")
 
 
-def _snapshot() -> dict[str, str]:
-    snap = {rel: (TRACING / rel).read_text() for rel in SETTINGS}
-    snap["instances"] = " ".join(sorted(p.name for p in (TRACING / "instances").iterdir()))
+def _snapshot(root: Path) -> dict[str, str]:
+    snap = {rel: (root / rel).read_text() for rel in SETTINGS}
+    # other users' private instances come and go concurrently; ours must be gone
+    snap["instances"] = " ".join(sorted(p.name for p in (root / "instances").iterdir()
+                                        if p.name == f"anonsim-{os.getpid()}"))
     return snap
 
 
 @kernel
 def test_tracefs_settings_restored() -> None:
-    before = _snapshot()
-    measure(EXAMPLE, repeats=1)
-    assert _snapshot() == before
-    with Tracefs(use_instance=False, buffer_kb=2048) as tfs:   # the global instance
-        assert (TRACING / "events/kmem/kmem_cache_free/enable").read_text().strip() == "1"
-        tfs.start(os.getpid())
-        tfs.stop()
-    assert _snapshot() == before
+    mounts = tracefs_mounts()
+    with tracing_root() as root:          # mounts tracefs privately if nothing mounted it
+        before = _snapshot(root)
+        measure(EXAMPLE, repeats=1)
+        assert _snapshot(root) == before
+        with Tracefs(use_instance=False, buffer_kb=2048) as tfs:   # the global instance
+            assert tfs.root == root
+            assert (root / "events/kmem/kmem_cache_free/enable").read_text().strip() == "1"
+            tfs.start(os.getpid())
+            tfs.stop()
+        assert _snapshot(root) == before
+    assert tracefs_mounts() == mounts
+
+
+@kernel
+def test_measures_where_tracefs_is_not_mounted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh machine: nothing mounted tracefs; the harness mounts it privately and
+    unmounts it, leaving the machine's mounts as they were."""
+    mounts = tracefs_mounts()
+    monkeypatch.setattr(tracefs, "tracefs_mounts", lambda: [])
+    seen = []
+    real_root = tracefs.tracing_root
+
+    @contextlib.contextmanager
+    def spy():
+        with real_root() as root:
+            seen.append(root)
+            assert os.path.ismount(root) and root not in mounts
+            yield root
+    monkeypatch.setattr(tracefs, "tracing_root", spy)
+    result = measure(EXAMPLE, repeats=1)
+    assert (result["vm_area_struct"], result["anon_vma"], result["anon_vma_chain"]) == (2, 2, 3)
+    assert len(seen) == 1 and not seen[0].exists()
+    monkeypatch.undo()
+    assert tracefs_mounts() == mounts
 
 
 @kernel
@@ -192,4 +222,6 @@ def test_kernel_failure_names_line_and_errno() -> None:
     with pytest.raises(KernelError, match=r"line 3: madvise dontneed \(pid 0\) failed on the "
                                           r"kernel: EINVAL"):
         measure(trace, repeats=1)
-    assert not (TRACING / "instances" / f"anonsim-{os.getpid()}").exists()
+    with tracing_root() as root:
+        assert (root / "instances").is_dir()
+        assert not (root / "instances" / f"anonsim-{os.getpid()}").exists()

@@ -3,18 +3,16 @@ the report's tables on any sweep (the cover letter's numbers beside arm64_androi
 and an objects-over-time plot whose every line is visible, in operations."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import polars as pl
 import pytest
 from typer.testing import CliRunner
 
+from conftest import ROOT
 from sweep import published, results
 from sweep.cli import app
 from sweep.config import SweepConfigError, load_grid
 from sweep.report import cover_letter_table, kb_table, load_rows
 
-ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 runner = CliRunner()
 

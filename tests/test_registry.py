@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import ROOT
 from simcore import registry
 from sweep.config import SweepConfigError, load_grid
 from sweep.runner import param_types, run_cell
 
-CONF = Path("conf")
+CONF = ROOT / "conf"
 PLUGIN = "+sweep.plugins=[tests.plugin_workloads]"
 
 

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from conftest import DEMO, ROOT
 from sweep.cli import app
 from sweep.config import SweepConfigError, load_grid
 
-CONF = Path("conf")
+CONF = ROOT / "conf"
 runner = CliRunner()
 
 
@@ -106,13 +107,13 @@ def test_bad_group_file(conf: Path):
 
 def test_missing_grid_file():
     with pytest.raises(SweepConfigError, match="grid file not found"):
-        load_grid("conf/nothere.yaml")
+        load_grid(ROOT / "conf/nothere.yaml")
 
 
 def test_cli_dry_run_and_bad_config_exit_codes():
-    res = runner.invoke(app, ["launch", "conf/demo.yaml", "--dry-run", "policy=eager"])
+    res = runner.invoke(app, ["launch", str(DEMO), "--dry-run", "policy=eager"])
     assert res.exit_code == 0 and res.output.strip().endswith("12 cells")
-    res = runner.invoke(app, ["launch", "conf/demo.yaml", "arch=sparc"])
+    res = runner.invoke(app, ["launch", str(DEMO), "arch=sparc"])
     assert res.exit_code == 2 and "Traceback" not in res.output
     assert res.output.count("\n") == 1 and "allowed: arm64, arm64_16k" in res.output
 

@@ -17,7 +17,7 @@ from sweep.fingerprint import code_digest, fingerprint
 from sweep.runner import launch
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = Path("conf")
+CONF = ROOT / "conf"
 GRID = ["arch=x86_64", "seed=0,1", "workload.n_ops=20"]          # 2 policies x 2 seeds
 NO_RAY = ("import ray\n"
           "def _no_ray(*a, **k):\n"

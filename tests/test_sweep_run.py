@@ -6,18 +6,15 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import polars as pl
-import pyarrow.parquet as pq
-import pytest
 
+from conftest import ROOT
 from sweep.config import load_grid
 from sweep.runner import launch
 from sweep.store import Store, read_meta
 
-CONF = Path("conf")
-ROOT = Path(__file__).resolve().parent.parent
+CONF = ROOT / "conf"
 RAY_ERROR = re.compile(r"^\[[\d-]+ [\d:,.]+ E \d+ \d+\]", re.M)   # glog: [date time E pid tid]
 
 

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from conftest import TRACES
 from simcore import trace
 from simcore.machine import Machine
 from simcore.trace import TraceError
@@ -24,7 +25,7 @@ def test_comments_blank_lines_and_defaults():
 
 
 def test_round_trip_dumps_parse():
-    ops = trace.load("tests/traces/r09_deep_chain_exit_orders.jsonl")
+    ops = trace.load(TRACES / "r09_deep_chain_exit_orders.jsonl")
     again = list(trace.parse_lines(trace.dumps(ops).splitlines()))
     assert [trace.to_json(o) for o in again] == [trace.to_json(o) for o in ops]
 

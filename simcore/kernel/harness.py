@@ -33,7 +33,7 @@ from typing import Iterable
 from ..slab import CACHES
 from ..trace import Op, load
 from .compile import Command, Program, compile_trace
-from .tracefs import TRACING, Counts, KernelError, Tracefs
+from .tracefs import Counts, KernelError, Tracefs, tracefs_mounts
 
 SOURCE = Path(__file__).with_name("executor.c")
 ALARM_SECONDS = 1800
@@ -61,7 +61,8 @@ def unavailable_reason() -> str | None:
     with open("/proc/filesystems") as fh:
         if "tracefs" not in fh.read():
             return "kernel has no tracefs"
-    if (TRACING / "events").is_dir() and not (TRACING / "events/kmem/kmem_cache_alloc").exists():
+    mounts = tracefs_mounts()      # not mounted yet: Tracefs mounts it and checks the event
+    if mounts and not (mounts[0] / "events/kmem/kmem_cache_alloc").exists():
         return "kernel has no kmem/kmem_cache_alloc trace event"
     if _compiler() is None:
         return "no C compiler (cc/gcc/clang) to build the executor"

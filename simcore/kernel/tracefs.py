@@ -1,10 +1,13 @@
 """tracefs access for counting slab allocations of a process tree.
 
-:class:`Tracefs` is a context manager.  It mounts tracefs at /sys/kernel/tracing
-when it is not mounted (and unmounts it afterwards), works by default in a
-private trace *instance* (``instances/anonsim-<pid>``, removed afterwards) so the
-global tracing settings are never touched, and records the original value of
-every file it writes and writes it back on exit (in reverse order).
+:class:`Tracefs` is a context manager.  It uses tracefs where it is mounted
+(/sys/kernel/tracing preferred); on a machine where nothing mounted it yet (the
+normal case on a fresh boot) it mounts tracefs on a private temporary directory
+and unmounts it afterwards (:func:`tracing_root`), so the machine's mounts are
+never changed and concurrent users never see tracefs vanish.  It works by default
+in a private trace *instance* (``instances/anonsim-<pid>``, removed afterwards)
+so the global tracing settings are never touched, and records the original value
+of every file it writes and writes it back on exit (in reverse order).
 
 Events: ``kmem/kmem_cache_alloc`` and ``kmem/kmem_cache_free`` filtered to the
 three caches; ``set_event_pid`` = the root process and ``options/event-fork`` = 1,
@@ -17,9 +20,12 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from collections import Counter
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from ..slab import CACHES
 
@@ -85,23 +91,58 @@ def parse_trace(text: str) -> Counts:
     return counts
 
 
-def _mounted(path: Path) -> bool:
+def tracefs_mounts() -> list[Path]:
+    """Mount points of tracefs, /sys/kernel/tracing first if it is one of them."""
     with open("/proc/mounts") as fh:
-        return any(line.split()[1] == str(path) and line.split()[2] == "tracefs"
-                   for line in fh if len(line.split()) > 2)
+        found = [Path(f[1]) for f in (line.split() for line in fh) if len(f) > 2
+                 and f[2] == "tracefs"]
+    return sorted(found, key=lambda p: p != TRACING)
+
+
+@contextmanager
+def tracing_root() -> Iterator[Path]:
+    """A tracefs root: an existing mount, else a private mount removed on exit.
+
+    tracefs has a single superblock, so a private mount shows the same global
+    instance and ``instances/`` as /sys/kernel/tracing would.
+    """
+    mounts = tracefs_mounts()
+    if mounts:
+        yield mounts[0]
+        return
+    if os.geteuid() != 0:
+        raise KernelError("tracefs is not mounted and mounting it needs root")
+    with open("/proc/filesystems") as fh:
+        if "tracefs" not in fh.read():
+            raise KernelError("kernel without tracefs")
+    point = Path(tempfile.mkdtemp(prefix="anonsim-tracefs-"))
+    try:
+        res = subprocess.run(["mount", "-t", "tracefs", "nodev", str(point)],
+                             capture_output=True, text=True)
+        if res.returncode != 0:
+            raise KernelError(f"cannot mount tracefs: {res.stderr.strip()}")
+        try:
+            yield point
+        finally:
+            res = subprocess.run(["umount", str(point)], capture_output=True, text=True)
+            if res.returncode != 0:
+                raise KernelError(f"cannot unmount {point}: {res.stderr.strip()}")
+    finally:
+        if not os.path.ismount(point):
+            point.rmdir()
 
 
 class Tracefs:
     """Context manager: a tracefs instance set up to count the three caches."""
 
     def __init__(self, buffer_kb: int = 16384, instance: str | None = None,
-                 use_instance: bool = True, root: Path = TRACING) -> None:
-        self.root = root
+                 use_instance: bool = True) -> None:
+        self.root = TRACING
         self.buffer_kb = buffer_kb
         self.instance_name = (instance or f"anonsim-{os.getpid()}") if use_instance else None
-        self.dir = root
+        self.dir = TRACING
         self._saved: list[tuple[Path, str]] = []
-        self._mounted_here = False
+        self._mount = ExitStack()             # the private tracefs mount, if one was needed
         self._made_instance = False
 
     # ---- low level -------------------------------------------------------
@@ -142,14 +183,7 @@ class Tracefs:
         if os.geteuid() != 0:
             raise KernelError("tracefs needs root")
         try:
-            if not _mounted(self.root):
-                if not self.root.is_dir():
-                    raise KernelError(f"{self.root} does not exist (kernel without tracefs?)")
-                res = subprocess.run(["mount", "-t", "tracefs", "nodev", str(self.root)],
-                                     capture_output=True, text=True)
-                if res.returncode != 0:
-                    raise KernelError(f"cannot mount tracefs: {res.stderr.strip()}")
-                self._mounted_here = True
+            self.root = self.dir = self._mount.enter_context(tracing_root())
             for event in EVENTS:
                 if not (self.root / "events" / event / "enable").exists():
                     raise KernelError(f"kernel has no trace event {event}")
@@ -201,9 +235,10 @@ class Tracefs:
                     errors.append(f"rmdir {self.dir}: {exc.strerror}")
             self._made_instance = False
         self.dir = self.root
-        if self._mounted_here:
-            subprocess.run(["umount", str(self.root)], capture_output=True)
-            self._mounted_here = False
+        try:
+            self._mount.close()
+        except KernelError as err:
+            errors.append(str(err))
         if errors and exc[0] is None:
             raise KernelError("could not restore tracefs settings: " + "; ".join(errors))
 

@@ -1,0 +1,79 @@
+"""simcore.layout.Layout: region names -> pages, and trace validity.  Slots of PMD size
+(8 pages here) followed by a gap of 16 pages; ``after`` places a region right after another.
+
+    slot 0          slot 1 (after the 16-page gap)
+    aaaaaBBB        cccc
+"""
+from __future__ import annotations
+
+import pytest
+
+from simcore import trace as T
+from simcore.layout import ARENA_BASE, PROT, UNMAPPED, Layout, Span
+
+
+def lay() -> Layout:
+    return Layout(pmd_pages=8, gap_pages=16)
+
+
+def test_slots_are_pmd_aligned_and_after_is_adjacent() -> None:
+    lt = lay()
+    assert lt.mmap(T.Mmap(0, "a", 5)) == Span(ARENA_BASE, 5)
+    assert lt.mmap(T.Mmap(0, "b", 3, after="a")) == Span(ARENA_BASE + 5, 3)    # aaaaaBBB
+    c = lt.mmap(T.Mmap(0, "c", 4))
+    assert c == Span(ARENA_BASE + 8 + 16, 4) and c.start % 8 == 0
+    assert sorted(lt.regions[0]) == ["a", "b", "c"] and lt.alive() == [0]
+
+
+def test_ranges_resolve_and_invalid_ops_name_the_line() -> None:
+    lt = lay()
+    lt.mmap(T.Mmap(0, "a", 8, prot="r"))
+    assert lt.access(T.Touch(0, "a", 2, 3, write=False)) == Span(ARENA_BASE + 2, 3)
+    with pytest.raises(T.TraceError, match=r"line 7: touch: write to pages that are not writable"):
+        lt.access(T.Touch(0, "a", write=True, line=7))
+    with pytest.raises(T.TraceError, match=r"line 8: range first=6 count=4 is outside region"):
+        lt.access(T.Touch(0, "a", 6, 4, write=False, line=8))
+    with pytest.raises(T.TraceError, match=r"unknown region 'zz'"):
+        lt.access(T.Touch(0, "zz"))
+    with pytest.raises(T.TraceError, match=r"unknown pid 3"):
+        lt.access(T.Touch(3, "a"))
+    with pytest.raises(T.TraceError, match=r"region 'a' already exists"):
+        lt.mmap(T.Mmap(0, "a", 1))
+
+
+def test_munmap_leaves_holes_and_drops_an_empty_region() -> None:
+    lt = lay()
+    lt.mmap(T.Mmap(0, "a", 8))
+    # aa...aaa      munmap 2-4
+    assert lt.munmap(T.Munmap(0, "a", 2, 3)) == Span(ARENA_BASE + 2, 3)
+    prot = lt.regions[0]["a"].prot
+    assert prot.tolist() == [PROT["rw"]] * 2 + [UNMAPPED] * 3 + [PROT["rw"]] * 3
+    with pytest.raises(T.TraceError, match="covers unmapped pages"):
+        lt.access(T.Touch(0, "a", 1, 2))
+    # bb            a region placed after a fully unmapped page is refused
+    lt.munmap(T.Munmap(0, "a", 7, 1))
+    with pytest.raises(T.TraceError, match="last page of 'a' is not mapped"):
+        lt.mmap(T.Mmap(0, "b", 2, after="a"))
+    # ........      munmap the rest: the name is gone
+    lt.munmap(T.Munmap(0, "a", 0, 7))
+    assert "a" not in lt.regions[0]
+
+
+def test_fork_exec_exit_and_dontfork() -> None:
+    lt = lay()
+    lt.mmap(T.Mmap(0, "a", 4))
+    lt.mmap(T.Mmap(0, "b", 4))
+    lt.access(T.Madvise(0, "b", "dontfork", 0, 2))
+    # P: aaaa bbbb (b 0-1 dontfork)  ->  C: aaaa ..bb
+    lt.fork(T.Fork(0, 1))
+    assert sorted(lt.regions[1]) == ["a", "b"]
+    assert (lt.regions[1]["b"].prot[:2] == UNMAPPED).all() and lt.regions[1]["a"].start == \
+        lt.regions[0]["a"].start
+    with pytest.raises(T.TraceError, match="child pid 1 is already used"):
+        lt.fork(T.Fork(0, 1))
+    lt.exec(T.Exec(1))                       # exec: an empty address space, same pid
+    assert lt.regions[1] == {} and lt.alive() == [0, 1]
+    lt.exit(T.Exit(0))
+    assert lt.alive() == [1]
+    with pytest.raises(T.TraceError, match="pid 0 has exited"):
+        lt.mmap(T.Mmap(0, "c", 1))

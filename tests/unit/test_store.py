@@ -1,0 +1,105 @@
+"""sweep.store.Store, one scenario per behaviour, counts after every step.
+
+Layout of a result directory (``<root>/workload=<w>/policy=<p>/part-<batch>.parquet``)::
+
+    root/
+      workload=random/policy=eager/part-b0.parquet    rows of batch b0 with policy eager
+      workload=random/policy=lazy/part-b0.parquet     rows of batch b0 with policy lazy
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sweep.store import Store
+
+
+def rows(*cells: tuple[str, str, str]) -> pa.Table:
+    """(cell_id, policy, status) rows of one batch."""
+    return pa.table({"cell_id": [c for c, _, _ in cells], "workload": ["random"] * len(cells),
+                     "policy": [p for _, p, _ in cells], "status": [s for _, _, s in cells]})
+
+
+def names(store: Store) -> list[str]:
+    return [str(Path(p).relative_to(store.root)) for p in store.parquet_files()]
+
+
+def test_write_one_file_per_partition_atomically(tmp_path: Path) -> None:
+    """
+    batch b0: c1 eager ok, c2 lazy ok, c3 eager ok
+
+        workload=random/policy=eager/part-b0   c1 c3
+        workload=random/policy=lazy/part-b0    c2
+    """
+    store = Store(str(tmp_path / "r"))
+    assert store.parquet_files() == [] and store.scan() == {}      # nothing yet, no directory
+
+    paths = store.write(rows(("c1", "eager", "ok"), ("c2", "lazy", "ok"), ("c3", "eager", "ok")),
+                        "b0", {"sweep.k": "v"})
+    assert len(paths) == 2
+    assert names(store) == ["workload=random/policy=eager/part-b0.parquet",
+                            "workload=random/policy=lazy/part-b0.parquet"]
+    assert [p.name for p in (tmp_path / "r").rglob("*") if p.name.startswith(".tmp-")] == []
+    assert pq.read_table(paths[0])["cell_id"].to_pylist() == ["c1", "c3"]
+    assert pq.read_schema(paths[0]).metadata[b"sweep.k"] == b"v"
+
+    # the same batch written again replaces its files: still 2 files, 3 rows
+    store.write(rows(("c1", "eager", "ok"), ("c2", "lazy", "ok"), ("c3", "eager", "ok")), "b0", {})
+    assert len(store.parquet_files()) == 2 and len(store.scan()) == 3
+
+
+def test_a_half_written_temporary_is_not_a_result(tmp_path: Path) -> None:
+    """
+    policy=eager/part-b0           c1 ok
+    policy=eager/.tmp-b1-xxxx      c2 ok   (a writer killed before its rename)
+    """
+    store = Store(str(tmp_path / "r"))
+    (path,) = store.write(rows(("c1", "eager", "ok")), "b0", {})
+    pq.write_table(rows(("c2", "eager", "ok")), Path(path).with_name(".tmp-b1-dead.parquet"))
+    assert len(store.parquet_files()) == 1
+    assert set(store.scan()) == {"c1"}
+
+
+def test_scan_prefers_an_ok_row_to_a_failed_one(tmp_path: Path) -> None:
+    """
+    part-b0   c1 failed  c2 ok
+    part-b1   c1 ok                       (c1 rerun)
+    part-b2   c2 failed                   (a failed row after an ok one)
+    """
+    store = Store(str(tmp_path / "r"))
+    store.write(rows(("c1", "eager", "failed"), ("c2", "eager", "ok")), "b0", {})
+    scan = store.scan()
+    assert {c: s for c, (s, _) in scan.items()} == {"c1": "failed", "c2": "ok"}
+    assert scan["c1"][1].endswith("part-b0.parquet")
+
+    store.write(rows(("c1", "eager", "ok")), "b1", {})
+    scan = store.scan()
+    assert {c: s for c, (s, _) in scan.items()} == {"c1": "ok", "c2": "ok"}
+    assert scan["c1"][1].endswith("part-b1.parquet")
+
+    store.write(rows(("c2", "eager", "failed")), "b2", {})
+    assert {c: s for c, (s, _) in store.scan().items()} == {"c1": "ok", "c2": "ok"}
+    assert len(store.parquet_files()) == 3
+
+
+def test_drop_failed_rewrites_or_deletes_files(tmp_path: Path) -> None:
+    """
+    part-b0   c1 failed  c2 ok     -> c2 ok            (rewritten)
+    part-b1   c3 failed            -> deleted          (no row left)
+    part-b2   c4 failed            -> unchanged        (c4 not being rerun)
+    """
+    store = Store(str(tmp_path / "r"))
+    (b0,) = store.write(rows(("c1", "eager", "failed"), ("c2", "eager", "ok")), "b0", {})
+    (b1,) = store.write(rows(("c3", "eager", "failed")), "b1", {})
+    (b2,) = store.write(rows(("c4", "eager", "failed")), "b2", {})
+    assert len(store.parquet_files()) == 3 and len(store.scan()) == 4
+
+    store.drop_failed({"c1", "c2", "c3"}, {b0, b1})
+    assert store.parquet_files() == [b0, b2]
+    assert pq.read_table(b0)["cell_id"].to_pylist() == ["c2"]          # the ok row of c2 stays
+    assert {c: s for c, (s, _) in store.scan().items()} == {"c2": "ok", "c4": "failed"}
+
+    store.drop_failed({"c1"}, {b1})                                     # a file already gone
+    assert store.parquet_files() == [b0, b2]
