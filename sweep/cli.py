@@ -319,6 +319,27 @@ def capture_cmd(
                        f"error {100 * err:+6.1f} %")
 
 
+@app.command("record", context_settings={"allow_interspersed_args": False})
+def record_cmd(
+    rec: Path = typer.Argument(..., help="recording to write (trace format v2)"),
+    cmd: List[str] = typer.Argument(..., help="-- CMD [ARGS...]: the command to run as root"),
+    buffer_kb: int = typer.Option(32768, min=64, help="trace ring buffer per CPU (KiB)"),
+    compress: bool = typer.Option(True, help="gzip the recording"),
+) -> None:
+    """Run CMD and record its process tree's address-space history + kernel object counts."""
+    from simcore.kernel.record import RecordError, record
+    try:
+        argv = list(cmd)[1:] if cmd and cmd[0] == "--" else list(cmd)
+        res = record(rec, argv, buffer_kb=buffer_kb, compress=compress)
+    except RecordError as exc:
+        _fail(f"record: {exc}", 1)
+    except KeyboardInterrupt:
+        _fail("record: interrupted; nothing written", 130)
+    typer.echo(res.summary.text())
+    note = "" if res.status == 0 else " (the command failed; recorded anyway)"
+    typer.echo(f"wrote {rec}: command exit status {res.status}{note}")
+
+
 @app.command("calibrate")
 def calibrate_cmd(
     out: Path = typer.Option(Path("conf/arch/host.yaml"), help="profile file to write"),

@@ -95,8 +95,13 @@ class Tracefs:
     """Context manager: a tracefs instance set up to count the three caches."""
 
     def __init__(self, buffer_kb: int = 16384, instance: str | None = None,
-                 use_instance: bool = True, root: Path = TRACING) -> None:
+                 use_instance: bool = True, root: Path = TRACING,
+                 events: dict[str, str | None] | None = None,
+                 options: dict[str, str] | None = None) -> None:
         self.root = root
+        # event -> filter (None: no filter); default: the kmem events filtered to CACHES
+        self.events = dict.fromkeys(EVENTS, FILTER) if events is None else dict(events)
+        self.options = {**OPTIONS, **(options or {})}
         self.buffer_kb = buffer_kb
         self.instance_name = (instance or f"anonsim-{os.getpid()}") if use_instance else None
         self.dir = root
@@ -133,6 +138,9 @@ class Tracefs:
         if path.name == "buffer_size_kb":
             m = re.search(r"expanded: (\d+)", old)
             return m.group(1) if m else old.split()[0]
+        if path.name == "trace_clock":
+            m = re.search(r"\[(\S+)\]", old)
+            return m.group(1) if m else old.split()[0]
         if path.name == "set_event_pid":
             return " ".join(old.split())
         return old
@@ -150,7 +158,7 @@ class Tracefs:
                 if res.returncode != 0:
                     raise KernelError(f"cannot mount tracefs: {res.stderr.strip()}")
                 self._mounted_here = True
-            for event in EVENTS:
+            for event in self.events:
                 if not (self.root / "events" / event / "enable").exists():
                     raise KernelError(f"kernel has no trace event {event}")
             if self.instance_name is not None:
@@ -163,14 +171,15 @@ class Tracefs:
                 self._made_instance = True
             self._set("tracing_on", "0")
             self._set("buffer_size_kb", str(self.buffer_kb))
-            for opt, value in OPTIONS.items():
+            for opt, value in self.options.items():
                 if (self.dir / "options" / opt).exists():
                     self._set(f"options/{opt}", value)
                 elif opt == "event-fork":
                     raise KernelError("tracefs has no options/event-fork")
             self._set("set_event_pid", "")
-            for event in EVENTS:
-                self._set(f"events/{event}/filter", FILTER)
+            for event, event_filter in self.events.items():
+                if event_filter is not None:
+                    self._set(f"events/{event}/filter", event_filter)
                 self._set(f"events/{event}/enable", "1")
             self._write("trace", "")
         except BaseException:
