@@ -186,6 +186,8 @@ def test_record_sh_true(tmp_path):
         assert kernel[cache]["final"] == 0 and kernel[cache]["allocs"] >= kernel[cache]["peak"]
     assert kernel["vm_area_struct"]["peak"] >= 10 and kernel["anon_vma"]["allocs"] >= 1
     assert ops[-1]["k"] == [0, 0, 0]
+    exits = [op for op in ops if op["op"] == "exit"]          # maps at the exit stop
+    assert len(exits) == 1 and {"[stack]", "[heap]"} <= {vma[6] for vma in exits[0]["maps"]}
 
 
 @needs_kernel

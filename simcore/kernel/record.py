@@ -181,11 +181,12 @@ def _fork_kind(made_mm: bool, flags: int | None) -> str | None:
     return "thread" if flags & CLONE_THREAD else "vm"
 
 
-def _read_proc(pid: int) -> dict | None:
-    """The image the kernel built at exec, read from /proc (see docs: exec images)."""
+def _read_proc(pid: int, maps_only: bool = False) -> dict | None:
+    """/proc/PID/maps (+ auxv) of a stopped tracee: [start, end, perms, pgoff, dev,
+    ino, name] per VMA (dev = major << 20 | minor, the kernel's MKDEV)."""
     try:
         maps = Path(f"/proc/{pid}/maps").read_text()
-        auxv = Path(f"/proc/{pid}/auxv").read_bytes()
+        auxv = b"" if maps_only else Path(f"/proc/{pid}/auxv").read_bytes()
     except OSError:
         return None
     vmas = []
@@ -203,6 +204,8 @@ def _read_proc(pid: int) -> dict | None:
             break
         aux[key] = int.from_bytes(auxv[i + 8:i + 16], "little")
     names = {3: "phdr", 5: "phnum", 7: "base", 9: "entry", 33: "sysinfo_ehdr"}
+    if maps_only:
+        return {"maps": vmas}
     return {"maps": vmas, "auxv": {names[k]: v for k, v in aux.items() if k in names}}
 
 
@@ -300,7 +303,11 @@ class Recorder:
             self.sum.exits += 1
             if tid in self.undecided:
                 self.undecided.pop(tid)
-            self._emit({"op": "exit", "t": t, "pid": tgid, "tid": tid}, tid)
+            op = {"op": "exit", "t": t, "pid": tgid, "tid": tid}
+            snap = self.images.take(("exit", tid)) if self.images is not None else None
+            if snap is not None and snap["maps"]:
+                op["maps"] = snap["maps"]         # the mm as it is torn down (if last user)
+            self._emit(op, tid)
         elif event == "exit_mmap":
             if tid not in self.in_exec:           # exec's teardown belongs to the exec op
                 self._emit({"op": "exit_mmap", "t": t, "pid": tgid}, tid)
@@ -389,32 +396,10 @@ class Recorder:
         if name == "mmap":
             fd = _signed(op["fd"])
             op["fd"] = -1 if fd == 0xFFFFFFFF else fd
-            if ret >= 0 and not op["flags"] & MAP_ANONYMOUS:
-                self._file_identity(op, tgid, ret)
         if name == "process_madvise":
             self.sum.unexpressed["process_madvise (target ranges in user memory)"] += 1
         op["ret"] = ret
         self._emit(op, tid)
-
-    def _file_identity(self, op: dict, tgid: int, addr: int) -> None:
-        """dev/ino of a file mapping: the VMA at the result address in /proc/PID/maps,
-        read when the event is processed (the mapping may be gone by then)."""
-        try:
-            with open(f"/proc/{tgid}/maps") as fh:
-                for line in fh:
-                    rng, _, rest = line.partition(" ")
-                    lo, _, hi = rng.partition("-")
-                    if int(lo, 16) <= addr < int(hi, 16):
-                        parts = rest.split(None, 4)
-                        major, _, minor = parts[2].partition(":")
-                        op["dev"] = (int(major, 16) << 20) | int(minor, 16)
-                        op["ino"] = int(parts[3])
-                        if len(parts) > 4:
-                            op["path"] = parts[4].strip()
-                        return
-        except OSError:
-            pass
-        self.sum.unexpressed["file mmap without identity (process gone)"] += 1
 
     def _fork(self, t: int, tid: int, tgid: int, child: int) -> None:
         flags = self.clone_flags.get(tid)
@@ -438,7 +423,7 @@ class Recorder:
         self.sum.processes.add(pid)
         self.in_exec.discard(tid)
         op = {"op": "exec", "t": t, "pid": pid, "ret": 0, "file": filename}
-        image = self.images.take(pid) if self.images is not None else None
+        image = self.images.take(("exec", pid)) if self.images is not None else None
         if image is None:
             self.sum.unexpressed["exec image unread (process gone)"] += 1
         else:
@@ -582,24 +567,26 @@ def _record_mounted(tfs: Tracefs, out: str | Path, argv: list[str], compress: bo
 
 
 PTRACE_CONT, PTRACE_SEIZE, PTRACE_LISTEN = 7, 0x4206, 0x4208
-PTRACE_O = 0x2 | 0x4 | 0x8 | 0x10 | 0x100000     # TRACE{FORK,VFORK,CLONE,EXEC}, EXITKILL
-PTRACE_EVENT_EXEC, PTRACE_EVENT_STOP = 4, 128
+PTRACE_O = 0x2 | 0x4 | 0x8 | 0x10 | 0x40 | 0x100000   # TRACE{FORK,VFORK,CLONE,EXEC,EXIT}, EXITKILL
+PTRACE_EVENT_EXEC, PTRACE_EVENT_EXIT, PTRACE_EVENT_STOP = 4, 6, 128
 WALL = 0x40000000
 
 
 class ExecImages:
-    """/proc/PID/maps read at each exec stop (PTRACE_EVENT_EXEC: the new image is
-    complete and no instruction of it has run), handed to the recorder thread."""
+    """/proc/PID/maps read at ptrace stops, handed to the recorder thread: at each
+    exec stop (PTRACE_EVENT_EXEC: the new image is complete and no instruction of it
+    has run) and at each exit stop (PTRACE_EVENT_EXIT: before exit_mm tears it down),
+    keyed ("exec", pid) / ("exit", tid)."""
 
     def __init__(self) -> None:
         self.cond = threading.Condition()
-        self.images: dict[int, list[dict | None]] = {}
+        self.images: dict[tuple[str, int], list[dict | None]] = {}
         self.gone: set[int] = set()
         self.done = False
 
-    def put(self, pid: int, image: dict | None) -> None:
+    def put(self, key: tuple[str, int], image: dict | None) -> None:
         with self.cond:
-            self.images.setdefault(pid, []).append(image)
+            self.images.setdefault(key, []).append(image)
             self.cond.notify_all()
 
     def exited(self, pid: int) -> None:
@@ -612,11 +599,12 @@ class ExecImages:
             self.done = True
             self.cond.notify_all()
 
-    def take(self, pid: int) -> dict | None:
-        """The image of ``pid``'s next exec; None if it died before its exec stop."""
+    def take(self, key: tuple[str, int]) -> dict | None:
+        """The next snapshot for ``key``; None if the task ended without that stop."""
+        pid = key[1]
         with self.cond:
-            self.cond.wait_for(lambda: self.images.get(pid) or pid in self.gone or self.done)
-            queue = self.images.get(pid)
+            self.cond.wait_for(lambda: self.images.get(key) or pid in self.gone or self.done)
+            queue = self.images.get(key)
             return queue.pop(0) if queue else None
 
 
@@ -645,8 +633,9 @@ def _wait_tree(libc, root: int, images: ExecImages) -> int:
         if not os.WIFSTOPPED(st):
             continue
         sig, event = os.WSTOPSIG(st), st >> 16
-        if event == PTRACE_EVENT_EXEC:
-            images.put(pid, _read_proc(pid))
+        if event == PTRACE_EVENT_EXEC or event == PTRACE_EVENT_EXIT:
+            kind = "exec" if event == PTRACE_EVENT_EXEC else "exit"
+            images.put((kind, pid), _read_proc(pid, maps_only=kind == "exit"))
             _ptrace(libc, PTRACE_CONT, pid)
         elif event == PTRACE_EVENT_STOP:
             if sig == signal.SIGTRAP:          # a new auto-attached tracee
