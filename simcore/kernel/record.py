@@ -225,6 +225,7 @@ class Recorder:
         self.undecided: dict[int, int] = {}          # child tid -> parent tgid (clone3 + CLONE_VM)
         self.tgid: dict[int, int] = {root: root}
         self.in_exec: set[int] = set()
+        self.exec_faults: dict[int, list[list]] = {}  # tid -> faults inside its execve
         # ops in order, each with "d" = the kmem change its thread made while it ran
         # (None while a fault is still open); written once every earlier op is closed
         self.queue: deque[dict] = deque()
@@ -347,6 +348,9 @@ class Recorder:
             return                                 # a kernel address (vmalloc, ...)
         write = bool(_int(kv["error_code"]) & 2)
         self.sum.faults[f"{'user' if user else 'kernel'} {'write' if write else 'read'}"] += 1
+        if tid in self.in_exec:         # the loader writing the new image (padzero of .bss)
+            self.exec_faults.setdefault(tid, []).append([addr, write])
+            return
         self._emit({"op": "fault", "t": t, "pid": tgid, "addr": addr, "write": write,
                     "user": user}, tid, open_=True)
 
@@ -362,6 +366,7 @@ class Recorder:
                                          0 if name == "fork" else None)
             elif name in ("execve", "execveat"):
                 self.in_exec.add(tid)
+                self.exec_faults.pop(tid, None)
             self.pending[tid] = (name, args)
             self._close(tid)                      # a syscall starts: the fault before ended
             return
@@ -422,7 +427,8 @@ class Recorder:
         self.sum.execs += 1
         self.sum.processes.add(pid)
         self.in_exec.discard(tid)
-        op = {"op": "exec", "t": t, "pid": pid, "ret": 0, "file": filename}
+        op = {"op": "exec", "t": t, "pid": pid, "ret": 0, "file": filename,
+              "faults": self.exec_faults.pop(tid, [])}
         image = self.images.take(("exec", pid)) if self.images is not None else None
         if image is None:
             self.sum.unexpressed["exec image unread (process gone)"] += 1

@@ -1,0 +1,374 @@
+"""Replay a recording (trace format v2, docs/trace-format-v2.md) in the simulator.
+
+Each v2 operation becomes the v1 operation the kernel function modules already
+implement (:data:`machine.DISPATCH`), on an :class:`layout.AbsoluteLayout`: the region
+name ``@P`` is page P, so every VMA lands where the recorded kernel put it.  What v1
+has no operation for is done here with the same kernel functions: ``brk``
+(do_brk_flags() / do_vmi_munmap()), ``mremap`` (move_vma() / in-place resize), exec
+images (one mapping per VMA of the image the kernel built, the stack written as
+``copy_strings()`` does), mm sharing of CLONE_VM children (``mm_users``).
+
+:func:`replay` returns the machine and a :class:`Replay` report: what was skipped
+and why, so an inexact replay says where it is inexact.
+"""
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import trace as T
+from . import trace2
+from .layout import AbsoluteLayout, absolute_region
+from .machine import Machine
+from .mm import MM
+from .mmap import do_vmi_munmap, exit_mmap
+from .mremap import move_vma
+from .policy import make_policy
+from .slab import CACHES
+from .vma import VM_LOCKED, VM_WRITE, pt_set, pt_take
+from .fault import populate_vma_page_range
+
+PAGE_SHIFT = 12
+MAP_SHARED, MAP_FIXED, MAP_ANONYMOUS, MAP_POPULATE, MAP_LOCKED = 0x1, 0x10, 0x20, 0x8000, 0x2000
+MAP_FIXED_NOREPLACE = 0x100000
+MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP = 1, 2, 4
+SHM_RDONLY = 0o10000
+PROT_NAMES = {0: "none", 1: "r", 3: "rw", 5: "rx", 7: "rwx", 2: "rw", 4: "rx", 6: "rwx"}
+# MADV_* -> the v1 advice (mm/madvise.c); others change no rmap object
+ADVICE = {4: "dontneed", 10: "dontfork", 11: "dofork", 18: "wipeonfork", 19: "keeponfork",
+          14: "hugepage", 15: "nohugepage", 12: "mergeable", 13: "unmergeable", 21: "pageout",
+          20: "cold", 25: "collapse"}
+# MADV_* that change vm_flags (split/merge VMAs) and that v1 cannot express
+ADVICE_FLAGS_UNMODELLED = {16: "dontdump", 17: "dodump", 102: "guard_install"}
+
+
+def _pages(length: int) -> int:
+    return (length + (1 << PAGE_SHIFT) - 1) >> PAGE_SHIFT
+
+
+@dataclass(slots=True)
+class Replay:
+    """What a replay did not carry out, by reason (empty: everything replayed)."""
+    skipped: Counter = field(default_factory=Counter)
+    ops: int = 0
+    kernel: dict = field(default_factory=dict)     # the recording's footer counts
+    series: list = field(default_factory=list)     # [(op index, kernel k, sim live)]
+
+
+class _Snapshots:
+    """maps snapshots per pid (exec images, exit maps), to find a mapping's file."""
+
+    def __init__(self, ops: list[dict]) -> None:
+        self.by_pid: dict[int, list[tuple[int, list]]] = {}
+        for i, op in enumerate(ops):
+            maps = (op.get("image") or {}).get("maps") if op["op"] == "exec" else op.get("maps")
+            if maps:
+                self.by_pid.setdefault(op["pid"], []).append((i, maps))
+
+    def file_at(self, pid: int, index: int, addr: int, off: int) -> str | None:
+        """dev:ino of the first later snapshot's VMA that holds addr at file offset off."""
+        snaps = self.by_pid.get(pid, [])
+        k = bisect_right([i for i, _ in snaps], index)
+        for _, maps in snaps[k:]:
+            for lo, hi, _perms, pgoff, dev, ino, _name in maps:
+                if lo <= addr < hi:
+                    if ino and pgoff + (addr - lo) == off:
+                        return f"{dev}:{ino}"
+                    break
+        return None
+
+
+class Replayer:
+    def __init__(self, policy: str = "eager", check: bool = False) -> None:
+        self.m = Machine(make_policy(policy), check=check)
+        self.m.layout = AbsoluteLayout()
+        self.m.procs.clear()
+        self.users: dict[int, int] = {}        # id(MM) -> processes using it (mm_users)
+        self.brks: dict[int, tuple[int, int]] = {}
+        self.dying: dict[int, MM] = {}         # pid -> its mm, torn down at exit_mmap   # id(MM) -> (start_brk, brk) bytes
+        self.rep = Replay()
+        self.line = 0
+
+    # ---- helpers ----------------------------------------------------------------
+    def _mm(self, pid: int) -> MM | None:
+        return self.m.procs.get(pid)
+
+    def _skip(self, why: str) -> None:
+        self.rep.skipped[why] += 1
+
+    def _apply(self, op: T.Op) -> None:
+        self.m.apply(op)
+
+    def _drop(self, pid: int, defer: bool = False) -> None:
+        """The process stops using its mm (exit, exec): mmput(); the last user tears it
+        down (exit_mmap()), on exit when the recording's exit_mmap op comes."""
+        mm = self.m.procs.pop(pid, None)
+        if mm is None:
+            return
+        self.users[id(mm)] -= 1
+        if self.users[id(mm)] == 0:
+            del self.users[id(mm)]
+            self.brks.pop(id(mm), None)
+            if defer:
+                self.dying[pid] = mm
+            else:
+                exit_mmap(self.m, mm)
+
+    def exit_mmap(self, op: dict) -> None:
+        mm = self.dying.pop(op["pid"], None)
+        if mm is not None:
+            exit_mmap(self.m, mm)
+
+    def _map(self, pid: int, start: int, pages: int, prot: int, flags: int, file: str | None,
+             off: int, shared: bool) -> None:
+        kind = ("shared_file" if shared else "file") if file else \
+            ("shared_anon" if shared else "anon")
+        self._apply(T.Mmap(pid, absolute_region(start), pages, kind=kind,
+                           prot=PROT_NAMES[prot & 7], populate=bool(flags & MAP_POPULATE),
+                           file=file, offset=off >> PAGE_SHIFT, line=self.line))
+        if flags & MAP_LOCKED:
+            self._apply(T.Mlock(pid, absolute_region(start), 0, pages, True, line=self.line))
+
+    # ---- operations -------------------------------------------------------------
+    def exec(self, op: dict) -> None:
+        pid = op["pid"]
+        if op["ret"] < 0:
+            return
+        image = op.get("image")
+        self._drop(pid)
+        mm = MM(pid)
+        self.m.procs[pid] = mm
+        self.users[id(mm)] = 1
+        self.m.layout.exec(T.Exec(pid))
+        if image is None:
+            self._skip("exec image unknown: the process is not replayed")
+            del self.m.procs[pid]
+            del self.users[id(mm)]
+            return
+        stack = None
+        vmas = [v for v in image["maps"] if v[6] != "[vsyscall]"]   # the gate area: no VMA
+        # elf_map() maps an ELF's first segment with the image's total size and unmaps
+        # the tail (a split: one more vm_area_struct allocated and freed); the other
+        # segments then go into the hole
+        span_end: dict[tuple[int, int], int] = {}
+        for lo, hi, perms, pgoff, dev, ino, name in vmas:
+            if ino and not name.startswith("["):
+                span_end[(dev, ino)] = hi
+        first_seen: set[tuple[int, int]] = set()
+        for lo, hi, perms, pgoff, dev, ino, name in vmas:
+            prot = (1 if perms[0] == "r" else 0) | (2 if perms[1] == "w" else 0) | \
+                   (4 if perms[2] == "x" else 0)
+            shared = perms[3] == "s"
+            file = f"{dev}:{ino}" if ino else (name if name.startswith("[v") else None)
+            end = hi
+            if ino and pgoff == 0 and (dev, ino) not in first_seen:
+                first_seen.add((dev, ino))
+                end = max(hi, span_end.get((dev, ino), hi))
+            self._map(pid, lo >> PAGE_SHIFT, (end - lo) >> PAGE_SHIFT, prot, 0, file, pgoff,
+                      shared)
+            if end > hi:
+                do_vmi_munmap(self.m, mm, hi >> PAGE_SHIFT, end >> PAGE_SHIFT)
+            if name == "[stack]":
+                stack = hi
+        if stack is not None:      # copy_strings() wrote argv/envp at the top (through GUP)
+            self._fault(pid, stack - 1, True)
+        for addr, write in op.get("faults", []):
+            self._fault(pid, addr, write)
+
+    def _fault(self, pid: int, addr: int, write: bool) -> None:
+        mm = self._mm(pid)
+        if mm is None:
+            self._skip("op of a process whose mm is unknown (before its exec)")
+            return
+        page = addr >> PAGE_SHIFT
+        vma = mm.vma_lookup(page)
+        if vma is None:
+            self._skip("fault outside every VMA (stack growth or SIGSEGV)")
+            return
+        if write and not vma.vm_flags & VM_WRITE:
+            self._skip("write fault on a read-only VMA (SIGSEGV or ptrace)")
+            return
+        self._apply(T.Touch(pid, absolute_region(page), 0, 1, write, line=self.line))
+
+    def fault(self, op: dict) -> None:
+        self._fault(op["pid"], op["addr"], op["write"])
+
+    def mmap(self, op: dict, index: int, snaps: _Snapshots) -> None:
+        pid, ret, flags = op["pid"], op["ret"], op["flags"]
+        if ret < 0:
+            return
+        mm = self._mm(pid)
+        if mm is None:
+            self._skip("op of a process whose mm is unknown (before its exec)")
+            return
+        start, pages = ret >> PAGE_SHIFT, _pages(op["len"])
+        if flags & MAP_FIXED and mm.vmas_in_range(start, start + pages):
+            do_vmi_munmap(self.m, mm, start, start + pages)
+        file = None
+        if not flags & MAP_ANONYMOUS:
+            file = snaps.file_at(pid, index, ret, op.get("off", 0)) or \
+                f"fd{op.get('fd')}@{index}"
+        self._map(pid, start, pages, op["prot"], flags, file, op.get("off", 0),
+                  bool(flags & MAP_SHARED))
+
+    def ranged(self, op: dict) -> None:
+        """munmap, mprotect, madvise, mlock, munlock on [addr, addr + len)."""
+        pid, name = op["pid"], op["op"]
+        if op["ret"] < 0:
+            return
+        mm = self._mm(pid)
+        if mm is None:
+            self._skip("op of a process whose mm is unknown (before its exec)")
+            return
+        start = op["addr"] >> PAGE_SHIFT
+        end = start + _pages(op["len"])
+        if name == "munmap":
+            do_vmi_munmap(self.m, mm, start, end)
+            return
+        # the kernel already checked the range; act on the VMAs that are there
+        for vma in mm.vmas_in_range(start, end):
+            lo, hi = max(start, vma.vm_start), min(end, vma.vm_end)
+            region = absolute_region(lo)
+            if name == "mprotect":
+                self._apply(T.Mprotect(pid, region, PROT_NAMES[op["prot"] & 7], 0, hi - lo,
+                                       line=self.line))
+            elif name == "madvise":
+                advice = ADVICE.get(op["advice"])
+                if advice is None:
+                    if op["advice"] in ADVICE_FLAGS_UNMODELLED:
+                        self._skip(f"madvise {ADVICE_FLAGS_UNMODELLED[op['advice']]}")
+                    return
+                self._apply(T.Madvise(pid, region, advice, 0, hi - lo, line=self.line))
+            else:
+                self._apply(T.Mlock(pid, region, 0, hi - lo, name == "mlock", line=self.line))
+
+    def brk(self, op: dict) -> None:
+        """brk(): do_brk_flags() grows the heap VMA (or maps a new one), a shrink unmaps."""
+        pid, ret = op["pid"], op["ret"]
+        mm = self._mm(pid)
+        if mm is None:
+            self._skip("op of a process whose mm is unknown (before its exec)")
+            return
+        start, cur = self.brks.get(id(mm), (ret, ret))
+        if op["addr"] == 0 or ret != op["addr"]:            # query or failure
+            self.brks[id(mm)] = (start, cur)
+            return
+        old_end, new_end = _pages(cur), _pages(ret)
+        if new_end > old_end:
+            self._map(pid, old_end, new_end - old_end, 3, 0, None, 0, False)
+        elif new_end < old_end:
+            do_vmi_munmap(self.m, mm, new_end, old_end)
+        self.brks[id(mm)] = (start, ret)
+
+    def mremap(self, op: dict) -> None:
+        pid, ret = op["pid"], op["ret"]
+        mm = self._mm(pid)
+        if ret < 0:
+            return
+        if mm is None:
+            self._skip("op of a process whose mm is unknown (before its exec)")
+            return
+        old = op["addr"] >> PAGE_SHIFT
+        old_pages, new_pages = _pages(op["old_len"]), _pages(op["new_len"])
+        new = ret >> PAGE_SHIFT
+        vma = mm.vma_lookup(old)
+        if vma is None or op["flags"] & MREMAP_DONTUNMAP or old_pages == 0:
+            self._skip("mremap not modelled (DONTUNMAP, shared duplicate, no VMA)")
+            return
+        if new != old:
+            keep = min(old_pages, new_pages)
+            if new_pages < old_pages:                       # shrink first, then move
+                do_vmi_munmap(self.m, mm, old + new_pages, old + old_pages)
+            if mm.vmas_in_range(new, new + keep):           # MREMAP_FIXED over a mapping
+                do_vmi_munmap(self.m, mm, new, new + keep)
+            move_vma(self.m, mm, old, keep, new)
+            old, old_pages = new, keep
+        if new_pages < old_pages:
+            do_vmi_munmap(self.m, mm, old + new_pages, old + old_pages)
+        elif new_pages > old_pages:                         # expand in place (vma_merge_extend)
+            vma = mm.vma_lookup(old + old_pages - 1)
+            grow = new_pages - old_pages
+            pt_set(vma, [(vma.pages, pt_take(vma, 0, vma.pages)), (grow, None)])
+            vma.vm_end += grow
+            if vma.vm_flags & VM_LOCKED:
+                populate_vma_page_range(self.m, vma, vma.pages - grow, vma.pages)
+
+    def fork(self, op: dict) -> None:
+        pid, child, kind = op["pid"], op["child"], op["kind"]
+        mm = self._mm(pid)
+        if kind == "thread":
+            return
+        if mm is None:
+            self._skip("fork of a process whose mm is unknown")
+            return
+        if kind == "vm":                       # CLONE_VM: the same mm (mmget())
+            self.m.procs[child] = mm
+            self.users[id(mm)] += 1
+            self.m.layout.fork(T.Fork(pid, child))
+            return
+        self._apply(T.Fork(pid, child, line=self.line))
+        self.users[id(self.m.procs[child])] = 1
+        if id(mm) in self.brks:
+            self.brks[id(self.m.procs[child])] = self.brks[id(mm)]
+
+    def exit(self, op: dict) -> None:
+        if op["tid"] == op["pid"]:
+            self.m.layout.exit(T.Exit(op["pid"]))
+            self._drop(op["pid"], defer=True)
+
+    def run(self, ops: list[dict]) -> Replay:
+        snaps = _Snapshots(ops)
+        for i, op in enumerate(ops):
+            self.line = i + 2                   # the header is line 1
+            name = op["op"]
+            if name == "fault":
+                self.fault(op)
+            elif name == "mmap":
+                self.mmap(op, i, snaps)
+            elif name in ("munmap", "mprotect", "madvise", "mlock", "munlock"):
+                self.ranged(op)
+            elif name == "brk":
+                self.brk(op)
+            elif name == "mremap":
+                self.mremap(op)
+            elif name == "fork":
+                self.fork(op)
+            elif name == "exec":
+                self.exec(op)
+            elif name == "exit":
+                self.exit(op)
+            elif name == "exit_mmap":
+                self.exit_mmap(op)
+            elif name in ("shmget", "memfd_create"):
+                pass
+            else:
+                self._skip(f"{name} not modelled")
+            self.rep.ops += 1
+            self.rep.series.append((i, op.get("k"), list(self.m.slab.live)))
+        for mm in self.dying.values():          # torn down outside the recorded tasks
+            exit_mmap(self.m, mm)
+        self.dying.clear()
+        return self.rep
+
+
+def replay(path: str | Path, policy: str = "eager", check: bool = False) -> tuple[Machine, Replay]:
+    """Replay the v2 recording ``path``; -> (machine, report with the kernel's counts)."""
+    header, ops, footer = trace2.load(path)
+    r = Replayer(policy, check)
+    rep = r.run(ops)
+    rep.kernel = footer.get("summary", {}).get("kernel", {})
+    return r.m, rep
+
+
+def validate(path: str | Path) -> dict:
+    """The `sweep validate --json` table: kernel vs simulator allocs, peak, final."""
+    m, rep = replay(path)
+    out = {}
+    for i, cache in enumerate(CACHES):
+        k = rep.kernel.get(cache, {})
+        out[cache] = {"kernel_allocs": k.get("allocs", 0), "sim_allocs": m.slab.allocs[i],
+                      "kernel_peak": k.get("peak", 0), "sim_peak": m.slab.peak[i],
+                      "kernel_final": k.get("final", 0), "sim_final": m.slab.live[i]}
+    return out
