@@ -23,16 +23,19 @@ from . import trace2
 from .layout import AbsoluteLayout, absolute_region
 from .machine import Machine
 from .mm import MM
-from .mmap import do_vmi_munmap, exit_mmap
+from .mmap import calc_vm_prot_bits, do_vmi_munmap, exit_mmap, mmap_region
 from .mremap import move_vma
 from .policy import make_policy
 from .slab import CACHES
-from .vma import VM_LOCKED, VM_WRITE, pt_set, pt_take
+from .vma import (VM_ACCOUNT, VM_GROWSDOWN, VM_LOCKED, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE,
+                  VM_MAYWRITE, VM_NOHUGEPAGE, VM_NORESERVE, VM_SHARED, VM_WRITE, File, pt_set,
+                  pt_take)
 from .fault import populate_vma_page_range
 
 PAGE_SHIFT = 12
 MAP_SHARED, MAP_FIXED, MAP_ANONYMOUS, MAP_POPULATE, MAP_LOCKED = 0x1, 0x10, 0x20, 0x8000, 0x2000
 MAP_FIXED_NOREPLACE = 0x100000
+MAP_GROWSDOWN, MAP_NORESERVE, MAP_STACK = 0x100, 0x4000, 0x20000
 MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP = 1, 2, 4
 SHM_RDONLY = 0o10000
 PROT_NAMES = {0: "none", 1: "r", 3: "rw", 5: "rx", 7: "rwx", 2: "rw", 4: "rx", 6: "rwx"}
@@ -87,7 +90,8 @@ class Replayer:
         self.m.procs.clear()
         self.users: dict[int, int] = {}        # id(MM) -> processes using it (mm_users)
         self.brks: dict[int, tuple[int, int]] = {}
-        self.dying: dict[int, MM] = {}         # pid -> its mm, torn down at exit_mmap   # id(MM) -> (start_brk, brk) bytes
+        self.dying: dict[int, MM] = {}         # pid -> its mm, torn down at exit_mmap
+        self.fd_file: dict[tuple[int, int], str] = {}   # (pid, fd) -> file of its last mmap   # id(MM) -> (start_brk, brk) bytes
         self.rep = Replay()
         self.line = 0
 
@@ -123,13 +127,30 @@ class Replayer:
 
     def _map(self, pid: int, start: int, pages: int, prot: int, flags: int, file: str | None,
              off: int, shared: bool) -> None:
-        kind = ("shared_file" if shared else "file") if file else \
-            ("shared_anon" if shared else "anon")
-        self._apply(T.Mmap(pid, absolute_region(start), pages, kind=kind,
-                           prot=PROT_NAMES[prot & 7], populate=bool(flags & MAP_POPULATE),
-                           file=file, offset=off >> PAGE_SHIFT, line=self.line))
+        """do_mmap(): vm_flags as calc_vm_prot_bits() | calc_vm_flag_bits() and
+        accountable_mapping() make them, then mmap_region()."""
+        mm = self.m.procs[pid]
+        vm_flags = calc_vm_prot_bits(prot) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
+        if flags & MAP_STACK:
+            vm_flags |= VM_NOHUGEPAGE          # calc_vm_flag_bits(): MAP_STACK (6.7+)
+        if flags & MAP_GROWSDOWN:
+            vm_flags |= VM_GROWSDOWN
         if flags & MAP_LOCKED:
-            self._apply(T.Mlock(pid, absolute_region(start), 0, pages, True, line=self.line))
+            vm_flags |= VM_LOCKED
+        if shared:
+            vm_flags |= VM_SHARED | VM_MAYSHARE
+        elif flags & MAP_NORESERVE:
+            vm_flags |= VM_NORESERVE
+        elif vm_flags & VM_WRITE:
+            vm_flags |= VM_ACCOUNT             # accountable_mapping()
+        if file is not None:
+            vma_file, pgoff = mm.files.setdefault(file, File(file, shmem=shared)), off >> PAGE_SHIFT
+        elif shared:
+            vma_file, pgoff = File("dev/zero", shmem=True), 0
+        else:
+            vma_file, pgoff = None, start
+        mmap_region(self.m, mm, start, start + pages, pgoff, vm_flags, vma_file,
+                    bool(flags & (MAP_POPULATE | MAP_LOCKED)))
 
     # ---- operations -------------------------------------------------------------
     def exec(self, op: dict) -> None:
@@ -208,8 +229,17 @@ class Replayer:
             do_vmi_munmap(self.m, mm, start, start + pages)
         file = None
         if not flags & MAP_ANONYMOUS:
-            file = snaps.file_at(pid, index, ret, op.get("off", 0)) or \
-                f"fd{op.get('fd')}@{index}"
+            # the file: from a later maps snapshot; else the file of this fd's last
+            # mapping when this one is MAP_FIXED into it (ld.so maps a library's
+            # segments over its first mapping), else a file of its own
+            key = (pid, op.get("fd"))
+            file = snaps.file_at(pid, index, ret, op.get("off", 0))
+            if file is None:
+                file = self.fd_file.get(key) if flags & MAP_FIXED else None
+                if file is None:
+                    file = f"fd{op.get('fd')}@{index}"
+                    self._skip("file mapping without identity (its own file)")
+            self.fd_file[key] = file
         self._map(pid, start, pages, op["prot"], flags, file, op.get("off", 0),
                   bool(flags & MAP_SHARED))
 
