@@ -348,39 +348,44 @@ class Replayer:
             self.m.layout.exit(T.Exit(op["pid"]))
             self._drop(op["pid"], defer=True)
 
-    def run(self, ops: list[dict]) -> Replay:
-        snaps = _Snapshots(ops)
-        for i, op in enumerate(ops):
-            self.line = i + 2                   # the header is line 1
-            name = op["op"]
-            if name == "fault":
-                self.fault(op)
-            elif name == "mmap":
-                self.mmap(op, i, snaps)
-            elif name in ("munmap", "mprotect", "madvise", "mlock", "munlock"):
-                self.ranged(op)
-            elif name == "brk":
-                self.brk(op)
-            elif name == "mremap":
-                self.mremap(op)
-            elif name == "fork":
-                self.fork(op)
-            elif name == "exec":
-                self.exec(op)
-            elif name == "exit":
-                self.exit(op)
-            elif name == "exit_mmap":
-                self.exit_mmap(op)
-            elif name in ("shmget", "memfd_create"):
-                pass
-            else:
-                self._skip(f"{name} not modelled")
-            self.rep.ops += 1
-            self.rep.series.append((i, op.get("k"), list(self.m.slab.live)))
+    def step(self, i: int, op: dict, snaps: _Snapshots) -> None:
+        """Replay operation ``i`` of the recording."""
+        self.line = i + 2                       # the header is line 1
+        name = op["op"]
+        if name == "fault":
+            self.fault(op)
+        elif name == "mmap":
+            self.mmap(op, i, snaps)
+        elif name in ("munmap", "mprotect", "madvise", "mlock", "munlock"):
+            self.ranged(op)
+        elif name == "brk":
+            self.brk(op)
+        elif name == "mremap":
+            self.mremap(op)
+        elif name == "fork":
+            self.fork(op)
+        elif name == "exec":
+            self.exec(op)
+        elif name == "exit":
+            self.exit(op)
+        elif name == "exit_mmap":
+            self.exit_mmap(op)
+        elif name not in ("shmget", "memfd_create"):
+            self._skip(f"{name} not modelled")
+        self.rep.ops += 1
+        self.rep.series.append((i, op.get("k"), list(self.m.slab.live)))
+
+    def finish(self) -> Replay:
         for mm in self.dying.values():          # torn down outside the recorded tasks
             exit_mmap(self.m, mm)
         self.dying.clear()
         return self.rep
+
+    def run(self, ops: list[dict]) -> Replay:
+        snaps = _Snapshots(ops)
+        for i, op in enumerate(ops):
+            self.step(i, op, snaps)
+        return self.finish()
 
 
 def replay(path: str | Path, policy: str = "eager", check: bool = False) -> tuple[Machine, Replay]:
