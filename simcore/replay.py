@@ -91,7 +91,9 @@ class Replayer:
         self.users: dict[int, int] = {}        # id(MM) -> processes using it (mm_users)
         self.brks: dict[int, tuple[int, int]] = {}
         self.dying: dict[int, MM] = {}         # pid -> its mm, torn down at exit_mmap
-        self.fd_file: dict[tuple[int, int], str] = {}   # (pid, fd) -> file of its last mmap   # id(MM) -> (start_brk, brk) bytes
+        self.fd_file: dict[tuple[int, int], str] = {}   # (pid, fd) -> file of its last mmap
+        self.early: dict[int, MM] = {}         # pid -> new mm begun inside execve
+        self.next_image: dict[int, dict] = {}  # pid -> image of its coming exec   # id(MM) -> (start_brk, brk) bytes
         self.rep = Replay()
         self.line = 0
 
@@ -121,9 +123,32 @@ class Replayer:
                 exit_mmap(self.m, mm)
 
     def exit_mmap(self, op: dict) -> None:
-        mm = self.dying.pop(op["pid"], None)
+        """The kernel tore down an mm in this process's context: the one it left at exit,
+        or (inside execve, before the exec op) the one exec_mmap() replaced."""
+        pid = op["pid"]
+        mm = self.dying.pop(pid, None)
         if mm is not None:
             exit_mmap(self.m, mm)
+        elif op.get("exec"):
+            # execve: bprm_mm_init() made the new mm's stack VMA and copy_strings() wrote
+            # it (anon_vma_prepare) before exec_mmap() dropped the old mm (which is
+            # unknown for the recorded command's own first exec)
+            image = self.next_image.get(pid)
+            old = self.m.procs.get(pid)
+            new = MM(pid)
+            self.m.procs[pid] = new
+            self.users[id(new)] = 1
+            for vma in (image or {}).get("maps", []):
+                if vma[6] == "[stack]":
+                    self._map_image_vma(pid, vma, {})
+                    self._fault(pid, vma[1] - 1, True)
+            self.early[pid] = new
+            del self.users[id(new)]
+            if old is None:
+                del self.m.procs[pid]
+            else:
+                self.m.procs[pid] = old
+                self._drop(pid)
 
     def _map(self, pid: int, start: int, pages: int, prot: int, flags: int, file: str | None,
              off: int, shared: bool) -> None:
@@ -158,8 +183,9 @@ class Replayer:
         if op["ret"] < 0:
             return
         image = op.get("image")
+        early = self.early.pop(pid, None)
         self._drop(pid)
-        mm = MM(pid)
+        mm = early or MM(pid)
         self.m.procs[pid] = mm
         self.users[id(mm)] = 1
         self.m.layout.exec(T.Exec(pid))
@@ -178,25 +204,33 @@ class Replayer:
             if ino and not name.startswith("["):
                 span_end[(dev, ino)] = hi
         first_seen: set[tuple[int, int]] = set()
-        for lo, hi, perms, pgoff, dev, ino, name in vmas:
-            prot = (1 if perms[0] == "r" else 0) | (2 if perms[1] == "w" else 0) | \
-                   (4 if perms[2] == "x" else 0)
-            shared = perms[3] == "s"
-            file = f"{dev}:{ino}" if ino else (name if name.startswith("[v") else None)
-            end = hi
-            if ino and pgoff == 0 and (dev, ino) not in first_seen:
-                first_seen.add((dev, ino))
-                end = max(hi, span_end.get((dev, ino), hi))
-            self._map(pid, lo >> PAGE_SHIFT, (end - lo) >> PAGE_SHIFT, prot, 0, file, pgoff,
-                      shared)
-            if end > hi:
-                do_vmi_munmap(self.m, mm, hi >> PAGE_SHIFT, end >> PAGE_SHIFT)
-            if name == "[stack]":
-                stack = hi
+        for vma in vmas:
+            if vma[6] == "[stack]":
+                if early is None:
+                    self._map_image_vma(pid, vma, {})
+                    stack = vma[1]
+                continue
+            self._map_image_vma(pid, vma, span_end, first_seen)
         if stack is not None:      # copy_strings() wrote argv/envp at the top (through GUP)
             self._fault(pid, stack - 1, True)
         for addr, write in op.get("faults", []):
             self._fault(pid, addr, write)
+
+    def _map_image_vma(self, pid: int, vma: list, span_end: dict,
+                       first_seen: set | None = None) -> None:
+        """One VMA of an exec image (elf_map(), setup_arg_pages(), the vdso)."""
+        lo, hi, perms, pgoff, dev, ino, name = vma
+        prot = (1 if perms[0] == "r" else 0) | (2 if perms[1] == "w" else 0) | \
+               (4 if perms[2] == "x" else 0)
+        file = f"{dev}:{ino}" if ino else (name if name.startswith("[v") else None)
+        end = hi
+        if first_seen is not None and ino and pgoff == 0 and (dev, ino) not in first_seen:
+            first_seen.add((dev, ino))
+            end = max(hi, span_end.get((dev, ino), hi))
+        self._map(pid, lo >> PAGE_SHIFT, (end - lo) >> PAGE_SHIFT, prot, 0, file, pgoff,
+                  perms[3] == "s")
+        if end > hi:
+            do_vmi_munmap(self.m, self.m.procs[pid], hi >> PAGE_SHIFT, end >> PAGE_SHIFT)
 
     def _fault(self, pid: int, addr: int, write: bool) -> None:
         mm = self._mm(pid)
@@ -384,8 +418,19 @@ class Replayer:
     def run(self, ops: list[dict]) -> Replay:
         snaps = _Snapshots(ops)
         for i, op in enumerate(ops):
+            self.look_ahead(ops, i)
             self.step(i, op, snaps)
         return self.finish()
+
+    def look_ahead(self, ops: list[dict], i: int) -> None:
+        """Before op i: an exit_mmap inside execve needs that exec's image."""
+        op = ops[i]
+        if op["op"] == "exit_mmap" and op.get("exec"):
+            pid = op["pid"]
+            for later in ops[i + 1:]:
+                if later["op"] == "exec" and later["pid"] == pid:
+                    self.next_image[pid] = later.get("image")
+                    break
 
 
 def replay(path: str | Path, policy: str = "eager", check: bool = False) -> tuple[Machine, Replay]:

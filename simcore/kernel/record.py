@@ -309,9 +309,11 @@ class Recorder:
             if snap is not None and snap["maps"]:
                 op["maps"] = snap["maps"]         # the mm as it is torn down (if last user)
             self._emit(op, tid)
-        elif event == "exit_mmap":
-            if tid not in self.in_exec:           # exec's teardown belongs to the exec op
-                self._emit({"op": "exit_mmap", "t": t, "pid": tgid}, tid)
+        elif event == "exit_mmap":                # also exec_mmap() dropping the old mm
+            op = {"op": "exit_mmap", "t": t, "pid": tgid}
+            if tid in self.in_exec:
+                op["exec"] = True
+            self._emit(op, tid)
 
     def _kmem(self, event: str, rest: str, tid: int, irq: bool) -> None:
         kv = dict(_KV.findall(rest))
@@ -479,6 +481,10 @@ class Result:
     path: Path
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def record(out: str | Path, argv: list[str], buffer_kb: int = 32768,
            compress: bool = True) -> Result:
     """Run ``argv`` under tracing and write the v2 recording ``out``."""
@@ -503,10 +509,15 @@ def record(out: str | Path, argv: list[str], buffer_kb: int = 32768,
                       options={"record-tgid": "1", "hash-ptr": "1"})
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        main = threading.current_thread() is threading.main_thread()
+        if main:                          # SIGTERM cleans up like Ctrl-C
+            old_term = signal.signal(signal.SIGTERM, _interrupt)
         try:
             return _record_mounted(tfs, out, argv, compress)
         finally:
             libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+            if main:
+                signal.signal(signal.SIGTERM, old_term)
     finally:
         if mounted_here:
             subprocess.run(["umount", str(TRACING)], capture_output=True)
@@ -567,6 +578,7 @@ def _record_mounted(tfs: Tracefs, out: str | Path, argv: list[str], compress: bo
             writer.commit({"status": status, "summary": rec.sum.as_dict()})
             return Result(status, rec.sum, Path(out))
         except BaseException:
+            images.finish()                # the reader must not wait for stops any more
             reader.stop()
             writer.abort()
             raise
