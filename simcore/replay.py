@@ -38,6 +38,7 @@ MAP_FIXED_NOREPLACE = 0x100000
 MAP_GROWSDOWN, MAP_NORESERVE, MAP_STACK = 0x100, 0x4000, 0x20000
 MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP = 1, 2, 4
 SHM_RDONLY = 0o10000
+ET_EXEC = 2
 PROT_NAMES = {0: "none", 1: "r", 3: "rw", 5: "rx", 7: "rwx", 2: "rw", 4: "rx", 6: "rwx"}
 # MADV_* -> the v1 advice (mm/madvise.c); others change no rmap object
 ADVICE = {4: "dontneed", 10: "dontfork", 11: "dofork", 18: "wipeonfork", 19: "keeponfork",
@@ -57,7 +58,8 @@ class Replay:
     skipped: Counter = field(default_factory=Counter)
     ops: int = 0
     kernel: dict = field(default_factory=dict)     # the recording's footer counts
-    series: list = field(default_factory=list)     # [(op index, kernel k, sim live)]
+    # per op: (index, kernel k, sim live, kernel allocs of the op, sim allocs so far)
+    series: list = field(default_factory=list)
 
 
 class _Snapshots:
@@ -203,6 +205,9 @@ class Replayer:
         for lo, hi, perms, pgoff, dev, ino, name in vmas:
             if ino and not name.startswith("["):
                 span_end[(dev, ino)] = hi
+        exe = image.get("exe")
+        if exe is not None and exe[2] == ET_EXEC:   # fixed addresses: no total-size map
+            span_end.pop((exe[0], exe[1]), None)
         first_seen: set[tuple[int, int]] = set()
         for vma in vmas:
             if vma[6] == "[stack]":
@@ -407,7 +412,8 @@ class Replayer:
         elif name not in ("shmget", "memfd_create"):
             self._skip(f"{name} not modelled")
         self.rep.ops += 1
-        self.rep.series.append((i, op.get("k"), list(self.m.slab.live)))
+        self.rep.series.append((i, op.get("k"), list(self.m.slab.live), op.get("a", [0, 0, 0]),
+                                list(self.m.slab.allocs)))
 
     def finish(self) -> Replay:
         for mm in self.dying.values():          # torn down outside the recorded tasks

@@ -102,6 +102,9 @@ _EXIT = re.compile(r"^sys_(\w+) -> (0x[0-9a-f]+|-?\d+)$")
 _KV = re.compile(r"(\w+)[:=] ?(\S+?)(?:,|$| )")
 
 
+ZERO6 = (0, 0, 0, 0, 0, 0)     # [net change of the 3 caches, allocations of the 3 caches]
+
+
 class RecordError(KernelError):
     """The recording failed or would be wrong; the message is one line."""
 
@@ -206,7 +209,16 @@ def _read_proc(pid: int, maps_only: bool = False) -> dict | None:
     names = {3: "phdr", 5: "phnum", 7: "base", 9: "entry", 33: "sysinfo_ehdr"}
     if maps_only:
         return {"maps": vmas}
-    return {"maps": vmas, "auxv": {names[k]: v for k, v in aux.items() if k in names}}
+    out = {"maps": vmas, "auxv": {names[k]: v for k, v in aux.items() if k in names}}
+    try:                                       # the binary: identity and ELF e_type
+        st = os.stat(f"/proc/{pid}/exe")
+        with open(f"/proc/{pid}/exe", "rb") as fh:
+            hdr = fh.read(18)
+        etype = int.from_bytes(hdr[16:18], "little") if hdr[:4] == b"\x7fELF" else 0
+        out["exe"] = [(os.major(st.st_dev) << 20) | os.minor(st.st_dev), st.st_ino, etype]
+    except OSError:
+        pass
+    return out
 
 
 class Recorder:
@@ -241,7 +253,7 @@ class Recorder:
         comes after the exception event) until the thread's next event; any other op
         is complete when emitted and takes the thread's kmem change since its start."""
         self._close(tid)
-        op["d"] = None if open_ else self.acc.pop(tid, [0, 0, 0])
+        op["d"] = None if open_ else self.acc.pop(tid, ZERO6)
         if open_:
             self.open[tid] = op
         self.queue.append(op)
@@ -250,7 +262,7 @@ class Recorder:
     def _close(self, tid: int) -> None:
         op = self.open.pop(tid, None)
         if op is not None:
-            op["d"] = self.acc.pop(tid, [0, 0, 0])
+            op["d"] = self.acc.pop(tid, ZERO6)
 
     def _drain(self) -> None:
         """Write the closed ops at the head; ``k`` = live objects after each."""
@@ -259,6 +271,8 @@ class Recorder:
             d = op.pop("d")
             self.running = [a + b for a, b in zip(self.running, d)]
             op["k"] = self.running
+            if any(d[3:]):
+                op["a"] = d[3:]                    # objects the op allocated
             if self.writer is not None:
                 self.writer.write(op)
 
@@ -324,7 +338,7 @@ class Recorder:
                 self.sum.old_frees[name] += 1
             elif cache in CACHES:
                 self.sum.live[cache] -= 1
-                self.acc.setdefault(tid, [0, 0, 0])[CACHES.index(cache)] -= 1
+                self.acc.setdefault(tid, [0] * 6)[CACHES.index(cache)] -= 1
             return
         if irq:
             return
@@ -339,7 +353,9 @@ class Recorder:
         self.live_ptr[ptr] = name
         self.sum.allocs[name] += 1
         self.sum.live[name] += 1
-        self.acc.setdefault(tid, [0, 0, 0])[CACHES.index(name)] += 1
+        acc = self.acc.setdefault(tid, [0] * 6)
+        acc[CACHES.index(name)] += 1
+        acc[3 + CACHES.index(name)] += 1
         if self.sum.live[name] > self.sum.peak[name]:
             self.sum.peak[name] = self.sum.live[name]
 
