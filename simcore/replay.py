@@ -131,26 +131,33 @@ class Replayer:
         mm = self.dying.pop(pid, None)
         if mm is not None:
             exit_mmap(self.m, mm)
+        elif op.get("exec") and pid in self.early:
+            self._drop(pid)                   # exec_mmap(): the old mm goes
         elif op.get("exec"):
-            # execve: bprm_mm_init() made the new mm's stack VMA and copy_strings() wrote
-            # it (anon_vma_prepare) before exec_mmap() dropped the old mm (which is
-            # unknown for the recorded command's own first exec)
-            image = self.next_image.get(pid)
-            old = self.m.procs.get(pid)
-            new = MM(pid)
-            self.m.procs[pid] = new
-            self.users[id(new)] = 1
-            for vma in (image or {}).get("maps", []):
-                if vma[6] == "[stack]":
-                    self._map_image_vma(pid, vma, {})
-                    self._fault(pid, vma[1] - 1, True)
-            self.early[pid] = new
-            del self.users[id(new)]
-            if old is None:
-                del self.m.procs[pid]
-            else:
-                self.m.procs[pid] = old
+            self.exec_begin(op)
+            if pid in self.m.procs:
                 self._drop(pid)
+
+    def exec_begin(self, op: dict) -> None:
+        """execve: bprm_mm_init() made the new mm's stack VMA and copy_strings() wrote it
+        (anon_vma_prepare) before exec_mmap() drops the old mm (unknown for the
+        recorded command's own first exec)."""
+        pid = op["pid"]
+        image = self.next_image.get(pid)
+        old = self.m.procs.get(pid)
+        new = MM(pid)
+        self.m.procs[pid] = new
+        self.users[id(new)] = 1
+        for vma in (image or {}).get("maps", []):
+            if vma[6] == "[stack]":
+                self._map_image_vma(pid, vma, {})
+                self._fault(pid, vma[1] - 1, True)
+        self.early[pid] = new
+        del self.users[id(new)]
+        if old is None:
+            del self.m.procs[pid]
+        else:
+            self.m.procs[pid] = old
 
     def _map(self, pid: int, start: int, pages: int, prot: int, flags: int, file: str | None,
              off: int, shared: bool) -> None:
@@ -182,7 +189,10 @@ class Replayer:
     # ---- operations -------------------------------------------------------------
     def exec(self, op: dict) -> None:
         pid = op["pid"]
-        if op["ret"] < 0:
+        if op["ret"] < 0:                     # failed after bprm_mm_init(): the new mm goes
+            early = self.early.pop(pid, None)
+            if early is not None:
+                exit_mmap(self.m, early)
             return
         image = op.get("image")
         early = self.early.pop(pid, None)
@@ -409,6 +419,8 @@ class Replayer:
             self.exit(op)
         elif name == "exit_mmap":
             self.exit_mmap(op)
+        elif name == "exec_begin":
+            self.exec_begin(op)
         elif name not in ("shmget", "memfd_create"):
             self._skip(f"{name} not modelled")
         self.rep.ops += 1
@@ -431,7 +443,7 @@ class Replayer:
     def look_ahead(self, ops: list[dict], i: int) -> None:
         """Before op i: an exit_mmap inside execve needs that exec's image."""
         op = ops[i]
-        if op["op"] == "exit_mmap" and op.get("exec"):
+        if op["op"] == "exec_begin" or op["op"] == "exit_mmap" and op.get("exec"):
             pid = op["pid"]
             for later in ops[i + 1:]:
                 if later["op"] == "exec" and later["pid"] == pid:

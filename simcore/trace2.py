@@ -44,6 +44,7 @@ OPS: dict[str, tuple[str, ...]] = {
     "shmdt": ("pid", "addr", "ret"),
     "memfd_create": ("pid", "flags", "ret"),
     "fork": ("pid", "child", "kind"),
+    "exec_begin": ("pid",),
     "exec": ("pid", "ret"),
     "exit": ("pid", "tid"),
     "exit_mmap": ("pid",),

@@ -238,6 +238,7 @@ class Recorder:
         self.tgid: dict[int, int] = {root: root}
         self.in_exec: set[int] = set()
         self.exec_faults: dict[int, list[list]] = {}  # tid -> faults inside its execve
+        self.exec_begun: set[int] = set()            # tids whose execve made its new mm
         # ops in order, each with "d" = the kmem change its thread made while it ran
         # (None while a fault is still open); written once every earlier op is closed
         self.queue: deque[dict] = deque()
@@ -299,7 +300,7 @@ class Recorder:
         event, rest = (em[1], em[2]) if em is not None else ("", body)
         irq = len(m["flags"]) >= 3 and m["flags"][2] != "."
         if event == "kmem_cache_alloc" or event == "kmem_cache_free":
-            self._kmem(event, rest, tid, irq)
+            self._kmem(t, event, rest, tid, tgid, irq)
             return
         if tid in self.open:                       # the thread's open fault has ended
             self._close(tid)
@@ -329,9 +330,13 @@ class Recorder:
                 op["exec"] = True
             self._emit(op, tid)
 
-    def _kmem(self, event: str, rest: str, tid: int, irq: bool) -> None:
+    def _kmem(self, t: int, event: str, rest: str, tid: int, tgid: int, irq: bool) -> None:
         kv = dict(_KV.findall(rest))
         name, ptr = kv.get("name"), kv.get("ptr")
+        opened = self.open.get(tid)
+        if event == "kmem_cache_free" and opened is not None and opened["op"] == "exec_begin":
+            self._close(tid)                      # the new stack is set up; teardown follows
+            self._drain()
         if event == "kmem_cache_free":
             cache = self.live_ptr.pop(ptr, None)
             if cache is None:
@@ -350,6 +355,11 @@ class Recorder:
             self.sum.other_sites[site] += 1
             self.live_ptr[ptr] = site            # matched on free, never counted
             return
+        if name == "vm_area_struct" and tid in self.in_exec and tid not in self.exec_begun:
+            # bprm_mm_init(): execve starts the new mm with its stack VMA; copy_strings()
+            # writes it (anon_vma) before exec_mmap() drops the old mm
+            self.exec_begun.add(tid)
+            self._emit({"op": "exec_begin", "t": t, "pid": tgid}, tid, open_=True)
         self.live_ptr[ptr] = name
         self.sum.allocs[name] += 1
         self.sum.live[name] += 1
@@ -384,6 +394,7 @@ class Recorder:
                                          0 if name == "fork" else None)
             elif name in ("execve", "execveat"):
                 self.in_exec.add(tid)
+                self.exec_begun.discard(tid)
                 self.exec_faults.pop(tid, None)
             self.pending[tid] = (name, args)
             self._close(tid)                      # a syscall starts: the fault before ended
