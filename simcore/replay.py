@@ -98,6 +98,8 @@ class Replayer:
         self.next_image: dict[int, dict] = {}  # pid -> image of its coming exec   # id(MM) -> (start_brk, brk) bytes
         self.rep = Replay()
         self.line = 0
+        self.index = 0
+        self.snaps: _Snapshots | None = None
 
     # ---- helpers ----------------------------------------------------------------
     def _mm(self, pid: int) -> MM | None:
@@ -265,8 +267,9 @@ class Replayer:
     def fault(self, op: dict) -> None:
         self._fault(op["pid"], op["addr"], op["write"])
 
-    def mmap(self, op: dict, index: int, snaps: _Snapshots) -> None:
+    def mmap(self, op: dict) -> None:
         pid, ret, flags = op["pid"], op["ret"], op["flags"]
+        index, snaps = self.index, self.snaps
         if ret < 0:
             return
         mm = self._mm(pid)
@@ -400,29 +403,12 @@ class Replayer:
     def step(self, i: int, op: dict, snaps: _Snapshots) -> None:
         """Replay operation ``i`` of the recording."""
         self.line = i + 2                       # the header is line 1
-        name = op["op"]
-        if name == "fault":
-            self.fault(op)
-        elif name == "mmap":
-            self.mmap(op, i, snaps)
-        elif name in ("munmap", "mprotect", "madvise", "mlock", "munlock"):
-            self.ranged(op)
-        elif name == "brk":
-            self.brk(op)
-        elif name == "mremap":
-            self.mremap(op)
-        elif name == "fork":
-            self.fork(op)
-        elif name == "exec":
-            self.exec(op)
-        elif name == "exit":
-            self.exit(op)
-        elif name == "exit_mmap":
-            self.exit_mmap(op)
-        elif name == "exec_begin":
-            self.exec_begin(op)
-        elif name not in ("shmget", "memfd_create"):
-            self._skip(f"{name} not modelled")
+        self.index, self.snaps = i, snaps
+        handler = REPLAY.get(op["op"])
+        if handler is not None:
+            handler(self, op)
+        elif op["op"] not in ("shmget", "memfd_create"):
+            self._skip(f"{op['op']} not modelled")
         self.rep.ops += 1
         self.rep.series.append((i, op.get("k"), list(self.m.slab.live), op.get("a", [0, 0, 0]),
                                 list(self.m.slab.allocs)))
@@ -449,6 +435,14 @@ class Replayer:
                 if later["op"] == "exec" and later["pid"] == pid:
                     self.next_image[pid] = later.get("image")
                     break
+
+
+# v2 op -> the Replayer method that carries it out
+REPLAY = {"fault": Replayer.fault, "mmap": Replayer.mmap, "munmap": Replayer.ranged,
+          "mprotect": Replayer.ranged, "madvise": Replayer.ranged, "mlock": Replayer.ranged,
+          "munlock": Replayer.ranged, "brk": Replayer.brk, "mremap": Replayer.mremap,
+          "fork": Replayer.fork, "exec": Replayer.exec, "exit": Replayer.exit,
+          "exit_mmap": Replayer.exit_mmap, "exec_begin": Replayer.exec_begin}
 
 
 def replay(path: str | Path, policy: str = "eager", check: bool = False) -> tuple[Machine, Replay]:

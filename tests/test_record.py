@@ -5,7 +5,6 @@ use the same `needs_kernel` condition as the other live-kernel tests.
 """
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import signal

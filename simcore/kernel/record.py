@@ -37,9 +37,7 @@ import select
 import shutil
 import signal
 import subprocess
-import sys
 import threading
-import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -590,9 +588,7 @@ def _record_mounted(tfs: Tracefs, out: str | Path, argv: list[str], compress: bo
             status = _wait_tree(libc, pid, images)
             tfs._write("tracing_on", "0")
             reader.stop()
-            lost = tfs._loss()
-            grown = {k: v - tfs._before.get(k, 0) for k, v in lost.items()
-                     if v > tfs._before.get(k, 0)}
+            grown = tfs.lost_since_start()
             if grown:
                 raise RecordError(f"trace buffer lost events ({grown}); retry with a larger "
                                   f"--buffer-kb than {tfs.buffer_kb}")

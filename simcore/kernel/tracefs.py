@@ -241,12 +241,16 @@ class Tracefs:
         except KernelError:
             pass
 
+    def lost_since_start(self) -> dict[str, int]:
+        """Overruns and dropped events per CPU since :meth:`start` (empty: none)."""
+        after = self._loss()
+        return {k: v - self._before.get(k, 0) for k, v in after.items()
+                if v > self._before.get(k, 0)}
+
     def stop(self) -> Counts:
         """Tracing off; parse the buffer; raise if any event was lost."""
         self._write("tracing_on", "0")
-        after = self._loss()
-        grown = {k: v - self._before.get(k, 0) for k, v in after.items()
-                 if v > self._before.get(k, 0)}
+        grown = self.lost_since_start()
         if grown:
             raise KernelError(f"trace buffer lost events ({grown}); "
                                f"retry with a larger buffer_kb than {self.buffer_kb}")
