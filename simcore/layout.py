@@ -275,3 +275,48 @@ class Layout:
 
     def alive(self) -> list[int]:
         return [pid for pid in self.regions if pid not in self.exited]
+
+
+def absolute_region(page: int) -> str:
+    """The region name that denotes absolute page ``page`` in :class:`AbsoluteLayout`."""
+    return f"@{page:x}"
+
+
+class AbsoluteLayout:
+    """The layout of a recording (trace format v2): no placement, no names.  A region
+    name ``@P`` (:func:`absolute_region`) is the page number P itself, so ``first`` and
+    ``count`` select pages P+first .. P+first+count-1 as the recorded program used them;
+    adjacency, merges and holes are the kernel's.  The kernel already validated every
+    recorded operation, so nothing is checked here beyond the name."""
+
+    def __init__(self) -> None:
+        self.exited: set[int] = set()
+        self.pids: set[int] = set()
+
+    @staticmethod
+    def _start(op: Op) -> int:
+        name = op.region
+        if not name.startswith("@"):
+            raise TraceError(op.line, f"absolute layout: region {name!r} is not @PAGE")
+        return int(name[1:], 16)
+
+    def mmap(self, op: Mmap) -> Span:
+        self.pids.add(op.pid)
+        return Span(self._start(op), op.pages)
+
+    def access(self, op: Touch | Mprotect | Madvise | Mlock | Rmap) -> Span:
+        return Span(self._start(op) + op.first, 1 if op.count is None else op.count)
+
+    munmap = access
+
+    def fork(self, op: Fork) -> None:
+        self.pids.add(op.child)
+
+    def exec(self, op: Exec) -> None:
+        self.pids.add(op.pid)
+
+    def exit(self, op: Exit) -> None:
+        self.exited.add(op.pid)
+
+    def alive(self) -> list[int]:
+        return sorted(self.pids - self.exited)

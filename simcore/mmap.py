@@ -41,12 +41,17 @@ def do_mmap(m: Machine, op: T.Mmap) -> None:
     else:
         file = mm.files.setdefault(op.file, File(op.file))
         pgoff = op.offset
-    start, end = span.start, span.start + span.count
+    mmap_region(m, mm, span.start, span.start + span.count, pgoff, flags, file, op.populate)
+
+
+def mmap_region(m: Machine, mm: MM, start: int, end: int, pgoff: int, flags: int,
+                file: File | None, populate: bool = False) -> None:
+    """mmap_region(): merge the new range into a neighbour or link a new VMA."""
     vma = vma_merge_new_range(m, mm, start, end, pgoff, flags, file)
     if vma is None:
         vma = vm_area_alloc(m, mm, start, end, pgoff, flags, file)
         mm.insert(vma)
-    if op.populate:
+    if populate:
         mm_populate(m, mm, start, end)
 
 

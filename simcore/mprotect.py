@@ -12,8 +12,8 @@ from .layout import PROT
 from .mm import MM, for_each_vma_range
 from .mmap import calc_vm_prot_bits
 from .pagetable import split_huge_edges
-from .vma import (F_EXCL, F_WRITE, VM_ACCOUNT, VM_EXEC, VM_LOCKED, VM_READ, VM_SHARED, VM_WRITE,
-                  VMA, vma_modify_flags)
+from .vma import (F_EXCL, F_WRITE, VM_ACCOUNT, VM_EXEC, VM_LOCKED, VM_NORESERVE, VM_READ,
+                  VM_SHARED, VM_WRITE, VMA, vma_modify_flags)
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -55,7 +55,7 @@ def do_mprotect_pkey(m: Machine, op: T.Mprotect) -> None:
         old = vma.vm_flags
         new = (old & ~(VM_READ | VM_WRITE | VM_EXEC)) | access
         if new & VM_WRITE:
-            if not old & (VM_ACCOUNT | VM_WRITE | VM_SHARED):
+            if not old & (VM_ACCOUNT | VM_WRITE | VM_SHARED | VM_NORESERVE):
                 new |= VM_ACCOUNT
         elif old & VM_ACCOUNT and vma.is_anonymous() and not m.policy.vma_has_anon(vma):
             new &= ~VM_ACCOUNT

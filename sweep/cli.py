@@ -132,11 +132,17 @@ def validate(
     record: bool = typer.Option(False, help="write kernel counts into expected.json beside the traces"),
     repeats: int = typer.Option(2, min=1, help="kernel runs per trace that must agree"),
     variant: List[str] = typer.Option([], help="policy variant knob key=value (repeatable)"),
+    as_json: bool = typer.Option(False, "--json", help="recordings: print the comparison as JSON"),
 ) -> None:
     """Run traces in the simulator and on the kernel; table side by side; exit 1 on a mismatch.
 
     For a policy other than eager there is no kernel to compare with: each trace runs in
-    checked mode (invariants and rmap completeness after every operation)."""
+    checked mode (invariants and rmap completeness after every operation).  Recordings
+    (`sweep record`, trace format v2) are replayed under eager and compared with the
+    kernel counts recorded with them (allocs, peak, final; tolerance 1 %)."""
+    from simcore import trace2
+    if traces and all(p.is_file() and trace2.is_v2(p) for p in traces):
+        _validate_recordings(traces, as_json)
     from rich.console import Console
     from rich.table import Table
     from simcore.errors import InvariantError
@@ -201,6 +207,31 @@ def validate(
             (folder / EXPECTED_FILE).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     verdict = "match" if eager else "pass the checked mode"
     typer.echo(f"{len(traces) - bad} of {len(traces)} traces {verdict}")
+    raise typer.Exit(1 if bad else 0)
+
+
+def _validate_recordings(paths: list[Path], as_json: bool) -> None:
+    """`sweep validate REC...`: eager replay vs the recorded kernel counts; exit 1 beyond 1 %."""
+    from simcore.replay import validate as validate_recording
+    from simcore.trace import TraceError
+    bad = 0
+    for path in paths:
+        try:
+            table = validate_recording(path)
+        except (TraceError, OSError) as exc:
+            _fail(str(exc))
+        for row in table.values():
+            for what in ("allocs", "peak", "final"):
+                k, s = row[f"kernel_{what}"], row[f"sim_{what}"]
+                bad += abs(s - k) > 0.01 * abs(k)
+        if as_json:
+            typer.echo(json.dumps(table))
+            continue
+        typer.echo(f"{path}: kernel vs simulator (eager)")
+        typer.echo(f"  {'cache':16}{'allocs':>17}{'peak':>17}{'final':>17}")
+        for cache, row in table.items():
+            typer.echo(f"  {cache:16}" + "".join(
+                f"{row[f'kernel_{w}']:>8} {row[f'sim_{w}']:>8}" for w in ("allocs", "peak", "final")))
     raise typer.Exit(1 if bad else 0)
 
 
@@ -396,6 +427,28 @@ def capture_cmd(
         for cache, predicted, real, err in compare(snap):
             typer.echo(f"  {cache:16} replay {predicted:8d}   /proc/slabinfo {real:8d}   "
                        f"error {100 * err:+6.1f} %")
+
+
+@app.command("record", context_settings={"allow_interspersed_args": False})
+def record_cmd(
+    rec: Path = typer.Argument(..., help="recording to write (trace format v2)"),
+    cmd: List[str] = typer.Argument(..., help="-- CMD [ARGS...]: the command to run as root"),
+    buffer_kb: int = typer.Option(32768, min=64, help="trace ring buffer per CPU (KiB)"),
+    compress: bool = typer.Option(True, help="gzip the recording"),
+) -> None:
+    """Run CMD and record its process tree's address-space history + kernel object counts."""
+    from simcore.kernel import KernelError
+    from simcore.kernel.record import record
+    try:
+        argv = list(cmd)[1:] if cmd and cmd[0] == "--" else list(cmd)
+        res = record(rec, argv, buffer_kb=buffer_kb, compress=compress)
+    except KernelError as exc:                 # RecordError, or tracefs unavailable
+        _fail(f"record: {exc}", 1)
+    except KeyboardInterrupt:
+        _fail("record: interrupted; nothing written", 130)
+    typer.echo(res.summary.text())
+    note = "" if res.status == 0 else " (the command failed; recorded anyway)"
+    typer.echo(f"wrote {rec}: command exit status {res.status}{note}")
 
 
 @app.command("calibrate")

@@ -136,8 +136,12 @@ class Tracefs:
     """Context manager: a tracefs instance set up to count the three caches."""
 
     def __init__(self, buffer_kb: int = 16384, instance: str | None = None,
-                 use_instance: bool = True) -> None:
+                 use_instance: bool = True, events: dict[str, str | None] | None = None,
+                 options: dict[str, str] | None = None) -> None:
         self.root = TRACING
+        # event -> filter (None: no filter); default: the kmem events filtered to CACHES
+        self.events = dict.fromkeys(EVENTS, FILTER) if events is None else dict(events)
+        self.options = {**OPTIONS, **(options or {})}
         self.buffer_kb = buffer_kb
         self.instance_name = (instance or f"anonsim-{os.getpid()}") if use_instance else None
         self.dir = TRACING
@@ -174,6 +178,9 @@ class Tracefs:
         if path.name == "buffer_size_kb":
             m = re.search(r"expanded: (\d+)", old)
             return m.group(1) if m else old.split()[0]
+        if path.name == "trace_clock":
+            m = re.search(r"\[(\S+)\]", old)
+            return m.group(1) if m else old.split()[0]
         if path.name == "set_event_pid":
             return " ".join(old.split())
         return old
@@ -184,7 +191,7 @@ class Tracefs:
             raise KernelError("tracefs needs root")
         try:
             self.root = self.dir = self._mount.enter_context(tracing_root())
-            for event in EVENTS:
+            for event in self.events:
                 if not (self.root / "events" / event / "enable").exists():
                     raise KernelError(f"kernel has no trace event {event}")
             if self.instance_name is not None:
@@ -197,14 +204,15 @@ class Tracefs:
                 self._made_instance = True
             self._set("tracing_on", "0")
             self._set("buffer_size_kb", str(self.buffer_kb))
-            for opt, value in OPTIONS.items():
+            for opt, value in self.options.items():
                 if (self.dir / "options" / opt).exists():
                     self._set(f"options/{opt}", value)
                 elif opt == "event-fork":
                     raise KernelError("tracefs has no options/event-fork")
             self._set("set_event_pid", "")
-            for event in EVENTS:
-                self._set(f"events/{event}/filter", FILTER)
+            for event, event_filter in self.events.items():
+                if event_filter is not None:
+                    self._set(f"events/{event}/filter", event_filter)
                 self._set(f"events/{event}/enable", "1")
             self._write("trace", "")
         except BaseException:
@@ -267,12 +275,16 @@ class Tracefs:
         except KernelError:
             pass
 
+    def lost_since_start(self) -> dict[str, int]:
+        """Overruns and dropped events per CPU since :meth:`start` (empty: none)."""
+        after = self._loss()
+        return {k: v - self._before.get(k, 0) for k, v in after.items()
+                if v > self._before.get(k, 0)}
+
     def stop(self) -> Counts:
         """Tracing off; parse the buffer; raise if any event was lost."""
         self._write("tracing_on", "0")
-        after = self._loss()
-        grown = {k: v - self._before.get(k, 0) for k, v in after.items()
-                 if v > self._before.get(k, 0)}
+        grown = self.lost_since_start()
         if grown:
             raise KernelError(f"trace buffer lost events ({grown}); "
                                f"retry with a larger buffer_kb than {self.buffer_kb}")

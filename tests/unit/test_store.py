@@ -16,10 +16,15 @@ import pyarrow.parquet as pq
 from sweep.store import Store
 
 
-def rows(*cells: tuple[str, str, str]) -> pa.Table:
-    """(cell_id, policy, status) rows of one batch."""
-    return pa.table({"cell_id": [c for c, _, _ in cells], "workload": ["random"] * len(cells),
+def rows(*cells: tuple[str, str, str], fp: str = "f1") -> pa.Table:
+    """(cell_id, policy, status) rows of one batch, computed by code fingerprint fp."""
+    return pa.table({"cell_id": [c for c, _, _ in cells], "code_fingerprint": [fp] * len(cells),
+                     "workload": ["random"] * len(cells),
                      "policy": [p for _, p, _ in cells], "status": [s for _, _, s in cells]})
+
+
+def statuses(store: Store, fp: str = "f1") -> dict[str, str]:
+    return {c: row.status for c, row in store.scan(fp).items()}
 
 
 def names(store: Store) -> list[str]:
@@ -70,36 +75,48 @@ def test_scan_prefers_an_ok_row_to_a_failed_one(tmp_path: Path) -> None:
     """
     store = Store(str(tmp_path / "r"))
     store.write(rows(("c1", "eager", "failed"), ("c2", "eager", "ok")), "b0", {})
-    scan = store.scan()
-    assert {c: s for c, (s, _) in scan.items()} == {"c1": "failed", "c2": "ok"}
-    assert scan["c1"][1].endswith("part-b0.parquet")
+    scan = store.scan("f1")
+    assert statuses(store) == {"c1": "failed", "c2": "ok"}
+    assert scan["c1"].file.endswith("part-b0.parquet") and scan["c1"].fingerprint == "f1"
 
     store.write(rows(("c1", "eager", "ok")), "b1", {})
-    scan = store.scan()
-    assert {c: s for c, (s, _) in scan.items()} == {"c1": "ok", "c2": "ok"}
-    assert scan["c1"][1].endswith("part-b1.parquet")
+    assert statuses(store) == {"c1": "ok", "c2": "ok"}
+    assert store.scan("f1")["c1"].file.endswith("part-b1.parquet")
 
     store.write(rows(("c2", "eager", "failed")), "b2", {})
-    assert {c: s for c, (s, _) in store.scan().items()} == {"c1": "ok", "c2": "ok"}
+    assert statuses(store) == {"c1": "ok", "c2": "ok"}
     assert len(store.parquet_files()) == 3
 
 
-def test_drop_failed_rewrites_or_deletes_files(tmp_path: Path) -> None:
+def test_scan_prefers_the_current_fingerprint(tmp_path: Path) -> None:
+    """
+    part-b0   c1 ok (code f0)
+    part-b1   c1 failed (code f1)         (recomputed by new code, failed)
+    """
+    store = Store(str(tmp_path / "r"))
+    store.write(rows(("c1", "eager", "ok"), fp="f0"), "b0", {})
+    store.write(rows(("c1", "eager", "failed"), fp="f1"), "b1", {})
+    assert statuses(store, "f0") == {"c1": "ok"}
+    assert statuses(store, "f1") == {"c1": "failed"}      # a stale ok row does not win
+
+
+def test_supersede_keeps_one_row_per_cell(tmp_path: Path) -> None:
     """
     part-b0   c1 failed  c2 ok     -> c2 ok            (rewritten)
-    part-b1   c3 failed            -> deleted          (no row left)
-    part-b2   c4 failed            -> unchanged        (c4 not being rerun)
+    part-b1   c3 failed (f0)       -> deleted          (no row left)
+    part-b2   c1 ok  c3 ok         -> unchanged        (the rows scan() picks)
+    part-b3   c4 failed            -> unchanged        (its only row)
     """
     store = Store(str(tmp_path / "r"))
     (b0,) = store.write(rows(("c1", "eager", "failed"), ("c2", "eager", "ok")), "b0", {})
-    (b1,) = store.write(rows(("c3", "eager", "failed")), "b1", {})
-    (b2,) = store.write(rows(("c4", "eager", "failed")), "b2", {})
-    assert len(store.parquet_files()) == 3 and len(store.scan()) == 4
+    (b1,) = store.write(rows(("c3", "eager", "failed"), fp="f0"), "b1", {})
+    (b2,) = store.write(rows(("c1", "eager", "ok"), ("c3", "eager", "ok")), "b2", {})
+    (b3,) = store.write(rows(("c4", "eager", "failed")), "b3", {})
+    assert len(store.parquet_files()) == 4 and len(store.scan("f1")) == 4
 
-    store.drop_failed({"c1", "c2", "c3"}, {b0, b1})
-    assert store.parquet_files() == [b0, b2]
+    assert store.supersede("f1") == 2                                    # c1 in b0, c3 in b1
+    assert store.parquet_files() == [b0, b2, b3]
     assert pq.read_table(b0)["cell_id"].to_pylist() == ["c2"]          # the ok row of c2 stays
-    assert {c: s for c, (s, _) in store.scan().items()} == {"c2": "ok", "c4": "failed"}
-
-    store.drop_failed({"c1"}, {b1})                                     # a file already gone
-    assert store.parquet_files() == [b0, b2]
+    assert statuses(store) == {"c1": "ok", "c2": "ok", "c3": "ok", "c4": "failed"}
+    assert store.supersede("f1") == 0                                    # nothing more to drop
+    assert store.parquet_files() == [b0, b2, b3]
