@@ -8,8 +8,7 @@ One compatible extension of version 1: the range of an ``mremap`` *move* may con
 unmapped pages after its first page.  Linux 6.17+ moves such a range with one
 ``MREMAP_MAYMOVE|MREMAP_FIXED`` call (``remap_move()``): every VMA in it moves, and the
 gaps between them keep their size at the destination.  The first page must be mapped (a
-gap there is ``EFAULT``), no other region may have pages inside the range, and the
-destination may not overlap it.  Traces valid under version 1 are unchanged by this.
+gap there is ``EFAULT``).  Traces valid under version 1 are unchanged by this.
 """
 from __future__ import annotations
 
