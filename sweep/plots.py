@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
 
-from .store import CACHES  # noqa: E402
+from simcore.slab import CACHES  # noqa: E402
 
 POLICY_COLOURS = {"eager": "#4c72b0", "lazy": "#dd8452"}
 

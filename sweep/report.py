@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from .store import CACHES
+from simcore.slab import CACHES
 
 # active KB before (mainline) and after (ANON_VMA_LAZY), from the cover letter
 PUBLISHED = {

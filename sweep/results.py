@@ -14,10 +14,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from .store import CACHES, Store
+from simcore.slab import CACHES
 
-ID_COLUMNS = ("cell_id", "sweep", "workload", "arch", "policy", "variant", "seed", "status",
-              "error", "traceback", "wall_s")
+from .store import Store
 
 
 def load(*sources: str) -> pl.LazyFrame:
