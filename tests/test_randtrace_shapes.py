@@ -14,7 +14,7 @@ def shapes(m: Machine, op: T.Op) -> list[str]:
     if not isinstance(op, (T.Mmap, T.MremapMove, T.MremapResize)):
         return []
     regions, mm = m.layout.regions[op.pid], m.procs[op.pid]
-    mapped = lambda a, b: len(mm.range(a, b))          # VMAs overlapping [a, b)
+    mapped = lambda a, b: len(mm.vmas_in_range(a, b))          # VMAs overlapping [a, b)
     if isinstance(op, T.MremapResize):
         r = regions[op.region]
         if op.pages < r.extent:

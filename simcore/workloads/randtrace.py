@@ -83,9 +83,9 @@ def _holes(m: Machine, pid: int) -> list[tuple[str, int]]:
     mm = m.procs[pid]
     out = []
     for name, region in sorted(m.layout.regions[pid].items()):
-        if region.prot[-1] == UNMAPPED or mm.range(region.end, region.end + 1):
+        if region.prot[-1] == UNMAPPED or mm.vmas_in_range(region.end, region.end + 1):
             continue
-        following = mm.range(region.end, region.end + MAX_HOLE)
+        following = mm.vmas_in_range(region.end, region.end + MAX_HOLE)
         if following:
             out.append((name, following[0].vm_start - region.end))
     return out
@@ -121,17 +121,19 @@ def _propose_shape(rng: random.Random, m: Machine, pid: int, nregion: int) -> T.
             grow = pages if rng.random() < 0.7 else rng.randint(1, pages)
             return T.MremapResize(pid, anchor, region.extent + grow)
         # open a hole: shrink or unmap a region that another mapping follows, or place one
-        followed = [name for name in names if mm.range(regions[name].end, regions[name].end + 1)]
+        followed = [name for name in names
+                    if mm.vmas_in_range(regions[name].end, regions[name].end + 1)]
         if not followed:
             return T.Mmap(pid, f"r{nregion}", rng.randint(1, 16), after=rng.choice(names))
-        between = [name for name in followed if mm.range(regions[name].start - 1, regions[name].start)]
+        between = [name for name in followed
+                   if mm.vmas_in_range(regions[name].start - 1, regions[name].start)]
         if between and rng.random() < 0.5:
             return T.Munmap(pid, rng.choice(between))
         name = rng.choice(followed)
         return T.MremapResize(pid, name, rng.randint(1, max(1, regions[name].extent - 1)))
     # a region whose pages span several VMAs (mprotect, madvise or mlock split it)
     split = [(name, vmas) for name in names
-             if len(vmas := mm.range(regions[name].start, regions[name].end)) > 1]
+             if len(vmas := mm.vmas_in_range(regions[name].start, regions[name].end)) > 1]
     if not split:
         name = rng.choice(names)
         region = regions[name]
