@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import trace as T
+from .errors import InvariantError
 from .trace import TraceError
 from .fault import mm_populate
 from .mm import MM, for_each_vma_range
@@ -60,14 +61,11 @@ def vma_merge_extend(m: Machine, vma: VMA, delta: int) -> VMA:
     extension also absorbs the next VMA when it reaches it and R15 allows the merge."""
     merged = vma_merge_new_range(m, vma.mm, vma.vm_end, vma.vm_end + delta,
                                  vma.vm_pgoff + vma.pages, vma.vm_flags, vma.vm_file,
-                                 anon_vma=vma.anon_vma)
-    if merged is not None:
-        return merged
-    # mainline always merges a VMA with its own extension; a policy that refuses it (lazy's
-    # TREE_PARENT rule, which has no source VMA to compare) grows the VMA alone
-    pt_set(vma, [(vma.pages, pt_take(vma, 0, vma.pages)), (delta, None)])
-    vma.vm_end += delta
-    return vma
+                                 anon_vma=vma.anon_vma, extended=vma)
+    if merged is not vma:           # the kernel's -ENOMEM; every policy must allow this merge
+        raise InvariantError("merge", f"vma_merge_extend() did not extend {vma!r} by {delta} "
+                                      "pages (R15: a VMA always merges with its own extension)")
+    return merged
 
 
 def mremap_move(m: Machine, op: T.MremapMove) -> None:
