@@ -99,15 +99,11 @@ class MM:
 
 def for_each_vma_range(mm: MM, start: int, end: int) -> Iterator[tuple[VMA, int, int]]:
     """for_each_vma_range() with the range clamped to each VMA: yields (vma, a, b) for
-    [a, b) = [start, end) & vma, skipping gaps, looking the next VMA up after each step (the
-    caller's step may merge, split or move VMAs, as the kernel loops re-find through the
-    iterator)."""
+    [a, b) = [start, end) & vma, looking the next VMA up after each step (the caller's
+    step may merge or split VMAs, as the kernel loops re-find through the iterator)."""
     addr = start
     while addr < end:
-        vma = mm.find_vma(addr)
-        if vma is None or vma.vm_start >= end:
-            return
-        addr = max(addr, vma.vm_start)
+        vma = mm.vma_lookup(addr)
         seg_end = min(end, vma.vm_end)
         yield vma, addr, seg_end
         addr = seg_end

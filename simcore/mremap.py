@@ -8,7 +8,7 @@ from . import trace as T
 from .errors import InvariantError
 from .trace import TraceError
 from .fault import mm_populate
-from .mm import MM, for_each_vma_range
+from .mm import MM
 from .mmap import do_vmi_munmap
 from .pagetable import pmd_range, split_huge_edges
 from .vma import VM_LOCKED, VMA, pt_set, pt_take, vm_area_dup, vma_merge_new_range
@@ -82,8 +82,11 @@ def remap_move(m: Machine, mm: MM, start: int, count: int, new: int) -> None:
     get_unmapped_area may not honour MAP_FIXED) when the range spans more than it; no
     trace can express either (the layout rejects the first, the second needs uffd or an
     unusual file system)."""
-    for _vma, a, b in for_each_vma_range(mm, start, start + count):
+    end, addr = start + count, start
+    while (vma := mm.find_vma(addr)) is not None and vma.vm_start < end:
+        a, b = max(addr, vma.vm_start), min(end, vma.vm_end)   # for_each_vma_range(), gaps skipped
         move_vma(m, mm, a, b - a, new + (a - start))
+        addr = b
 
 
 def move_vma(m: Machine, mm: MM, old: int, count: int, new: int) -> None:
