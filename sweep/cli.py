@@ -10,6 +10,7 @@ from typing import List, Optional
 import typer
 
 from simcore.slab import CACHES
+from sweep.grid import DEFAULT_MAX_CELLS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="anonsim: simulate anonymous rmap designs and sweep experiments.")
@@ -205,11 +206,9 @@ def validate(
 
 def _ray_init(address: str | None, num_cpus: int | None) -> None:
     """Join a cluster (--address or RAY_ADDRESS) or start a local one on loopback."""
-    import os
     import ray
     if ray.is_initialized():
         return
-    address = address or os.environ.get("RAY_ADDRESS")
     try:
         if address:
             ray.init(address=address, log_to_driver=False)
@@ -231,35 +230,98 @@ def launch(
     num_cpus: Optional[int] = typer.Option(None, min=1, help="CPUs of the local Ray"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the cells and their count only"),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="recompute failed cells"),
+    keep_stale: bool = typer.Option(False, "--keep-stale", help="keep rows computed by other "
+                                    "code (a different code fingerprint) instead of recomputing"),
+    max_cells: int = typer.Option(DEFAULT_MAX_CELLS, "--max-cells", min=1,
+                                  help="refuse a grid with more cells than this"),
 ) -> None:
     """Run a grid of workload x arch x policy (x seeds, x any parameter) on Ray into Parquet.
 
     Extra arguments are Hydra overrides: policy=eager,lazy seed='range(0,10)' arch='glob(arm*)'.
     """
+    try:
+        _launch(ctx, grid_file, out, address, num_cpus, dry_run, retry_failed, keep_stale,
+                max_cells)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130) from None
+
+
+def _launch(ctx: typer.Context, grid_file: Path, out: Optional[str], address: Optional[str],
+            num_cpus: Optional[int], dry_run: bool, retry_failed: bool, keep_stale: bool,
+            max_cells: int) -> None:
+    import os
     from sweep.config import SweepConfigError, load_grid
     overrides = list(ctx.args)
     for item in overrides:
         if item.startswith("-"):
             _fail(f"unknown option {item!r}")
     try:
-        grid = load_grid(grid_file, overrides)
+        grid = load_grid(grid_file, overrides, max_cells=max_cells)
+        if dry_run:
+            for cell in grid.cells:            # streamed: memory does not grow with the grid
+                typer.echo(f"{cell['id']}  " + " ".join(f"{k}={v}" for k, v in cell["point"].items()))
+            typer.echo(f"{len(grid.cells)} cells")
+            return
+        from sweep.store import safe_name
+        out = out or f"results/{safe_name(grid.name)}"
     except SweepConfigError as exc:
         _fail(str(exc))
-    if dry_run:
-        for cell in grid.cells:
-            typer.echo(f"{cell['id']}  " + " ".join(f"{k}={v}" for k, v in cell["point"].items()))
-        typer.echo(f"{len(grid.cells)} cells")
-        return
-    from sweep.store import safe_name
-    out = out or f"results/{safe_name(grid.name)}"
-    _ray_init(address, num_cpus)
-    prog = _run_with_progress(grid, out, retry_failed)
-    typer.echo(f"{prog.total} cells: {prog.done} computed, {prog.cached} cached, "
-               f"{prog.failed} failed -> {out}")
+    from_env = not address and bool(os.environ.get("RAY_ADDRESS"))
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    from sweep.launcher import LaunchSession
+    from sweep.lock import LockedError
+    from sweep.preflight import LaunchError
+    from sweep.runner import plan
+    try:
+        command = ["sweep", "launch", str(grid_file), "--out", out,
+                   *(["--address", address] if address else []),
+                   *(["--num-cpus", str(num_cpus)] if num_cpus else []),
+                   *(["--retry-failed"] if retry_failed else []),
+                   *(["--keep-stale"] if keep_stale else []), *overrides]
+        session = LaunchSession(grid, out, overrides, address, command)
+        session.prepare()                        # checks, lock, orphans, run record: no Ray yet
+    except (LaunchError, LockedError) as exc:
+        _fail(f"{exc}{' (from RAY_ADDRESS)' if from_env and address in str(exc) else ''}")
+    except OSError as exc:                     # e.g. the disk filled between check and record
+        _fail(f"{out}: {exc.strerror or exc}")
+    for line in session.notes:
+        typer.echo(line, err=True)
+    prog = None
+    try:
+        try:
+            todo = plan(grid, out, retry_failed=retry_failed, keep_stale=keep_stale)
+        except SweepConfigError as exc:
+            _fail(str(exc))
+        except OSError as exc:                 # an input file that cannot be read for its hash
+            _fail(f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc))
+        if todo.todo:                          # nothing to compute: no Ray at all
+            import ray
+            owned = not ray.is_initialized()
+            _ray_init(address, num_cpus)
+            session.ray_started(owned)
+        prog = _run_with_progress(grid, out, todo, session)
+        for line in session.failure_table(prog):
+            typer.echo(line)
+        if prog.stale_kept:
+            typer.echo(f"{prog.stale_kept} stale cells (code or metric set changed) kept "
+                       f"(--keep-stale)")
+        elif prog.stale:
+            typer.echo(f"{prog.stale} stale cells (code or metric set changed) recomputed")
+        typer.echo(f"{prog.total} cells: {prog.done} computed, {prog.cached} cached, "
+                   f"{prog.failed} failed -> {out}")
+    except KeyboardInterrupt:
+        session.log("interrupted (SIGINT)")
+    finally:
+        for line in session.close():
+            typer.echo(line, err=True)
+    if prog is None:
+        _fail(f"interrupted; the cells written so far are kept in {out}, a relaunch "
+              f"computes the rest", 130)
     raise typer.Exit(1 if prog.failed else 0)
 
 
-def _run_with_progress(grid, out: str, retry_failed: bool):
+def _run_with_progress(grid, out: str, todo, session=None):
     import time as _time
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
         TimeElapsedColumn, TimeRemainingColumn
@@ -276,7 +338,10 @@ def _run_with_progress(grid, out: str, retry_failed: bool):
             bar.update(task, completed=p.cached + p.done + p.failed,
                        detail=f"done {p.done} cached {p.cached} failed {p.failed} "
                               f"running {p.running} {rate:.1f} cells/s")
-        return run_grid(grid, out, retry_failed=retry_failed, on_progress=show)
+            if session is not None:
+                session.tick()
+        return run_grid(grid, out, todo=todo, on_progress=show,
+                        log=session.log if session is not None else None)
 
 
 @app.command("report")
@@ -287,14 +352,28 @@ def report(
 ) -> None:
     """Mailing-list table (the cover letter's, beside ours), KB table and plots."""
     from sweep.report import cover_letter_table, kb_table, load_rows, write_report
+    from sweep.store import Store
+    store = _open_store(out)
+    statuses = _sound_statuses(store)             # verifies every file; moves damaged ones aside
+    if not statuses:
+        _fail(f"no results under {out}")
+    ok = sum(st == "ok" for st in statuses.values())
+    if not ok:
+        _fail(f"no cell of {out} succeeded ({len(statuses)} failed; `sweep status {out}` "
+              f"counts them, the rows' error column says why): no report")
     try:
         df = load_rows(out)
     except FileNotFoundError as exc:
         _fail(str(exc))
-    text = cover_letter_table(df)
-    typer.echo(text if text else kb_table(df))
     if dest is None:
         dest = Path(out) / "report" if "://" not in out else Path("report")
+    from sweep.preflight import LaunchError, check_output
+    try:
+        check_output(str(dest), what="--dest")
+    except LaunchError as exc:
+        _fail(str(exc))
+    text = cover_letter_table(df)
+    typer.echo(text if text else kb_table(df))
     paths = write_report(df, dest)
     typer.echo(f"wrote {', '.join(str(p) for p in paths)}")
 
@@ -346,19 +425,30 @@ def calibrate_cmd(
 
 @app.command("status")
 def status(out: str = typer.Argument(..., help="a sweep's result directory or URI")) -> None:
-    """Summarise a sweep on disk: rows, status, cells per workload/policy, provenance."""
-    import pyarrow.parquet as pq
-    from sweep.store import Store, read_meta
-    store = Store(out)
-    files = store.parquet_files()
+    """Summarise a sweep on disk: rows, status, cells per workload/policy, provenance, and
+    the code fingerprints of its rows (which one the code here would write)."""
+    from sweep.fingerprint import code_digest, fingerprint
+    from sweep.store import read_meta
+    store = _open_store(out)
+    rows = {}
+    files = []
+    per_fp: dict[str, int] = {}
+    current = set()
+    code = code_digest()
+    for path, t in _sound_tables(store, None):
+        files.append(path)
+        cols = ["cell_id", "workload", "policy", "status"]
+        for cid, w, p, st in zip(*(t[c].to_pylist() for c in cols)):
+            if rows.get(cid, ("", "", ""))[2] != "ok":
+                rows[cid] = (w, p, st)
+        fps = (t["code_fingerprint"].to_pylist() if "code_fingerprint" in t.column_names
+               else [""] * t.num_rows)
+        for fp in fps:
+            per_fp[fp or ""] = per_fp.get(fp or "", 0) + 1
+        config = json.loads(read_meta(store, path).get("sweep.resolved_config", "{}"))
+        current.add(fingerprint(config.get("base", {}).get("sweep", {}), code))
     if not files:
         _fail(f"no results under {out}")
-    rows = {}
-    for path in files:
-        t = pq.read_table(path, columns=["cell_id", "workload", "policy", "status"],
-                          filesystem=store.fs)
-        for cid, w, p, st in zip(*(t[c].to_pylist() for c in t.column_names)):
-            rows[cid] = (w, p, st)
     meta = read_meta(store, files[0])
     by = {}
     for w, p, st in rows.values():
@@ -366,10 +456,42 @@ def status(out: str = typer.Argument(..., help="a sweep's result directory or UR
         ok, failed = by.get(key, (0, 0))
         by[key] = (ok + (st == "ok"), failed + (st != "ok"))
     typer.echo(f"sweep {meta.get('sweep.name', '?')}: {len(rows)} cells in {len(files)} files "
-               f"(git {meta.get('sweep.git_commit', '')[:10]}{'+dirty' if meta.get('sweep.git_dirty') == 'true' else ''}, "
-               f"{meta.get('sweep.sim_version', '')})")
+               f"(git {meta.get('sweep.git_commit', '')[:10]}"
+               f"{'+dirty' if meta.get('sweep.git_dirty') == 'true' else ''})")
     for (w, p), (ok, failed) in sorted(by.items()):
         typer.echo(f"  workload={w:12} policy={p:8} ok={ok:6} failed={failed}")
+    typer.echo("code fingerprints:")
+    for fp, n in sorted(per_fp.items(), key=lambda kv: -kv[1]):
+        mark = "current" if fp in current else "stale: a relaunch recomputes these rows"
+        typer.echo(f"  {fp or '(none)':16} {n:6} rows  {mark}")
+
+
+def _open_store(out: str):
+    """The Store of an existing sweep, its location checked in bounded time (one-line errors)."""
+    from sweep.preflight import LaunchError, check_readable
+    from sweep.store import Store
+    try:
+        check_readable(out)
+    except LaunchError as exc:
+        _fail(str(exc))
+    return Store(out)
+
+
+def _sound_tables(store, columns: list[str] | None):
+    """(path, table) of each readable part file; one warning line per damaged file moved aside."""
+    yield from store.sound_tables(columns)
+    for line in store.quarantine_notes():
+        typer.echo(f"warning: {line}", err=True)
+
+
+def _sound_statuses(store) -> dict[str, str]:
+    """cell_id -> status (ok wins) over every part file, each verified in full."""
+    out: dict[str, str] = {}
+    for _, t in _sound_tables(store, None):
+        for cid, st in zip(t["cell_id"].to_pylist(), t["status"].to_pylist()):
+            if out.get(cid) != "ok":
+                out[cid] = st
+    return out
 
 
 def main() -> None:  # pragma: no cover

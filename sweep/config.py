@@ -17,9 +17,11 @@ cell runs; every problem becomes one ``SweepConfigError`` line naming the file o
 from __future__ import annotations
 
 import copy
+import json
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
 GROUPS = ("workload", "arch", "policy")
 
@@ -129,16 +131,40 @@ class Grid:
     zips: List[List[str]]
     exclude: List[dict]
     options: Dict[str, Dict[str, dict]]            # group -> option -> composed node
-    cells: List[dict] = field(default_factory=list)
+    size: int = 0                                   # cells, counted without expanding them
+    inputs: Any = field(default=None, repr=False)   # grid.InputDigests: each file hashed once
 
     @property
     def name(self) -> str:
         return str(self.base["sweep"]["name"])
 
+    @property
+    def cells(self) -> "Cells":
+        """The cells, streamed ({"point", "id"} each); len() is the counted size."""
+        return Cells(self)
+
     def resolve(self, point: dict) -> dict:
         """The full config of one cell (a fresh dict that may be changed)."""
         from .grid import resolve_point
         return copy.deepcopy(resolve_point(self.base, self.options, point))
+
+
+class Cells:
+    """A grid's cells as a re-iterable stream: each iteration expands the grid afresh, so
+    memory does not grow with the grid (input files are hashed once per launch:
+    runner.plan starts a fresh grid.inputs)."""
+
+    def __init__(self, grid: Grid) -> None:
+        self.grid = grid
+
+    def __len__(self) -> int:
+        return self.grid.size
+
+    def __iter__(self):
+        from .grid import InputDigests, expand
+        if self.grid.inputs is None:
+            self.grid.inputs = InputDigests()
+        return expand(self.grid, self.grid.inputs)
 
 
 def _set_dotted(cfg: dict, key: str, value: Any) -> None:
@@ -189,9 +215,22 @@ def _parse_overrides(overrides: list[str]):
         raise SweepConfigError(f"bad override: {str(exc).splitlines()[0]}") from None
 
 
-def _sweep_values(ov, conf_path: list[Path]) -> list[Any]:
-    from hydra.core.override_parser.types import Glob
+def _sweep_values(ov, conf_path: list[Path], max_cells: int) -> Sequence[Any]:
+    """The values of a sweep override; an integer range() stays a lazy Python range, and no
+    range longer than max_cells is ever enumerated."""
+    from hydra.core.override_parser.types import Glob, RangeSweep
     value = ov.value()
+    if isinstance(value, RangeSweep):
+        if not value.step:
+            raise SweepConfigError(f"sweep {ov.input_line!r}: the step of range() must not be 0")
+        lazy = value.range()
+        if isinstance(lazy, range) and not value.shuffle:
+            if not lazy:
+                raise SweepConfigError(f"sweep {ov.input_line!r} has no values (empty range?)")
+            return lazy
+        n = max(0, math.ceil((value.stop - value.start) / value.step))
+        if n > max_cells:
+            raise SweepConfigError(too_many(n, max_cells, f"{ov.input_line!r} has {{n:,}} values"))
     if isinstance(value, Glob):
         if ov.key_or_group not in GROUPS:
             raise SweepConfigError(f"glob() works on config groups ({', '.join(GROUPS)}), "
@@ -237,8 +276,18 @@ def _reject_code(node: Any, where: str) -> None:
         raise SweepConfigError(f"{where}: interpolation {node!r} is not allowed in sweep configs")
 
 
-def load_grid(path: str | Path, overrides: list[str] = ()) -> Grid:
-    """Compose, validate and expand a grid file with command-line overrides."""
+def too_many(n: int, max_cells: int, what: str = "the grid has {n:,} cells") -> str:
+    return (f"{what.format(n=n)}, more than --max-cells {max_cells:,} "
+            f"(raise --max-cells to run it anyway)")
+
+
+def load_grid(path: str | Path, overrides: list[str] = (),
+              max_cells: int | None = None) -> Grid:
+    """Compose and validate a grid file with command-line overrides, and count its cells
+    (more than max_cells, default DEFAULT_MAX_CELLS: a SweepConfigError).  Cells are
+    expanded only when grid.cells is iterated."""
+    from .grid import DEFAULT_MAX_CELLS, count
+    max_cells = DEFAULT_MAX_CELLS if max_cells is None else max_cells
     path = Path(path)
     if not path.is_file():
         raise SweepConfigError(f"grid file not found: {path}")
@@ -258,18 +307,26 @@ def load_grid(path: str | Path, overrides: list[str] = ()) -> Grid:
             raise SweepConfigError(f"{path}: grid.axes.{key} must be a non-empty list")
         axes[str(key)] = list(values)
     base_overrides = []
+    zips = [list(z) for z in grid_raw.get("zip") or []]
+    exclude = [dict(e) for e in grid_raw.get("exclude") or []]
     for ov in _parse_overrides(overrides):
         key = ov.key_or_group
-        if ov.is_delete() and key in axes:
+        if key == "grid" or key.startswith("grid."):
+            zips, exclude = _grid_override(ov, zips, exclude)
+        elif ov.is_delete() and key in axes:
             del axes[key]                          # ~key: drop an axis of the grid file
         elif ov.is_sweep_override():
-            axes[key] = _sweep_values(ov, conf_path)
+            axes[key] = _sweep_values(ov, conf_path, max_cells)
         elif key in axes:
             axes[key] = [ov.value()]
         else:
             base_overrides.append(ov.input_line)
-    zips = [list(z) for z in grid_raw.get("zip") or []]
-    exclude = [dict(e) for e in grid_raw.get("exclude") or []]
+    _reject_code(axes, "")                     # '${seed}' on an axis: refused like in a file
+    for key in axes:
+        if key == "sweep" or key.startswith("sweep."):
+            raise SweepConfigError(f"{key} has {len(axes[key])} values, but sweep.* settings "
+                                   f"belong to the whole launch and cannot be an axis "
+                                   f"(give one value, e.g. {key}={axes[key][0]})")
     for group in GROUPS:
         for option in axes.get(group, []):
             if option not in _options(conf_path, group):
@@ -278,9 +335,31 @@ def load_grid(path: str | Path, overrides: list[str] = ()) -> Grid:
     base.setdefault("seed", 0)                     # a grid may sweep seed without declaring it
     grid = Grid(str(path), base, axes, zips, exclude, options)
     _validate(grid)
-    from .grid import expand
-    grid.cells = expand(grid)
+    grid.size = count(grid, max_cells)
+    if grid.size > max_cells:
+        raise SweepConfigError(too_many(grid.size, max_cells))
     return grid
+
+
+def _grid_override(ov, zips: list, exclude: list) -> tuple[list, list]:
+    """grid.zip=[[a,b]] / grid.exclude=[{k: v}] replace those lists; ~grid.zip clears it."""
+    key = ov.key_or_group
+    if key not in ("grid.zip", "grid.exclude"):
+        raise SweepConfigError(f"{ov.input_line!r}: only grid.zip and grid.exclude can be "
+                               f"overridden (an axis is set as key=a,b, e.g. seed=0,1,2)")
+    if ov.is_sweep_override():
+        raise SweepConfigError(f"{ov.input_line!r}: {key} takes one list, not a sweep")
+    value = [] if ov.is_delete() else ov.value()
+    if key == "grid.zip":
+        if not isinstance(value, list) or not all(
+                isinstance(z, list) and all(isinstance(k, str) for k in z) for z in value):
+            raise SweepConfigError(f"{ov.input_line!r}: grid.zip takes a list of lists of axis "
+                                   f"names, e.g. 'grid.zip=[[seed,workload.n_ops]]'")
+        return [list(z) for z in value], exclude
+    if not isinstance(value, list) or not all(isinstance(e, dict) for e in value):
+        raise SweepConfigError(f"{ov.input_line!r}: grid.exclude takes a list of mappings, "
+                               f"e.g. 'grid.exclude=[{{policy:lazy,arch:arm64}}]'")
+    return zips, [dict(e) for e in value]
 
 
 def _compose(conf_path: list[Path], name: str, base_overrides: list[str],
@@ -377,6 +456,25 @@ def _validate(grid: Grid) -> None:
         if group in grid.axes:
             combos = [{**c, group: o} for c in combos for o in grid.axes[group]]
     params = {k: v for k, v in grid.axes.items() if k not in GROUPS}
+    for key, values in grid.axes.items():
+        if key == "sweep" or key.startswith("sweep."):
+            raise SweepConfigError(f"{key} cannot be an axis: sweep settings are the same for "
+                                   f"every cell of a launch")
+        if not isinstance(values, range):
+            seen = set()
+            for v in values:
+                mark = json.dumps(v, sort_keys=True, default=str) + type(v).__name__
+                if mark in seen:
+                    raise SweepConfigError(f"axis {key} lists {v!r} twice")
+                seen.add(mark)
+    for group in GROUPS:                        # two files with one content: one cell id
+        composed: dict[str, str] = {}
+        for option in grid.axes.get(group, []):
+            text = json.dumps(grid.options[group][option], sort_keys=True, default=str)
+            if text in composed:
+                raise SweepConfigError(f"{group} options {composed[text]!r} and {option!r} are "
+                                       f"identical (their cells would be the same cells)")
+            composed[text] = option
     for key in [k for z in grid.zips for k in z]:
         if key not in grid.axes:
             raise SweepConfigError(f"grid.zip names {key!r}, which is not an axis")
@@ -402,9 +500,11 @@ def _validate(grid: Grid) -> None:
                 check_cell(trial, key)
 
 
-def _representatives(values: list) -> list:
+def _representatives(values: Sequence) -> list:
     """Values that stand for the whole axis: one of each type, and the extremes of numbers
     (a schema accepts or rejects a value by its type, and bounds by its size)."""
+    if isinstance(values, range):
+        return [values[0], min(values[0], values[-1]), max(values[0], values[-1])]
     out, seen = [], set()
     for v in values:
         if type(v) not in seen:

@@ -1,40 +1,128 @@
-"""Grid expansion: product over axes, zipped axes, excluded combinations, cell ids."""
+"""Grid expansion: cells counted before they are expanded, then streamed; cell ids.
+
+Axes stay lazy (an integer ``range()`` sweep is a Python ``range``), a grid's size is the
+product of its axis lengths (zipped axes counted once) minus its exclusions, computed
+without enumerating a cell, and cells are generated one at a time: driver memory does not
+grow with the grid.
+"""
 from __future__ import annotations
 
 import hashlib
 import itertools
 import json
-from typing import TYPE_CHECKING, Any
+import math
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 if TYPE_CHECKING:
     from .config import Grid
 
-SIM_VERSION = "simcore-2"     # bump when simulator results change for the same config
+DEFAULT_MAX_CELLS = 1_000_000
+# Frozen prefix of every cell id, so ids written before the code fingerprint stay valid
+# (their rows are then recomputed as stale, not orphaned).  Never bump it: a change of the
+# code that produces rows is detected by sweep.fingerprint, per row.
+ID_NAMESPACE = "simcore-2"
+INPUT_KEYS = ("workload.path",)         # config keys naming an input file (hashed by content)
+LEAD = ("workload", "policy")           # outermost axes: a result partition's cells are adjacent
+MAX_EXCLUDE_TERMS = 16                  # inclusion-exclusion over at most 2^16 subsets
 
 
-def expand(grid: Grid) -> list[dict]:
-    """-> cells: {"point": {axis: value}, "id": cell_id}, in a deterministic order."""
+def factors(grid: Grid) -> list[tuple[tuple[str, ...], list[Sequence]]]:
+    """The independent factors of the grid's product, outermost first: a zip is one factor
+    (its axes advance together), every other axis its own; `workload` and `policy` lead."""
     zipped = {k for z in grid.zips for k in z}
-    factors: list[list[dict]] = []
-    for z in grid.zips:
-        factors.append([dict(zip(z, values)) for values in zip(*(grid.axes[k] for k in z))])
-    for key, values in grid.axes.items():
-        if key not in zipped:
-            factors.append([{key: v} for v in values])
-    cells = []
-    seen = set()
-    for combo in itertools.product(*factors):
-        point: dict[str, Any] = {}
-        for part in combo:
-            point.update(part)
-        if any(all(point.get(k) == v for k, v in ex.items()) for ex in grid.exclude):
-            continue
-        ident = cell_id(resolve_point(grid.base, grid.options, point))
-        if ident in seen:
-            continue                        # two points with the same resolved config
-        seen.add(ident)
-        cells.append({"point": point, "id": ident})
-    return cells
+    out = [(tuple(z), [grid.axes[k] for k in z]) for z in grid.zips]
+    out += [((k,), [v]) for k, v in grid.axes.items() if k not in zipped]
+    rank = {k: i for i, k in enumerate(LEAD)}
+    out.sort(key=lambda f: min((rank.get(k, len(LEAD)) for k in f[0]), default=len(LEAD)))
+    return out
+
+
+def _excluded(point: dict, exclude: list[dict]) -> bool:
+    return any(all(point.get(k) == v for k, v in ex.items()) for ex in exclude)
+
+
+def points(grid: Grid) -> Iterator[dict]:
+    """Every axis point not excluded, in a deterministic order, one at a time
+    (no itertools.product: it would turn every axis into a tuple first)."""
+    fs = factors(grid)
+
+    def walk(i: int, point: dict) -> Iterator[dict]:
+        if i == len(fs):
+            if not _excluded(point, grid.exclude):
+                yield dict(point)
+            return
+        keys, columns = fs[i]
+        for j in range(len(columns[0])):
+            for key, column in zip(keys, columns):
+                point[key] = column[j]
+            yield from walk(i + 1, point)
+
+    return walk(0, {})
+
+
+def count(grid: Grid, limit: int = DEFAULT_MAX_CELLS) -> int:
+    """Cells of the grid, without expanding it: the product of the factor lengths minus the
+    excluded points (inclusion-exclusion over the exclusions).  With more than
+    MAX_EXCLUDE_TERMS exclusions the points are counted by streaming them, or, beyond
+    `limit`, the product is returned (an upper bound, enough to refuse the grid)."""
+    fs = factors(grid)
+    total = math.prod(len(columns[0]) for _, columns in fs)
+    if not grid.exclude:
+        return total
+    if len(grid.exclude) > MAX_EXCLUDE_TERMS:
+        return total if total > limit else sum(1 for _ in points(grid))
+    excluded = 0
+    for r in range(1, len(grid.exclude) + 1):
+        for subset in itertools.combinations(grid.exclude, r):
+            merged = _merge(subset)
+            if merged is not None:
+                excluded += (-1) ** (r + 1) * _matching(fs, merged)
+    return total - excluded
+
+
+def _merge(exclusions: tuple[dict, ...]) -> dict | None:
+    """The points matching all of these exclusions, as one assignment (None: no point can)."""
+    merged: dict = {}
+    for ex in exclusions:
+        for key, value in ex.items():
+            if key in merged and merged[key] != value:
+                return None
+            merged[key] = value
+    return merged
+
+
+def _matching(fs: list, assignment: dict) -> int:
+    """Points of the full product that agree with a partial assignment of axis values."""
+    n = 1
+    for keys, columns in fs:
+        fixed = [(column, assignment[k]) for k, column in zip(keys, columns) if k in assignment]
+        if not fixed:
+            n *= len(columns[0])
+        elif len(fixed) == 1:
+            n *= _occurrences(*fixed[0])
+        else:
+            candidates = _indices(*fixed[0])
+            n *= sum(all(col[i] == v for col, v in fixed[1:]) for i in candidates)
+        if n == 0:
+            return 0
+    return n
+
+
+def _occurrences(column: Sequence, value: Any) -> int:
+    return column.count(value)              # O(1) for a range
+
+
+def _indices(column: Sequence, value: Any) -> list[int]:
+    if isinstance(column, range):
+        return [column.index(value)] if value in column else []
+    return [i for i, v in enumerate(column) if v == value]
+
+
+def expand(grid: Grid, input_digest: Callable[[str], str] | None = None) -> Iterator[dict]:
+    """-> cells {"point": {axis: value}, "id": cell_id}, streamed in a deterministic order."""
+    digest = input_digest or InputDigests()
+    for point in points(grid):
+        yield {"point": point, "id": cell_id(resolve_point(grid.base, grid.options, point), digest)}
 
 
 def resolve_point(base: dict, options: dict, point: dict) -> dict:
@@ -57,8 +145,40 @@ def resolve_point(base: dict, options: dict, point: dict) -> dict:
     return cfg
 
 
-def cell_id(cfg: dict) -> str:
-    """Hash of the resolved cell config (sweep bookkeeping excluded) and the simulator version."""
+class InputDigests:
+    """Content hashes of input files, each file read once (per launch: one instance)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, str] = {}
+
+    def __call__(self, path: str) -> str:
+        if path not in self.seen:
+            h = hashlib.sha256()
+            with open(path, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+            self.seen[path] = h.hexdigest()
+        return self.seen[path]
+
+
+def cell_id(cfg: dict, input_digest: Callable[[str], str] | None = None) -> str:
+    """Hash of the resolved cell config (sweep bookkeeping excluded) and of the content of
+    its input files (a trace or snapshot edited in place is a new cell)."""
+    digest = input_digest or InputDigests()
     body = {k: v for k, v in cfg.items() if k != "sweep"}
+    inputs = {}
+    for key in INPUT_KEYS:
+        group, field = key.split(".")
+        path = (cfg.get(group) or {}).get(field)
+        if path:
+            inputs[key] = digest(str(path))
+    if inputs:
+        body["inputs"] = inputs
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha1(f"{SIM_VERSION}|{text}".encode()).hexdigest()[:16]
+    return hashlib.sha1(f"{ID_NAMESPACE}|{text}".encode()).hexdigest()[:16]
+
+
+def axes_json(axes: dict) -> dict:
+    """Axes for a JSON footer: a lazy range as its Hydra spelling."""
+    return {k: f"range({v.start},{v.stop},{v.step})" if isinstance(v, range) else list(v)
+            for k, v in axes.items()}

@@ -26,10 +26,13 @@ def load(*sources: str) -> pl.LazyFrame:
     is null in the others); `workload` and `policy` are typed string columns."""
     if not sources:
         raise ValueError("load() needs at least one sweep directory or URI")
+    import warnings
     datasets = []
     for source in sources:
         store = Store(source)
-        files = store.parquet_files()
+        files = store.sound_files([])              # footers; damaged files are moved aside
+        for line in store.quarantine_notes():
+            warnings.warn(f"{source}: {line}", stacklevel=2)
         if not files:
             raise FileNotFoundError(f"no results under {source}")
         datasets.append(ds.dataset(files, filesystem=store.fs, format="parquet"))
@@ -46,7 +49,8 @@ def _pair_keys(df: pl.DataFrame) -> list[str]:
                                                           "processes", "anon_vma_root"))}
     metric_like |= {c for cache in CACHES for c in df.columns if c.startswith(cache)}
     return [c for c in df.columns if c not in metric_like and c not in
-            ("cell_id", "policy", "variant", "status", "error", "traceback", "wall_s")]
+            ("cell_id", "code_fingerprint", "policy", "variant", "status", "error",
+             "traceback", "wall_s")]
 
 
 def deltas(lf: pl.LazyFrame | pl.DataFrame, base: str = "eager", other: str = "lazy") -> pl.DataFrame:

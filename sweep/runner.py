@@ -6,24 +6,27 @@ written by the actors themselves -> a small summary back to the driver.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import os
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import pyarrow as pa
 
 from simcore.slab import CACHES
 
 from .config import GROUPS, Grid
-from .grid import SIM_VERSION, resolve_point
+from .fingerprint import fingerprint
+from .grid import axes_json, resolve_point
 from .store import FLOAT_METRICS, INT_METRICS, LIST_METRICS, Store, json_meta, result_schema
 
 if TYPE_CHECKING:
     from simcore.fork import ForkRecord
 
+TRACEBACK_CHARS = 20000        # the end of a failed cell's traceback kept in its row
 WALK_KEYS = ("walks", "avcs_visited", "vmas_visited", "vmas_not_mapping", "root_lock_read",
              "lockless_walks")
 
@@ -122,11 +125,13 @@ def fork_cost(forks: list[ForkRecord], arch: dict) -> list[float]:
             for f in forks]
 
 
-def row_head(cfg: dict, cell: dict, params: dict[str, type], sweep: str) -> dict[str, Any]:
-    """The identifying columns of a cell's row."""
+def row_head(cfg: dict, cell: dict, params: dict[str, type], sweep: str,
+             code_fingerprint: str) -> dict[str, Any]:
+    """The identifying columns of a cell's row (and the fingerprint of the code that made it)."""
     variant = cfg["policy"].get("variant") or {}
     row: dict[str, Any] = {
-        "cell_id": cell["id"], "sweep": sweep, "workload": cfg["workload"]["name"],
+        "cell_id": cell["id"], "code_fingerprint": code_fingerprint, "sweep": sweep,
+        "workload": cfg["workload"]["name"],
         "arch": cfg["arch"]["name"], "policy": cfg["policy"]["name"],
         "variant": ",".join(f"{k}={v}" for k, v in sorted(variant.items())),
         "seed": int(cfg.get("seed", 0)), "status": "ok", "error": "", "traceback": "",
@@ -141,21 +146,18 @@ def zero_metrics() -> dict[str, Any]:
 
 
 def run_cell(base: dict, options: dict, cell: dict, params: dict[str, type],
-             sweep: str) -> dict[str, Any]:
+             sweep: str, code_fingerprint: str = "") -> dict[str, Any]:
     """One row: ids, axis values, status, wall time and metrics (zeros when failed)."""
     cfg = resolve_point(base, options, cell["point"])
-    row = row_head(cfg, cell, params, sweep)
+    row = row_head(cfg, cell, params, sweep, code_fingerprint)
     t0 = time.perf_counter()
     try:
         row.update(simulate_cell(cfg, int(cfg["sweep"].get("sample_every", 0))))
     except Exception as exc:  # noqa: BLE001 - a simulator exception becomes a failed row
-        tb = traceback.format_exc()
         row.update(zero_metrics())
         row["status"] = "failed"
         row["error"] = f"{type(exc).__name__}: {exc}"[:500]
-        frame = traceback.extract_tb(exc.__traceback__)[-1]
-        digest = hashlib.sha1(tb.encode()).hexdigest()[:12]
-        row["traceback"] = f"{digest} {os.path.basename(frame.filename)}:{frame.lineno} in {frame.name}"
+        row["traceback"] = traceback.format_exc()[-TRACEBACK_CHARS:]
     row["wall_s"] = time.perf_counter() - t0
     return row
 
@@ -164,14 +166,20 @@ def run_batch(base: dict, options: dict, cells: list[dict], params: dict[str, ty
               sweep: str, store: Store, batch: str, meta: dict[str, str]) -> dict:
     """Run cells and write their rows; -> a small summary for the driver."""
     t0 = time.perf_counter()
-    rows = [run_cell(base, options, c, params, sweep) for c in cells]
+    fp = meta.get("sweep.code_fingerprint", "")
+    rows = [run_cell(base, options, c, params, sweep, fp) for c in cells]
     schema = result_schema(params)
     table = pa.Table.from_pylist(rows, schema=schema)
     import socket
     paths = store.write(table, batch, {**meta, "sweep.host": socket.gethostname()})
-    failed = sum(r["status"] != "ok" for r in rows)
-    return {"batch": batch, "ok": len(rows) - failed, "failed": failed, "files": paths,
-            "wall_s": time.perf_counter() - t0}
+    failures = [(r["cell_id"], last_line(r["error"])) for r in rows if r["status"] != "ok"]
+    return {"batch": batch, "ok": len(rows) - len(failures), "failed": len(failures),
+            "failures": failures, "files": paths, "wall_s": time.perf_counter() - t0}
+
+
+def last_line(text: str) -> str:
+    lines = [ln for ln in str(text).splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else ""
 
 
 # ---- the Ray side ---------------------------------------------------------------
@@ -212,7 +220,7 @@ def param_types(grid: Grid) -> dict[str, type]:
     for key, values in grid.axes.items():
         if key in GROUPS or key == "seed":
             continue
-        kinds = {type(v) for v in values}
+        kinds = {int} if isinstance(values, range) else {type(v) for v in values}
         if kinds <= {int, bool} and len(kinds) > 1 or kinds <= {int, float} and len(kinds) > 1:
             out[key] = float if float in kinds else int
         elif len(kinds) == 1 and kinds <= {int, float, bool, str}:
@@ -231,10 +239,14 @@ class Progress:
     failed: int = 0
     running: int = 0
     retried: int = 0
+    stale: int = 0                  # cells whose row came from other code (recomputed or kept)
+    stale_kept: int = 0             # of which kept on purpose (--keep-stale)
     started: float = field(default_factory=time.perf_counter)
+    failures: list = field(default_factory=list)      # {"id", "point", "error"} per failed cell
+    quarantined: list = field(default_factory=list)   # (file, error) of damaged files moved aside
 
 
-def provenance(grid: Grid) -> dict[str, str]:
+def provenance(grid: Grid, code_fingerprint: str) -> dict[str, str]:
     import platform
     import subprocess
     from importlib.metadata import PackageNotFoundError, version
@@ -253,25 +265,29 @@ def provenance(grid: Grid) -> dict[str, str]:
             packages[name] = version(name)
         except PackageNotFoundError:
             packages[name] = ""
-    config = {"base": grid.base, "axes": grid.axes, "zip": grid.zips, "exclude": grid.exclude}
+    config = {"base": grid.base, "axes": axes_json(grid.axes), "zip": grid.zips,
+              "exclude": grid.exclude}
+    from .fingerprint import code_digest, metric_set
     return json_meta(resolved_config=config, git_commit=commit, git_dirty=dirty,
                      packages=packages, driver_host=platform.node(), ray_version=ray.__version__,
-                     sim_version=SIM_VERSION, name=grid.name)
+                     code_fingerprint=code_fingerprint, code_digest=code_digest(),
+                     metric_set=metric_set(grid.base["sweep"]), name=grid.name)
 
 
 class Batcher:
-    """Cuts the remaining cells into batches that each run about `target_s` seconds.
+    """Cuts the remaining cells (a stream of `total` cells) into batches that each run about
+    `target_s` seconds.
 
     Cell cost is learned from finished batches (the first round sends single cells), so
     fast cells travel in large batches and slow ones in small batches that balance well."""
 
-    def __init__(self, cells: list[dict], workers: int, fixed: int = 0,
+    def __init__(self, cells: Iterable[dict], total: int, workers: int, fixed: int = 0,
                  target_s: float = 0.5) -> None:
-        self.cells, self.pos, self.workers, self.fixed = cells, 0, workers, fixed
+        self.cells, self.left, self.workers, self.fixed = iter(cells), total, workers, fixed
         self.target_s, self.cell_s = target_s, None
 
     def remaining(self) -> int:
-        return len(self.cells) - self.pos
+        return self.left
 
     def learn(self, n: int, wall_s: float) -> None:
         per = wall_s / max(n, 1)
@@ -287,38 +303,81 @@ class Batcher:
         return max(1, min(1000, by_time, by_balance))
 
     def take(self) -> list[dict]:
-        batch = self.cells[self.pos:self.pos + self.size()]
-        self.pos += len(batch)
+        batch = list(itertools.islice(self.cells, self.size()))
+        self.left = self.left - len(batch) if batch else 0
         return batch
 
 
-def launch(grid: Grid, out: str, *, retry_failed: bool = False, workers: int | None = None,
-           on_progress: Callable[[Progress], None] | None = None) -> Progress:
-    """Run every cell of grid that out does not hold yet.  Ray must be initialised."""
-    import ray
-    from ray.exceptions import RayActorError, WorkerCrashedError, ObjectLostError
+@dataclass
+class Plan:
+    """What a launch has to do, decided from the grid and the store alone (no Ray): the
+    cells with no row, with a failed row (under retry_failed), or with a row whose code
+    fingerprint is not the current one (stale, unless keep_stale)."""
+    grid: Grid
+    store: Store
+    fingerprint: str
+    existing: dict = field(repr=False)
+    retry_failed: bool = False
+    keep_stale: bool = False
+    todo: int = 0
+    stale: int = 0                  # stale cells to recompute (or kept, under keep_stale)
 
+    def needs(self, cell: dict) -> bool:
+        have = self.existing.get(cell["id"])
+        if have is None:
+            return True
+        if have.fingerprint != self.fingerprint:
+            return not self.keep_stale
+        return self.retry_failed and have.status != "ok"
+
+    def cells(self) -> Iterator[dict]:
+        """The cells to compute, streamed in grid order (workload and policy outermost)."""
+        return (c for c in self.grid.cells if self.needs(c))
+
+
+def plan(grid: Grid, out: str, *, retry_failed: bool = False,
+         keep_stale: bool = False) -> Plan:
+    """Scan the store and stream the grid once: which cells must run, how many are stale."""
+    from .grid import InputDigests
+    grid.inputs = InputDigests()               # input files hashed afresh, once per launch
     store = Store(out)
     store.clean_temporaries()
-    existing = store.scan()
-    todo, superseded, files = [], set(), set()
+    fp = fingerprint(grid.base["sweep"])
+    existing = store.scan(fp)
+    p = Plan(grid, store, fp, existing, retry_failed, keep_stale)
     for cell in grid.cells:
         have = existing.get(cell["id"])
-        if have is None or (retry_failed and have[0] != "ok"):
-            todo.append(cell)
-            if have is not None:
-                superseded.add(cell["id"])
-                files.add(have[1])
-    prog = Progress(total=len(grid.cells), cached=len(grid.cells) - len(todo))
+        p.stale += have is not None and have.fingerprint != fp
+        p.todo += p.needs(cell)
+    return p
+
+
+def launch(grid: Grid, out: str, *, retry_failed: bool = False, keep_stale: bool = False,
+           workers: int | None = None, on_progress: Callable[[Progress], None] | None = None,
+           todo: Plan | None = None, log: Callable[[str], None] | None = None) -> Progress:
+    """Run every cell of grid that out does not hold yet (or holds from other code: stale).
+    Ray must be initialised unless the plan has nothing to do.  log (if given) receives one
+    line per event: batches done, lost and retried, failures."""
+    log = log or (lambda line: None)
+    todo = todo or plan(grid, out, retry_failed=retry_failed, keep_stale=keep_stale)
+    store = todo.store
+    prog = Progress(total=len(grid.cells), cached=len(grid.cells) - todo.todo, stale=todo.stale,
+                    stale_kept=todo.stale if todo.keep_stale else 0,
+                    quarantined=list(store.quarantined))
+    for line in store.quarantine_notes():
+        log(line)
+    log(f"{todo.todo} cells to compute, {prog.cached} cached, {todo.stale} stale")
     if on_progress:
         on_progress(prog)
-    if not todo:
+    if not todo.todo:
+        store.supersede(todo.fingerprint)
         return prog
-    todo.sort(key=lambda c: (str(c["point"].get("workload", "")), str(c["point"].get("policy", ""))))
+    import ray
+    from ray.exceptions import RayActorError, WorkerCrashedError, ObjectLostError
     params = param_types(grid)
     n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-    batcher = Batcher(todo, n, int(grid.base["sweep"].get("batch_size", 0)))
-    meta = provenance(grid)
+    batcher = Batcher(todo.cells(), todo.todo, n, int(grid.base["sweep"].get("batch_size", 0)))
+    meta = provenance(grid, todo.fingerprint)
     worker = _worker_class()
     # one shared copy, referenced for the whole run so that restarted actors find it
     setup = ray.put((grid.base, grid.options, params, grid.name, out, meta))
@@ -331,6 +390,8 @@ def launch(grid: Grid, out: str, *, retry_failed: bool = False, workers: int | N
         while retry or batcher.remaining() or inflight:
             while idle and (retry or batcher.remaining()):
                 cells, tries = retry.pop(0) if retry else (batcher.take(), 0)
+                if not cells:
+                    break
                 a = idle.pop(0)
                 name = hashlib.sha1("".join(c["id"] for c in cells).encode()).hexdigest()[:16]
                 inflight[actors[a].run.remote(cells, name)] = (cells, tries, a, time.perf_counter())
@@ -345,34 +406,53 @@ def launch(grid: Grid, out: str, *, retry_failed: bool = False, workers: int | N
                 except (RayActorError, WorkerCrashedError, ObjectLostError) as exc:
                     prog.retried += 1
                     if tries + 1 > max_retries:
-                        _write_lost(store, grid, cells, params, meta, exc)
+                        error, _ = _write_lost(store, grid, cells, params, meta, exc)
                         prog.failed += len(cells)
+                        _note_failures(prog, cells, [(c["id"], error) for c in cells], log)
+                        log(f"batch of {len(cells)} cells lost {tries + 1} times "
+                            f"({type(exc).__name__}): written as failed")
                     else:
                         retry.append((cells, tries + 1))
+                        log(f"batch of {len(cells)} cells lost ({type(exc).__name__}): "
+                            f"retry {tries + 1} of {max_retries}")
                     continue
                 batcher.learn(len(cells), result["wall_s"])
                 prog.done += result["ok"]
                 prog.failed += result["failed"]
+                log(f"batch {result['batch']}: {len(cells)} cells, {result['ok']} ok, "
+                    f"{result['failed']} failed, {result['wall_s']:.2f} s")
+                _note_failures(prog, cells, result.get("failures", []), log)
             if on_progress:
                 on_progress(prog)
     finally:
         for actor in actors:
             ray.kill(actor)
-    if superseded:
-        now = store.scan()
-        store.drop_failed({c for c in superseded if now.get(c, ("",))[0] == "ok"}, files)
+    store.supersede(todo.fingerprint)      # one row per cell: reruns replace stale/failed rows
+    log(f"end: {prog.done} computed, {prog.cached} cached, {prog.failed} failed, "
+        f"{prog.retried} batches retried")
     return prog
 
 
+def _note_failures(prog: Progress, cells: list[dict], failures: list, log) -> None:
+    points = {c["id"]: c["point"] for c in cells}
+    for cid, error in failures:
+        prog.failures.append({"id": cid, "point": points.get(cid, {}), "error": error})
+        log(f"failed {cid} {' '.join(f'{k}={v}' for k, v in points.get(cid, {}).items())}: "
+            f"{error}")
+
+
 def _write_lost(store: Store, grid: Grid, cells: list[dict], params: dict, meta: dict,
-                exc: Exception) -> None:
-    """A batch whose worker kept dying: failed rows, written by the driver."""
+                exc: Exception) -> tuple[str, list[str]]:
+    """A batch whose worker kept dying: failed rows, written by the driver.
+    -> the error and the files written."""
+    error = f"worker died: {type(exc).__name__}"
+    detail = "".join(traceback.format_exception(exc))[-TRACEBACK_CHARS:]
     rows = []
     for cell in cells:
         row = row_head(resolve_point(grid.base, grid.options, cell["point"]), cell, params,
-                       grid.name)
-        row.update(zero_metrics(), status="failed", error=f"worker died: {type(exc).__name__}")
+                       grid.name, meta.get("sweep.code_fingerprint", ""))
+        row.update(zero_metrics(), status="failed", error=error, traceback=detail)
         rows.append(row)
     table = pa.Table.from_pylist(rows, schema=result_schema(params))
     name = hashlib.sha1("".join(c["id"] for c in cells).encode()).hexdigest()[:16]
-    store.write(table, name, meta)
+    return error, store.write(table, name, meta)

@@ -10,6 +10,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
+from typing import Iterator, NamedTuple
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -28,6 +29,15 @@ FLOAT_METRICS = (*(f"{c}_kb" for c in CACHES), *(f"{c}_slab_kb" for c in CACHES)
 LIST_METRICS = {"fork_ns": pa.list_(pa.float64()),
                 **{f"{c}_series": pa.list_(pa.int64()) for c in CACHES}}
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+QUARANTINE = "_quarantine"          # damaged part files are moved here (not matched by *.parquet)
+READ_ERRORS = (pa.ArrowException, OSError)
+
+
+class CellRow(NamedTuple):
+    """What the store holds for one cell."""
+    status: str
+    file: str
+    fingerprint: str            # code_fingerprint of the row ('' before fingerprints)
 
 
 def safe_name(value: object) -> str:
@@ -39,7 +49,8 @@ def safe_name(value: object) -> str:
 def result_schema(params: dict[str, type]) -> pa.Schema:
     """The one fixed schema of a sweep: ids, axes, status, then metrics."""
     arrow = {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}
-    cols = [("cell_id", pa.string()), ("sweep", pa.string()), ("workload", pa.string()),
+    cols = [("cell_id", pa.string()), ("code_fingerprint", pa.string()),
+            ("sweep", pa.string()), ("workload", pa.string()),
             ("arch", pa.string()), ("policy", pa.string()), ("variant", pa.string()),
             ("seed", pa.int64())]
     cols += [(name, arrow[typ]) for name, typ in params.items()]
@@ -62,10 +73,13 @@ class Store:
             import os
             self.fs, self.root = pafs.LocalFileSystem(), os.path.abspath(self.uri)
         self.root = self.root.rstrip("/")
+        self.is_local = isinstance(self.fs, pafs.LocalFileSystem)
+        self.quarantined: list[tuple[str, str]] = []
+        self.skipped: list[tuple[str, str]] = []
 
     def _files(self) -> list[pafs.FileInfo]:
         info = self.fs.get_file_info(self.root)
-        if info.type == pafs.FileType.NotFound:
+        if info.type != pafs.FileType.Directory:
             return []
         sel = pafs.FileSelector(self.root, recursive=True)
         return [f for f in self.fs.get_file_info(sel)
@@ -74,6 +88,56 @@ class Store:
     def parquet_files(self) -> list[str]:
         return sorted(f.path for f in self._files() if not f.base_name.startswith(".tmp-"))
 
+    def read(self, path: str, columns: list[str] | None = None) -> pa.Table:
+        """One part file, its page checksums verified (a bit flip is an error, not a value)."""
+        return pq.read_table(path, columns=columns, filesystem=self.fs,
+                             page_checksum_verification=True)
+
+    def sound_tables(self, columns: list[str] | None = None):
+        """-> (path, table) of every part file whose footer and `columns` (None: all) read
+        cleanly.  A damaged file (garbage, empty, truncated, bit-flipped) is moved to
+        <root>/_quarantine/ and recorded in self.quarantined as (relative path, error); its
+        cells then count as missing, so a relaunch recomputes them."""
+        for path in self.parquet_files():
+            try:
+                table = self.read(path, columns)
+            except READ_ERRORS as exc:
+                self._damaged(path, exc)
+                continue
+            yield path, table
+
+    def _damaged(self, path: str, exc: Exception) -> None:
+        """A part file that does not read: ours goes to quarantine, a foreign one is skipped."""
+        if self.ours(path):
+            self.quarantine(path, exc)
+        else:                             # not a file we wrote: left where it is, skipped
+            self.skipped.append((path[len(self.root) + 1:], _reason(exc)))
+
+    def ours(self, path: str) -> bool:
+        """Is path a part file of this store's layout (<p>=<v>/.../part-<batch>.parquet)?"""
+        parts = path[len(self.root) + 1:].split("/")
+        return (len(parts) == len(PARTITIONS) + 1 and parts[-1].startswith("part-")
+                and all(d.startswith(f"{p}=") for d, p in zip(parts, PARTITIONS)))
+
+    def quarantine_notes(self) -> list[str]:
+        """One line per damaged file moved aside so far."""
+        return [f"moved damaged result file {rel} to {QUARANTINE}/ ({reason}); "
+                f"a relaunch recomputes its cells" for rel, reason in self.quarantined] + \
+               [f"skipped unreadable file {rel}, which is not a result file of a sweep "
+                f"({reason})" for rel, reason in self.skipped]
+
+    def sound_files(self, columns: list[str] | None = None) -> list[str]:
+        return [path for path, _ in self.sound_tables(columns)]
+
+    def quarantine(self, path: str, exc: Exception) -> str:
+        """Move a damaged part file aside, under a name no result glob matches."""
+        rel = path[len(self.root) + 1:]
+        dest = f"{self.root}/{QUARANTINE}/{rel.replace('/', '__')}.damaged"
+        self.fs.create_dir(f"{self.root}/{QUARANTINE}", recursive=True)
+        self.fs.move(path, dest)
+        self.quarantined.append((rel, _reason(exc)))
+        return dest
+
     def clean_temporaries(self) -> int:
         """Remove half-written files of an interrupted run."""
         tmp = [f.path for f in self._files() if f.base_name.startswith(".tmp-")]
@@ -81,15 +145,63 @@ class Store:
             self.fs.delete_file(path)
         return len(tmp)
 
-    def scan(self) -> dict[str, tuple[str, str]]:
-        """cell_id -> (status, file) of every row written so far."""
-        out: dict[str, tuple[str, str]] = {}
-        for path in self.parquet_files():
-            table = pq.read_table(path, columns=["cell_id", "status"], filesystem=self.fs)
-            for cid, status in zip(table["cell_id"].to_pylist(), table["status"].to_pylist()):
-                if out.get(cid, ("",))[0] != "ok":
-                    out[cid] = (status, path)
-        return out
+    def rows(self) -> Iterator[tuple[str, str, str, str, float]]:
+        """(cell_id, status, fingerprint, file, file mtime) of every row written so far;
+        rows written before fingerprints existed have fingerprint ''.  Damaged files are
+        moved aside (see sound_tables) and their cells count as missing."""
+        for info in sorted((f for f in self._files() if not f.base_name.startswith(".tmp-")),
+                           key=lambda f: f.path):
+            try:
+                names = pq.read_schema(info.path, filesystem=self.fs).names
+                cols = [c for c in ("cell_id", "status", "code_fingerprint") if c in names]
+                table = self.read(info.path, cols)
+            except READ_ERRORS as exc:
+                self._damaged(info.path, exc)
+                continue
+            fps = (table["code_fingerprint"].to_pylist() if "code_fingerprint" in names
+                   else [""] * table.num_rows)
+            mtime = info.mtime.timestamp() if info.mtime else 0.0
+            for cid, status, fp in zip(table["cell_id"].to_pylist(), table["status"].to_pylist(),
+                                       fps):
+                yield cid, status, fp or "", info.path, mtime
+
+    def scan(self, fingerprint: str = "") -> dict[str, CellRow]:
+        """cell_id -> the row that stands for the cell: of several rows (an interrupted
+        rerun), the one computed by `fingerprint`, then ok over failed, then the newest."""
+        best: dict[str, tuple] = {}
+        for cid, status, fp, path, mtime in self.rows():
+            rank = (fp == fingerprint, status == "ok", mtime, path)
+            if cid not in best or rank > best[cid][0]:
+                best[cid] = (rank, CellRow(status, path, fp))
+        return {cid: row for cid, (_, row) in best.items()}
+
+    def supersede(self, fingerprint: str) -> int:
+        """Keep one row per cell, the one scan() picks; rewrite the files that hold the
+        others without them (a stale or failed row replaced by a rerun). -> rows dropped."""
+        import pyarrow.compute as pc
+        keep = self.scan(fingerprint)
+        losers: dict[str, set[str]] = {}
+        for cid, _, _, path, _ in self.rows():
+            if keep[cid].file != path:
+                losers.setdefault(path, set()).add(cid)
+        dropped = 0
+        for path, ids in sorted(losers.items()):
+            try:
+                table = self.read(path)
+            except READ_ERRORS as exc:
+                self._damaged(path, exc)
+                continue
+            kept = table.filter(pc.invert(pc.is_in(table["cell_id"],
+                                                   pa.array(sorted(ids), pa.string()))))
+            dropped += table.num_rows - kept.num_rows
+            if kept.num_rows == 0:
+                self.fs.delete_file(path)
+                continue
+            tmp = path.rsplit("/", 1)[0] + f"/.tmp-rewrite-{uuid.uuid4().hex}.parquet"
+            pq.write_table(kept, tmp, filesystem=self.fs, compression="zstd",
+                           write_page_checksum=True)
+            self.fs.move(tmp, path)
+        return dropped
 
     def write(self, table: pa.Table, batch: str, meta: dict[str, str]) -> list[str]:
         """Write a batch's rows, one file per partition, atomically. -> final paths."""
@@ -105,30 +217,17 @@ class Store:
             self.fs.create_dir(folder, recursive=True)
             final = f"{folder}/part-{safe_name(batch)}.parquet"
             tmp = f"{folder}/.tmp-{safe_name(batch)}-{uuid.uuid4().hex}.parquet"
-            pq.write_table(table.take(rows), tmp, filesystem=self.fs, compression="zstd")
+            pq.write_table(table.take(rows), tmp, filesystem=self.fs, compression="zstd",
+                           write_page_checksum=True)
             self.fs.move(tmp, final)
             paths.append(final)
         return paths
 
-    def drop_failed(self, cell_ids: set[str], files: set[str]) -> None:
-        """Rewrite files without the failed rows of cell_ids (superseded by a rerun)."""
-        import pyarrow.compute as pc
-        for path in sorted(files):
-            if not self.fs.get_file_info(path).is_file:
-                continue
-            table = pq.read_table(path, filesystem=self.fs)
-            stale = pc.and_(pc.is_in(table["cell_id"], pa.array(sorted(cell_ids))),
-                            pc.not_equal(table["status"], "ok"))
-            keep = pc.invert(stale)
-            kept = table.filter(keep)
-            if kept.num_rows == table.num_rows:
-                continue
-            if kept.num_rows == 0:
-                self.fs.delete_file(path)
-                continue
-            tmp = path.rsplit("/", 1)[0] + f"/.tmp-rewrite-{uuid.uuid4().hex}.parquet"
-            pq.write_table(kept, tmp, filesystem=self.fs, compression="zstd")
-            self.fs.move(tmp, path)
+
+def _reason(exc: Exception) -> str:
+    """An Arrow/OS error as one short line."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"[:200]
 
 
 def read_meta(store: Store, path: str) -> dict[str, str]:

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+import pyarrow.fs as pafs
 
 from simcore.kernel import unavailable_reason
 
@@ -44,3 +45,22 @@ def ray_local():
         init_local_ray(2)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture
+def s3_uri():
+    """A local S3-compatible server (moto, real HTTP) and an empty prefix of a bucket (moto
+    keeps its buckets in memory for the whole process: each test gets its own prefix)."""
+    import uuid
+    from moto.server import ThreadedMotoServer
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    fs = pafs.S3FileSystem(access_key="testing", secret_key="testing", scheme="http",
+                           endpoint_override=f"{host}:{port}", region="us-east-1",
+                           allow_bucket_creation=True)
+    fs.create_dir("results")
+    yield (f"s3://testing:testing@results/sweep-{uuid.uuid4().hex[:8]}"
+           f"?endpoint_override={host}:{port}"
+           f"&scheme=http&region=us-east-1")
+    server.stop()

@@ -20,22 +20,6 @@ from sweep.runner import launch
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def s3_uri():
-    """A local S3-compatible server (moto, real HTTP) with an empty bucket."""
-    from moto.server import ThreadedMotoServer
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    fs = pafs.S3FileSystem(access_key="testing", secret_key="testing", scheme="http",
-                           endpoint_override=f"{host}:{port}", region="us-east-1",
-                           allow_bucket_creation=True)
-    fs.create_dir("results")
-    yield (f"s3://testing:testing@results/sweep?endpoint_override={host}:{port}"
-           f"&scheme=http&region=us-east-1")
-    server.stop()
-
-
 def test_results_to_s3(ray_local, s3_uri):
     grid = load_grid("conf/demo.yaml", ["seed=0,1", "workload.n_ops=20"])
     prog = launch(grid, s3_uri)

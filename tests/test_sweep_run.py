@@ -34,18 +34,23 @@ def test_launch_writes_one_row_per_cell_and_resumes(ray_local, tmp_path):
     assert again.done == 0 and again.cached == 8
     meta = read_meta(Store(out), Store(out).parquet_files()[0])
     for key in ("sweep.resolved_config", "sweep.git_commit", "sweep.packages", "sweep.host",
-                "sweep.ray_version", "sweep.sim_version"):
+                "sweep.ray_version", "sweep.code_fingerprint"):
         assert key in meta
     lf = pl.scan_parquet(f"{out}/**/*.parquet", hive_partitioning=True)
     assert lf.select(pl.len()).collect().item() == 8
 
 
+def trace_grid(path: Path):
+    """One cell: the trace at path, eager, x86_64."""
+    return load_grid(CONF / "demo.yaml", ["workload=trace", f"workload.path={path}",
+                                          "policy=eager", "arch=x86_64", "seed=0",
+                                          "~workload.n_ops"])
+
+
 def test_simulator_exception_is_a_failed_row_then_retry_failed(ray_local, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"op": "touch", "pid": 0, "region": "nope"}\n')
-    grid = load_grid(CONF / "demo.yaml", ["workload=trace", f"workload.path={bad}",
-                                          "policy=eager", "arch=x86_64", "seed=0",
-                                          "~workload.n_ops"])
+    grid = trace_grid(bad)
     out = str(tmp_path / "r")
     prog = launch(grid, out)
     assert prog.failed == 1
@@ -53,10 +58,25 @@ def test_simulator_exception_is_a_failed_row_then_retry_failed(ray_local, tmp_pa
     assert df["status"].to_list() == ["failed"]
     assert "TraceError" in df["error"][0] and df["traceback"][0]
     assert launch(grid, out).done == 0                     # failures are not retried by default
-    bad.write_text('{"op": "mmap", "pid": 0, "region": "a", "pages": 2}\n')
-    prog = launch(grid, out, retry_failed=True)
+    prog = launch(grid, out, retry_failed=True)            # rerun: fails again, replaces the row
     df = rows(out)
-    assert prog.done == 1 and df.height == 1 and df["status"].to_list() == ["ok"]
+    assert prog.done == 0 and prog.failed == 1 and df.height == 1
+    assert df["status"].to_list() == ["failed"]
+
+
+def test_an_edited_input_file_is_a_new_cell(ray_local, tmp_path):
+    trace = tmp_path / "t.jsonl"
+    trace.write_text('{"op": "mmap", "pid": 0, "region": "a", "pages": 2}\n')
+    grid = trace_grid(trace)
+    out = str(tmp_path / "r")
+    assert launch(grid, out).done == 1
+    assert launch(grid, out).done == 0                     # same content: cached
+    trace.write_text('{"op": "mmap", "pid": 0, "region": "a", "pages": 2}\n'
+                     '{"op": "touch", "pid": 0, "region": "a"}\n')
+    again = launch(grid, out)
+    assert again.done == 1 and again.cached == 0           # same path, new content: computed
+    df = rows(out)
+    assert df.height == 2 and sorted(df["folios"].to_list()) == [0, 2]   # touch faults both pages
 
 
 def test_results_do_not_depend_on_the_number_of_workers(ray_local, tmp_path):
