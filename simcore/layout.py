@@ -205,8 +205,21 @@ class Layout:
             if (region.prot == UNMAPPED).any():
                 raise TraceError(op.line, f"mremap resize needs all of region {op.region!r} mapped")
             return Span(region.start, region.extent)
-        first, count = self._range(op, region, mapped=True)
+        first, count = self._move_range(op, region)
         return Span(region.start + first, count)
+
+    def _move_range(self, op: MremapMove, region: Region) -> tuple[int, int]:
+        """The range a move names.  Since Linux 6.17 one MREMAP_FIXED move may span several
+        VMAs and the gaps between them (remap_move(): each VMA moves, the gaps keep their
+        size at the destination), so unmapped pages are allowed after the first page; a gap
+        at the start is EFAULT.  No other region can hold pages there: a region is only ever
+        placed at a fresh slot or right after another one's end, so pages inside a region's
+        extent that are not its own all lie before its first mapped page."""
+        first, count = self._range(op, region, mapped=False)
+        if region.prot[first] == UNMAPPED:
+            raise TraceError(op.line, f"mremap: page {first} of region {op.region!r}, where the "
+                                      "moved range starts, is not mapped (EFAULT)")
+        return first, count
 
     def munmap(self, op: Munmap) -> Span:
         regions = self._proc(op)
@@ -239,7 +252,7 @@ class Layout:
         """-> (source span, destination page)."""
         regions = self._proc(op)
         region = self._region(op, op.region)
-        first, count = self._range(op, region, mapped=True)
+        first, count = self._move_range(op, region)
         self._new_name(op, regions, op.to)
         dest = self._place(op, regions, op.after, count)
         moved = region.prot[first:first + count].copy()

@@ -1,11 +1,13 @@
-"""mremap() (mm/mremap.c): resize in place, and move_vma() with copy_vma() (mm/vma.c)."""
+"""mremap() (mm/mremap.c): shrink and expand in place, and moves (remap_move(), move_vma(),
+copy_vma() of mm/vma.c)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from . import trace as T
+from .errors import InvariantError
 from .trace import TraceError
-from .fault import populate_vma_page_range
+from .fault import mm_populate
 from .mm import MM
 from .mmap import do_vmi_munmap
 from .pagetable import pmd_range, split_huge_edges
@@ -15,42 +17,76 @@ if TYPE_CHECKING:
     from .machine import Machine
 
 
-def check_prep_vma(m: Machine, op: T.MremapResize | T.MremapMove, start: int, count: int) -> VMA:
-    """check_prep_vma(): vma_lookup() of the old range, which must lie in one VMA (EFAULT)."""
-    vma = m.procs[op.pid].vma_lookup(start)
-    if vma is None or vma.vm_end < start + count:
-        raise TraceError(op.line, "mremap: the range spans more than one VMA (EFAULT)")
-    return vma
-
-
 def mremap_resize(m: Machine, op: T.MremapResize) -> None:
-    """mremap() without MREMAP_MAYMOVE: shrink (do_vmi_munmap() of the tail) or expand in place
-    (vma_merge_extend(), which here never merges)."""
+    """mremap() without MREMAP_MAYMOVE of a whole region (mremap_at())."""
     peek = m.layout.peek(op)
-    vma = check_prep_vma(m, op, peek.start, peek.count)
-    if op.pages > peek.count and vma.vm_end != peek.start + peek.count:
+    mm = m.procs[op.pid]
+    end = peek.start + peek.count
+    if op.pages < peek.count:
+        m.layout.mremap_resize(op)
+        shrink_vma(m, mm, peek.start + op.pages, end)
+    elif op.pages > peek.count:
+        expand_vma(m, op, mm, end, op.pages - peek.count)
+    else:
+        m.layout.mremap_resize(op)                      # MREMAP_NO_RESIZE
+
+
+def shrink_vma(m: Machine, mm: MM, start: int, end: int) -> None:
+    """shrink_vma(): do_vmi_munmap() of the tail, whatever VMAs it spans (check_prep_vma()
+    lets a shrink cross VMA boundaries)."""
+    do_vmi_munmap(m, mm, start, end)
+
+
+def expand_vma(m: Machine, op: T.MremapResize, mm: MM, end: int, delta: int) -> None:
+    """expand_vma() -> expand_vma_in_place().  A trace grows the VMA that holds its region's
+    last page (the kernel executor calls mremap() on that page alone: check_prep_vma()
+    refuses an old range that crosses the end of its VMA)."""
+    vma = mm.vma_lookup(end - 1)
+    if vma is None:
+        raise TraceError(op.line, "mremap: no VMA at the region's last page (EFAULT)")
+    if vma.vm_end != end:                               # vrm_can_expand_in_place()
         raise TraceError(op.line, "mremap: cannot grow in place over a mapping (ENOMEM)")
-    if op.pages > peek.count and vma.vm_file is not None and vma.vm_file.shmem:
+    if vma.vm_file is not None and vma.vm_file.shmem:
         raise TraceError(op.line, "mremap: growing a shared_anon mapping leaves pages past "
                                   "its shmem object's end (SIGBUS on access)")
-    mm = m.procs[op.pid]
-    old, pages = m.layout.mremap_resize(op)
-    if pages < old.count:
-        do_vmi_munmap(m, mm, old.start + pages, old.start + old.count)
-    elif pages > old.count:
-        grow = pages - old.count
-        pt_set(vma, [(vma.pages, pt_take(vma, 0, vma.pages)), (grow, None)])
-        vma.vm_end += grow                              # vma_merge_extend(): no merge
-        if vma.vm_flags & VM_LOCKED:                    # vrm->populate_expand: mm_populate()
-            populate_vma_page_range(m, vma, vma.pages - grow, vma.pages)
+    m.layout.mremap_resize(op)
+    vma = vma_merge_extend(m, vma, delta)
+    if vma.vm_flags & VM_LOCKED:                        # vrm->populate_expand: mm_populate()
+        mm_populate(m, mm, end, end + delta)
+
+
+def vma_merge_extend(m: Machine, vma: VMA, delta: int) -> VMA:
+    """vma_merge_extend(): vma_merge_new_range() of [vm_end, vm_end + delta) with vma as prev
+    (and as the source of flags, file, pgoff and anon_vma; vmg->middle is NULL), so the
+    extension also absorbs the next VMA when it reaches it and R15 allows the merge."""
+    merged = vma_merge_new_range(m, vma.mm, vma.vm_end, vma.vm_end + delta,
+                                 vma.vm_pgoff + vma.pages, vma.vm_flags, vma.vm_file,
+                                 anon_vma=vma.anon_vma, extended=vma)
+    if merged is not vma:           # the kernel's -ENOMEM; every policy must allow this merge
+        raise InvariantError("merge", f"vma_merge_extend() did not extend {vma!r} by {delta} "
+                                      "pages (R15: a VMA always merges with its own extension)")
+    return merged
 
 
 def mremap_move(m: Machine, op: T.MremapMove) -> None:
-    """mremap(MREMAP_MAYMOVE | MREMAP_FIXED) of a range inside one VMA: move_vma()."""
-    peek = m.layout.peek(op)
-    check_prep_vma(m, op, peek.start, peek.count)
+    """mremap(MREMAP_MAYMOVE | MREMAP_FIXED) with old_len == new_len: remap_move()."""
     src, dest = m.layout.mremap_move(op)
-    move_vma(m, m.procs[op.pid], src.start, src.count, dest)
+    remap_move(m, m.procs[op.pid], src.start, src.count, dest)
+
+
+def remap_move(m: Machine, mm: MM, start: int, count: int, new: int) -> None:
+    """remap_move() (6.17+): every VMA in [start, start + count) moves by its own
+    mremap_to() -> move_vma(), to the same offset from new as from start, so the gaps
+    between VMAs keep their size.  The kernel refuses (EFAULT) a gap at the start, and a
+    VMA that is not vma_multi_allowed() (userfaultfd armed, or a file whose
+    get_unmapped_area may not honour MAP_FIXED) when the range spans more than it; no
+    trace can express either (the layout rejects the first, the second needs uffd or an
+    unusual file system)."""
+    end, addr = start + count, start
+    while (vma := mm.find_vma(addr)) is not None and vma.vm_start < end:
+        a, b = max(addr, vma.vm_start), min(end, vma.vm_end)   # for_each_vma_range(), gaps skipped
+        move_vma(m, mm, a, b - a, new + (a - start))
+        addr = b
 
 
 def move_vma(m: Machine, mm: MM, old: int, count: int, new: int) -> None:

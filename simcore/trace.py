@@ -3,6 +3,12 @@
 Parsing checks each line on its own (fields, types, enumerations); checks that
 need the state of the address space (unknown region, unmapped pages, ...) are
 made by :mod:`simcore.layout` while the trace is replayed.
+
+One compatible extension of version 1: the range of an ``mremap`` *move* may contain
+unmapped pages after its first page.  Linux 6.17+ moves such a range with one
+``MREMAP_MAYMOVE|MREMAP_FIXED`` call (``remap_move()``): every VMA in it moves, and the
+gaps between them keep their size at the destination.  The first page must be mapped (a
+gap there is ``EFAULT``).  Traces valid under version 1 are unchanged by this.
 """
 from __future__ import annotations
 

@@ -176,13 +176,17 @@ def vma_is_fork_child(vma: VMA | None) -> bool:
 class MergeReq:
     """struct vma_merge_struct: the proposed range and its attributes."""
     __slots__ = ("start", "end", "pgoff", "flags", "file", "anon_vma", "middle", "copied_from",
-                 "prev", "next")
+                 "extended", "prev", "next")
 
     def __init__(self, start: int, end: int, pgoff: int, flags: int, file: File | None,
                  anon_vma: AnonVMA | None, middle: VMA | None, prev: VMA | None,
-                 next: VMA | None, copied_from: VMA | None = None) -> None:
+                 next: VMA | None, copied_from: VMA | None = None,
+                 extended: VMA | None = None) -> None:
         self.start, self.end, self.pgoff, self.flags, self.file = start, end, pgoff, flags, file
         self.anon_vma, self.middle, self.copied_from = anon_vma, middle, copied_from
+        # vma_merge_extend(): the VMA whose extension this is (VMG_VMA_STATE names it, then
+        # clears vmg->middle, so mainline's rules never look at it)
+        self.extended = extended
         self.prev, self.next = prev, next
 
 
@@ -358,12 +362,13 @@ def vma_modify_flags(m: Machine, vma: VMA, start: int, end: int, flags: int) -> 
 
 def vma_merge_new_range(m: Machine, mm: MM, start: int, end: int, pgoff: int, flags: int,
                         file: File | None, anon_vma: AnonVMA | None = None,
-                        copied_from: VMA | None = None) -> VMA | None:
+                        copied_from: VMA | None = None, extended: VMA | None = None) -> VMA | None:
     """vma_merge_new_range() + vma_expand(): a new range [start, end) joins prev and/or next."""
     prev, nxt = mm.find_vma_prev(start), mm.find_vma(end)    # [start, end) is free
     if prev is None and nxt is None:
         return None
-    req = MergeReq(start, end, pgoff, flags, file, anon_vma, None, prev, nxt, copied_from)
+    req = MergeReq(start, end, pgoff, flags, file, anon_vma, None, prev, nxt, copied_from,
+                   extended)
     merge_left = can_vma_merge_left(m, req)
     merge_right = can_vma_merge_right(m, req, merge_left)
     if not merge_left and not merge_right:

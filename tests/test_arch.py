@@ -17,7 +17,7 @@ ARCHS = ["x86_64", "arm64", "arm64_16k", "arm64_64k", "arm64_android"]
 
 
 def test_kb_columns_follow_the_object_sizes():
-    grid = load_grid(DEMO, [f"arch={','.join(ARCHS)}", "policy=eager", "seed=3",
+    grid = load_grid(DEMO, [f"arch={','.join(ARCHS)}", "policy=eager", "seed=4",
                                         "workload.n_ops=80"])
     rows = {c["point"]["arch"]: simulate_cell(grid.resolve(c["point"])) for c in grid.cells}
     counts = {a: r["anon_vma"] for a, r in rows.items()}

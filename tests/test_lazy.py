@@ -107,3 +107,13 @@ def test_variants_that_can_exceed_eager(name, variant, cache):
     assert above
     default = Machine(Lazy()).run(ops)
     assert default.slab.live[cache] <= eager.slab.live[cache]
+
+
+def test_ksm_upgrade_can_exceed_eager_anon_vmas():
+    """Finding: a KSM upgrade of a lazy piece finds no neighbour anon_vma to reuse where
+    mainline reused one at the first fault (anon_vma_prepare() -> find_mergeable_anon_vma()),
+    so the default variant can hold more anon_vmas than mainline; ksm=none cannot."""
+    ops = trace.load(FINDINGS + "ksm_upgrade_more_anon_vmas.jsonl")
+    eager = Machine("eager").run(ops)
+    assert Machine(Lazy(), check=True).run(ops).slab.live[1] > eager.slab.live[1]
+    assert Machine(Lazy(ksm="none"), check=True).run(ops).slab.live[1] <= eager.slab.live[1]

@@ -36,12 +36,15 @@ class Lockstep(TraceOps):
 
     @invariant()
     def lazy_never_above_eager(self) -> None:
+        # a KSM upgrade may exceed eager's anon_vmas (finding 4, tests/lazy_findings)
+        ksm = any(isinstance(op, T.Madvise) and op.advice == "mergeable" for op in self.ops)
         with self.explained():
             for m in self.lazy:
                 changed = {k: v for k, v in m.policy.variant.items() if VARIANTS[k][1] != v}
                 if changed in CAN_EXCEED:
                     continue
-                assert m.slab.live[1] <= self.eager.slab.live[1], m.policy.variant
+                ksm_upgrades = ksm and m.policy.variant["ksm"] == "upgrade"
+                assert ksm_upgrades or m.slab.live[1] <= self.eager.slab.live[1], m.policy.variant
                 assert m.slab.live[2] <= self.eager.slab.live[2], m.policy.variant
 
 
@@ -55,10 +58,13 @@ def _lockstep(seed: int, n_ops: int = 30) -> None:
     ops = random_trace(seed, n_ops, exit_all=True)
     eager = Machine("eager", check=True)
     lazy = Machine("lazy", check=True)
+    ksm = False                 # a KSM upgrade may exceed eager's anon_vmas (finding 4)
     for op in ops:
         eager.apply(op)
         lazy.apply(op)
-        assert lazy.slab.live[1] <= eager.slab.live[1] and lazy.slab.live[2] <= eager.slab.live[2]
+        ksm |= isinstance(op, T.Madvise) and op.advice == "mergeable"
+        assert ksm or lazy.slab.live[1] <= eager.slab.live[1]
+        assert lazy.slab.live[2] <= eager.slab.live[2]
     check_no_leaks(eager)
     check_no_leaks(lazy)
 

@@ -60,8 +60,8 @@ def test_round_trip_dumps_parse():
     ([MM, {"op": "madvise", "pid": 0, "region": "a", "advice": "dontfork"},
       {"op": "fork", "pid": 0, "child": 1}, {"op": "touch", "pid": 1, "region": "a"}],
      "unknown region 'a' in pid 1"),
-    ([MM, {"op": "mprotect", "pid": 0, "region": "a", "first": 2, "count": 2, "prot": "r"},
-      {"op": "mremap", "pid": 0, "region": "a", "pages": 16}], "more than one VMA"),
+    ([MM, {"op": "munmap", "pid": 0, "region": "a", "first": 0, "count": 2},
+      {"op": "mremap", "pid": 0, "region": "a", "to": "b"}], "moved range starts, is not mapped"),
     ([{**MM, "kind": "file", "file": "f"}, {"op": "madvise", "pid": 0, "region": "a",
                                              "advice": "wipeonfork"}], "EINVAL"),
 ])

@@ -13,8 +13,8 @@ executor process that plays the operation's trace pid (see ``executor.c``):
 ``munmap ADDR LEN``                        ``munmap``
 ``mremap ADDR OLDLEN NEWLEN``              resize in place (flags 0; growth is
                                            applied to the last page's VMA)
-``mmove ADDR LEN NEWADDR``                 ``MREMAP_MAYMOVE|MREMAP_FIXED``, one call
-                                           per source VMA (``PROCMAP_QUERY``)
+``mmove ADDR LEN NEWADDR``                 ``MREMAP_MAYMOVE|MREMAP_FIXED``: one call,
+                                           also when the range spans several VMAs
 ``madvise ADDR LEN ADVICE``                ``madvise``
 ``mlock ADDR LEN`` / ``munlock ADDR LEN``  ``mlock`` / ``munlock``
 ``fork CHILD``                             ``fork``; the child plays trace pid CHILD

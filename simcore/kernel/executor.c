@@ -23,19 +23,8 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stdint.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
-
-/* PROCMAP_QUERY (Linux >= 6.11, include/uapi/linux/fs.h), declared here for older headers */
-struct vma_query {
-	uint64_t size, query_flags, query_addr, vma_start, vma_end, vma_flags, vma_page_size,
-		 vma_offset, inode;
-	uint32_t dev_major, dev_minor, vma_name_size, build_id_size;
-	uint64_t vma_name_addr, build_id_addr;
-};
-#define VMA_QUERY _IOWR('f', 17, struct vma_query)
 
 #define BUF 4096
 #define MAXFILES 4096
@@ -136,41 +125,6 @@ static char *word(void)
 static long long num(void) { return strtoll(word(), NULL, 0); }
 static void *ptr(void) { return (void *)(unsigned long)strtoull(word(), NULL, 0); }
 
-/* End address of the VMA that contains addr, or 0 (errno set). */
-static unsigned long vma_end(unsigned long addr)
-{
-	struct vma_query q;
-	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-	if (fd < 0) return 0;
-	memset(&q, 0, sizeof q);
-	q.size = sizeof q;
-	q.query_addr = addr;
-	int rc = ioctl(fd, VMA_QUERY, &q);
-	int err = errno;
-	close(fd);
-	errno = err;
-	return rc ? 0 : (unsigned long)q.vma_end;
-}
-
-/* mremap MAYMOVE|FIXED of [addr, addr+len) to dst, one source VMA at a time
- * (one mremap call cannot span VMAs). */
-static int move_range(unsigned long addr, unsigned long len, unsigned long dst)
-{
-	while (len) {
-		unsigned long end = vma_end(addr), piece = len;
-		if (!end) return -1;
-		if (end - addr < piece) piece = end - addr;
-		void *got = mremap((void *)addr, piece, piece, MREMAP_MAYMOVE | MREMAP_FIXED,
-				   (void *)dst);
-		if (got == MAP_FAILED) return -1;
-		if (got != (void *)dst) { errno = EFAULT; return -1; }
-		addr += piece;
-		dst += piece;
-		len -= piece;
-	}
-	return 0;
-}
-
 static void do_exec(void)
 {
 	char *argv[] = {"anonsim-executor", dirarg, pidarg, alarmarg, NULL};
@@ -229,8 +183,14 @@ static void run(void)
 			if (got == MAP_FAILED) rc = -1;
 			else if (got != addr) { errno = EFAULT; rc = -1; }
 		} else if (!strcmp(cmd, "mmove")) {
-			unsigned long addr = (unsigned long)ptr(), len = (unsigned long)num();
-			rc = move_range(addr, len, (unsigned long)ptr());
+			/* one call even when the range spans several VMAs: since 6.17 the
+			 * kernel's remap_move() moves each of them, keeping the gaps */
+			void *addr = ptr();
+			size_t len = (size_t)num();
+			void *dst = ptr();
+			void *got = mremap(addr, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+			if (got == MAP_FAILED) rc = -1;
+			else if (got != dst) { errno = EFAULT; rc = -1; }
 		} else if (!strcmp(cmd, "madvise")) {
 			void *addr = ptr();
 			size_t len = (size_t)num();

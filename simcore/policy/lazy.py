@@ -238,7 +238,8 @@ class Lazy(Eager):
             dst.priv = src.priv
 
     def is_mergeable_anon_vma(self, req: MergeReq, tgt: VMA) -> bool:
-        src = req.middle if req.middle is not None else req.copied_from
+        src = next((v for v in (req.middle, req.copied_from, req.extended) if v is not None),
+                   None)
         tree_t = isinstance(tgt.priv, TreeParent)
         tree_s = src is not None and isinstance(src.priv, TreeParent)
         if tree_t or tree_s:

@@ -1,16 +1,25 @@
 """Random *valid* traces: proposals are checked against a scratch eager machine and only
-operations it accepts are kept.  Used by property tests and the kernel differential test."""
+operations it accepts are kept.  Used by property tests and the kernel differential test.
+
+Besides uniformly drawn operations, a share of proposals aims at address-space *shapes*
+that uniform draws almost never produce (see :func:`_propose_shape`): holes between two
+mappings and their exact fills (``mmap``/``mremap`` move placed with ``after``, in-place
+growth up to the next mapping, which then merges as ``vma_merge_extend`` does), moves and
+shrinks of ranges that span several VMAs after mprotect/madvise splits (``remap_move``
+and ``shrink_vma`` of Linux 6.17+).  All of them are expressible in trace format v1."""
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
 
 from .. import trace as T
-from ..layout import UNMAPPED
+from ..layout import DONTCOPY, PROT, UNMAPPED
 from ..machine import Machine
 from ..registry import register_workload
 
 PROTS = ("rw", "rw", "rw", "r", "rx", "rwx", "none")
+PROT_NAME = {bits: name for name, bits in PROT.items()}
+MAX_HOLE = 64          # holes wider than this (e.g. the gaps between layout slots) are not filled
 ADVICE = ("dontneed", "dontfork", "dofork", "wipeonfork", "keeponfork", "hugepage", "nohugepage",
           "mergeable", "unmergeable", "cold", "pageout")
 
@@ -27,8 +36,10 @@ def _propose(rng: random.Random, m: Machine, next_pid: int, nregion: int,
     regions = m.layout.regions[pid]
     names = sorted(regions)
     kind = rng.choices(["mmap", "touch", "mprotect", "munmap", "mremap", "madvise", "mlock",
-                        "fork", "exec", "exit", "rmap"],
-                       [10, 14, 5, 3, 3, 5, 2, 4, 1, 2, 0 if kernel_safe else 2])[0]
+                        "fork", "exec", "exit", "rmap", "shape"],
+                       [10, 14, 5, 3, 3, 5, 2, 4, 1, 2, 0 if kernel_safe else 2, 8])[0]
+    if kind == "shape":
+        return _propose_shape(rng, m, pid, nregion) if names else None
     if kind == "mmap" or not names:
         big = rng.random() < 0.08
         pages = rng.choice((512, 1024)) if big else rng.randint(1, 16)
@@ -66,6 +77,84 @@ def _propose(rng: random.Random, m: Machine, next_pid: int, nregion: int,
     if kind == "exit":
         return T.Exit(pid) if len(alive) > 1 else None
     return T.Rmap(pid, name, rng.choice(T.WALKS), first, count) if mapped.all() else None
+
+
+def _holes(m: Machine, pid: int) -> list[tuple[str, int]]:
+    """(region X, pages): X's last page is mapped and the next mapping of the process starts
+    that many pages (at most MAX_HOLE) after X's end, so `after: X` can fill the hole exactly."""
+    mm = m.procs[pid]
+    out = []
+    for name, region in sorted(m.layout.regions[pid].items()):
+        if region.prot[-1] == UNMAPPED or mm.vmas_in_range(region.end, region.end + 1):
+            continue
+        following = mm.vmas_in_range(region.end, region.end + MAX_HOLE)
+        if following:
+            out.append((name, following[0].vm_start - region.end))
+    return out
+
+
+def _mapped_window(rng: random.Random, prot, pages: int) -> int | None:
+    """A random first page of `pages` consecutive mapped pages of a region, or None."""
+    firsts = [i for i in range(len(prot) - pages + 1) if (prot[i:i + pages] != UNMAPPED).all()]
+    return rng.choice(firsts) if firsts else None
+
+
+def _propose_shape(rng: random.Random, m: Machine, pid: int, nregion: int) -> T.Op | None:
+    """An operation aimed at a hole between mappings or at a region split into several VMAs."""
+    regions = m.layout.regions[pid]
+    names = sorted(regions)
+    mm = m.procs[pid]
+    what = rng.choice(("fill", "fill", "fill", "move_split", "shrink_split"))
+    if what == "fill":                              # exact hole fills and growth into a neighbour
+        holes = _holes(m, pid)
+        if holes and rng.random() < 0.8:
+            anchor, pages = rng.choice(holes)
+            region = regions[anchor]
+            how = rng.choice(("mmap", "move", "grow"))
+            if how == "mmap":
+                prot = PROT_NAME[int(region.prot[-1]) & ~DONTCOPY]
+                return T.Mmap(pid, f"r{nregion}", pages, prot=prot, after=anchor)
+            if how == "move":
+                source = rng.choice(names)
+                first = _mapped_window(rng, regions[source].prot, pages)
+                if first is None:
+                    return None
+                return T.MremapMove(pid, source, f"r{nregion}", first, pages, after=anchor)
+            grow = pages if rng.random() < 0.7 else rng.randint(1, pages)
+            return T.MremapResize(pid, anchor, region.extent + grow)
+        # open a hole: shrink or unmap a region that another mapping follows, or place one
+        followed = [name for name in names
+                    if mm.vmas_in_range(regions[name].end, regions[name].end + 1)]
+        if not followed:
+            return T.Mmap(pid, f"r{nregion}", rng.randint(1, 16), after=rng.choice(names))
+        between = [name for name in followed
+                   if mm.vmas_in_range(regions[name].start - 1, regions[name].start)]
+        if between and rng.random() < 0.5:
+            return T.Munmap(pid, rng.choice(between))
+        name = rng.choice(followed)
+        return T.MremapResize(pid, name, rng.randint(1, max(1, regions[name].extent - 1)))
+    # a region whose pages span several VMAs (mprotect, madvise or mlock split it)
+    split = [(name, vmas) for name in names
+             if len(vmas := mm.vmas_in_range(regions[name].start, regions[name].end)) > 1]
+    if not split:
+        name = rng.choice(names)
+        region = regions[name]
+        if region.extent < 3:
+            return None
+        first = rng.randint(1, region.extent - 2)
+        return T.Mprotect(pid, name, rng.choice(("r", "rx", "none")), first,
+                          rng.randint(1, region.extent - 1 - first))
+    name, vmas = rng.choice(split)
+    region = regions[name]
+    if what == "shrink_split":
+        return T.MremapResize(pid, name, rng.randint(1, max(1, vmas[-1].vm_start - region.start)))
+    # move_split: from inside one VMA to inside a later one
+    i = rng.randrange(len(vmas) - 1)
+    j = rng.randrange(i + 1, len(vmas))
+    lo = rng.randrange(max(vmas[i].vm_start, region.start), vmas[i].vm_end)
+    hi = rng.randrange(vmas[j].vm_start, min(vmas[j].vm_end, region.end)) + 1
+    after = rng.choice([None, None, *(h for h, _ in _holes(m, pid))])
+    return T.MremapMove(pid, name, f"r{nregion}", lo - region.start, hi - lo, after=after)
 
 
 def random_trace(seed: int, n_ops: int = 40, kernel_safe: bool = False,
