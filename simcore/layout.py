@@ -209,13 +209,20 @@ class Layout:
         return Span(region.start + first, count)
 
     def munmap(self, op: Munmap) -> Span:
+        """munmap() takes addresses, not regions (do_vmi_munmap()): every page in the range
+        goes, also those another region holds in a hole of this one (placed there by an
+        ``after`` of mmap or mremap)."""
         regions = self._proc(op)
         region = self._region(op, op.region)
         first, count = self._range(op, region, mapped=False)
-        region.prot[first:first + count] = UNMAPPED
-        region.uniform = None
-        self._drop_if_empty(regions, op.region)
-        return Span(region.start + first, count)
+        start, end = region.start + first, region.start + first + count
+        for name, other in regions.near(start, end):
+            lo, hi = max(start, other.start), min(end, other.end)
+            if lo < hi:
+                other.prot[lo - other.start:hi - other.start] = UNMAPPED
+                other.uniform = None
+                self._drop_if_empty(regions, name)
+        return Span(start, count)
 
     def mremap_resize(self, op: MremapResize) -> tuple[Span, int]:
         """-> (old span, new page count)."""
