@@ -100,6 +100,7 @@ class Layout:
         self.cursor = ARENA_BASE
         self.regions: dict[int, Regions] = {0: Regions()}
         self.exited: set[int] = set()
+        self.live: dict[int, None] = {0: None}   # pids not exited, in order of creation
 
     # ---- helpers -------------------------------------------------------
     def _proc(self, op: Op) -> dict[str, Region]:
@@ -272,6 +273,7 @@ class Layout:
         child.starts = [item for item in regions.starts if item[1] in child]   # already sorted
         child.widest = regions.widest
         self.regions[op.child] = child
+        self.live[op.child] = None
 
     def exec(self, op: Exec) -> None:
         self._proc(op).clear()
@@ -279,6 +281,7 @@ class Layout:
     def exit(self, op: Exit) -> None:
         self._proc(op).clear()
         self.exited.add(op.pid)
+        del self.live[op.pid]
 
     def alive(self) -> list[int]:
-        return [pid for pid in self.regions if pid not in self.exited]
+        return list(self.live)
