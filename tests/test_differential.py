@@ -1,9 +1,12 @@
 """Differential check: random valid traces give the same counts on the live kernel and in simcore."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from conftest import needs_kernel
+from simcore.check import check_layout
 from simcore.machine import Machine
 from simcore.workloads import random_trace
 
@@ -16,5 +19,26 @@ def test_random_trace_matches_kernel(seed):
     from simcore.kernel import measure
     ops = random_trace(seed, 50, kernel_safe=True)
     sim = Machine("eager", check=True).run(ops).counts()
+    kern = measure(ops, repeats=1)
+    assert [sim[k] for k in KEYS] == [kern[k] for k in KEYS]
+
+
+# Long traces reach layouts short ones never build (issue 11: a crash after ~6,000 ops).
+# Default: one trace of 5,000 ops (about 1 min on 2 busy CPUs, most of it in the executor
+# round trips); ANONSIM_KERNEL_SEEDS=3 ANONSIM_KERNEL_OPS=20000 runs three 20,000-op traces
+# (about 11 min each on 2 busy CPUs).
+KERNEL_OPS = int(os.environ.get("ANONSIM_KERNEL_OPS", "5000"))
+KERNEL_SEEDS = range(6000, 6000 + int(os.environ.get("ANONSIM_KERNEL_SEEDS", "1")))
+
+
+@needs_kernel
+@pytest.mark.parametrize("seed", KERNEL_SEEDS)
+def test_long_random_trace_matches_kernel(seed):
+    from simcore.kernel import measure
+    ops = random_trace(seed, KERNEL_OPS, kernel_safe=True)
+    assert len(ops) >= KERNEL_OPS
+    m = Machine("eager")
+    m.observers.append(lambda m, op: check_layout(m, (op.pid, getattr(op, "child", op.pid))))
+    sim = m.run(ops).counts()
     kern = measure(ops, repeats=1)
     assert [sim[k] for k in KEYS] == [kern[k] for k in KEYS]
