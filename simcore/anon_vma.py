@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .errors import InvariantError
 from .slab import ANON_VMA, AVC
 
 if TYPE_CHECKING:
@@ -56,7 +57,8 @@ def anon_vma_alloc(m: Machine) -> AnonVMA:
 
 def anon_vma_free(m: Machine, av: AnonVMA) -> None:
     """anon_vma_free()."""
-    assert not av.tree and av.refcount == 0, f"freeing busy {av!r}"
+    if av.tree or av.refcount:
+        raise InvariantError("I5", f"freeing busy {av!r}")
     av.freed = True
     av.root = av.parent = None       # break the self-references: plain refcounting frees it
     del m.anon_vmas[av.id]

@@ -1,8 +1,8 @@
 """Invariants I1-I6 of shared/research/kernel-rmap-spec.md, structural checks, leak check.
 
-``check_machine`` raises AssertionError naming the broken invariant (``LayoutMismatch``
-when the trace layout and the VMAs disagree).  It is run after every operation in checked
-mode (``Machine(check=True)``).
+``check_machine`` raises InvariantError naming the broken invariant (its subclass
+LayoutMismatch when the trace layout and the VMAs disagree).  It is run after every
+operation in checked mode (``Machine(check=True)``).
 """
 from __future__ import annotations
 
@@ -10,22 +10,15 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
+from .errors import InvariantError, LayoutMismatch
 from .folio import MAP_ANON_VMA
 from .layout import DONTCOPY, UNMAPPED
-from .slab import ANON_VMA, AVC, VMA as VMA_CACHE
+from .rmap import rmap_walk
+from .slab import ANON_VMA, AVC, CACHES, VMA as VMA_CACHE
 from .vma import VM_ACCESS_FLAGS, VM_DONTCOPY
 
 if TYPE_CHECKING:
     from .machine import Machine
-
-
-class InvariantError(AssertionError):
-    """A broken simulator invariant (an AssertionError, so every checked-mode caller sees it)."""
-
-
-class LayoutMismatch(InvariantError):
-    """The trace layout (which pages a trace may name, with what protection) and the
-    process's VMAs disagree: the simulator's two views of one address space have diverged."""
 
 
 def check_machine(m: Machine) -> None:
@@ -36,20 +29,26 @@ def check_machine(m: Machine) -> None:
     _check_anon_vmas(m, vmas)
     _check_folios(m, vmas)
     pinned = m.policy.pinned_vmas()
-    assert m.slab.live[VMA_CACHE] == len(vmas) + pinned, \
-        f"slab VMAs {m.slab.live[VMA_CACHE]} != VMAs in mms {len(vmas)} + pinned {pinned}"
+    if m.slab.live[VMA_CACHE] != len(vmas) + pinned:
+        raise InvariantError("slab", f"slab VMAs {m.slab.live[VMA_CACHE]} != VMAs in mms "
+                                     f"{len(vmas)} + pinned {pinned}")
     check_rmap_complete(m, vmas)
 
 
 def _check_mm_structure(m: Machine) -> None:
     for pid, mm in m.procs.items():
-        assert mm.pid == pid
+        if mm.pid != pid:
+            raise InvariantError("mm-pid", "mm.pid != its key in procs")
         prev_end = -1
         for i, v in enumerate(mm.vmas):
-            assert v.mm is mm, f"{v} is listed in mm {pid} but belongs elsewhere"
-            assert mm.starts[i] == v.vm_start, f"stale start index for {v}"
-            assert v.vm_start < v.vm_end and v.vm_start >= prev_end, f"VMAs overlap at {v}"
-            assert v.pte is None or len(v.pte) == v.pages, f"page table length of {v}"
+            if v.mm is not mm:
+                raise InvariantError("mm-owner", f"{v} is listed in mm {pid} but belongs elsewhere")
+            if mm.starts[i] != v.vm_start:
+                raise InvariantError("mm-index", f"stale start index for {v}")
+            if not (v.vm_start < v.vm_end and v.vm_start >= prev_end):
+                raise InvariantError("overlap", f"VMAs overlap at {v}")
+            if not (v.pte is None or len(v.pte) == v.pages):
+                raise InvariantError("pt-length", f"page table length of {v}")
             prev_end = v.vm_end
 
 
@@ -115,22 +114,28 @@ def _check_chains(m: Machine, vmas: list) -> None:
         navc += len(v.chain)
         avs = [c.anon_vma for c in v.chain]
         # I1: anon_vma set <=> chain non-empty, and anon_vma is on the chain
-        assert m.policy.has_own_anon_vma_or_none(v), f"I1: {v} anon_vma/chain mismatch"
+        if not m.policy.has_own_anon_vma_or_none(v):
+            raise InvariantError("I1", f"{v} anon_vma/chain mismatch")
         if v.anon_vma is not None and v.chain:
-            assert v.anon_vma in avs, f"I1: {v}'s anon_vma is not on its chain"
+            if v.anon_vma not in avs:
+                raise InvariantError("I1", f"{v}'s anon_vma is not on its chain")
         for c in v.chain:
             # I2: the AVC is in its anon_vma's tree, and the anon_vma is alive
-            assert c.vma is v and c in c.anon_vma.tree, f"I2: AVC of {v} not in its tree"
-            assert not c.anon_vma.freed, f"I2: {v} links freed {c.anon_vma}"
+            if not (c.vma is v and c in c.anon_vma.tree):
+                raise InvariantError("I2", f"AVC of {v} not in its tree")
+            if c.anon_vma.freed:
+                raise InvariantError("I2", f"{v} links freed {c.anon_vma}")
         # I3: one root per chain
-        assert len({a.root.id for a in avs}) <= 1, f"I3: {v} chain spans roots"
-    assert m.slab.live[AVC] == navc, \
-        f"slab AVCs {m.slab.live[AVC]} != AVCs on chains {navc}"
+        if len({a.root.id for a in avs}) > 1:
+            raise InvariantError("I3", f"{v} chain spans roots")
+    if m.slab.live[AVC] != navc:
+        raise InvariantError("slab", f"slab AVCs {m.slab.live[AVC]} != AVCs on chains {navc}")
 
 
 def _check_anon_vmas(m: Machine, vmas: list) -> None:
     live = m.anon_vmas
-    assert m.slab.live[ANON_VMA] == len(live), "slab anon_vmas != live anon_vmas"
+    if m.slab.live[ANON_VMA] != len(live):
+        raise InvariantError("slab", "slab anon_vmas != live anon_vmas")
     active: dict[int, int] = {}
     by_av: dict[int, list] = {}
     for v in vmas:
@@ -146,19 +151,24 @@ def _check_anon_vmas(m: Machine, vmas: list) -> None:
             kids[a.parent.id] = kids.get(a.parent.id, 0) + 1
     for a in live.values():
         # I4: num_active_vmas counts the VMAs whose anon_vma is a
-        assert a.num_active_vmas == active.get(a.id, 0), \
-            f"I4: {a} num_active_vmas != {active.get(a.id, 0)}"
+        if a.num_active_vmas != active.get(a.id, 0):
+            raise InvariantError("I4", f"{a} num_active_vmas != {active.get(a.id, 0)}")
         for c in a.tree:
-            assert c in c.vma.chain, f"I2: {a}'s tree holds an AVC no VMA lists"
+            if c not in c.vma.chain:
+                raise InvariantError("I2", f"{a}'s tree holds an AVC no VMA lists")
         # I5: alive <=> tree non-empty or pinned; refcount and num_children consistent
         want_ref = (1 if a.tree else 0) + pins.get(a.id, 0)
-        assert a.refcount == want_ref > 0, f"I5: {a} refcount, want {want_ref}"
+        if not (a.refcount == want_ref > 0):
+            raise InvariantError("I5", f"{a} refcount, want {want_ref}")
         want_kids = kids.get(a.id, 0) + (1 if a.root is a and a.tree else 0)
-        assert a.num_children == want_kids, f"I5: {a} num_children, want {want_kids}"
-        assert not a.root.freed, f"I5: {a} outlives its root"
+        if a.num_children != want_kids:
+            raise InvariantError("I5", f"{a} num_children, want {want_kids}")
+        if a.root.freed:
+            raise InvariantError("I5", f"{a} outlives its root")
         # I6: VMAs sharing an anon_vma have identical chains
         chains = {tuple(c.anon_vma.id for c in v.chain) for v in by_av.get(a.id, ())}
-        assert len(chains) <= 1, f"I6: VMAs sharing {a} have different chains {chains}"
+        if len(chains) > 1:
+            raise InvariantError("I6", f"VMAs sharing {a} have different chains {chains}")
 
 
 def _check_folios(m: Machine, vmas: list) -> None:
@@ -172,35 +182,40 @@ def _check_folios(m: Machine, vmas: list) -> None:
             continue
         ids = v.pte[present]
         np.add.at(counted, ids, 1)
-        assert (f.nr[ids] > 0).all(), f"{v} maps a freed folio"
+        if not (f.nr[ids] > 0).all():
+            raise InvariantError("folio-freed", f"{v} maps a freed folio")
         # the folio's index matches the address it is mapped at: rmap can find it
         lin = v.vm_pgoff + present
-        assert ((f.index[ids] <= lin) & (lin < f.index[ids] + f.nr[ids])).all(), \
-            f"{v}: folio index does not match linear_page_index"
+        if not ((f.index[ids] <= lin) & (lin < f.index[ids] + f.nr[ids])).all():
+            raise InvariantError("folio-index",
+                                 f"{v}: folio index does not match linear_page_index")
         anon = ids[f.mkind[ids] == MAP_ANON_VMA]
         dead = [int(a) for a in np.unique(f.mapping[anon]) if int(a) not in m.anon_vmas]
-        assert not dead, f"I5: {v} maps folios of freed anon_vmas {dead}"
+        if dead:
+            raise InvariantError("I5", f"{v} maps folios of freed anon_vmas {dead}")
     live = f.nr > 0
-    assert (f.mapcount[live] == counted[live]).all(), "folio mapcount != page-table entries"
-    assert int(live.sum()) == f.live, "folio live count"
+    if not (f.mapcount[live] == counted[live]).all():
+        raise InvariantError("mapcount", "folio mapcount != page-table entries")
+    if int(live.sum()) != f.live:
+        raise InvariantError("folio-live", "folio live count")
 
 
 def check_no_leaks(m: Machine) -> None:
     """After every process has exited nothing may remain."""
-    left = {name: n for name, n in zip(("vm_area_struct", "anon_vma", "anon_vma_chain"), m.slab.live)}
-    assert not any(left.values()), f"leak after all exits: {left}"
-    assert not m.anon_vmas, "leak: anon_vmas remain"
-    assert m.folios.live == 0, f"leak: {m.folios.live} folios remain"
+    left = {name: n for name, n in zip(CACHES, m.slab.live)}
+    if any(left.values()):
+        raise InvariantError("leak", f"leak after all exits: {left}")
+    if m.anon_vmas:
+        raise InvariantError("leak", "leak: anon_vmas remain")
+    if m.folios.live:
+        raise InvariantError("leak", f"leak: {m.folios.live} folios remain")
 
 
 def check_rmap_complete(m: Machine, vmas: list) -> None:
     """The oracle: rmap_walk(folio) finds every (pid, page) that maps the folio.
 
-    A miss is a kernel bug (a page that reclaim or migration cannot unmap).  The walks'
-    precision (mappings found / VMAs visited) accumulates in ``m.oracle``.
+    A miss is a kernel bug (a page that reclaim or migration cannot unmap).
     """
-    from .rmap import WalkCost, rmap_walk
-
     where: dict[int, list[tuple[int, int]]] = {}
     for v in vmas:
         if v.pte is None:
@@ -208,13 +223,11 @@ def check_rmap_complete(m: Machine, vmas: list) -> None:
         present = np.flatnonzero(v.pte >= 0)
         for i, fid in zip(present.tolist(), v.pte[present].tolist()):
             where.setdefault(fid, []).append((v.mm.pid, v.vm_start + i))
-    cost = WalkCost()
     for fid, maps in where.items():
-        found = set(rmap_walk(m, fid, cost))
+        found = set(rmap_walk(m, fid))
         missing = [pm for pm in maps if pm not in found]
-        assert not missing, (f"rmap incomplete: folio {fid} (mapping {int(m.folios.mapping[fid])}, "
-                             f"kind {int(m.folios.mkind[fid])}) is mapped at {missing} "
-                             f"but the walk finds {sorted(found)}")
-    m.oracle["walks"] = m.oracle.get("walks", 0) + cost.walks
-    m.oracle["vmas_visited"] = m.oracle.get("vmas_visited", 0) + cost.vmas_visited
-    m.oracle["vmas_not_mapping"] = m.oracle.get("vmas_not_mapping", 0) + cost.vmas_not_mapping
+        if missing:
+            raise InvariantError("rmap-complete",
+                                 f"rmap incomplete: folio {fid} (mapping {int(m.folios.mapping[fid])}, "
+                                 f"kind {int(m.folios.mkind[fid])}) is mapped at {missing} "
+                                 f"but the walk finds {sorted(found)}")

@@ -5,12 +5,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .mm import MM, for_each_vma_range
 from .pagetable import pmd_range, split_huge_pmd
 from .vma import (F_EXCL, F_HUGE, F_WRITE, PTE_FILE, PTE_NONE, PTE_ZERO, VM_HUGEPAGE,
                   VM_LOCKONFAULT, VM_NOHUGEPAGE, VM_SHARED, VM_WRITE, VMA, VM_ACCESS_FLAGS,
                   pt_ensure)
 
 if TYPE_CHECKING:
+    from . import trace as T
     from .machine import Machine
 
 _WX = np.uint8(F_WRITE | F_EXCL)
@@ -156,3 +158,17 @@ def populate_vma_page_range(m: Machine, vma: VMA, lo: int, hi: int) -> None:
         return
     write = (vma.vm_flags & (VM_WRITE | VM_SHARED)) == VM_WRITE
     handle_mm_fault(m, vma, lo, hi, write)
+
+
+def mm_populate(m: Machine, mm: MM, start: int, end: int) -> None:
+    """__mm_populate(): populate_vma_page_range() over every VMA of [start, end)."""
+    for vma, a, b in for_each_vma_range(mm, start, end):
+        populate_vma_page_range(m, vma, a - vma.vm_start, b - vma.vm_start)
+
+
+def do_user_addr_fault(m: Machine, op: T.Touch) -> None:
+    """The trace's `touch`: the process accesses each page of the range (one
+    handle_mm_fault() per page, via do_user_addr_fault())."""
+    span = m.layout.access(op)
+    for vma, a, b in for_each_vma_range(m.procs[op.pid], span.start, span.start + span.count):
+        handle_mm_fault(m, vma, a - vma.vm_start, b - vma.vm_start, op.write)

@@ -1,14 +1,25 @@
 """fork(): dup_mmap() (mm/mmap.c since 6.16, kernel/fork.c before)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
+from . import trace as T
 from .mm import MM
 from .pagetable import copy_page_range
+from .slab import ANON_VMA, AVC, VMA as VMA_CACHE
 from .vma import VM_DONTCOPY, VM_LOCKED_MASK, VM_WIPEONFORK, VMA, vm_area_dup
 
 if TYPE_CHECKING:
     from .machine import Machine
+
+
+class ForkRecord(NamedTuple):
+    """What one fork did, for the fork cost model (sweep/calibrate.py, sweep/runner.py)."""
+    vmas: int           # vm_area_structs copied
+    avcs: int           # anon_vma_chains allocated (anon_vma_fork() clones and links)
+    anon_vmas: int      # anon_vmas allocated
+    ptes: int           # page-table entries copied (copy_page_range())
+    upgrade_ptes: int   # page-table entries the policy scanned during the fork (lazy upgrades)
 
 
 def vma_needs_copy(dst: VMA, src: VMA) -> bool:
@@ -33,3 +44,17 @@ def dup_mmap(m: Machine, parent: MM, child: MM) -> None:
         child.starts.append(tmp.vm_start)
         if not mpnt.vm_flags & VM_WIPEONFORK and vma_needs_copy(tmp, mpnt):
             copy_page_range(m, tmp, mpnt)
+
+
+def copy_mm(m: Machine, op: T.Fork) -> None:
+    """fork(): copy_process() -> copy_mm() -> dup_mm() -> dup_mmap(); appends a ForkRecord
+    to m.forks."""
+    m.layout.fork(op)
+    child = MM(op.child)
+    allocs, ptes, scanned = list(m.slab.allocs), m.fork_ptes, m.policy.upgrade_ptes()
+    dup_mmap(m, m.procs[op.pid], child)
+    m.procs[op.child] = child
+    now = m.slab.allocs
+    m.forks.append(ForkRecord(vmas=now[VMA_CACHE] - allocs[VMA_CACHE], avcs=now[AVC] - allocs[AVC],
+                              anon_vmas=now[ANON_VMA] - allocs[ANON_VMA],
+                              ptes=m.fork_ptes - ptes, upgrade_ptes=m.policy.upgrade_ptes() - scanned))

@@ -4,6 +4,8 @@ from __future__ import annotations
 from bisect import bisect_right
 from typing import TYPE_CHECKING, Iterator
 
+from .errors import InvariantError
+
 if TYPE_CHECKING:
     from .vma import VMA
 
@@ -25,9 +27,10 @@ class MM:
     def __len__(self) -> int:
         return len(self.vmas)
 
-    def index_of(self, vma: VMA) -> int:
+    def _index(self, vma: VMA) -> int:
         i = bisect_right(self.starts, vma.vm_start) - 1
-        assert self.vmas[i] is vma
+        if i < 0 or self.vmas[i] is not vma:
+            raise InvariantError("mm-index", f"{vma} is not in mm {self.pid} at its start")
         return i
 
     def find_vma(self, addr: int) -> VMA | None:
@@ -38,35 +41,32 @@ class MM:
         i += 1
         return self.vmas[i] if i < len(self.vmas) else None
 
-    def vma_at(self, addr: int) -> VMA | None:
-        """The VMA containing addr, or None."""
+    def vma_lookup(self, addr: int) -> VMA | None:
+        """vma_lookup(): the VMA containing addr, or None."""
         i = bisect_right(self.starts, addr) - 1
         if i >= 0 and self.vmas[i].vm_end > addr:
             return self.vmas[i]
         return None
 
-    def prev(self, vma: VMA) -> VMA | None:
-        i = self.index_of(vma)
-        return self.vmas[i - 1] if i > 0 else None
-
-    def next(self, vma: VMA) -> VMA | None:
-        i = self.index_of(vma) + 1
-        return self.vmas[i] if i < len(self.vmas) else None
-
-    def prev_of(self, addr: int) -> VMA | None:
-        """The last VMA that ends at or below addr."""
+    def find_vma_prev(self, addr: int) -> VMA | None:
+        """The `pprev` of find_vma_prev(): the last VMA that ends at or below addr."""
         i = bisect_right(self.starts, addr - 1) - 1
         while i >= 0 and self.vmas[i].vm_end > addr:
             i -= 1
         return self.vmas[i] if i >= 0 else None
 
-    def next_of(self, addr: int) -> VMA | None:
-        """The first VMA that starts at or above addr."""
-        i = bisect_right(self.starts, addr - 1)
+    def vma_prev(self, vma: VMA) -> VMA | None:
+        """vma_prev(): the VMA below vma, or None."""
+        i = self._index(vma)
+        return self.vmas[i - 1] if i > 0 else None
+
+    def vma_next(self, vma: VMA) -> VMA | None:
+        """vma_next(): the VMA above vma, or None."""
+        i = self._index(vma) + 1
         return self.vmas[i] if i < len(self.vmas) else None
 
-    def range(self, start: int, end: int) -> list[VMA]:
-        """VMAs overlapping [start, end)."""
+    def vmas_in_range(self, start: int, end: int) -> list[VMA]:
+        """The VMAs for_each_vma_range() visits: those overlapping [start, end)."""
         i = max(bisect_right(self.starts, start) - 1, 0)
         out = []
         vmas = self.vmas
@@ -77,15 +77,17 @@ class MM:
         return out
 
     def insert(self, vma: VMA) -> None:
-        """vma_link() / vma_iter_store()."""
+        """vma_link() / vma_iter_store(): the range must be free."""
         i = bisect_right(self.starts, vma.vm_start)
-        assert i == 0 or self.vmas[i - 1].vm_end <= vma.vm_start, "VMAs overlap"
-        assert i == len(self.vmas) or self.vmas[i].vm_start >= vma.vm_end, "VMAs overlap"
+        if (i and self.vmas[i - 1].vm_end > vma.vm_start) or \
+                (i < len(self.vmas) and self.vmas[i].vm_start < vma.vm_end):
+            raise InvariantError("overlap", f"{vma} overlaps a VMA of mm {self.pid}")
         self.vmas.insert(i, vma)
         self.starts.insert(i, vma.vm_start)
 
     def remove(self, vma: VMA) -> None:
-        i = self.index_of(vma)
+        """vma_iter_clear(): take vma out of the tree."""
+        i = self._index(vma)
         del self.vmas[i]
         del self.starts[i]
 
@@ -93,3 +95,15 @@ class MM:
         """Call after vma.vm_start changed (split/merge keep the order)."""
         i = self.vmas.index(vma)
         self.starts[i] = vma.vm_start
+
+
+def for_each_vma_range(mm: MM, start: int, end: int) -> Iterator[tuple[VMA, int, int]]:
+    """for_each_vma_range() with the range clamped to each VMA: yields (vma, a, b) for
+    [a, b) = [start, end) & vma, looking the next VMA up after each step (the caller's
+    step may merge or split VMAs, as the kernel loops re-find through the iterator)."""
+    addr = start
+    while addr < end:
+        vma = mm.vma_lookup(addr)
+        seg_end = min(end, vma.vm_end)
+        yield vma, addr, seg_end
+        addr = seg_end

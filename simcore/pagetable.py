@@ -31,7 +31,7 @@ def free_pgtables(m: Machine, mm: MM, start: int, end: int) -> None:
     """free_pgtables(): PTE tables of [start, end) go unless a remaining VMA overlaps their PMD."""
     p = m.pmd_pages
     for pmd in pmd_range(start, end, p):
-        if pmd in mm.pt_pmds and not mm.range(pmd * p, (pmd + 1) * p):
+        if pmd in mm.pt_pmds and not mm.vmas_in_range(pmd * p, (pmd + 1) * p):
             mm.pt_pmds.discard(pmd)
 
 
@@ -43,7 +43,7 @@ def reclaim_empty_pt(m: Machine, mm: MM, start: int, end: int) -> None:
             continue
         lo, hi = pmd * p, (pmd + 1) * p
         busy = False
-        for vma in mm.range(lo, hi):
+        for vma in mm.vmas_in_range(lo, hi):
             if vma.pte is not None:
                 a, b = max(lo, vma.vm_start) - vma.vm_start, min(hi, vma.vm_end) - vma.vm_start
                 if (vma.pte[a:b] != PTE_NONE).any():
@@ -96,7 +96,7 @@ def split_huge_at(m: Machine, mm: MM, addr: int) -> None:
     p = m.pmd_pages
     if addr % p == 0:
         return
-    vma = mm.vma_at(addr)
+    vma = mm.vma_lookup(addr)
     if vma is None or vma.ptef is None:
         return
     i = addr - vma.vm_start

@@ -9,8 +9,8 @@ import numpy as np
 from .folio import MAP_ANON_VMA
 
 if TYPE_CHECKING:
+    from . import trace as T
     from .machine import Machine
-    from .mm import MM
 
 
 @dataclass(slots=True)
@@ -78,11 +78,14 @@ def rmap_walk(m: Machine, fid: int, cost: WalkCost | None = None, early_exit: bo
     return found
 
 
-def rmap_range(m: Machine, mm: MM, start: int, end: int, walk: str) -> None:
-    """The trace's `rmap` op: one walk per distinct folio mapped in [start, end)."""
+def rmap_range(m: Machine, op: T.Rmap) -> None:
+    """The trace's `rmap` op: the walks of `op.walk` (WALK_PASSES) once per distinct folio
+    mapped in the range."""
+    span = m.layout.access(op)
+    mm, start, end, walk = m.procs[op.pid], span.start, span.start + span.count, op.walk
     cost = m.walk_costs.setdefault(walk, WalkCost())
     seen: set[int] = set()
-    for vma in mm.range(start, end):
+    for vma in mm.vmas_in_range(start, end):
         if vma.pte is None:
             continue
         lo, hi = max(start, vma.vm_start) - vma.vm_start, min(end, vma.vm_end) - vma.vm_start

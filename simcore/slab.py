@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .errors import InvariantError
+
 CACHES = ("vm_area_struct", "anon_vma", "anon_vma_chain")
 VMA, ANON_VMA, AVC = range(3)
-# Object sizes on this machine's 6.18 x86_64 kernel (slabinfo objsize): 192 / 104 / 64 bytes.
-OBJSIZE_X86_64 = (192, 104, 64)
 
 
 @dataclass(slots=True)
@@ -25,7 +25,8 @@ class Slab:
 
     def free(self, cache: int, n: int = 1) -> None:
         self.live[cache] -= n
-        assert self.live[cache] >= 0, f"{CACHES[cache]}: freed more objects than allocated"
+        if self.live[cache] < 0:
+            raise InvariantError("slab", f"{CACHES[cache]}: freed more objects than allocated")
 
     def counts(self) -> dict[str, int]:
         out = {name: self.live[i] for i, name in enumerate(CACHES)}

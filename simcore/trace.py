@@ -140,7 +140,6 @@ class Rmap:
 
 Op = Union[Mmap, Touch, Mprotect, Munmap, MremapResize, MremapMove, Madvise, Mlock,
            Fork, Exec, Exit, Rmap]
-RANGED = (Touch, Mprotect, Munmap, MremapMove, Madvise, Mlock, Rmap)
 
 # op name -> (required fields, optional fields with their types)
 _INT, _STR, _BOOL = int, str, bool

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import anon_vma as av_mod
+from .errors import InvariantError
 from .slab import VMA as VMA_CACHE
 
 if TYPE_CHECKING:
@@ -155,12 +155,12 @@ def reusable_anon_vma(old: VMA, a: VMA, b: VMA) -> AnonVMA | None:
 def find_mergeable_anon_vma(vma: VMA) -> AnonVMA | None:
     """find_mergeable_anon_vma(): try the next VMA first, then the previous one."""
     mm = vma.mm
-    nxt = mm.vma_at(vma.vm_end)
+    nxt = mm.vma_lookup(vma.vm_end)
     if nxt is not None:
         av = reusable_anon_vma(nxt, vma, nxt)
         if av is not None:
             return av
-    prev = mm.prev(vma)
+    prev = mm.vma_prev(vma)
     if prev is not None:
         return reusable_anon_vma(prev, prev, vma)
     return None
@@ -244,7 +244,8 @@ def split_vma(m: Machine, vma: VMA, addr: int, new_below: bool) -> VMA:
     new_below: the new VMA is [vm_start, addr) and vma keeps [addr, vm_end);
     else the new VMA is [addr, vm_end).
     """
-    assert vma.vm_start < addr < vma.vm_end
+    if not vma.vm_start < addr < vma.vm_end:
+        raise InvariantError("split", f"split of {vma} at {addr:#x} outside it")
     mm = vma.mm
     new = vm_area_dup(m, vma)
     cut = addr - vma.vm_start
@@ -278,7 +279,7 @@ def vma_merge_existing_range(m: Machine, vma: VMA, start: int, end: int,
     left_side, right_side = start == vma.vm_start, end == vma.vm_end
     if not left_side and not right_side:
         return None
-    prev, nxt = mm.prev(vma), mm.next(vma)
+    prev, nxt = mm.vma_prev(vma), mm.vma_next(vma)
     pgoff = vma.vm_pgoff + (start - vma.vm_start)
     req = MergeReq(start, end, pgoff, flags, vma.vm_file, vma.anon_vma, vma, prev, nxt)
     merge_left = left_side and can_vma_merge_left(m, req)
@@ -336,7 +337,8 @@ def vma_merge_existing_range(m: Machine, vma: VMA, start: int, end: int,
 
 
 def _fix_len(vma: VMA) -> None:
-    assert vma.pte is None or len(vma.pte) == vma.pages
+    if vma.pte is not None and len(vma.pte) != vma.pages:
+        raise InvariantError("pt-length", f"page table length of {vma}")
 
 
 def vma_modify_flags(m: Machine, vma: VMA, start: int, end: int, flags: int) -> VMA:
@@ -356,7 +358,7 @@ def vma_merge_new_range(m: Machine, mm: MM, start: int, end: int, pgoff: int, fl
                         file: File | None, anon_vma: AnonVMA | None = None,
                         copied_from: VMA | None = None) -> VMA | None:
     """vma_merge_new_range() + vma_expand(): a new range [start, end) joins prev and/or next."""
-    prev, nxt = mm.prev_of(start), mm.next_of(end)
+    prev, nxt = mm.find_vma_prev(start), mm.find_vma(end)    # [start, end) is free
     if prev is None and nxt is None:
         return None
     req = MergeReq(start, end, pgoff, flags, file, anon_vma, None, prev, nxt, copied_from)

@@ -52,8 +52,8 @@ def features(shape: Shape) -> np.ndarray:
         pid += 1
     ops.append(T.Fork(pid, 1000))
     m = Machine("eager").run(ops)
-    vmas, avcs, avs, ptes, _ = m.forks[-1]
-    return np.array([1.0, vmas, avcs, avs, ptes])
+    f = m.forks[-1]
+    return np.array([1.0, f.vmas, f.avcs, f.anon_vmas, f.ptes])
 
 
 def build(tmp: Path) -> Path:

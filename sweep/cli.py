@@ -9,12 +9,13 @@ from typing import List, Optional
 
 import typer
 
+from simcore.slab import CACHES
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="anonsim: simulate anonymous rmap designs and sweep experiments.")
 trace_app = typer.Typer(no_args_is_help=True, help="Run one scenario trace.")
 app.add_typer(trace_app, name="trace")
 
-CACHES = ("vm_area_struct", "anon_vma", "anon_vma_chain")
 EXPECTED_FILE = "expected.json"
 
 
@@ -67,17 +68,18 @@ def trace_simulate(
     policy: str = typer.Option("eager", help="rmap policy"),
     variant: List[str] = typer.Option([], help="policy variant knob key=value (repeatable)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
-    check: bool = typer.Option(False, "--check", help="assert invariants after every operation"),
+    check: bool = typer.Option(False, "--check", help="check invariants after every operation"),
 ) -> None:
     """Replay a trace in the simulator and print the final object counts."""
+    from simcore.errors import InvariantError
     from simcore.trace import TraceError
 
     try:
         counts = simulate_file(path, policy, check, _parse_variant(variant))
     except (TraceError, ValueError) as exc:
         _fail(str(exc))
-    except AssertionError as exc:
-        _fail(f"invariant violated: {exc}", 1)
+    except InvariantError as exc:
+        _fail(str(exc), 1)
     _print_counts(counts, as_json)
 
 
@@ -136,6 +138,7 @@ def validate(
     checked mode (invariants and rmap completeness after every operation)."""
     from rich.console import Console
     from rich.table import Table
+    from simcore.errors import InvariantError
     from simcore.trace import TraceError
 
     if not traces:
@@ -160,7 +163,7 @@ def validate(
             sim = simulate_file(path, policy, check=True, variant=_parse_variant(variant))
         except (TraceError, ValueError) as exc:
             _fail(str(exc))
-        except AssertionError as exc:
+        except InvariantError as exc:
             table.add_row(path.name, *[""] * (6 if eager else 3), "[red]INVARIANT")
             mismatches.append(f"INVARIANT {path}: {exc}")
             bad += 1

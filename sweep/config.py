@@ -1,7 +1,8 @@
 """Grid configs: Hydra composition and override grammar, typed schemas, validation.
 
 A grid file is a Hydra primary config (defaults list over the groups ``workload``,
-``arch`` and ``policy``) with a ``grid`` section::
+``arch`` and ``policy``, looked up in the grid file's folder, then in the project's
+``conf/``: see ``search_path``) with a ``grid`` section::
 
     grid:
       axes: {policy: [eager, lazy], seed: [0, 1, 2]}
@@ -156,8 +157,27 @@ def _get_dotted(cfg: dict, key: str) -> Any:
 
 
 # ---- loading ----------------------------------------------------------------------
-def _options(conf_dir: Path, group: str) -> list[str]:
-    return sorted(p.stem for p in (conf_dir / group).glob("*.yaml"))
+PROJECT_CONF = Path(__file__).resolve().parent.parent / "conf"
+
+
+def search_path(grid_file: Path) -> list[Path]:
+    """Where config groups are looked up, first match wins: the grid file's folder, then
+    the project's ``conf/`` (next to the ``sweep`` package), as Hydra's config search path."""
+    out: list[Path] = []
+    for d in (grid_file.resolve().parent, PROJECT_CONF):
+        if d not in out and d.is_dir():
+            out.append(d)
+    return out
+
+
+def _options(conf_path: list[Path], group: str) -> list[str]:
+    return sorted({p.stem for d in conf_path for p in (d / group).glob("*.yaml")})
+
+
+def _unknown_option(option: Any, group: str, conf_path: list[Path]) -> SweepConfigError:
+    where = ", ".join(str(d / group) for d in conf_path)
+    return SweepConfigError(f"unknown option {option!r} for group {group!r} (allowed: "
+                            f"{', '.join(_options(conf_path, group)) or 'none'}; looked in {where})")
 
 
 def _parse_overrides(overrides: list[str]):
@@ -169,18 +189,18 @@ def _parse_overrides(overrides: list[str]):
         raise SweepConfigError(f"bad override: {str(exc).splitlines()[0]}") from None
 
 
-def _sweep_values(ov, conf_dir: Path) -> list[Any]:
+def _sweep_values(ov, conf_path: list[Path]) -> list[Any]:
     from hydra.core.override_parser.types import Glob
     value = ov.value()
     if isinstance(value, Glob):
         if ov.key_or_group not in GROUPS:
             raise SweepConfigError(f"glob() works on config groups ({', '.join(GROUPS)}), "
                                    f"not on {ov.key_or_group!r}")
-        chosen = value.filter(_options(conf_dir, ov.key_or_group))
+        chosen = value.filter(_options(conf_path, ov.key_or_group))
         if not chosen:
             raise SweepConfigError(f"{ov.input_line!r} matches no option of group "
                                    f"{ov.key_or_group!r} (options: "
-                                   f"{', '.join(_options(conf_dir, ov.key_or_group))})")
+                                   f"{', '.join(_options(conf_path, ov.key_or_group))})")
         return chosen
     try:
         values = list(ov.sweep_iterator())
@@ -222,7 +242,7 @@ def load_grid(path: str | Path, overrides: list[str] = ()) -> Grid:
     path = Path(path)
     if not path.is_file():
         raise SweepConfigError(f"grid file not found: {path}")
-    conf_dir = path.resolve().parent
+    conf_path = search_path(path)
     raw = _load_yaml(path)
     if not isinstance(raw, dict):
         raise SweepConfigError(f"{path}: a grid file must be a mapping")
@@ -243,7 +263,7 @@ def load_grid(path: str | Path, overrides: list[str] = ()) -> Grid:
         if ov.is_delete() and key in axes:
             del axes[key]                          # ~key: drop an axis of the grid file
         elif ov.is_sweep_override():
-            axes[key] = _sweep_values(ov, conf_dir)
+            axes[key] = _sweep_values(ov, conf_path)
         elif key in axes:
             axes[key] = [ov.value()]
         else:
@@ -252,10 +272,10 @@ def load_grid(path: str | Path, overrides: list[str] = ()) -> Grid:
     exclude = [dict(e) for e in grid_raw.get("exclude") or []]
     for group in GROUPS:
         for option in axes.get(group, []):
-            if option not in _options(conf_dir, group):
-                raise SweepConfigError(f"unknown option {option!r} for group {group!r} "
-                                       f"(allowed: {', '.join(_options(conf_dir, group))})")
-    base, options = _compose(conf_dir, path.stem, base_overrides, axes)
+            if option not in _options(conf_path, group):
+                raise _unknown_option(option, group, conf_path)
+    base, options = _compose(conf_path, path.stem, base_overrides, axes)
+    base.setdefault("seed", 0)                     # a grid may sweep seed without declaring it
     grid = Grid(str(path), base, axes, zips, exclude, options)
     _validate(grid)
     from .grid import expand
@@ -263,18 +283,23 @@ def load_grid(path: str | Path, overrides: list[str] = ()) -> Grid:
     return grid
 
 
-def _compose(conf_dir: Path, name: str, base_overrides: list[str],
+def _compose(conf_path: list[Path], name: str, base_overrides: list[str],
              axes: dict[str, list]) -> tuple[dict, dict]:
     """Hydra compose once for the base, once per option of each group axis."""
     from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
+    from hydra.errors import HydraException, MissingConfigException
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     def one(extra: list[str]) -> dict:
         try:
-            cfg = compose(config_name=name, overrides=base_overrides + extra)
+            cfg = compose(config_name=name, overrides=[searchpath] + base_overrides + extra)
             out = OmegaConf.to_container(cfg, resolve=False)
+        except MissingConfigException as exc:
+            group, _, option = (exc.missing_cfg_file or "").rpartition("/")
+            if group in GROUPS:
+                raise _unknown_option(option, group, conf_path) from None
+            raise SweepConfigError(f"{name}.yaml: {str(exc).splitlines()[0]}") from None
         except (HydraException, OmegaConfBaseException) as exc:
             lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
             cause = str(exc.__cause__).splitlines()[0] if exc.__cause__ else ""
@@ -283,7 +308,8 @@ def _compose(conf_dir: Path, name: str, base_overrides: list[str],
         _reject_code(out, "")
         return out
 
-    with initialize_config_dir(config_dir=str(conf_dir), version_base=None):
+    searchpath = "hydra.searchpath=[" + ",".join(f"'file://{d}'" for d in conf_path[1:]) + "]"
+    with initialize_config_dir(config_dir=str(conf_path[0]), version_base=None):
         base = one([])
         options = {g: {} for g in GROUPS}
         for group in GROUPS:

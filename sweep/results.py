@@ -14,10 +14,10 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from .store import CACHES, Store
+from simcore.slab import CACHES
 
-ID_COLUMNS = ("cell_id", "sweep", "workload", "arch", "policy", "variant", "seed", "status",
-              "error", "traceback", "wall_s")
+from . import published as _published
+from .store import Store
 
 
 def load(*sources: str) -> pl.LazyFrame:
@@ -91,15 +91,10 @@ def spread(d: pl.DataFrame, by: tuple[str, ...] = ("workload", "arch", "cache"))
     return g.with_columns(pl.Series("change_pct_ci95", half))
 
 
-def published() -> pl.DataFrame:
-    """The cover letter's figures: active KB before/after per cache and state."""
-    from .report import PUBLISHED
-    rows = [{"workload": w, "cache": c, "published_base_kb": b, "published_other_kb": a,
-             "published_change_pct": 100 * (a - b) / b}
-            for w, caches in PUBLISHED.items() for c, (b, a) in caches.items()]
-    return pl.DataFrame(rows)
-
-
 def with_published(s: pl.DataFrame) -> pl.DataFrame:
-    """spread() joined with the published numbers (null where the workload has none)."""
-    return s.join(published(), on=["workload", "cache"], how="left")
+    """spread() joined with the published numbers: null except for the architecture they
+    were measured on (arm64_android) and the Android workloads."""
+    if "arch" not in s.columns:
+        raise ValueError(f"with_published() needs an 'arch' column: the cover letter's numbers "
+                         f"were measured on {_published.ARCH} only")
+    return s.join(_published.frame(), on=["workload", "arch", "cache"], how="left")

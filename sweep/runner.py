@@ -11,14 +11,18 @@ import os
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pyarrow as pa
 
+from simcore.slab import CACHES
+
 from .config import GROUPS, Grid
 from .grid import SIM_VERSION, resolve_point
-from .store import (CACHES, FLOAT_METRICS, INT_METRICS, LIST_METRICS, Store, json_meta,
-                    result_schema)
+from .store import FLOAT_METRICS, INT_METRICS, LIST_METRICS, Store, json_meta, result_schema
+
+if TYPE_CHECKING:
+    from simcore.fork import ForkRecord
 
 WALK_KEYS = ("walks", "avcs_visited", "vmas_visited", "vmas_not_mapping", "root_lock_read",
              "lockless_walks")
@@ -110,11 +114,12 @@ def slab_metrics(counts: dict, arch: dict, policy: str) -> dict[str, float]:
     return out
 
 
-def fork_cost(forks: list[tuple[int, int, int, int, int]], arch: dict) -> list[float]:
+def fork_cost(forks: list[ForkRecord], arch: dict) -> list[float]:
     """Predicted latency (ns) of each fork from its counts and the profile's coefficients."""
     a, vma, avc, av, pte = (float(arch[k]) for k in ("fork_a_ns", "fork_vma_ns", "fork_avc_ns",
                                                       "fork_av_ns", "fork_pte_ns"))
-    return [a + vma * v + avc * c + av * n + pte * (p + s) for v, c, n, p, s in forks]
+    return [a + vma * f.vmas + avc * f.avcs + av * f.anon_vmas + pte * (f.ptes + f.upgrade_ptes)
+            for f in forks]
 
 
 def row_head(cfg: dict, cell: dict, params: dict[str, type], sweep: str) -> dict[str, Any]:

@@ -15,8 +15,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from simcore.slab import CACHES
+
 PARTITIONS = ("workload", "policy")
-CACHES = ("vm_area_struct", "anon_vma", "anon_vma_chain")
 INT_METRICS = (*CACHES, *(f"{c}_peak" for c in CACHES), "folios", "processes",
                "anon_vma_root_lock_write", "rmap_walks", "rmap_avcs_visited", "rmap_vmas_visited",
                "rmap_vmas_not_mapping", "rmap_root_lock_read", "rmap_lockless_walks",

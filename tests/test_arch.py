@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
+from simcore.fork import ForkRecord
 from sweep.calibrate import Shape, calibrate, features, fit
 from sweep.config import load_grid
 from sweep.runner import fork_cost, simulate_cell, slab_metrics
@@ -49,7 +50,8 @@ def test_fork_features_and_prediction():
     f = features(Shape(10, 4, True, 1))          # child of a fork: chain 2 long
     assert f.tolist() == [1, 10, 30, 10, 40]     # VMAs, AVCs (2 cloned + 1 new each), AVs, PTEs
     arch = {"fork_a_ns": 1000, "fork_vma_ns": 10, "fork_avc_ns": 1, "fork_av_ns": 2, "fork_pte_ns": 0.5}
-    assert fork_cost([(10, 30, 10, 40, 0)], arch) == [1000 + 100 + 30 + 20 + 20]
+    assert fork_cost([ForkRecord(vmas=10, avcs=30, anon_vmas=10, ptes=40, upgrade_ptes=0)],
+                     arch) == [1000 + 100 + 30 + 20 + 20]
 
 
 def test_fit_recovers_known_coefficients():

@@ -8,6 +8,7 @@ import pytest
 from conftest import corpus, fork, mmap, touch
 from simcore import trace
 from simcore.check import check_no_leaks
+from simcore.errors import InvariantError
 from simcore.machine import Machine
 from simcore.policy import make_policy
 from simcore.policy.lazy import VARIANTS, Lazy, TreeParent
@@ -85,8 +86,9 @@ def test_mremap_keep_breaks_rmap_completeness():
     """Finding: folios that keep pointing at the VMA they were faulted in cannot be found
     once mremap moved them (docs/lazy-model.md)."""
     ops = trace.load(FINDINGS + "mremap_keep_incomplete.jsonl")
-    with pytest.raises(AssertionError, match="rmap incomplete"):
+    with pytest.raises(InvariantError, match="rmap incomplete") as exc:
         Machine(Lazy(mremap="keep"), check=True).run(ops)
+    assert exc.value.invariant == "rmap-complete" and exc.value.line is not None
     Machine(Lazy(), check=True).run(ops)                 # the default re-points: complete
 
 

@@ -7,7 +7,8 @@ import pytest
 
 from conftest import fork, mmap, touch
 from simcore import trace
-from simcore.check import LayoutMismatch, check_layout
+from simcore.check import check_layout
+from simcore.errors import LayoutMismatch
 from simcore.layout import UNMAPPED
 from simcore.machine import Machine
 
@@ -106,3 +107,5 @@ def test_checked_mode_names_a_layout_that_has_left_the_mm():
     with pytest.raises(LayoutMismatch, match=r"page 0x[0-9a-f]+ is unmapped in the layout but "
                                              r"mapped with protection 0x3 in the mm"):
         check_layout(m)
+    with pytest.raises(LayoutMismatch, match=r"invariant layout violated after line"):
+        m.apply(trace.parse_op({"op": "touch", "pid": 0, "region": "z", "count": 1}, 9))

@@ -9,9 +9,10 @@ Public API:
 * :func:`unavailable_reason` - why the kernel path cannot run here, or None.
 * :class:`KernelError` - every failure except an invalid trace (``TraceError``).
 """
+from ..slab import CACHES
 from .compile import Command, Program, compile_trace
 from .harness import build_executor, measure, unavailable_reason
-from .tracefs import CACHES, Counts, KernelError, Tracefs, parse_trace
+from .tracefs import Counts, KernelError, Tracefs, parse_trace
 
 KernelUnavailable = KernelError
 

@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from ..slab import CACHES
 from ..trace import Op, load
 from .compile import Command, Program, compile_trace
-from .tracefs import CACHES, TRACING, Counts, KernelError, Tracefs
+from .tracefs import TRACING, Counts, KernelError, Tracefs
 
 SOURCE = Path(__file__).with_name("executor.c")
 ALARM_SECONDS = 1800

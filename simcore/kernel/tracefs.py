@@ -21,8 +21,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..slab import CACHES
+
 TRACING = Path("/sys/kernel/tracing")
-CACHES = ("vm_area_struct", "anon_vma", "anon_vma_chain")
 EVENTS = ("kmem/kmem_cache_alloc", "kmem/kmem_cache_free")
 FILTER = " || ".join(f'name == "{c}"' for c in CACHES)
 # anon_vma_chain's cache is merged with fs_cache on this kernel: fs_struct objects

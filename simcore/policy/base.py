@@ -97,6 +97,11 @@ class Policy(ABC):
         """I1 for this design: a VMA with AVCs has its own anon_vma."""
         return (vma.anon_vma is None) == (not vma.chain)
 
+    def upgrade_ptes(self) -> int:
+        """Page-table entries the design's own scans have visited so far (a lazy design's
+        upgrades); the fork cost model charges those a fork triggers.  Mainline scans none."""
+        return 0
+
     def stats(self) -> dict[str, int]:
         """Policy-specific counters reported with the results."""
         return {}

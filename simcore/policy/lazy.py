@@ -286,7 +286,7 @@ class Lazy(Eager):
         if walk == "migrate" and self.variant["migrate"] == "upgrade" \
                 and m.folios.mkind[fid] == MAP_VMA:
             for pid, page in self.rmap_walk_vma(m, fid, None):
-                self.upgrade(m, m.procs[pid].vma_at(page))
+                self.upgrade(m, m.procs[pid].vma_lookup(page))
 
     # ---- teardown ---------------------------------------------------------
     def unlink_anon_vmas(self, m: Machine, vma: VMA) -> None:
@@ -321,13 +321,16 @@ class Lazy(Eager):
         found = []
         addr = target.vm_start + (index - target.vm_pgoff)
         for page in range(addr, addr + nr):
-            vma = target.mm.vma_at(page)
+            vma = target.mm.vma_lookup(page)
             if vma is not None and vma.pte is not None and vma.pte[page - vma.vm_start] == fid \
                     and vma.vm_pgoff + page - vma.vm_start == index + page - addr:
                 found.append((vma.mm.pid, page))
         if not found and cost is not None:
             cost.vmas_not_mapping += 1
         return found
+
+    def upgrade_ptes(self) -> int:
+        return self.counters["lazy_upgrade_ptes"]
 
     def stats(self) -> dict[str, int]:
         return dict(self.counters, lazy_pinned_vmas=len(self.detached))

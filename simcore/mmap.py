@@ -1,0 +1,100 @@
+"""mmap, munmap and address-space teardown (mm/mmap.c, mm/vma.c; exec_mmap() of fs/exec.c,
+exit_mm() of kernel/exit.c)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from . import trace as T
+from .fault import mm_populate
+from .layout import PROT, PROT_EXEC, PROT_READ, PROT_WRITE
+from .mm import MM
+from .pagetable import free_pgtables, split_huge_edges, zap_pte_range
+from .vma import (VM_ACCOUNT, VM_EXEC, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_READ,
+                  VM_SHARED, VM_WRITE, VMA, File, remove_vma_from_mm, split_vma, vm_area_alloc,
+                  vma_merge_new_range)
+
+if TYPE_CHECKING:
+    from .machine import Machine
+
+
+def calc_vm_prot_bits(prot: int) -> int:
+    """calc_vm_prot_bits(): PROT_* -> VM_READ/VM_WRITE/VM_EXEC."""
+    return ((VM_READ if prot & PROT_READ else 0) | (VM_WRITE if prot & PROT_WRITE else 0)
+            | (VM_EXEC if prot & PROT_EXEC else 0))
+
+
+def do_mmap(m: Machine, op: T.Mmap) -> None:
+    """do_mmap() -> mmap_region(): vm_flags from prot and kind, merge with a neighbour
+    (vma_merge_new_range()) or a new VMA; MAP_POPULATE -> __mm_populate()."""
+    span = m.layout.mmap(op)
+    mm = m.procs[op.pid]
+    flags = calc_vm_prot_bits(PROT[op.prot]) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
+    shared = op.kind in ("shared_anon", "shared_file")
+    if shared:
+        flags |= VM_SHARED | VM_MAYSHARE
+    elif flags & VM_WRITE:
+        flags |= VM_ACCOUNT                            # accountable_mapping()
+    if op.kind == "anon":
+        file, pgoff = None, span.start                 # do_mmap(): pgoff = addr >> PAGE_SHIFT
+    elif op.kind == "shared_anon":
+        file, pgoff = File("dev/zero", shmem=True), 0  # shmem_zero_setup(): a file of its own
+    else:
+        file = mm.files.setdefault(op.file, File(op.file))
+        pgoff = op.offset
+    start, end = span.start, span.start + span.count
+    vma = vma_merge_new_range(m, mm, start, end, pgoff, flags, file)
+    if vma is None:
+        vma = vm_area_alloc(m, mm, start, end, pgoff, flags, file)
+        mm.insert(vma)
+    if op.populate:
+        mm_populate(m, mm, start, end)
+
+
+def do_vmi_munmap(m: Machine, mm: MM, start: int, end: int) -> None:
+    """do_vmi_munmap() -> do_vmi_align_munmap(): split at the edges, then unmap and free the
+    VMAs inside (unmap_region(), free_pgtables())."""
+    vmas = mm.vmas_in_range(start, end)
+    if not vmas:
+        return
+    split_huge_edges(m, mm, start, end)
+    if vmas[0].vm_start < start:
+        split_vma(m, vmas[0], start, new_below=True)
+    last = mm.vma_lookup(end - 1)
+    if last is not None and last.vm_end > end:
+        split_vma(m, last, end, new_below=False)
+    for vma in mm.vmas_in_range(start, end):
+        remove_vma(m, vma)
+    free_pgtables(m, mm, start, end)
+
+
+def vm_munmap(m: Machine, op: T.Munmap) -> None:
+    """munmap() -> __vm_munmap() -> do_vmi_munmap()."""
+    span = m.layout.munmap(op)
+    do_vmi_munmap(m, m.procs[op.pid], span.start, span.start + span.count)
+
+
+def remove_vma(m: Machine, vma: VMA) -> None:
+    """unmap_vmas() + free_pgtables() -> unlink_anon_vmas() + remove_vma() for one VMA."""
+    zap_pte_range(m, vma, 0, vma.pages)
+    remove_vma_from_mm(m, vma)
+
+
+def exit_mmap(m: Machine, mm: MM) -> None:
+    """exit_mmap(): unmap, unlink and free every VMA."""
+    for vma in list(mm.vmas):
+        remove_vma(m, vma)
+    mm.pt_pmds.clear()
+
+
+def exec_mmap(m: Machine, op: T.Exec) -> None:
+    """execve(): exec_mmap() drops the old mm (mmput() -> exit_mmap()) for a fresh one."""
+    m.layout.exec(op)
+    exit_mmap(m, m.procs[op.pid])
+    m.procs[op.pid] = MM(op.pid)
+
+
+def exit_mm(m: Machine, op: T.Exit) -> None:
+    """exit(): exit_mm() -> mmput() -> exit_mmap()."""
+    m.layout.exit(op)
+    exit_mmap(m, m.procs[op.pid])
+    del m.procs[op.pid]

@@ -1,0 +1,70 @@
+"""mprotect() (mm/mprotect.c), and the per-VMA flag-change loop it shares with madvise() and
+mlock()."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from . import trace as T
+from .fault import populate_vma_page_range
+from .layout import PROT
+from .mm import MM, for_each_vma_range
+from .mmap import calc_vm_prot_bits
+from .pagetable import split_huge_edges
+from .vma import (F_EXCL, F_WRITE, VM_ACCOUNT, VM_EXEC, VM_LOCKED, VM_READ, VM_SHARED, VM_WRITE,
+                  VMA, vma_modify_flags)
+
+if TYPE_CHECKING:
+    from .machine import Machine
+
+
+def modify_flags_range(m: Machine, mm: MM, start: int, end: int, newflags: Callable[[VMA], int],
+                       after: Callable[[VMA, int, int, int], None] | None = None) -> None:
+    """The for_each_vma_range() + vma_modify_flags() loop of do_mprotect_pkey(),
+    madvise_walk_vmas() and apply_vma_lock_flags(): each VMA piece of [start, end) whose flags
+    change is split or merged; `after(vma, a, b, oldflags)` then runs on it."""
+    for vma, a, b in for_each_vma_range(mm, start, end):
+        old, flags = vma.vm_flags, newflags(vma)
+        if flags != old:
+            split_huge_edges(m, mm, a, b)
+            vma = vma_modify_flags(m, vma, a, b, flags)
+        if after is not None:
+            after(vma, a, b, old)
+
+
+def change_protection(vma: VMA, a: int, b: int) -> None:
+    """change_protection(): write-protect, or make exclusive anon entries writable again."""
+    if vma.ptef is None:
+        return
+    lo, hi = a - vma.vm_start, b - vma.vm_start
+    flags = vma.ptef[lo:hi]
+    if vma.vm_flags & VM_WRITE:
+        excl = (flags & F_EXCL) != 0
+        flags[excl] |= np.uint8(F_WRITE)
+    else:
+        flags &= ~np.uint8(F_WRITE)
+
+
+def do_mprotect_pkey(m: Machine, op: T.Mprotect) -> None:
+    """do_mprotect_pkey(): mprotect_fixup() on each VMA of the range."""
+    span = m.layout.access(op)
+    access = calc_vm_prot_bits(PROT[op.prot])
+
+    def newflags(vma: VMA) -> int:                     # mprotect_fixup(): VM_ACCOUNT
+        old = vma.vm_flags
+        new = (old & ~(VM_READ | VM_WRITE | VM_EXEC)) | access
+        if new & VM_WRITE:
+            if not old & (VM_ACCOUNT | VM_WRITE | VM_SHARED):
+                new |= VM_ACCOUNT
+        elif old & VM_ACCOUNT and vma.is_anonymous() and not m.policy.vma_has_anon(vma):
+            new &= ~VM_ACCOUNT
+        return new
+
+    def fixup(vma: VMA, a: int, b: int, old: int) -> None:
+        change_protection(vma, a, b)
+        # mprotect_fixup(): a private VM_LOCKED VMA becoming writable is populated to break COW
+        if (old & (VM_WRITE | VM_SHARED | VM_LOCKED)) == VM_LOCKED and vma.vm_flags & VM_WRITE:
+            populate_vma_page_range(m, vma, a - vma.vm_start, b - vma.vm_start)
+
+    modify_flags_range(m, m.procs[op.pid], span.start, span.start + span.count, newflags, fixup)
