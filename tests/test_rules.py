@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from conftest import fork, mmap, touch
 from simcore import trace
 from simcore.check import check_layout
 from simcore.errors import LayoutMismatch
-from simcore.layout import UNMAPPED
+from simcore.layout import UNMAPPED, Region
 from simcore.machine import Machine
 
 
@@ -109,3 +110,13 @@ def test_checked_mode_names_a_layout_that_has_left_the_mm():
         check_layout(m)
     with pytest.raises(LayoutMismatch, match=r"invariant layout violated after line"):
         m.apply(trace.parse_op({"op": "touch", "pid": 0, "region": "z", "count": 1}, 9))
+
+
+def test_unchecked_touch_where_the_mm_has_no_vma_is_a_layout_mismatch():
+    # the AttributeError of issue 11 becomes a named error, checked mode or not
+    m = Machine("eager").run(trace.parse_lines([json.dumps(mmap(region="z", pages=1))]))
+    z = m.layout.regions[0]["z"]
+    m.layout.regions[0]["ghost"] = Region(z.end, np.full(1, 3, np.int8))   # no VMA behind it
+    with pytest.raises(LayoutMismatch, match=r"no VMA at page 0x[0-9a-f]+, which the trace "
+                                             r"layout holds mapped"):
+        m.apply(trace.parse_op({"op": "touch", "pid": 0, "region": "ghost"}, 2))
