@@ -28,7 +28,6 @@ class InvariantError(Exception):
         return f"invariant {self.invariant} violated{where}: {self.message}"
 
 
-
 class LayoutMismatch(InvariantError):
     """The trace layout (which pages a trace may name, with what protection) and a process's
     VMAs disagree: the simulator's two views of one address space have diverged."""
