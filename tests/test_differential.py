@@ -24,9 +24,9 @@ def test_random_trace_matches_kernel(seed):
 
 
 # Long traces reach layouts short ones never build (issue 11: a crash after ~6,000 ops).
-# Default: one trace of 5,000 ops (about 1 min on 2 busy CPUs, most of it in the executor
-# round trips); ANONSIM_KERNEL_SEEDS=3 ANONSIM_KERNEL_OPS=20000 runs three 20,000-op traces
-# (about 11 min each on 2 busy CPUs).
+# Default: one trace of 5,000 ops (6 s on a quiet 2-CPU machine, about 1 min at load 17,
+# most of it executor round trips); ANONSIM_KERNEL_SEEDS=3 ANONSIM_KERNEL_OPS=20000 runs
+# three 20,000-op traces (about 30 s each quiet, 9-11 min each at load 17-20).
 KERNEL_OPS = int(os.environ.get("ANONSIM_KERNEL_OPS", "5000"))
 KERNEL_SEEDS = range(6000, 6000 + int(os.environ.get("ANONSIM_KERNEL_SEEDS", "1")))
 
