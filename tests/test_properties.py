@@ -2,9 +2,9 @@
 
 Short traces (hypothesis) run fully checked.  Long traces matter too: the layout that made
 random_trace(4, 20000) crash (issue 11) took about 6,000 operations to build.  By default the
-long test replays the seeds that crashed under eager and lazy (12 s on a quiet 2-CPU machine,
-3.7 min at load 17); ANONSIM_LONG_SEEDS=50 replays seeds 0..49 (9 min at load 6, 4 min of CPU; ANONSIM_LONG_OPS
-sets the length, default 20,000).
+long test replays the seeds that crashed under eager and lazy (12 s on a quiet 2-CPU
+machine, 3.7 min at load 17); ANONSIM_LONG_SEEDS=50 replays seeds 0..49 (9 min at load 6,
+4 min of CPU).  ANONSIM_LONG_OPS sets the length (default 20,000).
 """
 from __future__ import annotations
 
