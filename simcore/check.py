@@ -1,18 +1,21 @@
 """Invariants I1-I6 of shared/research/kernel-rmap-spec.md, structural checks, leak check.
 
-``check_machine`` raises InvariantError naming the broken invariant.  It is run
-after every operation in checked mode (``Machine(check=True)``).
+``check_machine`` raises InvariantError naming the broken invariant (its subclass
+LayoutMismatch when the trace layout and the VMAs disagree).  It is run after every
+operation in checked mode (``Machine(check=True)``).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
-from .errors import InvariantError
+from .errors import InvariantError, LayoutMismatch
 from .folio import MAP_ANON_VMA
+from .layout import DONTCOPY, UNMAPPED
 from .rmap import rmap_walk
 from .slab import ANON_VMA, AVC, CACHES, VMA as VMA_CACHE
+from .vma import VM_ACCESS_FLAGS, VM_DONTCOPY
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -21,6 +24,7 @@ if TYPE_CHECKING:
 def check_machine(m: Machine) -> None:
     vmas = [v for mm in m.procs.values() for v in mm.vmas]
     _check_mm_structure(m)
+    check_layout(m)
     _check_chains(m, vmas)
     _check_anon_vmas(m, vmas)
     _check_folios(m, vmas)
@@ -46,6 +50,62 @@ def _check_mm_structure(m: Machine) -> None:
             if not (v.pte is None or len(v.pte) == v.pages):
                 raise InvariantError("pt-length", f"page table length of {v}")
             prev_end = v.vm_end
+
+
+def check_layout(m: Machine, pids: Iterable[int] | None = None) -> None:
+    """Each process's mapped layout pages are exactly its VMAs' pages, with the same access
+    bits and MADV_DONTFORK; raises LayoutMismatch at the first page where they differ.
+    ``pids`` limits the comparison to those processes (the ones an operation changed)."""
+    alive = set(m.layout.alive())
+    if alive != set(m.procs):
+        raise LayoutMismatch(f"layout processes {sorted(alive)} != mm processes {sorted(m.procs)}")
+    for pid in m.procs if pids is None else alive.intersection(pids):
+        mm = m.procs[pid]
+        want = _layout_runs(m.layout.regions[pid], pid)
+        have = _coalesce([(v.vm_start, v.vm_end, (v.vm_flags & VM_ACCESS_FLAGS)
+                           | (DONTCOPY if v.vm_flags & VM_DONTCOPY else 0)) for v in mm.vmas])
+        if want != have:
+            raise LayoutMismatch(f"pid {pid}: {_first_difference(want, have)}")
+
+
+def _layout_runs(regions: dict, pid: int) -> list[tuple[int, int, int]]:
+    """(start, end, protection) of the mapped runs of every region, in address order."""
+    runs = []
+    for name, r in regions.items():
+        if r.same() is not None:
+            runs.append((r.start, r.end, r.same(), name))
+            continue
+        cuts = [0, *(np.flatnonzero(np.diff(r.prot)) + 1).tolist(), r.extent]
+        runs.extend((r.start + a, r.start + b, int(r.prot[a]), name)
+                    for a, b in zip(cuts, cuts[1:]) if r.prot[a] != UNMAPPED)
+    runs.sort()
+    for (_, end, _, name), (start, _, _, other) in zip(runs, runs[1:]):
+        if start < end:
+            raise LayoutMismatch(f"pid {pid}: regions {name!r} and {other!r} both map page "
+                                 f"{start:#x}")
+    return _coalesce([run[:3] for run in runs])
+
+
+def _coalesce(runs: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    out: list[tuple[int, int, int]] = []
+    for start, end, prot in runs:
+        if out and out[-1][1] == start and out[-1][2] == prot:
+            out[-1] = (out[-1][0], end, prot)
+        else:
+            out.append((start, end, prot))
+    return out
+
+
+def _first_difference(want: list, have: list) -> str:
+    """The first page where the layout's runs and the VMAs' runs differ, in words."""
+    def at(runs: list, page: int) -> str:
+        for start, end, prot in runs:
+            if start <= page < end:
+                return f"mapped with protection {prot:#x}"
+        return "unmapped"
+    edges = sorted({e for run in want + have for e in run[:2]})
+    page = next(p for p in edges if at(want, p) != at(have, p))
+    return f"page {page:#x} is {at(want, page)} in the layout but {at(have, page)} in the mm"
 
 
 def _check_chains(m: Machine, vmas: list) -> None:

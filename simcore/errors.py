@@ -27,3 +27,10 @@ class InvariantError(Exception):
             where = f" after line {self.line if self.line is not None else '?'} ({self.op})"
         return f"invariant {self.invariant} violated{where}: {self.message}"
 
+
+class LayoutMismatch(InvariantError):
+    """The trace layout (which pages a trace may name, with what protection) and a process's
+    VMAs disagree: the simulator's two views of one address space have diverged."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("layout", message)

@@ -100,6 +100,7 @@ class Layout:
         self.cursor = ARENA_BASE
         self.regions: dict[int, Regions] = {0: Regions()}
         self.exited: set[int] = set()
+        self.live: dict[int, None] = {0: None}   # pids not exited, in order of creation
 
     # ---- helpers -------------------------------------------------------
     def _proc(self, op: Op) -> dict[str, Region]:
@@ -222,13 +223,20 @@ class Layout:
         return first, count
 
     def munmap(self, op: Munmap) -> Span:
+        """munmap() takes addresses, not regions (do_vmi_munmap()): every page in the range
+        goes, also those another region holds in a hole of this one (placed there by an
+        ``after`` of mmap or mremap)."""
         regions = self._proc(op)
         region = self._region(op, op.region)
         first, count = self._range(op, region, mapped=False)
-        region.prot[first:first + count] = UNMAPPED
-        region.uniform = None
-        self._drop_if_empty(regions, op.region)
-        return Span(region.start + first, count)
+        start, end = region.start + first, region.start + first + count
+        for name, other in regions.near(start, end):
+            lo, hi = max(start, other.start), min(end, other.end)
+            if lo < hi:
+                other.prot[lo - other.start:hi - other.start] = UNMAPPED
+                other.uniform = None
+                self._drop_if_empty(regions, name)
+        return Span(start, count)
 
     def mremap_resize(self, op: MremapResize) -> tuple[Span, int]:
         """-> (old span, new page count)."""
@@ -278,6 +286,7 @@ class Layout:
         child.starts = [item for item in regions.starts if item[1] in child]   # already sorted
         child.widest = regions.widest
         self.regions[op.child] = child
+        self.live[op.child] = None
 
     def exec(self, op: Exec) -> None:
         self._proc(op).clear()
@@ -285,9 +294,10 @@ class Layout:
     def exit(self, op: Exit) -> None:
         self._proc(op).clear()
         self.exited.add(op.pid)
+        del self.live[op.pid]
 
     def alive(self) -> list[int]:
-        return [pid for pid in self.regions if pid not in self.exited]
+        return list(self.live)
 
 
 def absolute_region(page: int) -> str:

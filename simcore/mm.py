@@ -4,7 +4,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from typing import TYPE_CHECKING, Iterator
 
-from .errors import InvariantError
+from .errors import InvariantError, LayoutMismatch
 
 if TYPE_CHECKING:
     from .vma import VMA
@@ -100,10 +100,14 @@ class MM:
 def for_each_vma_range(mm: MM, start: int, end: int) -> Iterator[tuple[VMA, int, int]]:
     """for_each_vma_range() with the range clamped to each VMA: yields (vma, a, b) for
     [a, b) = [start, end) & vma, looking the next VMA up after each step (the caller's
-    step may merge or split VMAs, as the kernel loops re-find through the iterator)."""
+    step may merge or split VMAs, as the kernel loops re-find through the iterator).
+    Callers pass ranges the trace layout holds mapped, so a hole is a LayoutMismatch."""
     addr = start
     while addr < end:
         vma = mm.vma_lookup(addr)
+        if vma is None:
+            raise LayoutMismatch(f"pid {mm.pid}: no VMA at page {addr:#x}, which the trace "
+                                 f"layout holds mapped")
         seg_end = min(end, vma.vm_end)
         yield vma, addr, seg_end
         addr = seg_end

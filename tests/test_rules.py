@@ -3,8 +3,14 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import pytest
+
 from conftest import fork, mmap, touch
 from simcore import trace
+from simcore.check import check_layout
+from simcore.errors import LayoutMismatch
+from simcore.layout import UNMAPPED, Region
 from simcore.machine import Machine
 
 
@@ -73,3 +79,44 @@ def test_thp_read_fault_maps_huge_zero_page_and_prepares_anon_vma():
     v = the_vma(m, 0)
     assert v.anon_vma is not None and m.folios.live == 0
     assert not m.procs[0].pt_pmds, "a PMD mapping has no PTE table"
+
+
+def _layout(m: Machine, pid: int = 0) -> dict[str, list[int]]:
+    return {name: r.prot.tolist() for name, r in m.layout.regions[pid].items()}
+
+
+def test_munmap_takes_addresses_and_removes_a_region_in_a_hole():
+    # z|a a      ->  munmap a[0]  ->  z|. a  ->  mmap c after z  ->  z|c a
+    # munmap a (both pages) also unmaps c: do_vmi_munmap() works on [start, end), not names
+    m = sim(mmap(region="z", pages=1), mmap(region="a", pages=2, after="z"),
+            {"op": "munmap", "pid": 0, "region": "a", "first": 0, "count": 1},
+            mmap(region="c", pages=1, after="z"), touch(region="c"),
+            touch(region="a", first=1, count=1))
+    assert _layout(m) == {"z": [3], "a": [-1, 3], "c": [3]}
+    assert len(the_vma(m, 0).chain) == 1 and the_vma(m, 0).pages == 3   # z, c and a merged
+    m.apply(trace.parse_op({"op": "munmap", "pid": 0, "region": "a"}))
+    assert _layout(m) == {"z": [3]}          # c is gone with a, its name free again
+    assert [v.pages for v in m.procs[0].vmas] == [1]
+    with pytest.raises(trace.TraceError, match="unknown region 'c'"):
+        m.apply(trace.parse_op({"op": "touch", "pid": 0, "region": "c"}))
+
+
+def test_checked_mode_names_a_layout_that_has_left_the_mm():
+    m = sim(mmap(region="z", pages=2), touch(region="z"))
+    m.layout.regions[0]["z"].prot[1] = UNMAPPED            # the layout forgets a mapped page
+    m.layout.regions[0]["z"].uniform = None
+    with pytest.raises(LayoutMismatch, match=r"page 0x[0-9a-f]+ is unmapped in the layout but "
+                                             r"mapped with protection 0x3 in the mm"):
+        check_layout(m)
+    with pytest.raises(LayoutMismatch, match=r"invariant layout violated after line"):
+        m.apply(trace.parse_op({"op": "touch", "pid": 0, "region": "z", "count": 1}, 9))
+
+
+def test_unchecked_touch_where_the_mm_has_no_vma_is_a_layout_mismatch():
+    # the AttributeError of issue 11 becomes a named error, checked mode or not
+    m = Machine("eager").run(trace.parse_lines([json.dumps(mmap(region="z", pages=1))]))
+    z = m.layout.regions[0]["z"]
+    m.layout.regions[0]["ghost"] = Region(z.end, np.full(1, 3, np.int8))   # no VMA behind it
+    with pytest.raises(LayoutMismatch, match=r"no VMA at page 0x[0-9a-f]+, which the trace "
+                                             r"layout holds mapped"):
+        m.apply(trace.parse_op({"op": "touch", "pid": 0, "region": "ghost"}, 2))
