@@ -229,5 +229,10 @@ def check_rmap_complete(m: Machine, vmas: list) -> None:
         if missing:
             raise InvariantError("rmap-complete",
                                  f"rmap incomplete: folio {fid} (mapping {int(m.folios.mapping[fid])}, "
-                                 f"kind {int(m.folios.mkind[fid])}) is mapped at {missing} "
-                                 f"but the walk finds {sorted(found)}")
+                                 f"kind {int(m.folios.mkind[fid])}) is mapped at {_few(missing)} "
+                                 f"but the walk finds {_few(sorted(found))}")
+
+
+def _few(pages: list) -> str:
+    """A list of (pid, page) for a message: a large folio's 512 pages are cut short."""
+    return str(pages) if len(pages) <= 4 else f"{len(pages)} pages {pages[:2]}..{pages[-1:]}"

@@ -22,6 +22,12 @@ STATE = {"android_boot": "after boot", "android_apps": "after launching 24 apps"
 
 
 def change_pct(before: float, after: float) -> float:
+    """The one definition of "change %" in anonsim: ``100 * (after - before) / before``.
+
+    Over seeds it is applied to the MEANS (the ratio of means, not the mean of per-seed
+    ratios): ``before`` and ``after`` are the mean KB of eager and lazy over the seeds of a
+    (workload, arch, cache).  The cover letter compares two totals of one device the same
+    way.  `sweep report`'s table and `results.spread` both use it."""
     return 100 * (after - before) / before
 
 

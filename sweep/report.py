@@ -36,7 +36,9 @@ def sample_every(out: str) -> int | None:
 
 
 def lazy_vs_eager(df: pl.DataFrame) -> pl.DataFrame:
-    """Mean active KB per (workload, arch, cache) for eager and lazy, and the change in %."""
+    """Mean active KB per (workload, arch, cache) for eager and lazy over the seeds, and the
+    change in % of those means (``published.change_pct``: the ratio of means, the same number
+    as ``results.spread(results.deltas(df))``)."""
     rows = []
     for (workload, arch), part in df.group_by(["workload", "arch"], maintain_order=True):
         for cache in CACHES:
@@ -44,7 +46,7 @@ def lazy_vs_eager(df: pl.DataFrame) -> pl.DataFrame:
                      for p in ("eager", "lazy")}
             if means["eager"] is None or means["lazy"] is None:
                 continue
-            change = change_pct(means["eager"], means["lazy"]) if means["eager"] else 0.0
+            change = change_pct(means["eager"], means["lazy"]) if means["eager"] else None
             rows.append({"workload": workload, "arch": arch, "cache": cache,
                          "eager_kb": means["eager"], "lazy_kb": means["lazy"], "change_pct": change})
     schema = {"workload": pl.String, "arch": pl.String, "cache": pl.String,
@@ -52,8 +54,9 @@ def lazy_vs_eager(df: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=schema)
 
 
-def _three(before: float, after: float, change: float) -> str:
-    return f"{before:12.1f}{after:12.1f}{change:+11.1f}%"
+def _three(before: float, after: float, change: float | None) -> str:
+    pct = f"{'n/a':>12}" if change is None else f"{change:+11.1f}%"
+    return f"{before:12.1f}{after:12.1f}{pct}"
 
 
 def cover_letter_table(df: pl.DataFrame) -> str:

@@ -3,7 +3,7 @@
     from sweep import results
     lf = results.load("results/anon_vma_lazy")               # or several, or s3://...
     d = results.deltas(lf)                                     # eager -> lazy per cell pair
-    results.spread(d)                                          # mean, sd, 95 % CI over seeds
+    results.spread(d)                                          # change of the means, sd, 95 % CI
     results.with_published(results.spread(d))                  # beside the cover letter
 """
 from __future__ import annotations
@@ -54,7 +54,8 @@ def _pair_keys(df: pl.DataFrame) -> list[str]:
 
 
 def deltas(lf: pl.LazyFrame | pl.DataFrame, base: str = "eager", other: str = "lazy") -> pl.DataFrame:
-    """One row per (cell pair, cache): base and other counts and KB, the change, in %."""
+    """One row per (cell pair, cache): base and other counts and KB, the change, in %, of
+    that one pair (over seeds, :func:`spread` takes the change of the means)."""
     df = (lf.collect() if isinstance(lf, pl.LazyFrame) else lf).filter(pl.col("status") == "ok")
     keys = _pair_keys(df)
     left = df.filter(pl.col("policy") == base)
@@ -84,11 +85,23 @@ def _t95(n: int) -> float:
 
 
 def spread(d: pl.DataFrame, by: tuple[str, ...] = ("workload", "arch", "cache")) -> pl.DataFrame:
-    """Mean, standard deviation and 95 % confidence interval of the change over seeds."""
-    g = d.group_by(list(by), maintain_order=True).agg(
+    """Mean KB, the change in % and its standard deviation and 95 % confidence interval over
+    seeds.
+
+    ``change_pct`` is the change of the means, ``published.change_pct(mean(base_kb),
+    mean(other_kb))`` (the ratio of means, the number `sweep report`'s table prints; not the
+    mean of the per-seed ``change_pct`` of :func:`deltas`).  Its spread comes from the
+    per-seed differences scaled by the mean base, ``100 * (other_kb - base_kb) / mean(base_kb)``,
+    whose mean is exactly ``change_pct`` (the denominator is taken as fixed).  Null where the
+    mean base is 0."""
+    mean_base = pl.col("base_kb").mean().over(list(by))
+    scaled = (pl.when(mean_base > 0)
+              .then(100 * (pl.col("other_kb") - pl.col("base_kb")) / mean_base)
+              .otherwise(None))
+    g = d.with_columns(scaled.alias("_scaled")).group_by(list(by), maintain_order=True).agg(
         pl.col("base_kb").mean(), pl.col("other_kb").mean(),
-        pl.col("change_pct").mean().alias("change_pct"),
-        pl.col("change_pct").std().fill_null(0.0).alias("change_pct_sd"),
+        pl.col("_scaled").mean().alias("change_pct"),
+        pl.col("_scaled").std().fill_null(0.0).alias("change_pct_sd"),
         pl.len().alias("seeds"))
     half = [(_t95(n) * sd / math.sqrt(n)) if n > 1 else 0.0
             for n, sd in zip(g["seeds"].to_list(), g["change_pct_sd"].to_list())]

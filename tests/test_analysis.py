@@ -63,3 +63,28 @@ def test_notebooks_execute(name, small_sweep, monkeypatch):
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert any(o.get("output_type") in ("display_data", "execute_result", "stream") for o in outputs)
+
+
+def test_report_table_and_spread_give_the_same_change():
+    """One definition of "change %": the change of the means over seeds (not the mean of the
+    per-seed changes), in `sweep report`'s table and in results.spread alike."""
+    from simcore.slab import CACHES
+    from sweep.report import lazy_vs_eager
+    rows = []
+    for seed, (eager, lazy) in enumerate([(100.0, 10.0), (300.0, 240.0), (200.0, 20.0)]):
+        for policy, kb in (("eager", eager), ("lazy", lazy)):
+            row = {"cell_id": f"{policy}{seed}", "status": "ok", "policy": policy,
+                   "variant": "", "workload": "w", "arch": "x86_64", "seed": seed}
+            for i, cache in enumerate(CACHES):
+                row[cache], row[f"{cache}_kb"] = int(kb) + i, kb + i
+            rows.append(row)
+    df = pl.DataFrame(rows)
+    table = lazy_vs_eager(df).sort("cache")
+    s = results.spread(results.deltas(df)).sort("cache")
+    assert table["change_pct"].to_list() == pytest.approx(s["change_pct"].to_list())
+    first = s.filter(pl.col("cache") == CACHES[0])          # its KB are the ones listed above
+    ratio_of_means = 100 * ((10 + 240 + 20) / 3 - 200) / 200            # -55 %
+    assert first["change_pct"].item() == pytest.approx(ratio_of_means)
+    per_seed = (-90 - 20 - 90) / 3                                     # -66.7 %: not used
+    assert first["change_pct"].item() != pytest.approx(per_seed)
+    assert first["change_pct_ci95"].item() > 0

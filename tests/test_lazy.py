@@ -15,8 +15,13 @@ from simcore.policy.lazy import VARIANTS, Lazy, TreeParent
 from simcore.trace import Exit
 
 ALL_VARIANTS = [{}] + [{k: v} for k, (vals, d) in VARIANTS.items() for v in vals if v != d]
-SOUND = [v for v in ALL_VARIANTS if v != {"mremap": "keep"}]
+UNSOUND = ({"mremap": "keep"}, {"large": "none"})        # findings 1 and 5
+SOUND = [v for v in ALL_VARIANTS if v not in UNSOUND]
 FINDINGS = "tests/lazy_findings/"
+
+
+def trace_objs(path: str) -> list[dict]:
+    return [json.loads(line) for line in open(path) if line.strip() and not line.startswith("#")]
 
 
 def sim(*objs, **variant) -> Machine:
@@ -92,6 +97,41 @@ def test_mremap_keep_breaks_rmap_completeness():
     Machine(Lazy(), check=True).run(ops)                 # the default re-points: complete
 
 
+@pytest.mark.parametrize("name", ["large_none_mremap_half_incomplete",
+                                  "large_none_dontfork_fork_incomplete"])
+def test_large_none_breaks_rmap_completeness(name):
+    """Finding: a large folio mapped by two pieces of a lazy VMA is lost by the walk when one
+    piece moves (mremap) or upgrades alone (fork with the other piece MADV_DONTFORK), unless
+    every VMA mapping it joins the anon_vma (large=upgrade, the default)."""
+    ops = trace.load(FINDINGS + name + ".jsonl")
+    with pytest.raises(InvariantError, match="rmap incomplete") as exc:
+        Machine(Lazy(large="none"), check=True).run(ops)
+    assert exc.value.invariant == "rmap-complete" and exc.value.line == ops[-1].line
+    Machine(Lazy(), check=True).run(ops)
+
+
+def test_a_thp_split_by_dontfork_upgrades_as_one_family():
+    """fork upgrades the forked piece [0,1); the DONTFORK piece [1,512) maps the same THP,
+    so it joins the same anon_vma (as eager's pieces share one), and the child COWs."""
+    m = sim(*trace_objs(FINDINGS + "large_none_dontfork_fork_incomplete.jsonl"))
+    head, tail = m.procs[0].vmas
+    assert (head.pages, tail.pages) == (1, 511)
+    assert head.anon_vma is tail.anon_vma is not None
+    assert m.slab.live == [3, 1, 3]                 # 1 AV; AVCs: head, tail, child's clone
+    (fid,) = set(head.pte.tolist()) | set(tail.pte[tail.pte >= 0].tolist())
+    assert m.folios.mapping[fid] == head.anon_vma.id
+    assert m.counts()["lazy_upgrades"] == 2
+
+
+def test_a_thp_half_moved_away_upgrades_both_halves():
+    """mremap moves [256,512) of a lazy THP elsewhere: the halves are at two linear offsets,
+    so no VMA pointer can find both; both VMAs get one anon_vma (mainline shares one too)."""
+    m = sim(*trace_objs(FINDINGS + "large_none_mremap_half_incomplete.jsonl"))
+    stay, moved = m.procs[0].vmas
+    assert stay.anon_vma is moved.anon_vma is not None and m.slab.live == [2, 1, 2]
+    assert stay.vm_start - stay.vm_pgoff != moved.vm_start - moved.vm_pgoff
+
+
 @pytest.mark.parametrize("name, variant, cache", [
     ("merge_refuse_more_avcs", {"merge": "refuse"}, 2),
     ("mremap_upgrade_more_anon_vmas", {"mremap": "upgrade"}, 1)])
@@ -117,3 +157,19 @@ def test_ksm_upgrade_can_exceed_eager_anon_vmas():
     eager = Machine("eager").run(ops)
     assert Machine(Lazy(), check=True).run(ops).slab.live[1] > eager.slab.live[1]
     assert Machine(Lazy(ksm="none"), check=True).run(ops).slab.live[1] <= eager.slab.live[1]
+
+
+def test_lazy_merges_where_mainline_refuses():
+    """Finding 6: mlock splits [5,6) off, a write faults [0,5), [5,6) and [6,8) (three
+    incompatible VMAs: three anon_vmas in mainline), then mlock of [6,7) makes its flags
+    match [5,6).  Mainline refuses that merge (two different anon_vmas, R15 case 3); two
+    faulted lazy VMAs have none, so the default (merge=repoint) merges them.  merge=refuse
+    compares the lazy tags and refuses, as mainline does."""
+    ops = trace.load(FINDINGS + "merge_lazy_fewer_vmas.jsonl")
+    vmas = lambda m: [(v.vm_start - m.procs[0].vmas[0].vm_start, v.pages) for v in m.procs[0].vmas]
+    eager = Machine("eager").run(ops)
+    assert vmas(eager) == [(0, 5), (5, 1), (6, 1), (7, 1)] and eager.slab.live[1] == 3
+    lazy = Machine(Lazy(), check=True).run(ops)
+    assert vmas(lazy) == [(0, 5), (5, 2), (7, 1)] and lazy.counts()["vm_area_struct"] == 3
+    refuse = Machine(Lazy(merge="refuse"), check=True).run(ops)
+    assert vmas(refuse) == vmas(eager)

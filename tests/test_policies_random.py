@@ -18,7 +18,7 @@ from simcore.policy.lazy import VARIANTS, Lazy
 from traceops import TraceOps
 
 SOUND = [{}] + [{k: v} for k, (vals, d) in VARIANTS.items() for v in vals
-                if v != d and (k, v) != ("mremap", "keep")]
+                if v != d and (k, v) not in (("mremap", "keep"), ("large", "none"))]
 # variants documented to exceed eager in rare traces (tests/lazy_findings, docs/lazy-model.md)
 CAN_EXCEED = ({"merge": "refuse"}, {"mremap": "upgrade"})
 N_TRACES = size(500, 5000)
@@ -78,9 +78,12 @@ def test_random_traces_per_policy_checked():
 
 @pytest.mark.long
 def test_traces_without_fork_have_no_anon_vma_under_lazy():
+    """Without fork, KSM, collapse or huge pages nothing upgrades.  (A huge folio whose part
+    mremap moves away upgrades both parts: finding 5, tests/test_lazy.py.)"""
     from simcore.workloads import random_trace
     for seed in range(size(100, 400)):
         ops = [op for op in random_trace(seed, 40, forks=False)
-               if not (isinstance(op, T.Madvise) and op.advice in ("mergeable", "collapse"))]
+               if not (isinstance(op, T.Madvise)
+                       and op.advice in ("mergeable", "collapse", "hugepage"))]
         m = Machine("lazy", check=True).run(ops)
         assert m.slab.live[1:] == [0, 0], seed

@@ -46,3 +46,24 @@ def test_random_traces_reach_the_mremap_shapes():
     # fills and growths, and about one trace in twenty for the others)
     assert all(seen[s] >= 6 for s in ("move_multi", "shrink_multi", "exact_fill",
                                       "grow_to_next")), seen
+
+
+def test_random_traces_cut_huge_pages_between_vmas():
+    """random_trace makes THPs and cuts them (mremap move, madvise, mprotect, munmap of part
+    of the folio), so a huge folio ends up mapped by two or more VMAs: the case where a lazy
+    design must upgrade every VMA mapping the folio together (docs/lazy-model.md, finding 5)."""
+    shared = 0
+    for seed in range(60):
+        m, hit = Machine("eager"), False
+        for op in random_trace(seed, 40):
+            m.apply(op)
+            owners: dict[int, set[int]] = {}
+            for pid in m.layout.alive():
+                for vma in m.procs[pid].vmas:
+                    if vma.pte is not None:
+                        ids = vma.pte[vma.pte >= 0]
+                        for fid in set(ids[m.folios.nr[ids] > 1].tolist()):
+                            owners.setdefault(fid, set()).add(vma.id)
+            hit |= any(len(v) > 1 for v in owners.values())
+        shared += hit
+    assert shared >= 8, shared

@@ -3,7 +3,8 @@
 :class:`TraceOps` is a rule-based state machine: every rule draws one operation of the
 trace format (op kind, a live pid, one of that pid's regions, a page range inside the
 region's extent -- inside a mapped run where the op needs mapped pages --, prot, advice,
-walk kind, fork/exec/exit).  A scratch eager machine validates each op; the few drawn ops
+walk kind, fork/exec/exit); two rules make a transparent huge page and cut it (an mremap
+move, madvise, mprotect or munmap of part of the folio).  A scratch eager machine validates each op; the few drawn ops
 it rejects (``TraceError``: e.g. a write touch of read-only pages) are skipped, so the
 trace of accepted ops is always valid.  Subclasses list the machines under test in
 ``targets`` and add ``@invariant`` checks; the teardown exits every process and checks
@@ -24,6 +25,7 @@ from simcore import trace as T
 from simcore.check import check_no_leaks
 from simcore.layout import UNMAPPED, Region
 from simcore.machine import Machine
+from simcore.workloads.randtrace import THP, thp_stage
 
 MAX_PROCS = 6
 # first = what shrinking tends to
@@ -178,6 +180,38 @@ class TraceOps(RuleBasedStateMachine):
         after = data.draw(st.none() | st.sampled_from(sorted(self.scratch.layout.regions[pid])),
                           label="after")
         self.apply(T.MremapMove(pid, name, f"r{self.nregion}", first, count, after=after))
+
+    @rule(data=st.data(), page=st.integers(0, THP - 1))
+    def thp(self, data, page) -> None:
+        """A PMD-aligned private mapping, MADV_HUGEPAGE, a write fault: one huge folio."""
+        pid = data.draw(st.sampled_from(self.alive()), label="pid")
+        name = f"r{self.nregion}"
+        self.apply(T.Mmap(pid, name, THP))
+        self.apply(T.Madvise(pid, name, "hugepage", 0, THP))
+        self.apply(T.Touch(pid, name, page, 1))
+
+    def huge(self) -> list[tuple[int, str]]:
+        """(pid, region) whose first PMD holds a huge folio."""
+        return [(pid, name) for pid in self.with_regions()
+                for name in sorted(self.scratch.layout.regions[pid])
+                if thp_stage(self.scratch, pid, name) == "cut"]
+
+    @precondition(lambda self: bool(self.huge()))
+    @rule(data=st.data(), first=st.integers(0, THP - 1),
+          how=st.sampled_from(("move", "dontfork", "mprotect", "mergeable", "munmap",
+                               "wipeonfork", "dontneed")))
+    def cut_thp(self, data, first, how) -> None:
+        """An operation on part of a huge folio: it ends up mapped by several VMAs."""
+        pid, name = data.draw(st.sampled_from(self.huge()), label="thp")
+        count = data.draw(st.integers(1, THP - first), label="count")
+        if how == "move":
+            self.apply(T.MremapMove(pid, name, f"r{self.nregion}", first, count))
+        elif how == "mprotect":
+            self.apply(T.Mprotect(pid, name, "r", first, count))
+        elif how == "munmap":
+            self.apply(T.Munmap(pid, name, first, count))
+        else:
+            self.apply(T.Madvise(pid, name, how, first, count))
 
     @precondition(lambda self: len(self.alive()) < MAX_PROCS)
     @rule(data=st.data())

@@ -2,14 +2,16 @@
 
 What the series states (patches 05, 06, 10 and the cover letter):
 - first anon fault: no anon_vma, no AVC; ``folio->mapping`` points at the VMA, which
-  carries a reference count (a VMA pinned by folios outlives its unmapping);
-- fork: the parent's lazy VMAs are first upgraded to a regular anon_vma (+1 AV, +1 AVC,
-  every folio re-pointed); the child's inherited VMAs are ANON_VMA_TREE_PARENT: linked
-  into the parent's tree (the chain clone) without an anon_vma of their own;
-- VMAs created after a fork stay lazy until their process forks.
+  carries a reference count;
+- fork: the parent's lazy VMAs are first upgraded to a regular anon_vma (+1 AV, +1 AVC);
+  the child's inherited VMAs are ANON_VMA_TREE_PARENT: linked into the parent's tree (the
+  chain clone) without an anon_vma of their own;
+- rmap walks of lazy folios take no anon_vma lock.
 
-Everything else is a reconstruction, selected by the variant knobs below and described
-in docs/lazy-model.md.
+Reconstructed: each lazy folio holds a reference on its VMA (a pinned VMA outlives its
+unmapping); the upgrade re-points every lazy folio; a walk visits the folio's VMA only;
+split, merge, mremap, KSM, THP and migration (the variant knobs below), and large folios
+mapped by several VMAs (``large``).  docs/lazy-model.md labels each decision.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import anon_vma as av
+from ..errors import InvariantError
 from ..folio import MAP_ANON_VMA, MAP_VMA
 from ..slab import VMA as VMA_CACHE
 from .eager import Eager
@@ -37,6 +40,7 @@ VARIANTS: dict[str, tuple[tuple[str, ...], str]] = {
     "ksm": (("upgrade", "none"), "upgrade"),
     "collapse": (("none", "upgrade"), "none"),
     "migrate": (("none", "upgrade"), "none"),
+    "large": (("upgrade", "none"), "upgrade"),
 }
 
 
@@ -132,8 +136,12 @@ class Lazy(Eager):
         return np.unique(ids) if m.folios.large else ids
 
     # ---- upgrade ----------------------------------------------------------
-    def upgrade(self, m: Machine, vma: VMA) -> None:
-        """Give vma a regular anon_vma and re-point every folio it maps that has none."""
+    def upgrade(self, m: Machine, vma: VMA, counter: str = "lazy_upgrade_folios") -> None:
+        """Give vma a regular anon_vma and re-point every folio it maps that has none.
+
+        large=upgrade: a large folio can be mapped by several VMAs (the pieces of a split
+        THP); every VMA that maps a re-pointed folio joins the same anon_vma first, or the
+        anon_vma walk would miss it (finding 5).  The lazy walk finds those VMAs."""
         if vma.anon_vma is None:
             self.counters["lazy_upgrades"] += 1
             root = vma.priv
@@ -141,21 +149,60 @@ class Lazy(Eager):
                 self._own_anon_vma(m, vma)
             elif isinstance(root, LazyRoot) and root.anon_vma is not None \
                     and not root.anon_vma.freed:      # a sibling piece upgraded already
-                vma.priv = None
-                vma.anon_vma = root.anon_vma
-                av.anon_vma_chain_link(m, vma, root.anon_vma)
-                root.anon_vma.num_active_vmas += 1
+                self._join(m, vma, root.anon_vma)
             else:
                 vma.priv = None
                 av.anon_vma_prepare(m, vma)
                 if isinstance(root, LazyRoot):
                     root.anon_vma = vma.anon_vma
-        ids = self._present(m, vma)
-        self.counters["lazy_upgrade_ptes"] += 0 if vma.pte is None else vma.pages
-        lazy = ids[m.folios.mkind[ids] == MAP_VMA]
-        if len(lazy):
-            self.counters["lazy_upgrade_folios"] += len(lazy)
+        work = [vma]
+        while work:
+            v = work.pop()
+            ids = self._present(m, v)
+            self.counters["lazy_upgrade_ptes"] += 0 if v.pte is None else v.pages
+            lazy = ids[m.folios.mkind[ids] == MAP_VMA]
+            if not len(lazy):
+                continue
+            if self.variant["large"] == "upgrade":
+                for w in self._other_mappers(m, v, lazy):
+                    if w.anon_vma is None:
+                        self._join_upgrade(m, w, vma.anon_vma)
+                        work.append(w)
+            self.counters[counter] += len(lazy)
             self._repoint(m, lazy, vma.anon_vma.id, MAP_ANON_VMA)
+
+    def _join(self, m: Machine, vma: VMA, anon: AnonVMA) -> None:
+        """vma shares anon (chain [anon]), as the pieces of a split eager VMA share one."""
+        root = vma.priv
+        vma.priv = None
+        vma.anon_vma = anon
+        av.anon_vma_chain_link(m, vma, anon)
+        anon.num_active_vmas += 1
+        if isinstance(root, LazyRoot) and (root.anon_vma is None or root.anon_vma.freed):
+            root.anon_vma = anon                      # the rest of its family joins anon too
+
+    def _join_upgrade(self, m: Machine, w: VMA, anon: AnonVMA) -> None:
+        """w maps a large folio about to be re-pointed at anon: w upgrades into anon."""
+        self.counters["lazy_upgrades"] += 1
+        if isinstance(w.priv, TreeParent):            # child_cow=vma: a piece of one child VMA
+            if w.priv.own is not anon:
+                raise InvariantError("lazy-large", f"{w} maps a folio of {anon} from "
+                                                   "another fork family")
+            self._own_anon_vma(m, w)
+        else:
+            self._join(m, w, anon)
+
+    def _other_mappers(self, m: Machine, vma: VMA, lazy: np.ndarray) -> list[VMA]:
+        """VMAs other than vma that map one of the large lazy folios `lazy` (found by their
+        lazy rmap walk, which is complete while the folio is lazy)."""
+        out: dict[int, VMA] = {}
+        for fid in lazy[m.folios.nr[lazy] > 1].tolist():
+            mm = self.targets[int(m.folios.mapping[fid])].mm
+            for _, page in self.rmap_walk_vma(m, fid, None):
+                w = mm.vma_lookup(page)
+                if w is not vma:
+                    out[w.id] = w
+        return list(out.values())
 
     def _own_anon_vma(self, m: Machine, vma: VMA) -> None:
         """anon_vma_fork()'s second half for a TREE_PARENT VMA, reuse rule included."""
@@ -270,12 +317,24 @@ class Lazy(Eager):
         f = m.folios
         lazy = f.mkind[ids] == MAP_VMA                # a regular VMA keeps no lazy folios
         stray = ids[lazy if vma.anon_vma is not None else lazy & (f.mapping[ids] != vma.id)]
-        if len(stray):
-            self.counters["lazy_repointed_folios"] += len(stray)
-            if vma.anon_vma is not None:
-                self._repoint(m, stray, vma.anon_vma.id, MAP_ANON_VMA)
-            else:
-                self._repoint(m, stray, vma.id, MAP_VMA, vma)
+        if not len(stray):
+            return
+        if self.variant["large"] == "upgrade" and self._shared_apart(m, vma, stray):
+            self.upgrade(m, vma, "lazy_repointed_folios")   # they all join one anon_vma
+            return
+        self.counters["lazy_repointed_folios"] += len(stray)
+        if vma.anon_vma is not None:
+            self._repoint(m, stray, vma.anon_vma.id, MAP_ANON_VMA)
+        else:
+            self._repoint(m, stray, vma.id, MAP_VMA, vma)
+
+    def _shared_apart(self, m: Machine, vma: VMA, ids: np.ndarray) -> bool:
+        """Is a large folio of ids mapped by another VMA that re-pointing it at vma would
+        hide: vma is regular (its anon_vma tree lacks the lazy VMA), or mremap moved one
+        part to another linear offset (the lazy walk of vma misses the other)?"""
+        base = vma.vm_start - vma.vm_pgoff
+        return any(vma.anon_vma is not None or w.vm_start - w.vm_pgoff != base
+                   for w in self._other_mappers(m, vma, ids))
 
     def madvise(self, m: Machine, vma: VMA, advice: str) -> None:
         knob = {"mergeable": "ksm", "collapse": "collapse"}.get(advice)

@@ -16,9 +16,11 @@ from .. import trace as T
 from ..layout import DONTCOPY, PROT, UNMAPPED
 from ..machine import Machine
 from ..registry import register_workload
+from ..vma import VM_HUGEPAGE, VM_SHARED
 
 PROTS = ("rw", "rw", "rw", "r", "rx", "rwx", "none")
 PROT_NAME = {bits: name for name, bits in PROT.items()}
+THP = 512              # pages of a PMD-sized folio (x86-64); layout slots are PMD-aligned
 MAX_HOLE = 64          # holes wider than this (e.g. the gaps between layout slots) are not filled
 ADVICE = ("dontneed", "dontfork", "dofork", "wipeonfork", "keeponfork", "hugepage", "nohugepage",
           "mergeable", "unmergeable", "cold", "pageout")
@@ -36,10 +38,12 @@ def _propose(rng: random.Random, m: Machine, next_pid: int, nregion: int,
     regions = m.layout.regions[pid]
     names = sorted(regions)
     kind = rng.choices(["mmap", "touch", "mprotect", "munmap", "mremap", "madvise", "mlock",
-                        "fork", "exec", "exit", "rmap", "shape"],
-                       [10, 14, 5, 3, 3, 5, 2, 4, 1, 2, 0 if kernel_safe else 2, 8])[0]
+                        "fork", "exec", "exit", "rmap", "shape", "thp"],
+                       [10, 14, 5, 3, 3, 5, 2, 4, 1, 2, 0 if kernel_safe else 2, 8, 5])[0]
     if kind == "shape":
         return _propose_shape(rng, m, pid, nregion) if names else None
+    if kind == "thp":
+        return _propose_thp(rng, m, pid, nregion)
     if kind == "mmap" or not names:
         big = rng.random() < 0.08
         pages = rng.choice((512, 1024)) if big else rng.randint(1, 16)
@@ -77,6 +81,54 @@ def _propose(rng: random.Random, m: Machine, next_pid: int, nregion: int,
     if kind == "exit":
         return T.Exit(pid) if len(alive) > 1 else None
     return T.Rmap(pid, name, rng.choice(T.WALKS), first, count) if mapped.all() else None
+
+
+def thp_stage(m: Machine, pid: int, name: str) -> str | None:
+    """How far region `name` is on the way to a THP split between VMAs: "cut" (its first
+    PMD holds a huge folio), "touch" (MADV_HUGEPAGE, nothing resident), "advise" (a private
+    anonymous PMD, fully mapped) or None."""
+    region = m.layout.regions[pid][name]
+    if region.extent < THP or region.start % THP:
+        return None
+    vmas = m.procs[pid].vmas_in_range(region.start, region.start + THP)
+    if not vmas or any(not v.is_anonymous() or v.vm_flags & VM_SHARED for v in vmas):
+        return None
+    ids = [v.pte[v.pte >= 0] for v in vmas if v.pte is not None]
+    if any((m.folios.nr[i] > 1).any() for i in ids):
+        return "cut"
+    if (region.prot[:THP] == UNMAPPED).any() or len(vmas) > 1:
+        return None
+    return "touch" if vmas[0].vm_flags & VM_HUGEPAGE else "advise"
+
+
+def _propose_thp(rng: random.Random, m: Machine, pid: int, nregion: int) -> T.Op | None:
+    """The next step of the most advanced THP scenario of pid (a new one if it has none):
+    mmap, MADV_HUGEPAGE, a write fault, then an operation on part of the huge folio."""
+    stages: dict[str, list[str]] = {}
+    for name in sorted(m.layout.regions[pid]):
+        if (stage := thp_stage(m, pid, name)) is not None:
+            stages.setdefault(stage, []).append(name)
+    if "cut" in stages and rng.random() < 0.8:
+        name = rng.choice(stages["cut"])
+        first = rng.randrange(THP)
+        count = rng.randint(1, THP - first)
+        how = rng.choice(("move", "move", "madvise", "mprotect", "munmap"))
+        if how == "move":
+            names = sorted(m.layout.regions[pid])
+            after = rng.choice(names) if rng.random() < 0.3 else None
+            return T.MremapMove(pid, name, f"r{nregion}", first, count, after=after)
+        if how == "madvise":
+            advice = rng.choice(("dontfork", "dontfork", "mergeable", "wipeonfork", "nohugepage",
+                                 "dontneed", "pageout"))
+            return T.Madvise(pid, name, advice, first, count)
+        if how == "mprotect":
+            return T.Mprotect(pid, name, rng.choice(("r", "rx", "none")), first, count)
+        return T.Munmap(pid, name, first, count)
+    if "touch" in stages:
+        return T.Touch(pid, rng.choice(stages["touch"]), rng.randrange(THP), 1)
+    if "advise" in stages:
+        return T.Madvise(pid, rng.choice(stages["advise"]), "hugepage", 0, THP)
+    return T.Mmap(pid, f"r{nregion}", THP * rng.choice((1, 1, 2)))
 
 
 def _holes(m: Machine, pid: int) -> list[tuple[str, int]]:
