@@ -12,7 +12,7 @@ import numpy as np
 from .errors import InvariantError
 from .folio import MAP_ANON_VMA
 from .rmap import rmap_walk
-from .slab import ANON_VMA, AVC, CACHES, VMA as VMA_CACHE
+from .slab import ANON_VMA, AVC, VMA as VMA_CACHE
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -28,6 +28,7 @@ def check_machine(m: Machine) -> None:
     if m.slab.live[VMA_CACHE] != len(vmas) + pinned:
         raise InvariantError("slab", f"slab VMAs {m.slab.live[VMA_CACHE]} != VMAs in mms "
                                      f"{len(vmas)} + pinned {pinned}")
+    m.policy.check(m)
     check_rmap_complete(m, vmas)
 
 
@@ -142,9 +143,12 @@ def _check_folios(m: Machine, vmas: list) -> None:
 
 def check_no_leaks(m: Machine) -> None:
     """After every process has exited nothing may remain."""
-    left = {name: n for name, n in zip(CACHES, m.slab.live)}
+    left = {name: n for name, n in zip(m.slab.names, m.slab.live)}
     if any(left.values()):
         raise InvariantError("leak", f"leak after all exits: {left}")
+    policy_left = m.policy.leaks(m)
+    if policy_left:
+        raise InvariantError("leak", f"leak after all exits: {', '.join(policy_left)}")
     if m.anon_vmas:
         raise InvariantError("leak", "leak: anon_vmas remain")
     if m.folios.live:

@@ -41,6 +41,7 @@ def mremap_resize(m: Machine, op: T.MremapResize) -> None:
         grow = pages - old.count
         pt_set(vma, [(vma.pages, pt_take(vma, 0, vma.pages)), (grow, None)])
         vma.vm_end += grow                              # vma_merge_extend(): no merge
+        m.policy.vma_adjust(m, vma)
         if vma.vm_flags & VM_LOCKED:                    # vrm->populate_expand: mm_populate()
             populate_vma_page_range(m, vma, vma.pages - grow, vma.pages)
 
@@ -79,7 +80,8 @@ def copy_vma(m: Machine, vma: VMA, addr: int, count: int, pgoff: int) -> VMA:
     if vma.is_anonymous() and not m.policy.vma_has_anon(vma):
         pgoff = addr                                   # unfaulted anon: pgoff follows address
     merged = vma_merge_new_range(m, mm, addr, addr + count, pgoff, vma.vm_flags,
-                                 vma.vm_file, anon_vma=vma.anon_vma, copied_from=vma)
+                                 vma.vm_file, anon_vma=m.policy.vma_anon_vma(vma),
+                                 copied_from=vma)
     if merged is not None:
         return merged
     new = vm_area_dup(m, vma)
