@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from .base import Policy
+from .cow_context import CowContextPolicy
 from .eager import Eager
 from .lazy import Lazy
 
-POLICIES: dict[str, type[Policy]] = {"eager": Eager, "lazy": Lazy}
+POLICIES: dict[str, type[Policy]] = {"eager": Eager, "lazy": Lazy, "cow_context": CowContextPolicy}
 
 
 def make_policy(name: str, **variant: object) -> Policy:
