@@ -14,10 +14,12 @@ class PolicyCache:
     """An object cache a policy declares beside the three kernel caches (a design's own
     objects: COW contexts, remap-tree nodes).  ``sizes`` maps an arch profile name, or its
     family (the name before the first ``_``: ``arm64`` for ``arm64_android``), or
-    ``default``, to the object size in bytes; an arch profile's own ``<name>`` key wins."""
+    ``default``, to the object size in bytes; an arch profile's own ``<name>`` key wins.
+    Slab objects are packed into order-0 slabs of the arch's page size."""
     name: str
     sizes: dict[str, int]
     doc: str = ""
+    slab: bool = True           # False: not a slab object (a per-folio field): no slab rounding
 
     def size(self, arch: dict) -> int:
         """The object size under an arch profile (a dict with at least ``name``)."""

@@ -250,20 +250,21 @@ def test_corpus_checked_and_no_leaks(path):
     check_no_leaks(m)
 
 
-def resident(m: Machine) -> dict[tuple[int, int], int]:
-    """(pid, page) -> folio id of every resident anon page."""
-    out = {}
+def resident(m: Machine) -> set[tuple[tuple[int, int], ...]]:
+    """Every resident anon folio as the sorted (pid, page) places that map it (folio ids
+    depend on fault order, which VMA boundaries change; the sharing does not)."""
+    where: dict[int, list[tuple[int, int]]] = {}
     for pid, mm in m.procs.items():
         for v in mm.vmas:
             if v.pte is not None:
                 for i in np.flatnonzero(v.pte >= 0).tolist():
-                    out[(pid, v.vm_start + i)] = int(v.pte[i])
-    return out
+                    where.setdefault(int(v.pte[i]), []).append((pid, v.vm_start + i))
+    return {tuple(sorted(places)) for places in where.values()}
 
 
 def lockstep(seed: int, variant: dict) -> None:
     """One random trace under eager and cow_context, checked after every op: the same
-    processes, the same resident pages (and folios), no anon_vma or AVC, no leaks."""
+    processes, the same resident pages shared the same way, no anon_vma or AVC, no leaks."""
     from simcore.workloads import random_trace
     eager = Machine("eager")
     cow = Machine(CowContextPolicy(**variant), check=True)

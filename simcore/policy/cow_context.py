@@ -18,6 +18,7 @@ The open questions of §7 are variant knobs (VARIANTS), described in docs/cow-co
 """
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
@@ -75,74 +76,73 @@ def _kmalloc(size: int) -> int:
 
 class RemapTree:
     """context->remap_mt: pgoff ranges -> sorted set of offsets (vm_start >> PAGE_SHIFT minus
-    vm_pgoff).  Kept as disjoint [lo, hi) pgoff intervals per offset; the maple-tree entries
-    are the maximal runs of pgoffs with the same offset set (one offset inline, several in a
-    dynarray that starts at capacity 2 and doubles)."""
-    __slots__ = ("by_off", "entries", "multi", "array_bytes")
+    vm_pgoff).  Kept canonical, as the maple tree stores it: segments [edges[k], edges[k+1])
+    each with one offset set, adjacent segments differing.  An entry is a segment with a
+    non-empty set: one offset is stored inline, several in a dynarray that starts at
+    capacity 2 and doubles.  Counts are kept up to date incrementally."""
+    __slots__ = ("edges", "sets", "entries", "multi", "array_bytes")
+    _EMPTY: frozenset[int] = frozenset()
 
     def __init__(self) -> None:
-        self.by_off: dict[int, list[tuple[int, int]]] = {}
+        self.edges: list[int] = [-(1 << 62)]           # the last segment runs to +infinity
+        self.sets: list[frozenset[int]] = [self._EMPTY]
         self.entries = self.multi = self.array_bytes = 0
 
-    def add(self, lo: int, hi: int, off: int) -> bool:
-        """Record offset off over pgoffs [lo, hi); -> whether anything changed."""
-        old = self.by_off.get(off, [])
-        out, a, b = [], lo, hi
-        for x, y in old:
-            if y < a or x > b:
-                out.append((x, y))
-            else:
-                a, b = min(a, x), max(b, y)
-        out.append((a, b))
-        out.sort()
-        if out == old:
-            return False
-        self.by_off[off] = out
-        self._recount()
-        return True
+    @staticmethod
+    def _array_bytes(n: int) -> int:
+        return _kmalloc(8 + 8 * max(2, 1 << (n - 1).bit_length())) if n > 1 else 0
 
-    def remove(self, lo: int, hi: int, off: int) -> bool:
-        """Drop offset off over pgoffs [lo, hi) (cow_context_vma_unmap()); -> changed."""
-        old = self.by_off.get(off)
-        if not old:
-            return False
-        out = []
-        for x, y in old:
-            if y <= lo or x >= hi:
-                out.append((x, y))
-                continue
-            if x < lo:
-                out.append((x, lo))
-            if y > hi:
-                out.append((hi, y))
-        if out == old:
-            return False
-        if out:
-            self.by_off[off] = out
-        else:
-            del self.by_off[off]
-        self._recount()
-        return True
+    def _tally(self, lo: int, hi: int, sign: int) -> None:
+        for k in range(lo, hi):
+            n = len(self.sets[k])
+            self.entries += sign * (n > 0)
+            self.multi += sign * (n > 1)
+            self.array_bytes += sign * self._array_bytes(n)
+
+    def _seg(self, pos: int) -> int:
+        return bisect_right(self.edges, pos) - 1
+
+    def _split(self, pos: int) -> int:
+        """Make a segment start at pos; -> its index."""
+        k = self._seg(pos)
+        if self.edges[k] != pos:
+            k += 1
+            self.edges.insert(k, pos)
+            self.sets.insert(k, self.sets[k - 1])
+        return k
+
+    def update(self, lo: int, hi: int, off: int, add: bool) -> bool:
+        """Add (cow_context_do_remap/do_fork) or remove (cow_context_vma_unmap) offset off
+        over pgoffs [lo, hi); -> whether the tree changed."""
+        # the window: the segments over [lo, hi) and one unchanged neighbour each side, so
+        # coalescing never reaches outside it; its end is kept as a position
+        a = max(self._seg(lo) - 1, 0)
+        b = min(self._seg(hi - 1) + 2, len(self.sets))
+        stop = self.edges[b] if b < len(self.edges) else None
+        before = list(zip(self.edges[a:b], self.sets[a:b]))
+        self._tally(a, b, -1)
+        i, j = self._split(lo), self._split(hi)
+        for k in range(i, j):
+            self.sets[k] = self.sets[k] | {off} if add else self.sets[k] - {off}
+        end = len(self.edges) if stop is None else bisect_left(self.edges, stop)
+        k = a + 1
+        while k < end:                                  # coalesce equal neighbours
+            if self.sets[k] == self.sets[k - 1]:
+                del self.edges[k], self.sets[k]
+                end -= 1
+            else:
+                k += 1
+        self._tally(a, end, +1)
+        return list(zip(self.edges[a:end], self.sets[a:end])) != before
 
     def offsets(self, lo: int, hi: int) -> list[int]:
         """The distinct offsets of entries overlapping pgoffs [lo, hi), ascending."""
-        return sorted(off for off, ivs in self.by_off.items()
-                      if any(x < hi and y > lo for x, y in ivs))
-
-    def _recount(self) -> None:
-        edges = sorted({e for ivs in self.by_off.values() for iv in ivs for e in iv})
-        runs: list[frozenset[int]] = []
-        prev: frozenset[int] | None = None
-        for a, b in zip(edges, edges[1:]):
-            here = frozenset(off for off, ivs in self.by_off.items()
-                             if any(x <= a and b <= y for x, y in ivs))
-            if here and here != prev:
-                runs.append(here)
-            prev = here
-        self.entries = len(runs)
-        multi = [len(r) for r in runs if len(r) > 1]
-        self.multi = len(multi)
-        self.array_bytes = sum(_kmalloc(8 + 8 * max(2, 1 << (n - 1).bit_length())) for n in multi)
+        out: set[int] = set()
+        k = self._seg(lo)
+        while k < len(self.edges) and self.edges[k] < hi:
+            out |= self.sets[k]
+            k += 1
+        return sorted(out)
 
     def nodes(self) -> int:
         return -(-self.entries // RANGES_PER_NODE)
@@ -203,7 +203,7 @@ class CowContextPolicy(Policy):
             PolicyCache("cow_remap_array", {"default": 32},
                         "remap dynarray (kmalloc; exact bytes in cow_remap_array_bytes)"),
             PolicyCache("cow_folio_ptr", {"default": int(v["folio_ptr_bytes"])},
-                        "folio->cow_context: one pointer per anon folio, not a slab object"),
+                        "folio->cow_context: one pointer per anon folio", slab=False),
         )
         self.contexts: dict[int, CowContext] = {}
         self.counters = {"cow_ref_atomics": 0, "cow_list_lock": 0, "cow_folio_moves": 0,
@@ -305,7 +305,7 @@ class CowContextPolicy(Policy):
             return
         lo, hi = vma.vm_pgoff, vma.vm_pgoff + vma.pages
         tree = ctx.remaps
-        if tree.add(lo, hi, off) if add else tree.remove(lo, hi, off):
+        if tree.update(lo, hi, off, add):
             self.counters["cow_remap_updates"] += 1
             self._charge(m, ctx, tree.nodes(), tree.multi)
 
