@@ -283,3 +283,28 @@ def test_random_traces_in_lockstep_with_eager_checked(variant):
     n = LOCKSTEP if not variant else max(LOCKSTEP // 5, 1)
     for seed in range(n):
         lockstep(20_000 + seed, variant)
+
+
+# ---- sweep rows ---------------------------------------------------------------------
+def test_sweep_rows_carry_the_design_objects_kb_and_walk_counters(tmp_path):
+    import yaml
+    from sweep.runner import simulate_cell
+    from sweep.store import FLOAT_METRICS, INT_METRICS
+    assert {"cow_context", "cow_context_peak", "cow_remap_node", "rmap_cow_ctx_visited",
+            "cow_ctx_zombie"} <= set(INT_METRICS)
+    assert {"cow_context_kb", "cow_context_slab_kb", "cow_folio_ptr_kb"} <= set(FLOAT_METRICS)
+    path = tmp_path / "t.jsonl"
+    path.write_text("\n".join(json.dumps(o) for o in (
+        mmap(), touch(), fork(0, 1), fork(1, 2), {"op": "rmap", "pid": 0, "region": "a",
+                                                  "walk": "reclaim"})))
+    conf = Path(__file__).parent.parent / "conf" / "arch"
+    for arch, size in (("x86_64", 96), ("arm64_android", 128)):
+        cfg = {"workload": {"name": "trace", "path": str(path)}, "seed": 0,
+               "policy": {"name": "cow_context"},
+               "arch": yaml.safe_load((conf / f"{arch}.yaml").read_text())}
+        row = simulate_cell(cfg)
+        assert (row["anon_vma"], row["anon_vma_chain"], row["cow_context"]) == (0, 0, 3)
+        assert row["cow_context_kb"] == 3 * size / 1024
+        assert row["cow_folio_ptr_kb"] == row["cow_folio_ptr_slab_kb"] == 8 * 8 / 1024
+        # 8 folios, 2 reclaim passes each; every walk visits P, G, C and stops once done
+        assert row["rmap_walks"] == 16 and row["rmap_cow_ctx_visited"] == 16 * 3
