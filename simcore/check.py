@@ -130,6 +130,10 @@ def _check_folios(m: Machine, vmas: list) -> None:
         if not ((f.index[ids] <= lin) & (lin < f.index[ids] + f.nr[ids])).all():
             raise InvariantError("folio-index",
                                  f"{v}: folio index does not match linear_page_index")
+        kinds = set(np.unique(f.mkind[ids]).tolist()) - {MAP_ANON_VMA}
+        if not kinds <= set(m.policy.folio_targets):
+            raise InvariantError("folio-kind", f"{v} maps folios of kinds {sorted(kinds)} that "
+                                               f"policy {m.policy.name} does not define")
         anon = ids[f.mkind[ids] == MAP_ANON_VMA]
         dead = [int(a) for a in np.unique(f.mapping[anon]) if int(a) not in m.anon_vmas]
         if dead:
