@@ -161,7 +161,7 @@ class CowContext:
         self.refcnt = 1
         self.folios = 0
         self.remaps = RemapTree()
-        self.nodes = self.arrays = 0              # slab objects charged for the remap tree
+        self.nodes = self.arrays = 0              # remap tree: maple nodes, dynarray bytes
 
     def __repr__(self) -> str:
         return (f"CTX{self.id}(mm={'-' if self.mm is None else self.mm.pid} "
@@ -200,8 +200,9 @@ class CowContextPolicy(Policy):
         self.caches = (
             PolicyCache("cow_context", ctx_sizes, "struct cow_context, kzalloc'd (kmalloc-96/128)"),
             PolicyCache("cow_remap_node", {"default": 256}, "maple_node of a context's remap_mt"),
-            PolicyCache("cow_remap_array", {"default": 32},
-                        "remap dynarray (kmalloc; exact bytes in cow_remap_array_bytes)"),
+            PolicyCache("cow_remap_array_bytes", {"default": 1},
+                        "remap dynarrays, counted in bytes of their kmalloc buckets (their "
+                        "number is cow_remap_multi)", slab=False),
             PolicyCache("cow_folio_ptr", {"default": int(v["folio_ptr_bytes"])},
                         "folio->cow_context: one pointer per anon folio", slab=False),
         )
@@ -291,7 +292,7 @@ class CowContextPolicy(Policy):
 
     # ---- remap tree ------------------------------------------------------------
     def _charge(self, m: Machine, ctx: CowContext, nodes: int, arrays: int) -> None:
-        """Bring the slab objects charged for ctx's remap tree to (nodes, arrays)."""
+        """Bring what ctx's remap tree is charged to (nodes, dynarray bytes)."""
         for cache, old, new in ((_NODE, ctx.nodes, nodes), (_ARRAY, ctx.arrays, arrays)):
             if new > old:
                 m.slab.alloc(cache, new - old)
@@ -307,7 +308,7 @@ class CowContextPolicy(Policy):
         tree = ctx.remaps
         if tree.update(lo, hi, off, add):
             self.counters["cow_remap_updates"] += 1
-            self._charge(m, ctx, tree.nodes(), tree.multi)
+            self._charge(m, ctx, tree.nodes(), tree.array_bytes)
 
     @staticmethod
     def tracked(vma: VMA) -> bool:
@@ -531,7 +532,7 @@ class CowContextPolicy(Policy):
                 raise InvariantError("cow-remap", f"dead {ctx!r} keeps remap entries")
             if self.variant["zombie"] != "none" and ctx.mm is None and not ctx.folios:
                 raise InvariantError("cow-zombie", f"{ctx!r} should have been pruned")
-            if (ctx.nodes, ctx.arrays) != (ctx.remaps.nodes(), ctx.remaps.multi):
+            if (ctx.nodes, ctx.arrays) != (ctx.remaps.nodes(), ctx.remaps.array_bytes):
                 raise InvariantError("slab", f"{ctx!r} remap objects charged wrongly")
             nodes, arrays = nodes + ctx.nodes, arrays + ctx.arrays
         live_slab = m.slab.live
@@ -547,5 +548,4 @@ class CowContextPolicy(Policy):
         return dict(self.counters,
                     cow_ctx_zombie=sum(c.mm is None for c in ctxs),
                     cow_remap_entries=sum(c.remaps.entries for c in ctxs),
-                    cow_remap_multi=sum(c.remaps.multi for c in ctxs),
-                    cow_remap_array_bytes=sum(c.remaps.array_bytes for c in ctxs))
+                    cow_remap_multi=sum(c.remaps.multi for c in ctxs))
