@@ -87,7 +87,8 @@ def simulate_cell(cfg: dict, sample_every: int = 0) -> dict[str, Any]:
         if was_on:
             gc.enable()
     counts = m.counts()
-    out = {k: int(counts.get(k, 0)) for k in INT_METRICS if k != "forks"}
+    out: dict[str, Any] = {k: int(counts.get(k, 0)) for k in INT_METRICS if k != "forks"}
+    out.update(dict.fromkeys(FLOAT_METRICS, 0.0))      # other policies' caches: 0 KB, not null
     for key in WALK_KEYS:
         out[f"rmap_{key}"] = sum(getattr(c, key) for c in m.walk_costs.values())
     for key in m.policy.walk_counters:
