@@ -24,10 +24,12 @@ from simcore.trace import Exit
 FINDINGS = Path(__file__).parent / "cow_findings"
 # variant -> the findings trace it fails on (every other variant passes the oracle)
 UNSOUND = {"fastpath=on": ["fastpath_mremap_exclusive", "fastpath_parent_cow",
-                           "fastpath_private_file", "remap_adjust_off", "remap_inherit_off"],
+                           "fastpath_private_file", "prepare_remap_file", "remap_adjust_off",
+                           "remap_inherit_off"],
            "remap_inherit=off": ["remap_inherit_off"],
-           "remap_adjust=off": ["fastpath_mremap_exclusive", "remap_adjust_off",
-                                "remap_inherit_off"]}
+           "remap_adjust=off": ["fastpath_mremap_exclusive", "prepare_remap_file",
+                                "remap_adjust_off", "remap_inherit_off"],
+           "prepare_remap=file": ["prepare_remap_file"]}
 SOUND = [{}] + [{k: v} for k, (vals, d) in VARIANTS.items() for v in vals
                 if v != d and f"{k}={v}" not in UNSOUND]
 # random traces per sound variant in lockstep with eager (the default variant gets LOCKSTEP,

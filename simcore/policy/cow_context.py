@@ -44,6 +44,7 @@ VARIANTS: dict[str, tuple[tuple[str, ...], str]] = {
     "nonexcl_ctx": (("current", "root"), "current"),  # §7 5: context of a non-exclusive new folio
     "remap_inherit": (("on", "off"), "on"),           # §7 4: child records its remaps at fork
     "remap_adjust": (("on", "off"), "on"),            # §7 12: vma_adjust/do_remap call sites
+    "prepare_remap": (("any", "file"), "any"),        # first fault records which remaps
     "merge": (("poc", "ideal"), "poc"),               # §7 9: is_mergeable_anon_vma()
     "zombie": (("none", "reparent", "collapse"), "none"),   # §7 7: dead-context pruning
     "ctx_bytes": (("arch", "96", "128"), "arch"),     # §7 2: kmalloc bucket of the context
@@ -341,7 +342,10 @@ class CowContextPolicy(Policy):
     def anon_fault(self, m: Machine, vma: VMA, fault: str) -> tuple[int, int]:
         if vma.priv is not DUMMY_ANON_VMA:          # __anon_vma_prepare(): the marker only
             vma.priv = DUMMY_ANON_VMA
-            self._map_private_cow(m, vma)
+            if self.variant["prepare_remap"] == "file":
+                self._map_private_cow(m, vma)       # the PoC: private file VMAs only
+            else:
+                self._track(m, vma)                 # also an anon VMA at pgoff != address
         return self._folio_ctx(vma.mm).id, MAP_COW_CONTEXT
 
     def folios_added(self, m: Machine, vma: VMA, mkind: int, n: int) -> None:
