@@ -32,6 +32,7 @@ def check_machine(m: Machine) -> None:
     if m.slab.live[VMA_CACHE] != len(vmas) + pinned:
         raise InvariantError("slab", f"slab VMAs {m.slab.live[VMA_CACHE]} != VMAs in mms "
                                      f"{len(vmas)} + pinned {pinned}")
+    m.policy.check(m)
     check_rmap_complete(m, vmas)
 
 
@@ -189,6 +190,10 @@ def _check_folios(m: Machine, vmas: list) -> None:
         if not ((f.index[ids] <= lin) & (lin < f.index[ids] + f.nr[ids])).all():
             raise InvariantError("folio-index",
                                  f"{v}: folio index does not match linear_page_index")
+        kinds = set(np.unique(f.mkind[ids]).tolist()) - {MAP_ANON_VMA}
+        if not kinds <= set(m.policy.folio_targets):
+            raise InvariantError("folio-kind", f"{v} maps folios of kinds {sorted(kinds)} that "
+                                               f"policy {m.policy.name} does not define")
         anon = ids[f.mkind[ids] == MAP_ANON_VMA]
         dead = [int(a) for a in np.unique(f.mapping[anon]) if int(a) not in m.anon_vmas]
         if dead:
@@ -202,9 +207,12 @@ def _check_folios(m: Machine, vmas: list) -> None:
 
 def check_no_leaks(m: Machine) -> None:
     """After every process has exited nothing may remain."""
-    left = {name: n for name, n in zip(CACHES, m.slab.live)}
+    left = {name: n for name, n in zip(m.slab.names, m.slab.live)}
     if any(left.values()):
         raise InvariantError("leak", f"leak after all exits: {left}")
+    policy_left = m.policy.leaks(m)
+    if policy_left:
+        raise InvariantError("leak", f"leak after all exits: {', '.join(policy_left)}")
     if m.anon_vmas:
         raise InvariantError("leak", "leak: anon_vmas remain")
     if m.folios.live:

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .mm import MM, for_each_vma_range
+from .policy.base import FAULT_COW, FAULT_NEW, FAULT_PREPARE
 from .pagetable import pmd_range, split_huge_pmd
 from .vma import (F_EXCL, F_HUGE, F_WRITE, PTE_FILE, PTE_NONE, PTE_ZERO, VM_HUGEPAGE,
                   VM_LOCKONFAULT, VM_NOHUGEPAGE, VM_SHARED, VM_WRITE, VMA, VM_ACCESS_FLAGS,
@@ -57,7 +58,7 @@ def do_huge_pmd_anonymous_page(m: Machine, vma: VMA, blk: slice, write: bool) ->
         vma.pte[blk] = fid[0]
         vma.ptef[blk] = F_WRITE | F_EXCL | F_HUGE
     else:
-        m.policy.anon_fault(m, vma)
+        m.policy.anon_fault(m, vma, FAULT_PREPARE)
         vma.pte[blk] = PTE_ZERO
         vma.ptef[blk] = F_HUGE
 
@@ -138,14 +139,16 @@ def _wp_large(m: Machine, vma: VMA, i: int) -> None:
 def wp_page_copy(m: Machine, vma: VMA, idx: np.ndarray) -> None:
     """wp_page_copy(): anon_vma_prepare(), a new exclusive folio per page, old mapping dropped."""
     old = vma.pte[idx]                               # fancy indexing: already a copy
-    vma.pte[idx] = new_anon_folios(m, vma, vma.vm_pgoff + idx)
+    vma.pte[idx] = new_anon_folios(m, vma, vma.vm_pgoff + idx, fault=FAULT_COW)
     vma.ptef[idx] = _WX
     m.folios.put(old)
 
 
-def new_anon_folios(m: Machine, vma: VMA, index: np.ndarray, nr: int = 1) -> np.ndarray:
-    """vmf_anon_prepare() + folio_add_new_anon_rmap() for folios at `index` in vma."""
-    mapping, mkind = m.policy.anon_fault(m, vma)
+def new_anon_folios(m: Machine, vma: VMA, index: np.ndarray, nr: int = 1,
+                    fault: str = FAULT_NEW) -> np.ndarray:
+    """vmf_anon_prepare() + folio_add_new_anon_rmap() for folios at `index` in vma
+    (fault: FAULT_NEW, or FAULT_COW from wp_page_copy())."""
+    mapping, mkind = m.policy.anon_fault(m, vma, fault)
     ids = m.folios.alloc(mapping, mkind, index, nr)
     m.policy.folios_added(m, vma, mkind, len(ids))
     return ids

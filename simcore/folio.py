@@ -1,7 +1,8 @@
 """struct folio, anonymous folios only, as NumPy columns (mm/rmap.c, include/linux/mm_types.h).
 
-A folio is a row: ``mapping`` (the id of the anon_vma -- or, for a lazy policy,
-of the VMA -- that rmap walks start from; ``mkind`` says which), ``index``
+A folio is a row: ``mapping`` (the id of the anon_vma -- or of a target the policy
+defines: a VMA for a lazy design, a COW context -- that rmap walks start from; ``mkind``
+says which kind, and rmap_walk() hands every kind but MAP_ANON_VMA to the policy), ``index``
 (``linear_page_index`` of its first page), ``nr`` pages and ``mapcount``
 (page-table entries that map it, summed over its pages).  Freed rows are reused.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 MAP_ANON_VMA, MAP_VMA = 0, 1     # what `mapping` points at (FOLIO_MAPPING_ANON / a lazy VMA)
+MAP_POLICY = 2                   # the first kind free for a policy's own targets (Policy.folio_targets)
 
 
 class FolioTable:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, NamedTuple
 
 from . import trace as T
-from .mm import MM
+from .mm import MM, mm_alloc
 from .pagetable import copy_page_range
 from .slab import ANON_VMA, AVC, VMA as VMA_CACHE
 from .vma import VM_DONTCOPY, VM_LOCKED_MASK, VM_WIPEONFORK, VMA, vm_area_dup
@@ -22,14 +22,15 @@ class ForkRecord(NamedTuple):
     upgrade_ptes: int   # page-table entries the policy scanned during the fork (lazy upgrades)
 
 
-def vma_needs_copy(dst: VMA, src: VMA) -> bool:
+def vma_needs_copy(m: Machine, dst: VMA, src: VMA) -> bool:
     """vma_needs_copy(): page tables are copied only for VMAs with an anon_vma (no PFNMAP/uffd-wp
     here); the child refaults everything else."""
-    return src.anon_vma is not None
+    return m.policy.vma_anon_vma(src) is not None
 
 
 def dup_mmap(m: Machine, parent: MM, child: MM) -> None:
-    """dup_mmap(): copy every VMA but VM_DONTCOPY; WIPEONFORK VMAs start empty."""
+    """dup_mmap(): copy every VMA but VM_DONTCOPY; WIPEONFORK VMAs start empty; at the end
+    the policy links the two mms (the COW-context PoC's dup_cow_context())."""
     child.files = dict(parent.files)
     for mpnt in parent.vmas:
         if mpnt.vm_flags & VM_DONTCOPY:
@@ -42,15 +43,16 @@ def dup_mmap(m: Machine, parent: MM, child: MM) -> None:
         tmp.vm_flags &= ~VM_LOCKED_MASK
         child.vmas.append(tmp)
         child.starts.append(tmp.vm_start)
-        if not mpnt.vm_flags & VM_WIPEONFORK and vma_needs_copy(tmp, mpnt):
+        if not mpnt.vm_flags & VM_WIPEONFORK and vma_needs_copy(m, tmp, mpnt):
             copy_page_range(m, tmp, mpnt)
+    m.policy.mm_fork(m, parent, child)
 
 
 def copy_mm(m: Machine, op: T.Fork) -> None:
     """fork(): copy_process() -> copy_mm() -> dup_mm() -> dup_mmap(); appends a ForkRecord
     to m.forks."""
     m.layout.fork(op)
-    child = MM(op.child)
+    child = mm_alloc(m, op.child, "fork")
     allocs, ptes, scanned = list(m.slab.allocs), m.fork_ptes, m.policy.upgrade_ptes()
     dup_mmap(m, m.procs[op.pid], child)
     m.procs[op.child] = child

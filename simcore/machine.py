@@ -18,13 +18,13 @@ from .fork import ForkRecord, copy_mm
 from .layout import Layout
 from .madvise import do_madvise
 from .mlock import do_mlock
-from .mm import MM
+from .mm import MM, mm_alloc
 from .mmap import do_mmap, exec_mmap, exit_mm, vm_munmap
 from .mprotect import do_mprotect_pkey
 from .mremap import mremap_move, mremap_resize
 from .policy import Policy, make_policy
 from .rmap import rmap_range
-from .slab import Slab
+from .slab import CACHES, Slab
 
 # trace operation -> the kernel entry point that carries it out
 DISPATCH: dict[type, Callable[[Machine, T.Op], None]] = {
@@ -42,10 +42,9 @@ class Machine:
                  check: bool = False) -> None:
         self.policy = make_policy(policy) if isinstance(policy, str) else policy
         self.pmd_pages = pmd_pages
-        self.slab = Slab()
+        self.slab = Slab(CACHES + tuple(c.name for c in self.policy.caches))
         self.folios = FolioTable()
         self.layout = Layout(pmd_pages=pmd_pages)
-        self.procs: dict[int, MM] = {0: MM(0)}
         self.anon_vmas: dict[int, object] = {}
         self.check = check
         self.ops_done = 0
@@ -57,6 +56,7 @@ class Machine:
         self.forks: list[ForkRecord] = []         # one per fork (fork.copy_mm)
         if self.policy.tracks_frees:
             self.folios.on_free = lambda ids: self.policy.folios_freed(self, ids)
+        self.procs: dict[int, MM] = {0: mm_alloc(self, 0, "boot")}
 
     def new_id(self) -> int:
         self._next_id += 1

@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING, Iterator
 from .errors import InvariantError, LayoutMismatch
 
 if TYPE_CHECKING:
+    from .machine import Machine
     from .vma import VMA
 
 
 class MM:
     """A process address space: sorted VMAs plus the set of PMDs that hold a PTE table."""
-    __slots__ = ("pid", "vmas", "starts", "pt_pmds", "files")
+    __slots__ = ("pid", "vmas", "starts", "pt_pmds", "files", "priv")
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
@@ -20,6 +21,7 @@ class MM:
         self.starts: list[int] = []
         self.pt_pmds: set[int] = set()     # PMD indices (page >> pmd_shift) with a PTE table
         self.files: dict[str, object] = {}  # file name -> the open file this process maps
+        self.priv: object = None            # a policy's own per-mm state (mm->cow_context)
 
     def __iter__(self) -> Iterator[VMA]:
         return iter(self.vmas)
@@ -95,6 +97,14 @@ class MM:
         """Call after vma.vm_start changed (split/merge keep the order)."""
         i = self.vmas.index(vma)
         self.starts[i] = vma.vm_start
+
+
+def mm_alloc(m: Machine, pid: int, why: str) -> MM:
+    """mm_alloc() / dup_mm()'s allocate_mm(), then mm_init(), which lets the policy attach
+    its per-mm state (why: boot, fork or exec)."""
+    mm = MM(pid)
+    m.policy.mm_init(m, mm, why)
+    return mm
 
 
 def for_each_vma_range(mm: MM, start: int, end: int) -> Iterator[tuple[VMA, int, int]]:

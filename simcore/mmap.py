@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from . import trace as T
 from .fault import mm_populate
 from .layout import PROT, PROT_EXEC, PROT_READ, PROT_WRITE
-from .mm import MM
+from .mm import MM, mm_alloc
 from .pagetable import free_pgtables, split_huge_edges, zap_pte_range
 from .vma import (VM_ACCOUNT, VM_EXEC, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_READ,
                   VM_SHARED, VM_WRITE, VMA, File, remove_vma_from_mm, split_vma, vm_area_alloc,
@@ -81,6 +81,7 @@ def vm_munmap(m: Machine, op: T.Munmap) -> None:
 def remove_vma(m: Machine, vma: VMA) -> None:
     """unmap_vmas() + free_pgtables() -> unlink_anon_vmas() + remove_vma() for one VMA."""
     zap_pte_range(m, vma, 0, vma.pages)
+    m.policy.remove_vma(m, vma)
     remove_vma_from_mm(m, vma)
 
 
@@ -92,14 +93,20 @@ def exit_mmap(m: Machine, mm: MM) -> None:
 
 
 def exec_mmap(m: Machine, op: T.Exec) -> None:
-    """execve(): exec_mmap() drops the old mm (mmput() -> exit_mmap()) for a fresh one."""
+    """execve(): a fresh mm (bprm_mm_init() -> mm_alloc()), then exec_mmap() drops the old one
+    (mmput() -> exit_mmap() -> __mmdrop())."""
     m.layout.exec(op)
-    exit_mmap(m, m.procs[op.pid])
-    m.procs[op.pid] = MM(op.pid)
+    new = mm_alloc(m, op.pid, "exec")
+    old = m.procs[op.pid]
+    exit_mmap(m, old)
+    m.policy.mmdrop(m, old)
+    m.procs[op.pid] = new
 
 
 def exit_mm(m: Machine, op: T.Exit) -> None:
-    """exit(): exit_mm() -> mmput() -> exit_mmap()."""
+    """exit(): exit_mm() -> mmput() -> exit_mmap() -> __mmdrop()."""
     m.layout.exit(op)
-    exit_mmap(m, m.procs[op.pid])
+    mm = m.procs[op.pid]
+    exit_mmap(m, mm)
+    m.policy.mmdrop(m, mm)
     del m.procs[op.pid]

@@ -61,7 +61,7 @@ def vma_merge_extend(m: Machine, vma: VMA, delta: int) -> VMA:
     extension also absorbs the next VMA when it reaches it and R15 allows the merge."""
     merged = vma_merge_new_range(m, vma.mm, vma.vm_end, vma.vm_end + delta,
                                  vma.vm_pgoff + vma.pages, vma.vm_flags, vma.vm_file,
-                                 anon_vma=vma.anon_vma, extended=vma)
+                                 anon_vma=m.policy.vma_anon_vma(vma), extended=vma)
     if merged is not vma:           # the kernel's -ENOMEM; every policy must allow this merge
         raise InvariantError("merge", f"vma_merge_extend() did not extend {vma!r} by {delta} "
                                       "pages (R15: a VMA always merges with its own extension)")
@@ -115,7 +115,8 @@ def copy_vma(m: Machine, vma: VMA, addr: int, count: int, pgoff: int) -> VMA:
     if vma.is_anonymous() and not m.policy.vma_has_anon(vma):
         pgoff = addr                                   # unfaulted anon: pgoff follows address
     merged = vma_merge_new_range(m, mm, addr, addr + count, pgoff, vma.vm_flags,
-                                 vma.vm_file, anon_vma=vma.anon_vma, copied_from=vma)
+                                 vma.vm_file, anon_vma=m.policy.vma_anon_vma(vma),
+                                 copied_from=vma)
     if merged is not None:
         return merged
     new = vm_area_dup(m, vma)

@@ -1,7 +1,7 @@
 """rmap walks and their cost (mm/rmap.c: rmap_walk_anon, anon_vma_interval_tree_foreach)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -11,20 +11,30 @@ from .folio import MAP_ANON_VMA
 if TYPE_CHECKING:
     from . import trace as T
     from .machine import Machine
+    from .policy import Policy
 
 
 @dataclass(slots=True)
 class WalkCost:
-    """Totals over rmap walks."""
+    """Totals over rmap walks: the slots every design shares, then ``extra``, the counters a
+    policy declares (Policy.walk_counters), e.g. contexts visited by a COW-context walk."""
     walks: int = 0
     avcs_visited: int = 0        # interval-tree overlaps visited
     vmas_visited: int = 0
     vmas_not_mapping: int = 0    # visited VMAs that do not map the folio
     root_lock_read: int = 0
     lockless_walks: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def for_policy(cls, policy: Policy) -> WalkCost:
+        """Zeroed totals with the policy's own counters."""
+        return cls(extra=dict.fromkeys(policy.walk_counters, 0))
 
     def as_dict(self, prefix: str = "rmap_") -> dict[str, int]:
-        return {prefix + f.name: getattr(self, f.name) for f in fields(self)}
+        out = {prefix + f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        out.update({prefix + k: v for k, v in self.extra.items()})
+        return out
 
 
 def maps_folio(vma, fid: int, index: int, nr: int) -> bool:
@@ -54,8 +64,8 @@ def rmap_walk(m: Machine, fid: int, cost: WalkCost | None = None, early_exit: bo
     found: list[tuple[int, int]] = []
     if cost is not None:
         cost.walks += 1
-    if f.mkind[fid] != MAP_ANON_VMA:
-        return m.policy.rmap_walk_vma(m, fid, cost)
+    if f.mkind[fid] != MAP_ANON_VMA:                    # a target the policy defines
+        return m.policy.rmap_walk_target(m, fid, cost, early_exit, full_tree)
     av = m.anon_vmas[int(f.mapping[fid])]
     if cost is not None:
         cost.root_lock_read += 1                         # anon_vma_lock_read(root)
@@ -83,7 +93,9 @@ def rmap_range(m: Machine, op: T.Rmap) -> None:
     mapped in the range."""
     span = m.layout.access(op)
     mm, start, end, walk = m.procs[op.pid], span.start, span.start + span.count, op.walk
-    cost = m.walk_costs.setdefault(walk, WalkCost())
+    cost = m.walk_costs.get(walk)
+    if cost is None:
+        cost = m.walk_costs[walk] = WalkCost.for_policy(m.policy)
     seen: set[int] = set()
     for vma in mm.vmas_in_range(start, end):
         if vma.pte is None:

@@ -9,12 +9,45 @@ CACHES = ("vm_area_struct", "anon_vma", "anon_vma_chain")
 VMA, ANON_VMA, AVC = range(3)
 
 
+@dataclass(frozen=True)
+class PolicyCache:
+    """An object cache a policy declares beside the three kernel caches (a design's own
+    objects: COW contexts, remap-tree nodes).  ``sizes`` maps an arch profile name, or its
+    family (the name before the first ``_``: ``arm64`` for ``arm64_android``), or
+    ``default``, to the object size in bytes; an arch profile's own ``<name>`` key wins.
+    Slab objects are packed into order-0 slabs of the arch's page size."""
+    name: str
+    sizes: dict[str, int]
+    doc: str = ""
+    slab: bool = True           # False: not a slab object (a per-folio field): no slab rounding
+
+    def size(self, arch: dict) -> int:
+        """The object size under an arch profile (a dict with at least ``name``)."""
+        if self.name in arch:
+            return int(arch[self.name])
+        name = str(arch.get("name", ""))
+        for key in (name, name.split("_")[0], "default"):
+            if key in self.sizes:
+                return int(self.sizes[key])
+        raise ValueError(f"cache {self.name!r} has no object size for arch {name!r}")
+
+
 @dataclass(slots=True)
 class Slab:
-    """Live and peak object counts of the three rmap caches."""
-    live: list[int] = field(default_factory=lambda: [0, 0, 0])
-    peak: list[int] = field(default_factory=lambda: [0, 0, 0])
-    allocs: list[int] = field(default_factory=lambda: [0, 0, 0])
+    """Live, peak and allocated object counts per cache: the three kernel rmap caches
+    (CACHES, indices VMA, ANON_VMA, AVC), then any a policy declares (``names[3:]``)."""
+    names: tuple[str, ...] = CACHES
+    live: list[int] = field(default_factory=list)
+    peak: list[int] = field(default_factory=list)
+    allocs: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for col in (self.live, self.peak, self.allocs):
+            col.extend([0] * (len(self.names) - len(col)))
+
+    def index(self, name: str) -> int:
+        """The index of cache `name` (for alloc/free)."""
+        return self.names.index(name)
 
     def alloc(self, cache: int, n: int = 1) -> None:
         live = self.live[cache] + n
@@ -26,11 +59,11 @@ class Slab:
     def free(self, cache: int, n: int = 1) -> None:
         self.live[cache] -= n
         if self.live[cache] < 0:
-            raise InvariantError("slab", f"{CACHES[cache]}: freed more objects than allocated")
+            raise InvariantError("slab", f"{self.names[cache]}: freed more objects than allocated")
 
     def counts(self) -> dict[str, int]:
-        out = {name: self.live[i] for i, name in enumerate(CACHES)}
-        out.update({f"{name}_peak": self.peak[i] for i, name in enumerate(CACHES)})
+        out = {name: self.live[i] for i, name in enumerate(self.names)}
+        out.update({f"{name}_peak": self.peak[i] for i, name in enumerate(self.names)})
         return out
 
 

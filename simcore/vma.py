@@ -214,9 +214,10 @@ def can_vma_merge_after(m: Machine, req: MergeReq) -> bool:
             and prev.vm_pgoff + prev.pages == req.pgoff)
 
 
-def are_anon_vmas_compatible(a: VMA, b: VMA) -> bool:
-    """are_anon_vmas_compatible()."""
-    return a.anon_vma is None or b.anon_vma is None or a.anon_vma is b.anon_vma
+def are_anon_vmas_compatible(m: Machine, a: VMA, b: VMA) -> bool:
+    """are_anon_vmas_compatible(), on what the policy says `vma->anon_vma` holds."""
+    av_a, av_b = m.policy.vma_anon_vma(a), m.policy.vma_anon_vma(b)
+    return av_a is None or av_b is None or av_a is av_b
 
 
 def can_vma_merge_left(m: Machine, req: MergeReq) -> bool:
@@ -227,7 +228,7 @@ def can_vma_merge_right(m: Machine, req: MergeReq, can_merge_left: bool) -> bool
     nxt = req.next
     if nxt is None or req.end != nxt.vm_start or not can_vma_merge_before(m, req):
         return False
-    return not can_merge_left or are_anon_vmas_compatible(req.prev, nxt)
+    return not can_merge_left or are_anon_vmas_compatible(m, req.prev, nxt)
 
 
 def dup_anon_vma(m: Machine, dst: VMA, src: VMA) -> None:
@@ -287,7 +288,8 @@ def vma_merge_existing_range(m: Machine, vma: VMA, start: int, end: int,
         return None
     prev, nxt = mm.vma_prev(vma), mm.vma_next(vma)
     pgoff = vma.vm_pgoff + (start - vma.vm_start)
-    req = MergeReq(start, end, pgoff, flags, vma.vm_file, vma.anon_vma, vma, prev, nxt)
+    req = MergeReq(start, end, pgoff, flags, vma.vm_file, m.policy.vma_anon_vma(vma), vma, prev,
+                   nxt)
     merge_left = left_side and can_vma_merge_left(m, req)
     merge_right = right_side and can_vma_merge_right(m, req, merge_left)
     if not merge_left and not merge_right:
@@ -295,7 +297,7 @@ def vma_merge_existing_range(m: Machine, vma: VMA, start: int, end: int,
     remove_middle = left_side and right_side
     if merge_left and merge_right:
         # prev extends over middle and next; both are removed
-        dup_anon_vma(m, prev, nxt if nxt.anon_vma is not None else vma)
+        dup_anon_vma(m, prev, nxt if m.policy.vma_anon_vma(nxt) is not None else vma)
         pt_set(prev, [(prev.pages, pt_take(prev, 0, prev.pages)),
                       (vma.pages, pt_take(vma, 0, vma.pages)),
                       (nxt.pages, pt_take(nxt, 0, nxt.pages))])
@@ -304,6 +306,7 @@ def vma_merge_existing_range(m: Machine, vma: VMA, start: int, end: int,
         _fix_len(prev)
         remove_vma_from_mm(m, vma)
         remove_vma_from_mm(m, nxt)
+        m.policy.vma_adjust(m, prev)
         m.policy.pages_moved(m, prev, "merge")
         return prev
     if merge_left:
@@ -321,6 +324,8 @@ def vma_merge_existing_range(m: Machine, vma: VMA, start: int, end: int,
             vma.vm_pgoff += moved
             vma.vm_start = end
             mm.reindex(vma)
+            m.policy.vma_adjust(m, vma)
+        m.policy.vma_adjust(m, prev)
         m.policy.pages_moved(m, prev, "merge")
         return prev
     # merge_right: next extends down over [start, end)
@@ -337,7 +342,9 @@ def vma_merge_existing_range(m: Machine, vma: VMA, start: int, end: int,
     else:
         pt_set(vma, [(start - vma.vm_start, pt_take(vma, 0, start - vma.vm_start))])
         vma.vm_end = start
+        m.policy.vma_adjust(m, vma)
     mm.reindex(nxt)
+    m.policy.vma_adjust(m, nxt)
     m.policy.pages_moved(m, nxt, "merge")
     return nxt
 
@@ -387,6 +394,8 @@ def vma_merge_new_range(m: Machine, mm: MM, start: int, end: int, pgoff: int, fl
         _fix_len(target)
         if merge_right:
             remove_vma_from_mm(m, nxt)
+        m.policy.vma_adjust(m, target)
+        if merge_right:
             m.policy.pages_moved(m, target, "merge")
         return target
     target = nxt
@@ -397,4 +406,5 @@ def vma_merge_new_range(m: Machine, mm: MM, start: int, end: int, pgoff: int, fl
     target.vm_pgoff = pgoff
     _fix_len(target)
     mm.reindex(target)
+    m.policy.vma_adjust(m, target)
     return target

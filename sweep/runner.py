@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from simcore import registry
 from simcore.registry import GROUPS
-from simcore.slab import CACHES
+from simcore.slab import CACHES, PolicyCache
 
 from .config import Grid
 from .fingerprint import fingerprint
@@ -68,10 +68,13 @@ def simulate_cell(cfg: dict, sample_every: int = 0) -> dict[str, Any]:
         if was_on:
             gc.enable()
     counts = m.counts()
-    out = {k: int(counts.get(k, 0)) for k in INT_METRICS if k != "forks"}
+    out: dict[str, Any] = {k: int(counts.get(k, 0)) for k in INT_METRICS if k != "forks"}
+    out.update(dict.fromkeys(FLOAT_METRICS, 0.0))      # other policies' caches: 0 KB, not null
     for key in WALK_KEYS:
         out[f"rmap_{key}"] = sum(getattr(c, key) for c in m.walk_costs.values())
-    out.update(slab_metrics(counts, cfg["arch"], cfg["policy"]["name"]))
+    for key in m.policy.walk_counters:
+        out[f"rmap_{key}"] = sum(c.extra[key] for c in m.walk_costs.values())
+    out.update(slab_metrics(counts, cfg["arch"], cfg["policy"]["name"], m.policy.caches))
     fork_ns = fork_cost(m.forks, cfg["arch"])
     out.update(forks=len(fork_ns), fork_ns_predicted=float(sum(fork_ns)), fork_ns=fork_ns)
     for i, cache in enumerate(CACHES):
@@ -79,9 +82,17 @@ def simulate_cell(cfg: dict, sample_every: int = 0) -> dict[str, Any]:
     return out
 
 
-def slab_metrics(counts: dict, arch: dict, policy: str) -> dict[str, float]:
-    """Active KB (objects x object size, as slabtop) and slab KB (whole slabs) per cache."""
+def slab_metrics(counts: dict, arch: dict, policy: str,
+                 caches: tuple[PolicyCache, ...] = ()) -> dict[str, float]:
+    """Active KB (objects x object size, as slabtop) and slab KB (whole slabs) per cache;
+    a policy's own caches get their per-arch size and order-0 slabs."""
     out = {}
+    page = int(arch["page_size"])
+    for cache in caches:
+        size, live = cache.size(arch), int(counts[cache.name])
+        out[f"{cache.name}_kb"] = live * size / 1024
+        out[f"{cache.name}_slab_kb"] = (math.ceil(live / max(1, page // size)) * page / 1024
+                                        if size and cache.slab else live * size / 1024)
     for cache in CACHES:
         size = int(arch[cache])
         per_slab = int(arch[f"{cache}_per_slab"])

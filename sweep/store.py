@@ -26,6 +26,29 @@ INT_METRICS = (*CACHES, *(f"{c}_peak" for c in CACHES), "folios", "processes",
                "lazy_repointed_folios", "lazy_pinned_vmas", "forks")
 FLOAT_METRICS = (*(f"{c}_kb" for c in CACHES), *(f"{c}_slab_kb" for c in CACHES),
                  "fork_ns_predicted")
+
+
+def policy_metrics() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The columns registered policies declare beyond the kernel caches: per policy cache
+    live/peak counts and KB, walk counters (rmap_<name>) and stats() keys; -> (ints, floats)."""
+    from simcore import registry
+    from simcore.policy import make_policy
+    ints: dict[str, None] = {}
+    floats: dict[str, None] = {}
+    for name in registry.names("policy"):
+        policy = make_policy(name)
+        for cache in policy.caches:
+            ints.update({cache.name: None, f"{cache.name}_peak": None})
+            floats.update({f"{cache.name}_kb": None, f"{cache.name}_slab_kb": None})
+        ints.update({f"rmap_{k}": None for k in policy.walk_counters})
+        ints.update(dict.fromkeys(policy.stats()))
+    return (tuple(k for k in ints if k not in INT_METRICS),
+            tuple(k for k in floats if k not in FLOAT_METRICS))
+
+
+_POLICY_INTS, _POLICY_FLOATS = policy_metrics()
+INT_METRICS = INT_METRICS[:-1] + _POLICY_INTS + INT_METRICS[-1:]      # "forks" stays last
+FLOAT_METRICS += _POLICY_FLOATS
 LIST_METRICS = {"fork_ns": pa.list_(pa.float64()),
                 **{f"{c}_series": pa.list_(pa.int64()) for c in CACHES}}
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")

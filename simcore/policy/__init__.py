@@ -7,12 +7,15 @@ from __future__ import annotations
 
 from ..registry import PolicyConf, RegistryError, lookup, names, register
 from .base import Policy
+from .cow_context import VARIANTS as COW_VARIANTS
+from .cow_context import CowContextPolicy
 from .eager import Eager
 from .lazy import VARIANTS as LAZY_VARIANTS
 from .lazy import Lazy
 
 register("policy", "eager", PolicyConf, Eager)
 register("policy", "lazy", PolicyConf, Lazy, LAZY_VARIANTS)
+register("policy", "cow_context", PolicyConf, CowContextPolicy, COW_VARIANTS)
 
 
 def make_policy(name: str, **variant: object) -> Policy:

@@ -2,7 +2,13 @@
 
 The machine (mm, VMA split/merge, faults, fork, teardown) calls these hooks; a
 policy owns anon_vma/AVC-like objects and folio ``mapping`` targets.  A design
-without anon_vma at all (COW context) implements the same hooks.
+without anon_vma at all (policy/cow_context.py) implements the same hooks: it gets
+every mm's creation (mm_init, with fork/exec/boot), fork's end (mm_fork) and teardown
+(mmdrop); declares its own object caches (``caches``, counted by the machine's Slab),
+folio target kinds (``folio_targets``, walked by rmap_walk_target) and walk counters
+(``walk_counters``, in WalkCost.extra); sees each fault's kind (new, cow, prepare) and
+reuse (move_anon_rmap); and answers what `vma->anon_vma` holds for merge and fork
+(vma_anon_vma) instead of the core reading it.
 """
 from __future__ import annotations
 
@@ -11,15 +17,28 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..folio import MAP_VMA
+
 if TYPE_CHECKING:
     from ..machine import Machine
+    from ..mm import MM
+    from ..rmap import WalkCost
+    from ..slab import PolicyCache
     from ..vma import VMA, MergeReq
+
+# anon_fault()'s `fault`: which fault path asks for the folio's rmap target
+FAULT_NEW = "new"          # do_anonymous_page(), do_huge_pmd_anonymous_page(): a fresh folio
+FAULT_COW = "cow"          # wp_page_copy(): a private copy of a folio still mapped elsewhere
+FAULT_PREPARE = "prepare"  # vmf_anon_prepare() only (huge zero page read): no folio
 
 
 class Policy(ABC):
     """Hooks called by the machine; see Eager for the mainline meaning of each."""
     name = "base"
     tracks_frees = False          # True: folios_freed() is called before folios are freed
+    caches: tuple[PolicyCache, ...] = ()     # object caches beside CACHES (Slab indices 3, ...)
+    folio_targets: dict[int, str] = {}       # folio mkind (>= MAP_VMA) -> what `mapping` names
+    walk_counters: tuple[str, ...] = ()      # WalkCost.extra counters of this design's walks
 
     def __init__(self, **variant: object) -> None:
         if variant:
@@ -27,14 +46,41 @@ class Policy(ABC):
                              f"(got {', '.join(sorted(variant))})")
         self.variant: dict[str, object] = {}
 
+    def _set_variant(self, knobs: dict[str, tuple[tuple[str, ...], str]],
+                     variant: dict[str, object]) -> None:
+        """self.variant from `variant` over knobs' defaults (knob -> (values, default));
+        unknown knobs and values raise ValueError."""
+        self.variant = {}
+        for key, value in variant.items():
+            if key not in knobs:
+                raise ValueError(f"unknown {self.name} variant knob {key!r} "
+                                 f"(known: {', '.join(sorted(knobs))})")
+            if str(value) not in knobs[key][0]:
+                raise ValueError(f"{self.name} variant {key}={value!r} is not one of "
+                                 f"{', '.join(knobs[key][0])}")
+        for key, (_, default) in knobs.items():
+            self.variant[key] = str(variant.get(key, default))
+
+    # mm lifecycle
+    def mm_init(self, m: Machine, mm: MM, why: str) -> None:
+        """mm_init(): a new mm (why: boot, fork -- before dup_mmap -- or exec)."""
+
+    def mm_fork(self, m: Machine, parent: MM, child: MM) -> None:
+        """The end of a successful dup_mmap(): child's VMAs and page tables are copied."""
+
+    def mmdrop(self, m: Machine, mm: MM) -> None:
+        """__mmdrop() after exit_mmap() (exit, or exec dropping the old mm)."""
+
     # faults
     @abstractmethod
-    def anon_fault(self, m: Machine, vma: VMA) -> tuple[int, int]:
-        """Before a new anon folio in vma: prepare, and return the folio's (mapping, mkind)."""
+    def anon_fault(self, m: Machine, vma: VMA, fault: str) -> tuple[int, int]:
+        """Before a new anon folio in vma (fault: FAULT_NEW or FAULT_COW), or only
+        vmf_anon_prepare() (FAULT_PREPARE): prepare, and return the folio's (mapping, mkind)."""
 
     @abstractmethod
     def move_anon_rmap(self, m: Machine, vma: VMA, folio_ids: np.ndarray) -> None:
-        """A write fault reuses exclusively owned folios: re-point them at vma's rmap target."""
+        """A write fault reuses exclusively owned folios (wp_can_reuse_anon_folio()):
+        re-point them at vma's rmap target."""
 
     # VMA lifecycle
     @abstractmethod
@@ -75,12 +121,42 @@ class Policy(ABC):
     def before_walk(self, m: Machine, fid: int, walk: str) -> None:
         """Before an rmap walk of kind `walk` (reclaim, migrate, idle, ksm) of folio fid."""
 
+    def rmap_walk_target(self, m: Machine, fid: int, cost: WalkCost | None, early_exit: bool,
+                         full_tree: bool) -> list[tuple[int, int]]:
+        """rmap_walk() of a folio whose mkind is one of folio_targets: every (pid, page)
+        found mapping it (the anon_vma walk's arguments: rwc->done, the KSM whole tree)."""
+        if int(m.folios.mkind[fid]) == MAP_VMA:
+            return self.rmap_walk_vma(m, fid, cost)
+        raise ValueError(f"policy {self.name!r} has no folios of kind "
+                         f"{int(m.folios.mkind[fid])} (folio {fid})")
+
     def rmap_walk_vma(self, m: Machine, fid: int, cost: object) -> list[tuple[int, int]]:
         """Walk a folio whose mapping is a VMA (a lazy design); mainline has none."""
         raise ValueError(f"policy {self.name!r} has no VMA-mapped folios (folio {fid})")
 
     def folios_added(self, m: Machine, vma: VMA, mkind: int, n: int) -> None:
         """n new folios of vma got the mapping anon_fault() returned."""
+
+    def remove_vma(self, m: Machine, vma: VMA) -> None:
+        """remove_vma(): munmap or exit removes vma (a merge's removal does not come here)."""
+
+    def vma_adjust(self, m: Machine, vma: VMA) -> None:
+        """vma's range or pgoff changed in place: a merge expanded or shrank it (vma_expand(),
+        vma_shrink()), or mremap grew it (vma_merge_extend())."""
+
+    def vma_anon_vma(self, vma: VMA) -> object:
+        """What `vma->anon_vma` holds where the core tests or compares it (merge compatibility,
+        dup_anon_vma()'s donor, vma_needs_copy() at fork): None for a VMA that never
+        faulted, else an object compared by identity.  A design without anon_vma returns its
+        own marker (the COW-context PoC's DUMMY_ANON_VMA)."""
+        return vma.anon_vma
+
+    def check(self, m: Machine) -> None:
+        """The design's own invariants, run by checked mode after every operation."""
+
+    def leaks(self, m: Machine) -> list[str]:
+        """Objects of the design left after every process exited (check_no_leaks)."""
+        return []
 
     def folios_freed(self, m: Machine, ids: np.ndarray) -> None:
         """Folios ids are about to be freed."""

@@ -20,7 +20,7 @@ class Eager(Policy):
     """The exact mainline model."""
     name = "eager"
 
-    def anon_fault(self, m: Machine, vma: VMA) -> tuple[int, int]:
+    def anon_fault(self, m: Machine, vma: VMA, fault: str) -> tuple[int, int]:
         av.anon_vma_prepare(m, vma)                         # vmf_anon_prepare()
         return vma.anon_vma.id, MAP_ANON_VMA                # __folio_set_anon(): vma->anon_vma
 

@@ -70,18 +70,10 @@ class Lazy(Eager):
     """ANON_VMA_LAZY with documented variants for what the series leaves open."""
     name = "lazy"
     tracks_frees = True
+    folio_targets = {MAP_VMA: "vm_area_struct (FOLIO_MAPPING_ANON_VMA_LAZY)"}
 
     def __init__(self, **variant: object) -> None:
-        self.variant = {}
-        for key, value in variant.items():
-            if key not in VARIANTS:
-                raise ValueError(f"unknown lazy variant knob {key!r} "
-                                 f"(known: {', '.join(sorted(VARIANTS))})")
-            if value not in VARIANTS[key][0]:
-                raise ValueError(f"lazy variant {key}={value!r} is not one of "
-                                 f"{', '.join(VARIANTS[key][0])}")
-        for key, (_, default) in VARIANTS.items():
-            self.variant[key] = str(variant.get(key, default))
+        self._set_variant(VARIANTS, variant)
         self.regular_may_map_lazy = "keep" in (self.variant["merge"], self.variant["mremap"])
         self.targets: dict[int, VMA] = {}        # VMA id -> VMA, for VMA-mapped folios
         self.pins: dict[int, int] = {}           # VMA id -> live folios whose mapping is it
@@ -234,7 +226,7 @@ class Lazy(Eager):
         return bool(len(ids)) and bool((m.folios.mkind[ids] == MAP_VMA).any())
 
     # ---- faults -----------------------------------------------------------
-    def anon_fault(self, m: Machine, vma: VMA) -> tuple[int, int]:
+    def anon_fault(self, m: Machine, vma: VMA, fault: str) -> tuple[int, int]:
         if vma.anon_vma is not None:
             return vma.anon_vma.id, MAP_ANON_VMA
         if isinstance(vma.priv, TreeParent):
