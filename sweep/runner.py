@@ -192,7 +192,7 @@ def _worker_class():
 
 
 class NoWorkers(RuntimeError):
-    """No worker actor could be started (each start failed max_retries + 1 times running)."""
+    """Every worker slot failed to start an actor more than max_retries times in a row."""
 
 
 class WorkerPool:
