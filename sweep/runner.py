@@ -183,7 +183,9 @@ def init_local_ray(num_cpus: int | None = None) -> None:
 def _worker_class():
     import ray
 
-    @ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=0)
+    # No restarts by Ray: a worker that dies is replaced by the driver (WorkerPool), which
+    # gives the new one work only once it has answered ready().
+    @ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0)
     class SimWorker:
         """A long-lived simulator process: receives batches of cells."""
 
@@ -194,10 +196,71 @@ def _worker_class():
             base, options, params, sweep, meta = setup
             return run_batch(base, options, cells, params, sweep, self.store, batch, meta)
 
-        def pid(self) -> int:
+        def ready(self) -> int:
             return os.getpid()
 
     return SimWorker
+
+
+class NoWorkers(RuntimeError):
+    """Every worker slot failed to start an actor more than max_retries times in a row."""
+
+
+class WorkerPool:
+    """The sweep's worker actors, one per slot.
+
+    A slot's actor is given work only after its ready() call has returned (the event that
+    it is alive and placed on a live node).  An actor that loses a batch (its process died,
+    or its node is gone) is killed and a fresh actor is started in its slot, wherever Ray
+    finds a CPU; until that one answers ready(), the other slots carry the work.  So a
+    lost batch is never resubmitted to a dying process, a restarting one, or one waiting
+    for resources on a node that no longer exists."""
+
+    def __init__(self, worker: Any, uri: str, n: int, max_starts: int) -> None:
+        self.worker, self.uri, self.max_starts = worker, uri, max_starts
+        self.actors: list = [None] * n
+        self.failed_starts = [0] * n
+        self.starting: dict = {}          # ready() ref -> slot
+        self.idle: list[int] = []
+        for slot in range(n):
+            self._start(slot)
+
+    def _start(self, slot: int) -> None:
+        actor = self.worker.remote(self.uri)
+        self.actors[slot] = actor
+        self.starting[actor.ready.remote()] = slot
+
+    def replace(self, slot: int) -> None:
+        """The slot's actor lost a batch: end it and start a fresh one."""
+        import ray
+        ray.kill(self.actors[slot], no_restart=True)
+        self._start(slot)
+
+    def started(self, ref: Any) -> str:
+        """A ready() call returned (or failed): -> a log line when the start failed."""
+        import ray
+        from ray.exceptions import RayActorError
+        slot = self.starting.pop(ref)
+        try:
+            ray.get(ref)
+        except RayActorError as exc:
+            self.failed_starts[slot] += 1
+            if self.failed_starts[slot] <= self.max_starts:
+                self._start(slot)
+                return f"worker {slot} failed to start ({type(exc).__name__}): starting another"
+            self.actors[slot] = None
+            if all(actor is None for actor in self.actors):
+                raise NoWorkers(f"no worker could start: {type(exc).__name__}: {exc}") from exc
+            return f"worker {slot} failed to start {self.failed_starts[slot]} times: slot dropped"
+        self.failed_starts[slot] = 0
+        self.idle.append(slot)
+        return ""
+
+    def kill_all(self) -> None:
+        import ray
+        for actor in self.actors:
+            if actor is not None:
+                ray.kill(actor, no_restart=True)
 
 
 def param_types(grid: Grid) -> dict[str, type]:
@@ -364,35 +427,39 @@ def launch(grid: Grid, out: str, *, retry_failed: bool = False, keep_stale: bool
     n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
     batcher = Batcher(todo.cells(), todo.todo, n, int(grid.base["sweep"].get("batch_size", 0)))
     meta = provenance(grid, todo.fingerprint)
-    worker = _worker_class()
     # The grid travels with each call, as one shared object the driver holds for the
-    # whole run.  An actor is given only small values (inlined in its creation task):
-    # Ray re-runs the constructor when it restarts a dead worker, and an object-store
-    # argument there could already be gone (ray-project/ray#53727).
+    # whole run.  An actor is given only small values (inlined in its creation task).
     setup = ray.put((grid.base, grid.options, params, grid.name, meta))
-    actors = [worker.remote(out) for _ in range(n)]
     max_retries = int(grid.base["sweep"].get("max_retries", 3))
+    pool = WorkerPool(_worker_class(), out, n, max_retries)
     retry: list[tuple[list[dict], int]] = []          # (cells, attempts) of lost batches
-    inflight: dict = {}
-    idle = list(range(n))
+    inflight: dict = {}                               # run() ref -> (cells, attempts, slot)
     try:
         while retry or batcher.remaining() or inflight:
-            while idle and (retry or batcher.remaining()):
+            while pool.idle and (retry or batcher.remaining()):
                 cells, tries = retry.pop(0) if retry else (batcher.take(), 0)
                 if not cells:
                     break
-                a = idle.pop(0)
+                a = pool.idle.pop(0)
                 name = hashlib.sha1("".join(c["id"] for c in cells).encode()).hexdigest()[:16]
-                inflight[actors[a].run.remote(setup, cells, name)] = (cells, tries, a, time.perf_counter())
+                inflight[pool.actors[a].run.remote(setup, cells, name)] = (cells, tries, a)
                 prog.running += len(cells)
-            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.5)
+            # Events only: a batch finished or was lost, or a worker answered ready().
+            # (The timeout just lets on_progress tick; nothing is decided by it.)
+            ready, _ = ray.wait(list(inflight) + list(pool.starting), num_returns=1,
+                                timeout=0.5)
             for ref in ready:
-                cells, tries, a, t0 = inflight.pop(ref)
+                if ref in pool.starting:
+                    line = pool.started(ref)
+                    if line:
+                        log(line)
+                    continue
+                cells, tries, a = inflight.pop(ref)
                 prog.running -= len(cells)
-                idle.append(a)
                 try:
                     result = ray.get(ref)
                 except (RayActorError, WorkerCrashedError, ObjectLostError) as exc:
+                    pool.replace(a)
                     prog.retried += 1
                     if tries + 1 > max_retries:
                         error, _ = _write_lost(store, grid, cells, params, meta, exc)
@@ -405,6 +472,7 @@ def launch(grid: Grid, out: str, *, retry_failed: bool = False, keep_stale: bool
                         log(f"batch of {len(cells)} cells lost ({type(exc).__name__}): "
                             f"retry {tries + 1} of {max_retries}")
                     continue
+                pool.idle.append(a)
                 batcher.learn(len(cells), result["wall_s"])
                 prog.done += result["ok"]
                 prog.failed += result["failed"]
@@ -414,8 +482,7 @@ def launch(grid: Grid, out: str, *, retry_failed: bool = False, keep_stale: bool
             if on_progress:
                 on_progress(prog)
     finally:
-        for actor in actors:
-            ray.kill(actor)
+        pool.kill_all()
     store.supersede(todo.fingerprint)      # one row per cell: reruns replace stale/failed rows
     log(f"end: {prog.done} computed, {prog.cached} cached, {prog.failed} failed, "
         f"{prog.retried} batches retried")

@@ -28,7 +28,8 @@ def main(out: str) -> None:
             cluster.remove_node(nodes[0])
             state["removed"] = True
 
-    prog = launch(grid, out, workers=3, on_progress=on_progress)
+    prog = launch(grid, out, workers=3, on_progress=on_progress,
+                  log=lambda line: print(line, file=sys.stderr, flush=True))
     print(json.dumps({"cells": len(grid.cells), "done": prog.done, "failed": prog.failed,
                       "retried": prog.retried, "removed": state["removed"],
                       "nodes": state["nodes"]}))

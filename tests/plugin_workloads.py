@@ -40,3 +40,21 @@ def die_once(cfg: DieOnce, seed: int) -> list[T.Op]:
         open(cfg.marker, "w").close()
         os._exit(17)
     return []
+
+
+@dataclass
+class DieOnSeed:
+    """The worker process running the cell of seed `seed` dies (os._exit) every time; each
+    attempt first appends a line to `attempts` (a path).  Other seeds run."""
+    name: str = "die_on_seed"
+    seed: int = 0
+    attempts: str = ""
+
+
+@register_workload(DieOnSeed)
+def die_on_seed(cfg: DieOnSeed, seed: int) -> list[T.Op]:
+    if seed == cfg.seed:
+        with open(cfg.attempts, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        os._exit(17)
+    return []

@@ -64,13 +64,26 @@ def test_driver_killed_with_sigkill_then_relaunched(tmp_path):
     assert set(table["status"].to_pylist()) == {"ok"}
 
 
+HANG_GUARD_S = 3600    # only ends a run that hangs (the job takes ~30 s, minutes when busy)
+
+
 def test_multinode_cluster_survives_losing_a_node(tmp_path):
-    res = subprocess.run([sys.executable, "tests/cluster_job.py", str(tmp_path / "r")],
-                         cwd=ROOT, capture_output=True, text=True, timeout=600,
-                         env={**os.environ, "RAY_ADDRESS": ""}, start_new_session=True)
-    assert res.returncode == 0, res.stderr[-3000:]
-    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    events = tmp_path / "events.log"             # the runner's log lines (job's stderr)
+    with open(events, "w") as err:
+        proc = subprocess.Popen([sys.executable, "tests/cluster_job.py", str(tmp_path / "r")],
+                                cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True,
+                                env={**os.environ, "RAY_ADDRESS": ""}, start_new_session=True)
+        try:
+            stdout, _ = proc.communicate(timeout=HANG_GUARD_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            pytest.fail(f"hung: no end after {HANG_GUARD_S} s; its events:\n"
+                        f"{events.read_text()[-3000:]}")
+    assert proc.returncode == 0, events.read_text()[-3000:]
+    summary = json.loads(stdout.strip().splitlines()[-1])
     assert summary["nodes"] == 3 and summary["removed"]
-    assert summary["done"] == summary["cells"] == 40 and summary["failed"] == 0
+    assert summary["done"] == summary["cells"] == 40 and summary["failed"] == 0, \
+        (summary, events.read_text()[-3000:])
     table = ds.dataset(str(tmp_path / "r"), format="parquet", partitioning="hive").to_table()
     assert table.num_rows == 40 and len(set(table["cell_id"].to_pylist())) == 40

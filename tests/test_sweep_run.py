@@ -102,9 +102,28 @@ def test_a_dead_worker_is_replaced_and_its_batch_rerun(ray_local, tmp_path):
     out = str(tmp_path / "r")
     prog = launch(grid, out)
     assert marker.exists(), "a worker process really died"
-    assert prog.retried >= 1 and prog.failed == 0
+    assert prog.retried == 1 and prog.failed == 0      # rerun once, on a worker that is up
     df = rows(out)
     assert df.height == 20 and df["cell_id"].n_unique() == 20
+    assert set(df["status"].to_list()) == {"ok"}
+
+
+def test_a_cell_that_always_kills_its_worker_ends_as_failed_rows(ray_local, tmp_path):
+    attempts = tmp_path / "attempts"
+    grid = load_grid(CONF / "demo.yaml", ["+sweep.plugins=[tests.plugin_workloads]",
+                                          "workload=die_on_seed", "workload.seed=3",
+                                          f"workload.attempts={attempts}", "seed=range(0,8)",
+                                          "~workload.n_ops", "arch=x86_64", "policy=eager",
+                                          "sweep.batch_size=1", "sweep.max_retries=2"])
+    out = str(tmp_path / "r")
+    prog = launch(grid, out)
+    pids = attempts.read_text().split()
+    assert len(pids) == 3 and len(set(pids)) == 3, "ran 1 + max_retries times, each time dying"
+    assert prog.retried == 3 and prog.failed == 1 and prog.done == 7
+    df = rows(out).sort("seed")
+    assert df.height == 8 and df["cell_id"].n_unique() == 8
+    assert df["status"].to_list() == ["ok"] * 3 + ["failed"] + ["ok"] * 4
+    assert df.filter(pl.col("status") == "failed")["error"].to_list() == ["worker died: ActorDiedError"]
 
 
 def test_a_normal_launch_prints_no_ray_error_lines(tmp_path):
