@@ -104,3 +104,34 @@ def test_invariant_error_names_the_recorded_op():
     with pytest.raises(InvariantError) as exc:
         m.apply(next(ops))
     assert exc.value.op.startswith('{"op": ') and exc.value.line == 3
+
+
+def test_report_section_real_programs_against_eager():
+    import polars as pl
+    from sweep.realreport import object_sizes, real_programs, real_programs_table
+    zero = {"lazy_upgrades": 0, "lazy_upgrade_folios": 0, "lazy_upgrade_ptes": 0,
+            "rmap_walks": 0, "rmap_avcs_visited": 0, "rmap_vmas_visited": 0}
+    rows = [
+        {"workload": "recording", "workload.path": "x/git.rec", "arch": "x86_64",
+         "policy": "eager", "variant": "", "vm_area_struct_peak": 42, "anon_vma_peak": 12,
+         "anon_vma_chain_peak": 18, **zero},
+        {"workload": "recording", "workload.path": "x/git.rec", "arch": "x86_64",
+         "policy": "lazy", "variant": "split=upgrade", "vm_area_struct_peak": 44,
+         "anon_vma_peak": 1, "anon_vma_chain_peak": 2,
+         **zero, "lazy_upgrades": 1, "lazy_upgrade_folios": 3, "lazy_upgrade_ptes": 5},
+        {"workload": "noop", "workload.path": "", "arch": "x86_64", "policy": "eager",
+         "variant": "", "vm_area_struct_peak": 0, "anon_vma_peak": 0,
+         "anon_vma_chain_peak": 0, **zero},
+    ]
+    t = real_programs(pl.DataFrame(rows))
+    assert t["program"].to_list() == ["git", "git"]
+    lazy = t.row(1, named=True)
+    assert (lazy["policy"], lazy["VMA_delta"], lazy["AV_delta"], lazy["AVC_delta"]) == \
+        ("lazy split=upgrade", 2, -11, -16)
+    assert lazy["objects_saved"] == 25
+    s = object_sizes("x86_64")
+    want = (-2 * s["vm_area_struct"] - 44 * s["lazy_vma_extra"] + 11 * s["anon_vma"]
+            + 16 * s["anon_vma_chain"]) / 1024
+    assert lazy["kb_saved"] == pytest.approx(want)
+    assert "| git | x86_64 | lazy split=upgrade | 44 (+2) | 1 (-11) | 2 (-16) | 25 |" in \
+        real_programs_table(pl.DataFrame(rows))
