@@ -107,6 +107,7 @@ class Replayer:
         self.line = 0
         self.index = 0
         self.snaps: _Snapshots | None = None
+        self.shm_size: dict[int, int] = {}    # shmid -> bytes (shmget)
         self.aside: MM | None = None           # the old mm while exec_begin builds the new
         self.m.offstage_mms = lambda: (*self.early.values(), *self.dying.values(),
                                        *((self.aside,) if self.aside is not None else ()))
@@ -307,6 +308,43 @@ class Replayer:
         self._map(pid, start, pages, op["prot"], flags, file, op.get("off", 0),
                   bool(flags & MAP_SHARED))
 
+    def shmget(self, op: dict) -> None:
+        """newseg(): the segment's size, for its attaches (shmid -> bytes)."""
+        if op["ret"] >= 0:
+            self.shm_size[op["ret"]] = op["size"]
+
+    def shmat(self, op: dict) -> None:
+        """do_shmat(): do_mmap() of the segment's shmem file, MAP_SHARED, at the address
+        the kernel returned (SHM_RDONLY: read-only)."""
+        pid, addr = op["pid"], op["ret"]
+        if addr < 0:
+            return
+        if self._mm(pid) is None:
+            self._skip("op of a process whose mm is unknown (before its exec)")
+            return
+        size = self.shm_size.get(op["shmid"])
+        if size is None:
+            self._skip("shmat of a segment made before the recording")
+            return
+        prot = 1 if op["flags"] & SHM_RDONLY else 3
+        self._map(pid, addr >> PAGE_SHIFT, _pages(size), prot, MAP_SHARED | MAP_FIXED,
+                  f"shm:{op['shmid']}", 0, True)
+
+    def shmdt(self, op: dict) -> None:
+        """ksys_shmdt(): unmap the segment's VMAs from addr (those of the shm file mapped
+        at addr, up to the segment's size)."""
+        pid = op["pid"]
+        mm = self._mm(pid)
+        if op["ret"] < 0 or mm is None:
+            return
+        start = op["addr"] >> PAGE_SHIFT
+        vma = mm.vma_lookup(start)
+        if vma is None or vma.vm_file is None or not vma.vm_file.name.startswith("shm:"):
+            self._skip("shmdt of no attached segment")
+            return
+        size = self.shm_size.get(int(vma.vm_file.name[4:]), 0)
+        do_vmi_munmap(self.m, mm, start, start + _pages(size))
+
     def ranged(self, op: dict) -> None:
         """munmap, mprotect, madvise, mlock, munlock on [addr, addr + len)."""
         pid, name = op["pid"], op["op"]
@@ -454,7 +492,8 @@ REPLAY = {"fault": Replayer.fault, "mmap": Replayer.mmap, "munmap": Replayer.ran
           "mprotect": Replayer.ranged, "madvise": Replayer.ranged, "mlock": Replayer.ranged,
           "munlock": Replayer.ranged, "brk": Replayer.brk, "mremap": Replayer.mremap,
           "fork": Replayer.fork, "exec": Replayer.exec, "exit": Replayer.exit,
-          "exit_mmap": Replayer.exit_mmap, "exec_begin": Replayer.exec_begin}
+          "exit_mmap": Replayer.exit_mmap, "exec_begin": Replayer.exec_begin,
+          "shmget": Replayer.shmget, "shmat": Replayer.shmat, "shmdt": Replayer.shmdt}
 
 
 class ReplayError(RuntimeError):

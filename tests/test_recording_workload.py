@@ -135,3 +135,30 @@ def test_report_section_real_programs_against_eager():
     assert lazy["kb_saved"] == pytest.approx(want)
     assert "| git | x86_64 | lazy split=upgrade | 44 (+2) | 1 (-11) | 2 (-16) | 25 |" in \
         real_programs_table(pl.DataFrame(rows))
+
+
+def test_replay_sysv_shm_attach_detach():
+    """shmget/shmat/shmdt (ipc/shm.c): the attach is a shared mapping of the segment's
+    shmem file at the returned address (one VMA, no anon_vma even when written), shmdt
+    unmaps it; a failed shmat changes nothing."""
+    from simcore.mm import MM
+    from simcore.replay import Replayer, _Snapshots
+    r = Replayer()
+    pid, base = 7, 0x7f0000000000
+    mm = MM(pid)
+    r.m.procs[pid], r.users[id(mm)] = mm, 1
+    ops = [{"op": "shmget", "pid": pid, "key": 1, "size": 3 * 4096 + 56, "flags": 0, "ret": 4},
+           {"op": "shmat", "pid": pid, "shmid": 4, "addr": 0, "flags": 0, "ret": base},
+           {"op": "fault", "pid": pid, "addr": base + 4096, "write": True, "user": True},
+           {"op": "shmat", "pid": pid, "shmid": 4, "addr": 0, "flags": 0, "ret": -22},
+           {"op": "shmdt", "pid": pid, "addr": base, "ret": 0}]
+    snaps = _Snapshots(ops)
+    live = []
+    extent = []
+    for i, op in enumerate(ops):
+        r.step(i, op, snaps)
+        live.append(list(r.m.slab.live))
+        extent.append([(v.vm_start - (base >> 12), v.vm_end - (base >> 12)) for v in mm.vmas])
+    assert extent[1] == [(0, 4)]                  # 3 pages + 56 bytes: 4 pages
+    assert live == [[0, 0, 0], [1, 0, 0], [1, 0, 0], [1, 0, 0], [0, 0, 0]]
+    assert not r.rep.skipped and mm.vmas == []
