@@ -21,8 +21,17 @@ if TYPE_CHECKING:
     from .machine import Machine
 
 
+def live_mms(m: Machine) -> list:
+    """Every live mm once: the processes' (CLONE_VM tasks share one), plus, in a replay,
+    mms no process runs on (an execve's new mm before exec_mmap(), an exited task's
+    before the recorded exit_mmap) -- ``m.offstage_mms`` gives those."""
+    offstage = getattr(m, "offstage_mms", None)
+    mms = [*m.procs.values(), *(offstage() if offstage else ())]
+    return list({id(mm): mm for mm in mms}.values())
+
+
 def check_machine(m: Machine) -> None:
-    vmas = [v for mm in m.procs.values() for v in mm.vmas]
+    vmas = [v for mm in live_mms(m) for v in mm.vmas]
     _check_mm_structure(m)
     check_layout(m)
     _check_chains(m, vmas)
@@ -38,7 +47,7 @@ def check_machine(m: Machine) -> None:
 
 def _check_mm_structure(m: Machine) -> None:
     for pid, mm in m.procs.items():
-        if mm.pid != pid:
+        if mm.pid != pid and m.procs.get(mm.pid) is not mm:     # CLONE_VM: the owner's mm
             raise InvariantError("mm-pid", "mm.pid != its key in procs")
         prev_end = -1
         for i, v in enumerate(mm.vmas):

@@ -77,7 +77,8 @@ class Machine:
                 check_machine(self)
         except InvariantError as exc:
             if exc.op is None:
-                exc.op, exc.line = json.dumps(T.to_json(op)), op.line
+                exc.op = json.dumps(op.to_json() if hasattr(op, "to_json") else T.to_json(op))
+                exc.line = op.line
             raise
         for observer in self.observers:
             observer(self, op)

@@ -13,15 +13,18 @@ and why, so an inexact replay says where it is inexact.
 """
 from __future__ import annotations
 
+import json
 from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from . import trace as T
 from . import trace2
 from .layout import AbsoluteLayout, absolute_region
-from .machine import Machine
+from .errors import InvariantError
+from .machine import DISPATCH, Machine
 from .mm import MM
 from .mmap import calc_vm_prot_bits, do_vmi_munmap, exit_mmap, mmap_region
 from .mremap import move_vma
@@ -86,8 +89,12 @@ class _Snapshots:
 
 
 class Replayer:
-    def __init__(self, policy: str = "eager", check: bool = False) -> None:
-        self.m = Machine(make_policy(policy), check=check)
+    """Replays v2 operations on its own machine, or on ``machine`` (a sweep cell's, built
+    with the cell's policy and variant)."""
+
+    def __init__(self, policy: str = "eager", check: bool = False,
+                 machine: Machine | None = None) -> None:
+        self.m = machine if machine is not None else Machine(make_policy(policy), check=check)
         self.m.layout = AbsoluteLayout()
         self.m.procs.clear()
         self.users: dict[int, int] = {}        # id(MM) -> processes using it (mm_users)
@@ -100,6 +107,10 @@ class Replayer:
         self.line = 0
         self.index = 0
         self.snaps: _Snapshots | None = None
+        self.shm_size: dict[int, int] = {}    # shmid -> bytes (shmget)
+        self.aside: MM | None = None           # the old mm while exec_begin builds the new
+        self.m.offstage_mms = lambda: (*self.early.values(), *self.dying.values(),
+                                       *((self.aside,) if self.aside is not None else ()))
 
     # ---- helpers ----------------------------------------------------------------
     def _mm(self, pid: int) -> MM | None:
@@ -150,10 +161,12 @@ class Replayer:
         new = MM(pid)
         self.m.procs[pid] = new
         self.users[id(new)] = 1
+        self.aside = old                       # still alive (checked mode counts it)
         for vma in (image or {}).get("maps", []):
             if vma[6] == "[stack]":
                 self._map_image_vma(pid, vma, {})
                 self._fault(pid, vma[1] - 1, True)
+        self.aside = None
         self.early[pid] = new
         del self.users[id(new)]
         if old is None:
@@ -294,6 +307,43 @@ class Replayer:
             self.fd_file[key] = file
         self._map(pid, start, pages, op["prot"], flags, file, op.get("off", 0),
                   bool(flags & MAP_SHARED))
+
+    def shmget(self, op: dict) -> None:
+        """newseg(): the segment's size, for its attaches (shmid -> bytes)."""
+        if op["ret"] >= 0:
+            self.shm_size[op["ret"]] = op["size"]
+
+    def shmat(self, op: dict) -> None:
+        """do_shmat(): do_mmap() of the segment's shmem file, MAP_SHARED, at the address
+        the kernel returned (SHM_RDONLY: read-only)."""
+        pid, addr = op["pid"], op["ret"]
+        if addr < 0:
+            return
+        if self._mm(pid) is None:
+            self._skip("op of a process whose mm is unknown (before its exec)")
+            return
+        size = self.shm_size.get(op["shmid"])
+        if size is None:
+            self._skip("shmat of a segment made before the recording")
+            return
+        prot = 1 if op["flags"] & SHM_RDONLY else 3
+        self._map(pid, addr >> PAGE_SHIFT, _pages(size), prot, MAP_SHARED | MAP_FIXED,
+                  f"shm:{op['shmid']}", 0, True)
+
+    def shmdt(self, op: dict) -> None:
+        """ksys_shmdt(): unmap the segment's VMAs from addr (those of the shm file mapped
+        at addr, up to the segment's size)."""
+        pid = op["pid"]
+        mm = self._mm(pid)
+        if op["ret"] < 0 or mm is None:
+            return
+        start = op["addr"] >> PAGE_SHIFT
+        vma = mm.vma_lookup(start)
+        if vma is None or vma.vm_file is None or not vma.vm_file.name.startswith("shm:"):
+            self._skip("shmdt of no attached segment")
+            return
+        size = self.shm_size.get(int(vma.vm_file.name[4:]), 0)
+        do_vmi_munmap(self.m, mm, start, start + _pages(size))
 
     def ranged(self, op: dict) -> None:
         """munmap, mprotect, madvise, mlock, munlock on [addr, addr + len)."""
@@ -442,7 +492,65 @@ REPLAY = {"fault": Replayer.fault, "mmap": Replayer.mmap, "munmap": Replayer.ran
           "mprotect": Replayer.ranged, "madvise": Replayer.ranged, "mlock": Replayer.ranged,
           "munlock": Replayer.ranged, "brk": Replayer.brk, "mremap": Replayer.mremap,
           "fork": Replayer.fork, "exec": Replayer.exec, "exit": Replayer.exit,
-          "exit_mmap": Replayer.exit_mmap, "exec_begin": Replayer.exec_begin}
+          "exit_mmap": Replayer.exit_mmap, "exec_begin": Replayer.exec_begin,
+          "shmget": Replayer.shmget, "shmat": Replayer.shmat, "shmdt": Replayer.shmdt}
+
+
+class ReplayError(RuntimeError):
+    """A recording's operations applied in a way a replay cannot follow."""
+
+
+class _Session:
+    """One recording being replayed through Machine.run: its operations, their maps
+    snapshots, and the Replayer bound to the machine that runs the first of them."""
+    __slots__ = ("ops", "snaps", "replayer")
+
+    def __init__(self, ops: list[dict]) -> None:
+        self.ops, self.snaps, self.replayer = ops, _Snapshots(ops), None
+
+
+@dataclass(slots=True)
+class RecordedOp:
+    """Operation ``index`` of a recording as an op of :meth:`Machine.run` (``-1``: the end
+    of the recording, where mms torn down outside the recorded tasks go), so a sweep
+    cell, its observers and checked mode replay a recording like any workload."""
+    session: _Session
+    index: int
+    line: int = 0
+
+    def to_json(self) -> dict:
+        return self.session.ops[self.index] if self.index >= 0 else {"op": "end"}
+
+
+def recorded_ops(path: str | Path) -> Iterator[RecordedOp]:
+    """The operations of the v2 recording ``path`` for :meth:`Machine.run`."""
+    _header, ops, _footer = trace2.load(path)
+    session = _Session(ops)
+    for i in range(len(ops)):
+        yield RecordedOp(session, i, i + 2)          # the header is line 1
+    yield RecordedOp(session, -1, len(ops) + 2)
+
+
+def replay_recorded(m: Machine, op: RecordedOp) -> None:
+    """Machine.apply of a :class:`RecordedOp`: the session's Replayer carries it out on m."""
+    s = op.session
+    if s.replayer is None:
+        s.replayer = Replayer(machine=m)
+    elif s.replayer.m is not m:
+        raise ReplayError("one recording's operations replayed on two machines")
+    try:
+        if op.index < 0:
+            s.replayer.finish()
+        else:
+            s.replayer.look_ahead(s.ops, op.index)
+            s.replayer.step(op.index, s.ops[op.index], s.snaps)
+    except InvariantError as exc:
+        if exc.op is None and op.index >= 0:
+            exc.op, exc.line = json.dumps(s.ops[op.index]), op.line
+        raise
+
+
+DISPATCH[RecordedOp] = replay_recorded
 
 
 def replay(path: str | Path, policy: str = "eager", check: bool = False) -> tuple[Machine, Replay]:

@@ -320,6 +320,7 @@ def load_grid(path: str | Path, overrides: list[str] = (),
             if option not in _options(conf_path, group):
                 raise _unknown_option(option, group, conf_path)
     base, options = _compose(conf_path, path.stem, base_overrides, axes)
+    _expand_input_globs(base, axes, zips)
     base.setdefault("seed", 0)                     # a grid may sweep seed without declaring it
     grid = Grid(str(path), base, axes, zips, exclude, options)
     _validate(grid)
@@ -327,6 +328,41 @@ def load_grid(path: str | Path, overrides: list[str] = (),
     if grid.size > max_cells:
         raise SweepConfigError(too_many(grid.size, max_cells))
     return grid
+
+
+def _expand_input_globs(base: dict, axes: dict, zips: list) -> None:
+    """An input file key (sweep.grid.INPUT_KEYS, e.g. workload.path) given as a glob --
+    in the composed config or on an axis -- becomes an axis over the matching files,
+    sorted, one cell each (``workload.path='tests/recordings/*.rec'``)."""
+    import glob as globmod
+    from .grid import INPUT_KEYS
+
+    def matches(pattern: Any) -> list:
+        if not isinstance(pattern, str) or not globmod.has_magic(pattern):
+            return [pattern]
+        found = sorted(p for p in globmod.glob(pattern) if Path(p).is_file())
+        if not found:
+            raise SweepConfigError(f"{key}={pattern!r} matches no file")
+        return found
+
+    for key in INPUT_KEYS:
+        values = axes.get(key)
+        if values is None:
+            group, name = key.split(".")
+            values = [(base.get(group) or {}).get(name)]
+            if values[0] is None:
+                continue
+        expanded = [f for v in values for f in matches(v)]
+        if expanded == list(values):
+            continue
+        if any(key in z for z in zips):
+            raise SweepConfigError(f"{key} is zipped with another axis: give its files "
+                                   f"one by one, not as a glob")
+        if len(expanded) == 1 and key not in axes:
+            _set_dotted(base, key, expanded[0])
+        else:
+            axes[key] = expanded
+            _set_dotted(base, key, expanded[0])
 
 
 def _grid_override(ov, zips: list, exclude: list) -> tuple[list, list]:

@@ -51,6 +51,7 @@ def change_with_ci(df: pl.DataFrame, path: Path) -> Path | None:
     if set(df["policy"].to_list()) < {"eager", "lazy"}:
         return None
     s = with_published(spread(deltas(df))).sort(["cache", "workload", "arch"], descending=True)
+    s = s.filter(pl.col("change_pct").is_not_null())    # nothing alive under eager: no %
     if not s.height:
         return None
     labels = [f"{w} / {a} / {c}" for w, a, c in zip(s["workload"], s["arch"], s["cache"])]

@@ -125,6 +125,14 @@ def write_report(df: pl.DataFrame, dest: "Path") -> list["Path"]:
         text += ["## ANON_VMA_LAZY: lazy vs eager, active KB (the cover letter's numbers "
                  f"beside {ARCH})", "", "```", table, "```", ""]
     text += ["## Active KB (mean count) per workload, architecture and policy", "", kb_table(df), ""]
+    from .realreport import real_programs_table
+    real = real_programs_table(df)
+    if real:
+        text += ["## What each policy does to real programs", "",
+                 "Recordings of real programs (`workload=recording`), every policy against "
+                 "eager on the same recording, at the peak (every process exits, so final "
+                 "counts are 0): objects and KB saved, VMA count change, lazy's upgrade work "
+                 "and the rmap walks' cost.", "", real, ""]
     text += [f"![{p.stem}]({p.name})" for p in made]
     (dest / "report.md").write_text("\n".join(text) + "\n")
     return [dest / "report.md", *made]
