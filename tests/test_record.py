@@ -212,6 +212,22 @@ def test_record_python_fork_and_thread(tmp_path):
     assert all(footer["summary"]["kernel"][c]["final"] == 0 for c in CACHES)
 
 
+@needs_kernel
+def test_record_leaves_the_callers_other_children_alone(tmp_path):
+    """A caller with children of its own (a Ray node in a test session, say): the recorder,
+    a child subreaper that reaps until the traced tree is gone, must neither wait for them
+    nor reap them."""
+    other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)
+    try:
+        res = record(tmp_path / "iso.rec", ["sh", "-c", "true"])
+        assert res.status == 0 and res.summary.kernel()["vm_area_struct"]["final"] == 0
+        assert other.poll() is None                       # still ours, still running
+    finally:
+        other.stdin.close()
+        assert other.wait() == 0                          # and still ours to reap
+
+
 def _cli(*args: str, **kw) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "sweep.cli", *args], capture_output=True,

@@ -518,6 +518,12 @@ def record(out: str | Path, argv: list[str], buffer_kb: int = 32768,
         raise RecordError("no command given (sweep record REC -- CMD [ARGS...])")
     if shutil.which(argv[0]) is None:
         raise RecordError(f"command not found: {argv[0]}")
+    if _children(os.getpid()):
+        # The recorder becomes a child subreaper and reaps every child it has until the
+        # traced tree is gone; in a process with children of its own (a Ray node started
+        # by the caller, say) it would wait for and reap those too.  Record from a fresh
+        # interpreter whose only children are the traced tree.
+        return _record_isolated(out, argv, buffer_kb, compress)
     with tracing_root() as root:          # an existing mount, else a private one
         tfs = Tracefs(buffer_kb=buffer_kb, instance=f"anonsim-record-{os.getpid()}",
                       events=_events(root),
@@ -533,6 +539,53 @@ def record(out: str | Path, argv: list[str], buffer_kb: int = 32768,
             libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
             if main:
                 signal.signal(signal.SIGTERM, old_term)
+
+
+def _children(pid: int) -> list[int]:
+    """The pids whose parent is pid (from /proc/*/stat)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                stat = fh.read()
+        except OSError:                       # gone meanwhile
+            continue
+        if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+            out.append(int(entry))
+    return out
+
+
+def _record_isolated(out: str | Path, argv: list[str], buffer_kb: int,
+                     compress: bool) -> Result:
+    """record() in a child interpreter; its Result (or error) comes back pickled."""
+    import pickle
+    import subprocess
+    import sys
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="anonsim-record-") as tmp:
+        result = Path(tmp) / "result.pickle"
+        code = ("import pickle, sys\n"
+                "from simcore.kernel.record import record\n"
+                "out, argv, buffer_kb, compress, result = pickle.loads(sys.stdin.buffer.read())\n"
+                "try:\n"
+                "    value = record(out, argv, buffer_kb, compress)\n"
+                "except BaseException as exc:\n"
+                "    value = exc\n"
+                "with open(result, 'wb') as fh:\n"
+                "    pickle.dump(value, fh)\n")
+        proc = subprocess.run([sys.executable, "-c", code], cwd=os.getcwd(),
+                              input=pickle.dumps((str(out), list(argv), buffer_kb, compress,
+                                                  str(result))))
+        if not result.exists():
+            raise RecordError(f"the recorder process ended with status {proc.returncode} "
+                              f"and no result")
+        with open(result, "rb") as fh:
+            value = pickle.load(fh)
+    if isinstance(value, BaseException):
+        raise value
+    return value
 
 
 def _record_mounted(tfs: Tracefs, out: str | Path, argv: list[str], compress: bool) -> Result:
