@@ -14,7 +14,7 @@ from .errors import InvariantError, LayoutMismatch
 from .folio import MAP_ANON_VMA
 from .layout import DONTCOPY, UNMAPPED, AbsoluteLayout
 from .rmap import rmap_walk
-from .slab import ANON_VMA, AVC, CACHES, VMA as VMA_CACHE
+from .slab import ANON_VMA, AVC, VMA as VMA_CACHE
 from .vma import VM_ACCESS_FLAGS, VM_DONTCOPY
 
 if TYPE_CHECKING:

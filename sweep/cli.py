@@ -318,7 +318,8 @@ def _launch(ctx: typer.Context, grid_file: Path, out: Optional[str], address: Op
         _fail(f"{out}: {exc.strerror or exc}")
     for line in session.notes:
         typer.echo(line, err=True)
-    prog = None
+    from sweep.runner import NoWorkers
+    prog, interrupted, no_workers = None, False, None
     try:
         try:
             todo = plan(grid, out, retry_failed=retry_failed, keep_stale=keep_stale)
@@ -329,6 +330,7 @@ def _launch(ctx: typer.Context, grid_file: Path, out: Optional[str], address: Op
         if todo.todo:                          # nothing to compute: no Ray at all
             import ray
             owned = not ray.is_initialized()
+            session.local_ray = owned and not address   # ours to stop, even if init is cut short
             _ray_init(address, num_cpus)
             session.ray_started(owned)
         prog = _run_with_progress(grid, out, todo, session)
@@ -342,13 +344,19 @@ def _launch(ctx: typer.Context, grid_file: Path, out: Optional[str], address: Op
         typer.echo(f"{prog.total} cells: {prog.done} computed, {prog.cached} cached, "
                    f"{prog.failed} failed -> {out}")
     except KeyboardInterrupt:
+        interrupted = True
         session.log("interrupted (SIGINT)")
+    except NoWorkers as exc:
+        no_workers = exc
+        session.log(f"no workers: {exc}")
     finally:
         for line in session.close():
             typer.echo(line, err=True)
-    if prog is None:
+    if interrupted:
         _fail(f"interrupted; the cells written so far are kept in {out}, a relaunch "
               f"computes the rest", 130)
+    if no_workers is not None:
+        _fail(f"{no_workers}; the cells written so far are kept in {out}", 1)
     raise typer.Exit(1 if prog.failed else 0)
 
 
@@ -444,6 +452,8 @@ def record_cmd(
         res = record(rec, argv, buffer_kb=buffer_kb, compress=compress)
     except KernelError as exc:                 # RecordError, or tracefs unavailable
         _fail(f"record: {exc}", 1)
+    except OSError as exc:                     # e.g. the recording's folder does not exist
+        _fail(f"record: {exc.filename or rec}: {exc.strerror or exc}", 1)
     except KeyboardInterrupt:
         _fail("record: interrupted; nothing written", 130)
     typer.echo(res.summary.text())
@@ -488,9 +498,11 @@ def status(out: str = typer.Argument(..., help="a sweep's result directory or UR
     per_fp: dict[str, int] = {}
     current = set()
     code = code_digest()
+    cols = ["cell_id", "workload", "policy", "status"]
     for path, t in _sound_tables(store, None):
+        if not set(cols) <= set(t.column_names):           # a foreign Parquet file
+            continue
         files.append(path)
-        cols = ["cell_id", "workload", "policy", "status"]
         for cid, w, p, st in zip(*(t[c].to_pylist() for c in cols)):
             if rows.get(cid, ("", "", ""))[2] != "ok":
                 rows[cid] = (w, p, st)

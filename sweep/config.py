@@ -30,7 +30,7 @@ from simcore import registry
 from simcore.registry import GROUPS, RegistryError
 from simcore.workloads.tracefile import TraceWorkload
 
-from .grid import expand, resolve_point
+from .grid import resolve_point
 
 
 class SweepConfigError(ValueError):

@@ -176,6 +176,9 @@ class Store:
                            key=lambda f: f.path):
             try:
                 names = pq.read_schema(info.path, filesystem=self.fs).names
+                if not {"cell_id", "status"} <= set(names):      # a foreign Parquet file
+                    self.skipped.append((info.path[len(self.root) + 1:], "not a result file"))
+                    continue
                 cols = [c for c in ("cell_id", "status", "code_fingerprint") if c in names]
                 table = self.read(info.path, cols)
             except READ_ERRORS as exc:

@@ -559,26 +559,41 @@ def _children(pid: int) -> list[int]:
 
 def _record_isolated(out: str | Path, argv: list[str], buffer_kb: int,
                      compress: bool) -> Result:
-    """record() in a child interpreter; its Result (or error) comes back pickled."""
+    """record() in a child interpreter running this same simcore (the package root goes
+    first on its PYTHONPATH); its Result or error comes back pickled.  The command keeps
+    our stdin.  Ctrl-C reaches the child too (same process group): we wait while it removes
+    its tracing instance, then re-raise what it reports."""
     import pickle
     import subprocess
     import sys
     import tempfile
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     with tempfile.TemporaryDirectory(prefix="anonsim-record-") as tmp:
-        result = Path(tmp) / "result.pickle"
+        args, result = Path(tmp) / "args.pickle", Path(tmp) / "result.pickle"
+        args.write_bytes(pickle.dumps((str(out), list(argv), buffer_kb, compress)))
         code = ("import pickle, sys\n"
                 "from simcore.kernel.record import record\n"
-                "out, argv, buffer_kb, compress, result = pickle.loads(sys.stdin.buffer.read())\n"
+                "with open(sys.argv[1], 'rb') as fh:\n"
+                "    out, argv, buffer_kb, compress = pickle.load(fh)\n"
                 "try:\n"
                 "    value = record(out, argv, buffer_kb, compress)\n"
                 "except BaseException as exc:\n"
                 "    value = exc\n"
-                "with open(result, 'wb') as fh:\n"
+                "with open(sys.argv[2], 'wb') as fh:\n"
                 "    pickle.dump(value, fh)\n")
-        proc = subprocess.run([sys.executable, "-c", code], cwd=os.getcwd(),
-                              input=pickle.dumps((str(out), list(argv), buffer_kb, compress,
-                                                  str(result))))
+        proc = subprocess.Popen([sys.executable, "-c", code, str(args), str(result)], env=env)
+        interrupted = False
+        while True:
+            try:
+                proc.wait()
+                break
+            except KeyboardInterrupt:        # the child got it too and is cleaning up
+                interrupted = True
         if not result.exists():
+            if interrupted:
+                raise KeyboardInterrupt
             raise RecordError(f"the recorder process ended with status {proc.returncode} "
                               f"and no result")
         with open(result, "rb") as fh:

@@ -120,3 +120,16 @@ def test_supersede_keeps_one_row_per_cell(tmp_path: Path) -> None:
     assert statuses(store) == {"c1": "ok", "c2": "ok", "c3": "ok", "c4": "failed"}
     assert store.supersede("f1") == 0                                    # nothing more to drop
     assert store.parquet_files() == [b0, b2, b3]
+
+
+def test_a_foreign_parquet_file_is_skipped_not_read_as_rows(tmp_path: Path) -> None:
+    """
+    workload=random/policy=eager/part-b0   c1 ok
+    notes.parquet                          a user's own table (no cell_id, no status)
+    """
+    store = Store(str(tmp_path / "r"))
+    store.write(rows(("c1", "eager", "ok")), "b0", {})
+    pq.write_table(pa.table({"x": [1, 2]}), tmp_path / "r" / "notes.parquet")
+    assert statuses(store) == {"c1": "ok"}
+    assert store.skipped == [("notes.parquet", "not a result file")]
+    assert (tmp_path / "r" / "notes.parquet").exists()          # left where it is
