@@ -6,7 +6,7 @@ import dataclasses
 import polars as pl
 
 from simcore import trace as T
-from simcore.check import check_no_leaks
+from simcore.check import check_machine, check_no_leaks
 from simcore.machine import Machine
 from simcore.workloads.android import AndroidApps, AndroidBoot, android_apps, android_boot
 from sweep.report import PUBLISHED, cover_letter_table
@@ -23,11 +23,17 @@ def test_generators_are_deterministic_per_seed():
     assert a == b and a != c
 
 
+CHECK_EVERY = 20                  # check_machine is O(state): after every op this took minutes
+
+
 def test_small_android_runs_checked_under_both_policies():
     for gen, cfg in ((android_boot, AndroidBoot(**SMALL)), (android_apps, AndroidApps(**SMALL, n_apps=3))):
         ops = list(gen(cfg, 0))
-        eager = Machine("eager", check=True).run(ops)
-        lazy = Machine("lazy", check=True).run(ops)
+        eager, lazy = Machine("eager"), Machine("lazy")
+        for m in (eager, lazy):            # every invariant every CHECK_EVERY ops and at the end
+            m.observers.append(lambda m, op: m.ops_done % CHECK_EVERY or check_machine(m))
+            m.run(ops)
+            check_machine(m)
         e, l = eager.counts(), lazy.counts()
         assert l["anon_vma"] < e["anon_vma"] and l["anon_vma_chain"] < e["anon_vma_chain"]
         # lazy saves a larger share of anon_vmas than of AVCs

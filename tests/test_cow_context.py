@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import corpus, fork, mmap, touch
+from conftest import corpus, fork, mmap, size, touch
 from simcore import trace
 from simcore.check import check_no_leaks
 from simcore.errors import InvariantError
@@ -33,9 +33,9 @@ UNSOUND = {"fastpath=on": ["fastpath_mremap_exclusive", "fastpath_parent_cow",
 SOUND = [{}] + [{k: v} for k, (vals, d) in VARIANTS.items() for v in vals
                 if v != d and f"{k}={v}" not in UNSOUND]
 # random traces per sound variant in lockstep with eager (the default variant gets LOCKSTEP,
-# the others LOCKSTEP // 5); COW_LOCKSTEP_TRACES=5000 for the full run.  Seeds from 10,000,
-# as tests/test_policies_random.py (random_trace(22503) crashes the eager generator on main)
-LOCKSTEP = int(os.environ.get("COW_LOCKSTEP_TRACES", "300"))
+# the others LOCKSTEP // 5): 150 in CI, 5,000 with ANONSIM_LONG=1 (COW_LOCKSTEP_TRACES sets
+# any other number).  Seeds from 10,000, as tests/test_policies_random.py.
+LOCKSTEP = int(os.environ.get("COW_LOCKSTEP_TRACES", size(150, 5000)))
 
 
 def ops(*objs):
