@@ -464,26 +464,47 @@ def record_cmd(
 @app.command("calibrate")
 def calibrate_cmd(
     out: Path = typer.Option(Path("conf/arch/host.yaml"), help="profile file to write"),
-    forks: int = typer.Option(15, min=3, help="forks timed per shape (the median is used)"),
+    raw: Path = typer.Option(None, help="raw measurements (JSON; default: host-calibration.json "
+                                        "beside --out)"),
+    models: str = typer.Option("fork,fault,walk", help="models to fit (walk needs root and zram)"),
+    rounds: int = typer.Option(3, min=1, help="interleaved rounds over every shape"),
+    scale: float = typer.Option(1.0, min=0.1, help="multiplies the samples per run"),
 ) -> None:
-    """Time real forks over designed shapes, fit the fork cost model, report held-out error."""
-    from sweep.calibrate import calibrate, write_host_yaml
+    """Time forks, anonymous faults and rmap walks (reclaim onto a temporary zram swap device)
+    over designed shapes, fit each cost model, report the error on held-out shapes."""
+    from sweep.calibrate import (MODELS, TARGET, CalibrateError, FitError, SwapError,
+                                 calibrate, write_host_yaml, write_raw)
+    chosen = tuple(m.strip() for m in models.split(",") if m.strip())
+    unknown = [m for m in chosen if m not in MODELS]
+    if unknown or not chosen:
+        _fail(f"calibrate: unknown model(s) {', '.join(unknown) or '(none)'} "
+              f"(known: {', '.join(MODELS)})")
     try:
-        result = calibrate(forks, progress=lambda s: typer.echo(f"measured {s.label()}", err=True))
-    except (RuntimeError, OSError) as exc:
-        _fail(f"calibrate: {exc}")
-    for key, value in result["coefficients"].items():
-        typer.echo(f"{key:12} {value:12.1f}")
-    typer.echo("held-out shapes (not used in the fit):")
-    worst = 0.0
-    for shape, measured, predicted in result["held_out"]:
-        err = (predicted - measured) / measured
-        worst = max(worst, abs(err))
-        typer.echo(f"  {shape.label()}  measured {measured / 1e3:9.1f} us  "
-                   f"predicted {predicted / 1e3:9.1f} us  error {100 * err:+6.1f} %")
-    typer.echo(f"worst held-out error {100 * worst:.1f} % (target within 25 %)")
-    write_host_yaml(out, result["coefficients"], result["held_out"])
-    typer.echo(f"wrote {out}")
+        result = calibrate(chosen, rounds=rounds, scale=scale,
+                           progress=lambda msg: typer.echo(msg, err=True))
+    except (CalibrateError, SwapError, FitError, OSError) as exc:
+        _fail(f"calibrate: {exc}", 1)
+    except KeyboardInterrupt:
+        _fail("calibrate: interrupted; the swap device was removed, nothing written", 130)
+    for name, f in result["models"].items():
+        typer.echo(f"{name} model ({', '.join(f['features'])}):")
+        for key, value in f["coefficients"].items():
+            how = "held at floor" if key in f["fixed"] else f"floor {f['lower'][key]:.1f}"
+            typer.echo(f"  {key:17} {value:10.1f}   ({how})")
+        typer.echo("  held-out shapes (not used in the fit):")
+        for s in f["shapes"]:
+            if s["held_out"]:
+                typer.echo(f"    {s['label']:44} measured {s['ns'] / 1e3:9.1f} us  "
+                           f"predicted {s['predicted'] / 1e3:9.1f} us  "
+                           f"error {100 * s['error']:+6.1f} %")
+        ok = "within" if f["worst_held_out"] <= TARGET else "NOT within"
+        typer.echo(f"  worst held-out error {100 * f['worst_held_out']:.1f} % ({ok} "
+                   f"{100 * TARGET:.0f} %); worst training error {100 * f['worst_train']:.1f} %")
+    typer.echo(f"took {result['seconds']:.0f} s (load average {result['host']['loadavg'][0]:.1f})")
+    raw = raw or out.with_name("host-calibration.json")
+    write_host_yaml(out, result)
+    write_raw(raw, result)
+    typer.echo(f"wrote {out} and {raw}")
 
 
 @app.command("status")
