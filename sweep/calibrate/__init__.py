@@ -90,14 +90,14 @@ def fit_model(model, shapes: list[dict], floors: dict) -> dict:
             "worst_held_out": max(held), "worst_train": max(abs(s["error"]) for s in train)}
 
 
-def calibrate(models: tuple[str, ...] = ("fork", "fault", "walk"), rounds: int = 3,
+def calibrate(models: tuple = ("fork", "fault", "walk"), rounds: int = 3,
               scale: float = 1.0, progress: Callable[[str], None] | None = None,
               seed: int = 0, swap_hook: Callable[[str], None] | None = None) -> dict:
-    """Measure every shape of the chosen models in `rounds` interleaved rounds, fit them.
-    `scale` multiplies the samples per run (forks, repetitions).  -> the raw record (see
-    write_raw) with each model's fit."""
+    """Measure every shape of the chosen models (names in MODELS, or model classes) in
+    `rounds` interleaved rounds, fit them.  `scale` multiplies the samples per run (forks,
+    repetitions).  -> the raw record (see write_raw) with each model's fit."""
     say = progress or (lambda msg: None)
-    chosen = [MODELS[name] for name in models]
+    chosen = [MODELS[m] if isinstance(m, str) else m for m in models]
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
