@@ -467,7 +467,7 @@ def calibrate_cmd(
     raw: Path = typer.Option(None, help="raw measurements (JSON; default: host-calibration.json "
                                         "beside --out)"),
     models: str = typer.Option("fork,fault,walk", help="models to fit (walk needs root and zram)"),
-    rounds: int = typer.Option(3, min=1, help="interleaved rounds over every shape"),
+    rounds: int = typer.Option(9, min=1, help="interleaved rounds over every shape"),
     scale: float = typer.Option(1.0, min=0.1, help="multiplies the samples per run"),
 ) -> None:
     """Time forks, anonymous faults and rmap walks (reclaim onto a temporary zram swap device)

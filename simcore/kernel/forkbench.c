@@ -4,10 +4,12 @@
  * by <mode>: 0 leaves them untouched (no anon_vma: dup_mmap skips copy_page_range),
  * 1 writes every page, 2 writes every page and drops the pages again by MADV_DONTNEED in the
  * timed process (each VMA keeps its anon_vma and AVCs, but has no PTE to copy).
- * A fork chain <depth> deep follows; with <exited> 0 the ancestors stay alive, with 1 they
- * exit before the timing starts, so that anon_vma_clone() can reuse an ancestor's anon_vma
- * (num_active_vmas 0, num_children < 2) and the timed fork allocates no anon_vma: that
- * separates the per-anon_vma cost from the per-AVC cost.  The last descendant times <forks>
+ * A fork chain <depth> deep follows; with <exited> 0 the ancestors stay alive, with 1 the
+ * ancestors between the root and the timed process exit before the timing starts, so that
+ * anon_vma_clone() reuses the first one's anon_vma (num_active_vmas 0, num_children 1) and
+ * the timed fork allocates no anon_vma.  Live depth 1 and exited depth 2 clone the same
+ * AVCs into interval trees of the same sizes (the root stays alive in both): such a pair
+ * differs only in the anon_vma allocated.  The last descendant times <forks>
  * forks (each child exits at once and is reaped before the next) and prints every latency
  * in ns, one line, space separated.  The clock is this thread's CPU time
  * (CLOCK_THREAD_CPUTIME_ID): dup_mmap() runs in the forking task, and time the task spends
@@ -50,7 +52,7 @@ int main(int argc, char **argv) {
         if (pid > 0) {
             char b;
             close(gone[0]);
-            if (exited) _exit(0);            /* exit_mm() runs before exit_files() closes gone[1] */
+            if (exited && d > 0) _exit(0);   /* exit_mm() runs before exit_files() closes gone[1] */
             close(gone[1]);
             close(hold[1]);                  /* live ancestors wait until the end */
             if (read(hold[0], &b, 1) < 0) {}

@@ -90,7 +90,7 @@ def fit_model(model, shapes: list[dict], floors: dict) -> dict:
             "worst_held_out": max(held), "worst_train": max(abs(s["error"]) for s in train)}
 
 
-def calibrate(models: tuple = ("fork", "fault", "walk"), rounds: int = 3,
+def calibrate(models: tuple = ("fork", "fault", "walk"), rounds: int = 9,
               scale: float = 1.0, progress: Callable[[str], None] | None = None,
               seed: int = 0, swap_hook: Callable[[str], None] | None = None) -> dict:
     """Measure every shape of the chosen models (names in MODELS, or model classes) in
