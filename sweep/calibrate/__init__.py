@@ -5,9 +5,10 @@ measurement, read by notebooks/time_models.ipynb).
 
 Against a noisy shared machine: every benchmark times CPU time of the task doing the work
 (CLOCK_THREAD_CPUTIME_ID: preemption is not counted); each shape is measured in several
-rounds, and each round runs every shape of every model once in a fresh random order, so that
-load drifts hit all shapes alike; a shape's value is the median of all its samples; the fit
-is least squares on relative error with a physical lower bound per coefficient (fit.py).
+rounds, and each round runs every shape of the model once in a fresh random order, so that
+load drifts hit all shapes alike; a shape's value is a low quantile of all its samples
+(fit.robust_ns: the noise left only adds time); the fit is least squares on relative error
+with a physical lower bound per coefficient (fit.py).
 """
 from __future__ import annotations
 
@@ -109,17 +110,18 @@ def calibrate(models: tuple = ("fork", "fault", "walk"), rounds: int = 9,
                             "features": m.features(s).tolist(), "samples": [], "_shape": s}
                            for held, group in ((False, m.train), (True, m.held_out))
                            for s in group] for m in chosen}
-        jobs = [(m, s) for m in chosen for s in shapes[m.name]]
         rng = random.Random(seed)
-        swap = any(getattr(m, "needs_swap", False) for m in chosen)
-        with zram_swap(hook=swap_hook) if swap else nullcontext():
-            for r in range(rounds):
-                rng.shuffle(jobs)
-                for i, (m, s) in enumerate(jobs):
-                    n = max(3, round(m.per_run * scale))
-                    out = run(exes[m.name], m.argv(s["_shape"], n))
-                    s["samples"] += m.samples(out, s["_shape"])
-                    say(f"round {r + 1}/{rounds} [{i + 1}/{len(jobs)}] {s['label']}")
+        for m in chosen:                 # the swap device exists only while walks run
+            swap = zram_swap(hook=swap_hook) if getattr(m, "needs_swap", False) else nullcontext()
+            with swap:
+                jobs = list(shapes[m.name])
+                for r in range(rounds):
+                    rng.shuffle(jobs)
+                    for i, s in enumerate(jobs):
+                        n = max(3, round(m.per_run * scale))
+                        out = run(exes[m.name], m.argv(s["_shape"], n))
+                        s["samples"] += m.samples(out, s["_shape"])
+                        say(f"{m.name} round {r + 1}/{rounds} [{i + 1}/{len(jobs)}] {s['label']}")
     result = {"host": {"kernel": platform.release(), "machine": platform.machine(),
                        "cpus": os.cpu_count(), "loadavg": list(os.getloadavg())},
               "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -152,13 +152,15 @@ class FaultModel:
     coeffs = ("fault_new_ns", "fault_prepare_ns", "fault_cow_ns", "fault_reuse_ns")
     features_names = ("new", "prepares", "COW copies", "reuses")
     fixed: tuple[str, ...] = ()
-    train = [FaultShape(mode, v, p) for mode, sizes in (      # 2048 faults each
+    # 2048 faults per shape (1024 COW copies: larger COW runs show a heavy tail of slow
+    # repetitions on a loaded machine)
+    train = [FaultShape(mode, v, p) for mode, sizes in (
         ("new", ((2048, 1), (512, 4), (128, 16), (32, 64))),
         ("prepared", ((256, 9), (64, 33), (16, 129))),
-        ("cow", ((1024, 2), (128, 16), (16, 128))),
+        ("cow", ((512, 2), (64, 16), (8, 128))),
         ("reuse", ((1024, 2), (128, 16), (16, 128)))) for v, p in sizes]
     held_out = [FaultShape("new", 256, 8), FaultShape("new", 1024, 2),
-                FaultShape("prepared", 32, 65), FaultShape("cow", 256, 4),
+                FaultShape("prepared", 32, 65), FaultShape("cow", 128, 8),
                 FaultShape("reuse", 512, 1)]
     per_run = 3                                  # repetitions per invocation
 

@@ -148,7 +148,7 @@ def _sigterm(signum, frame) -> None:
 
 
 @contextmanager
-def zram_swap(size: str = "512M", kernel: Zram | None = None, state: Path | None = None,
+def zram_swap(size: str = "64M", kernel: Zram | None = None, state: Path | None = None,
               hook: Callable[[str], None] | None = None) -> Iterator[int]:
     """A zram swap device, first in priority, for the duration of the block: yields its
     number.  Undone on exit, Ctrl-C or SIGTERM; recovered at the next start after a kill."""
