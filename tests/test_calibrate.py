@@ -206,6 +206,7 @@ class TinyFork(ForkModel):
     train = [ForkShape(*a) for a in ((20, 1, 0), (200, 1, 0), (20, 1, 1), (200, 2, 1, 1),
                                      (100, 2, 2), (100, 1, 1, 2, True), (200, 4, 1))]
     held_out = [ForkShape(100, 2, 1, 1)]
+    extrapolated = [ForkShape(300, 1, 0)]
     per_run = 3
 
 
@@ -231,6 +232,9 @@ def test_short_calibration_of_every_model(tmp_path):
         assert all(f["coefficients"][c] >= f["lower"][c] - 1e-9 for c in f["coefficients"])
         assert all(s["ns"] > 0 and s["predicted"] > 0 and s["samples"] for s in f["shapes"])
         assert any(s["held_out"] for s in f["shapes"])
+    fork = result["models"]["fork"]
+    outside, = [s for s in fork["shapes"] if s["extrapolated"]]        # reported, not fitted
+    assert fork["worst_extrapolated"] == pytest.approx(abs(outside["error"]))
     cal.write_host_yaml(tmp_path / "host.yaml", result)
     cal.write_raw(tmp_path / "raw.json", result)
     text = (tmp_path / "host.yaml").read_text()

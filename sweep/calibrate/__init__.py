@@ -71,13 +71,14 @@ def measure_floors(tmp: Path) -> dict[str, float]:
 
 
 def fit_model(model, shapes: list[dict], floors: dict) -> dict:
-    """Fit one model on its training shapes (each {"features", "ns", "held_out"}), with its
+    """Fit one model on its training shapes (each {"features", "ns", "held_out"}, and
+    "extrapolated" for shapes outside the fitted range: reported only), with its
     floors as lower bounds and its `fixed` coefficients held there; fills in each shape's
     prediction and error; returns {"coefficients", "lower", "worst_held_out", ...}."""
     low = model.floors(floors)
     lower = np.array([low[c] for c in model.coeffs])
     free = np.array([c not in model.fixed for c in model.coeffs])
-    train = [s for s in shapes if not s["held_out"]]
+    train = [s for s in shapes if not s["held_out"] and not s.get("extrapolated")]
     coef = fit(np.array([s["features"] for s in train]), np.array([s["ns"] for s in train]),
                lower, free)
     X = np.array([s["features"] for s in shapes])
@@ -85,7 +86,8 @@ def fit_model(model, shapes: list[dict], floors: dict) -> dict:
     for s, p, e in zip(shapes, X @ coef, rel_errors(X, y, coef)):
         s["predicted"], s["error"] = float(p), float(e)
     held = [abs(s["error"]) for s in shapes if s["held_out"]]
-    return {"coefficients": {c: float(v) for c, v in zip(model.coeffs, coef)},
+    extra = [abs(s["error"]) for s in shapes if s.get("extrapolated")]
+    return {"worst_extrapolated": max(extra, default=None),"coefficients": {c: float(v) for c, v in zip(model.coeffs, coef)},
             "lower": {c: float(v) for c, v in zip(model.coeffs, lower)},
             "fixed": list(model.fixed), "features": list(model.features_names),
             "worst_held_out": max(held), "worst_train": max(abs(s["error"]) for s in train)}
@@ -107,8 +109,11 @@ def calibrate(models: tuple = ("fork", "fault", "walk"), rounds: int = 9,
         floors = measure_floors(tmpdir)
         say("simulating the shapes (eager) for their features")
         shapes = {m.name: [{"label": s.label(), "params": shape_params(s), "held_out": held,
-                            "features": m.features(s).tolist(), "samples": [], "_shape": s}
-                           for held, group in ((False, m.train), (True, m.held_out))
+                            "extrapolated": extra, "features": m.features(s).tolist(),
+                            "samples": [], "_shape": s}
+                           for held, extra, group in ((False, False, m.train),
+                                                      (True, False, m.held_out),
+                                                      (False, True, getattr(m, "extrapolated", [])))
                            for s in group] for m in chosen}
         rng = random.Random(seed)
         for m in chosen:                 # the swap device exists only while walks run
