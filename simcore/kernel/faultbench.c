@@ -13,20 +13,7 @@
  *             find pages mapped only here and reuse them (wp_page_reuse())
  * Repeats <reps> times on fresh regions and prints each repetition's total in ns, one line,
  * space separated. */
-#define _GNU_SOURCE
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
-
-static long cpu_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return ts.tv_sec * 1000000000L + ts.tv_nsec;
-}
+#include "bench.h"
 
 int main(int argc, char **argv) {
     if (argc != 5) { fprintf(stderr, "usage: faultbench new|prepared|cow|reuse vmas pages reps\n"); return 2; }

@@ -7,18 +7,7 @@
  *   copy     copying one 4 KiB page (wp_page_copy() copies the old page)
  *   line     writing one 64-byte cache line of a fresh object (slab object initialisation)
  *   floorbench <reps>   prints "name ns" lines: the median over <reps> timed batches. */
-#define _GNU_SOURCE
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-#include <unistd.h>
-
-static long cpu_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return ts.tv_sec * 1000000000L + ts.tv_nsec;
-}
+#include "bench.h"
 
 static int cmp(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;

@@ -14,19 +14,7 @@
  * in ns, one line, space separated.  The clock is this thread's CPU time
  * (CLOCK_THREAD_CPUTIME_ID): dup_mmap() runs in the forking task, and time the task spends
  * preempted by the other work of a shared machine is not counted. */
-#define _GNU_SOURCE
-#include <stdio.h>
-#include <stdlib.h>
-#include <sys/mman.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
-
-static long now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return ts.tv_sec * 1000000000L + ts.tv_nsec;
-}
+#include "bench.h"
 
 int main(int argc, char **argv) {
     if (argc != 7) {
@@ -68,10 +56,10 @@ int main(int argc, char **argv) {
             madvise(base + i * (pages + 1) * psz, pages * psz, MADV_DONTNEED);
     long *t = calloc(forks, sizeof(long));
     for (long i = 0; i < forks; i++) {
-        long t0 = now_ns();
+        long t0 = cpu_ns();
         pid_t pid = fork();
         if (pid == 0) _exit(0);
-        t[i] = now_ns() - t0;
+        t[i] = cpu_ns() - t0;
         if (pid < 0) { perror("fork"); return 1; }
         waitpid(pid, NULL, 0);
     }

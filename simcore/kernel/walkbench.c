@@ -14,21 +14,7 @@
  * try_to_unmap, the zram write).  Pages are filled with one repeated byte: zram stores them
  * as same-filled pages, without compression.  Prints "<ns>:<pages reclaimed>" per repetition
  * (reclaimed = pages no longer resident, from mincore()), one line, space separated. */
-#define _GNU_SOURCE
-#include <sched.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
-
-static long cpu_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return ts.tv_sec * 1000000000L + ts.tv_nsec;
-}
+#include "bench.h"
 
 static void write_all(volatile char *p, long pages, long psz, char v) {
     for (long j = 0; j < pages; j++) p[j * psz] = v;
