@@ -246,6 +246,12 @@ def test_cli_errors_are_one_line(monkeypatch):
     runner = CliRunner()
     res = runner.invoke(app, ["calibrate", "--models", "fork,nope"])
     assert res.exit_code == 2 and "unknown model(s) nope" in res.output
+    monkeypatch.setattr(swap.Zram, "available", lambda self: "not root (creating a zram "
+                        "swap device needs root)")
+    res = runner.invoke(app, ["calibrate"])                    # refused before measuring
+    assert res.exit_code == 1 and res.output.strip().splitlines() == [
+        "error: calibrate: not root (creating a zram swap device needs root); "
+        "`--models fork,fault` needs no swap device"]
     monkeypatch.setattr(cal.shutil, "which", lambda name: None)
     res = runner.invoke(app, ["calibrate", "--models", "fault"])
     assert res.exit_code == 1 and res.output.strip().endswith(

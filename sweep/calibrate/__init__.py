@@ -28,7 +28,7 @@ import numpy as np
 
 from .fit import FitError, fit, rel_errors, robust_ns, spread
 from .models import MODELS, FaultModel, ForkModel, WalkModel, shape_params
-from .swap import SwapError, zram_swap
+from .swap import SwapError, Zram, zram_swap
 
 KERNEL = Path(__file__).resolve().parent.parent.parent / "simcore" / "kernel"
 COEFFS = tuple(c for m in MODELS.values() for c in m.coeffs)
@@ -102,6 +102,10 @@ def calibrate(models: tuple = ("fork", "fault", "walk"), rounds: int = 9,
     say = progress or (lambda msg: None)
     chosen = [MODELS[m] if isinstance(m, str) else m for m in models]
     t0 = time.monotonic()
+    if any(getattr(m, "needs_swap", False) for m in chosen):
+        why = Zram().available()                 # fail before minutes of other models
+        if why:
+            raise SwapError(f"{why}; `--models fork,fault` needs no swap device")
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
         exes = {m.name: build(tmpdir, m.source) for m in chosen}
