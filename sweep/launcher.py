@@ -48,9 +48,7 @@ class LaunchSession:
                                   f"{stale.get('since')})")
             self.notes += orphans.reap_earlier()
             self.record = RunRecord(store, self.grid, self.overrides, self.command)
-            store.clean_temporaries()
-            store.scan()                         # moves damaged part files aside
-            self.notes += [f"warning: {line}" for line in store.quarantine_notes()]
+            store.clean_temporaries()            # (damaged files: runner.plan's one scan)
             for line in self.notes:
                 self.record.log(line)
         except BaseException:

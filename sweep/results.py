@@ -51,7 +51,7 @@ def _pair_keys(df: pl.DataFrame) -> list[str]:
     metric_like |= set(INT_METRICS) | set(FLOAT_METRICS) | set(LIST_METRICS)   # policies' own
     return [c for c in df.columns if c not in metric_like and c not in
             ("cell_id", "code_fingerprint", "policy", "variant", "status", "error",
-             "traceback", "wall_s")]
+             "traceback", "wall_s", "worker_peak_rss_kb", "worker_rss_kb")]
 
 
 def deltas(lf: pl.LazyFrame | pl.DataFrame, base: str = "eager", other: str = "lazy") -> pl.DataFrame:

@@ -23,7 +23,9 @@ from simcore.slab import CACHES, PolicyCache
 from .config import Grid
 from .fingerprint import fingerprint
 from .grid import axes_json, resolve_point
-from .store import FLOAT_METRICS, INT_METRICS, LIST_METRICS, Store, json_meta, result_schema
+from .workermem import CellMemory
+from .store import (FLOAT_METRICS, INT_METRICS, LIST_METRICS, CellIndex, Store, json_meta,
+                    result_schema)
 
 if TYPE_CHECKING:
     from simcore.fork import ForkRecord
@@ -124,7 +126,7 @@ def row_head(cfg: dict, cell: dict, params: dict[str, type], sweep: str,
         "arch": cfg["arch"]["name"], "policy": cfg["policy"]["name"],
         "variant": ",".join(f"{k}={v}" for k, v in sorted(variant.items())),
         "seed": int(cfg.get("seed", 0)), "status": "ok", "error": "", "traceback": "",
-        "wall_s": 0.0}
+        "wall_s": 0.0, "worker_peak_rss_kb": 0, "worker_rss_kb": 0}
     row.update({name: cell["point"][name] for name in params})
     return row
 
@@ -140,14 +142,16 @@ def run_cell(base: dict, options: dict, cell: dict, params: dict[str, type],
     cfg = resolve_point(base, options, cell["point"])
     row = row_head(cfg, cell, params, sweep, code_fingerprint)
     t0 = time.perf_counter()
-    try:
-        row.update(simulate_cell(cfg, int(cfg["sweep"].get("sample_every", 0))))
-    except Exception as exc:  # noqa: BLE001 - a simulator exception becomes a failed row
-        row.update(zero_metrics())
-        row["status"] = "failed"
-        row["error"] = f"{type(exc).__name__}: {exc}"[:500]
-        row["traceback"] = traceback.format_exc()[-TRACEBACK_CHARS:]
+    with CellMemory() as mem:
+        try:
+            row.update(simulate_cell(cfg, int(cfg["sweep"].get("sample_every", 0))))
+        except Exception as exc:  # noqa: BLE001 - a simulator exception becomes a failed row
+            row.update(zero_metrics())
+            row["status"] = "failed"
+            row["error"] = f"{type(exc).__name__}: {exc}"[:500]
+            row["traceback"] = traceback.format_exc()[-TRACEBACK_CHARS:]
     row["wall_s"] = time.perf_counter() - t0
+    row["worker_peak_rss_kb"], row["worker_rss_kb"] = mem.peak_kb, mem.after_kb
     return row
 
 
@@ -357,6 +361,9 @@ class Batcher:
         return batch
 
 
+PLAN_CHUNK = 4096              # cells looked up in the store's index at a time
+
+
 @dataclass
 class Plan:
     """What a launch has to do, decided from the grid and the store alone (no Ray): the
@@ -365,39 +372,58 @@ class Plan:
     grid: Grid
     store: Store
     fingerprint: str
-    existing: dict = field(repr=False)
+    index: CellIndex = field(repr=False)
     retry_failed: bool = False
     keep_stale: bool = False
     todo: int = 0
     stale: int = 0                  # stale cells to recompute (or kept, under keep_stale)
+    rerun: int = 0                  # cells to compute that have a row (superseded at the end)
 
-    def needs(self, cell: dict) -> bool:
-        have = self.existing.get(cell["id"])
-        if have is None:
-            return True
-        if have.fingerprint != self.fingerprint:
-            return not self.keep_stale
-        return self.retry_failed and have.status != "ok"
+    def needs(self, cells: list[dict]) -> tuple[Any, Any, Any]:
+        """-> (must run, has a row, has a stale row) per cell, as boolean arrays."""
+        found, ok, current = self.index.lookup([c["id"] for c in cells])
+        stale = found & ~current
+        need = ~found | (stale & (not self.keep_stale)) | (current & ~ok & self.retry_failed)
+        return need, found, stale
 
     def cells(self) -> Iterator[dict]:
         """The cells to compute, streamed in grid order (workload and policy outermost)."""
-        return (c for c in self.grid.cells if self.needs(c))
+        if not len(self.index):
+            return iter(self.grid.cells)
+        return (cell for chunk in _chunks(self.grid.cells, PLAN_CHUNK)
+                for cell, need in zip(chunk, self.needs(chunk)[0]) if need)
+
+    @property
+    def must_supersede(self) -> bool:
+        """Will (or may) the store hold two rows of one cell after this launch?"""
+        return bool(self.rerun or self.index.extra_rows or self.store.is_pending())
+
+
+def _chunks(items: Iterable, n: int) -> Iterator[list]:
+    it = iter(items)
+    while chunk := list(itertools.islice(it, n)):
+        yield chunk
 
 
 def plan(grid: Grid, out: str, *, retry_failed: bool = False,
          keep_stale: bool = False) -> Plan:
-    """Scan the store and stream the grid once: which cells must run, how many are stale."""
+    """Read the store's index once (damaged files are moved aside) and stream the grid
+    once against it (not at all when the store holds no row): which cells must run, how
+    many are stale."""
     from .grid import InputDigests
     grid.inputs = InputDigests()               # input files hashed afresh, once per launch
     store = Store(out)
     store.clean_temporaries()
     fp = fingerprint(grid.base["sweep"])
-    existing = store.scan(fp)
-    p = Plan(grid, store, fp, existing, retry_failed, keep_stale)
-    for cell in grid.cells:
-        have = existing.get(cell["id"])
-        p.stale += have is not None and have.fingerprint != fp
-        p.todo += p.needs(cell)
+    p = Plan(grid, store, fp, store.index(fp), retry_failed, keep_stale)
+    if not len(p.index):
+        p.todo = len(grid.cells)
+        return p
+    for chunk in _chunks(grid.cells, PLAN_CHUNK):
+        need, found, stale = p.needs(chunk)
+        p.stale += int(stale.sum())
+        p.todo += int(need.sum())
+        p.rerun += int((need & found).sum())
     return p
 
 
@@ -419,10 +445,12 @@ def launch(grid: Grid, out: str, *, retry_failed: bool = False, keep_stale: bool
     if on_progress:
         on_progress(prog)
     if not todo.todo:
-        store.supersede(todo.fingerprint)
+        _supersede(todo)
         return prog
     import ray
     from ray.exceptions import RayActorError, WorkerCrashedError, ObjectLostError
+    if todo.rerun:
+        store.mark_pending()               # until supersede: `sweep status` counts rows
     params = param_types(grid)
     n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
     batcher = Batcher(todo.cells(), todo.todo, n, int(grid.base["sweep"].get("batch_size", 0)))
@@ -483,10 +511,17 @@ def launch(grid: Grid, out: str, *, retry_failed: bool = False, keep_stale: bool
                 on_progress(prog)
     finally:
         pool.kill_all()
-    store.supersede(todo.fingerprint)      # one row per cell: reruns replace stale/failed rows
+    _supersede(todo)                       # one row per cell: reruns replace stale/failed rows
     log(f"end: {prog.done} computed, {prog.cached} cached, {prog.failed} failed, "
         f"{prog.retried} batches retried")
     return prog
+
+
+def _supersede(todo: Plan) -> None:
+    """Drop the rows that no longer stand for a cell, when there can be any."""
+    if todo.must_supersede:
+        todo.store.supersede(todo.fingerprint)
+        todo.store.clear_pending()
 
 
 def _note_failures(prog: Progress, cells: list[dict], failures: list, log) -> None:
