@@ -491,12 +491,26 @@ def _validate(grid: Grid) -> None:
                     raise SweepConfigError(f"axis {key} lists {v!r} twice")
                 seen.add(mark)
     for group in GROUPS:                        # two files with one content: one cell id
+        swept = [k[len(group) + 1:] for k in grid.axes if k.startswith(group + ".")]
         composed: dict[str, str] = {}
         for option in grid.axes.get(group, []):
-            text = json.dumps(grid.options[group][option], sort_keys=True, default=str)
+            node = copy.deepcopy(grid.options[group][option])
+            for key in swept:                   # an axis sets these in every cell
+                try:
+                    _set_dotted(node, key, "<swept>")
+                except (KeyError, TypeError):
+                    pass
+            text = json.dumps(node, sort_keys=True, default=str)
             if text in composed:
-                raise SweepConfigError(f"{group} options {composed[text]!r} and {option!r} are "
-                                       f"identical (their cells would be the same cells)")
+                other = composed[text]
+                if json.dumps(grid.options[group][option], sort_keys=True, default=str) == \
+                        json.dumps(grid.options[group][other], sort_keys=True, default=str):
+                    raise SweepConfigError(f"{group} options {other!r} and {option!r} are "
+                                           f"identical (their cells would be the same cells)")
+                axes = ", ".join(f"{group}.{k}" for k in swept)
+                raise SweepConfigError(f"{group} options {other!r} and {option!r} differ only in "
+                                       f"{axes}, which is also an axis (their cells would be the "
+                                       f"same cells): drop one of them or that axis")
             composed[text] = option
     for key in [k for z in grid.zips for k in z]:
         if key not in grid.axes:

@@ -73,8 +73,9 @@ def _code_digest(stats: tuple) -> str:
 
 def metric_set(sweep_cfg: dict) -> dict:
     """The metric columns with their types and the metric-affecting sweep settings."""
-    from .store import FLOAT_METRICS, INT_METRICS, LIST_METRICS
-    return {"int": list(INT_METRICS), "float": list(FLOAT_METRICS),
+    from .store import LIST_METRICS, metric_columns
+    ints, floats = metric_columns()
+    return {"int": list(ints), "float": list(floats),
             "list": {k: str(v) for k, v in LIST_METRICS.items()},
             "settings": {k: sweep_cfg.get(k) for k in METRIC_SETTINGS}}
 

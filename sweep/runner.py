@@ -24,13 +24,13 @@ from .config import Grid
 from .fingerprint import fingerprint
 from .grid import axes_json, resolve_point
 from .workermem import CellMemory
-from .store import (FLOAT_METRICS, INT_METRICS, LIST_METRICS, CellIndex, Store, json_meta,
-                    result_schema)
+from .store import LIST_METRICS, CellIndex, Store, json_meta, metric_columns, result_schema
 
 if TYPE_CHECKING:
     from simcore.fork import ForkRecord
 
-TRACEBACK_CHARS = 20000        # the end of a failed cell's traceback kept in its row
+TRACEBACK_CHARS = 20000
+MAX_BATCH = 10000              # cells per automatic batch at most (one Parquet file each)        # the end of a failed cell's traceback kept in its row
 WALK_KEYS = ("walks", "avcs_visited", "vmas_visited", "vmas_not_mapping", "root_lock_read",
              "lockless_walks")
 
@@ -70,8 +70,9 @@ def simulate_cell(cfg: dict, sample_every: int = 0) -> dict[str, Any]:
         if was_on:
             gc.enable()
     counts = m.counts()
-    out: dict[str, Any] = {k: int(counts.get(k, 0)) for k in INT_METRICS if k != "forks"}
-    out.update(dict.fromkeys(FLOAT_METRICS, 0.0))      # other policies' caches: 0 KB, not null
+    ints, floats = metric_columns()
+    out: dict[str, Any] = {k: int(counts.get(k, 0)) for k in ints if k != "forks"}
+    out.update(dict.fromkeys(floats, 0.0))      # other policies' caches: 0 KB, not null
     for key in WALK_KEYS:
         out[f"rmap_{key}"] = sum(getattr(c, key) for c in m.walk_costs.values())
     for key in m.policy.walk_counters:
@@ -132,8 +133,8 @@ def row_head(cfg: dict, cell: dict, params: dict[str, type], sweep: str,
 
 
 def zero_metrics() -> dict[str, Any]:
-    return {**{m: 0 for m in INT_METRICS}, **{m: 0.0 for m in FLOAT_METRICS},
-            **{m: [] for m in LIST_METRICS}}
+    ints, floats = metric_columns()
+    return {**{m: 0 for m in ints}, **{m: 0.0 for m in floats}, **{m: [] for m in LIST_METRICS}}
 
 
 def run_cell(base: dict, options: dict, cell: dict, params: dict[str, type],
@@ -335,7 +336,7 @@ class Batcher:
     fast cells travel in large batches and slow ones in small batches that balance well."""
 
     def __init__(self, cells: Iterable[dict], total: int, workers: int, fixed: int = 0,
-                 target_s: float = 0.5) -> None:
+                 target_s: float = 1.0) -> None:
         self.cells, self.left, self.workers, self.fixed = iter(cells), total, workers, fixed
         self.target_s, self.cell_s = target_s, None
 
@@ -353,7 +354,7 @@ class Batcher:
             return 1
         by_time = math.ceil(self.target_s / max(self.cell_s, 1e-6))
         by_balance = math.ceil(self.remaining() / (4 * self.workers))
-        return max(1, min(1000, by_time, by_balance))
+        return max(1, min(MAX_BATCH, by_time, by_balance))
 
     def take(self) -> list[dict]:
         batch = list(itertools.islice(self.cells, self.size()))

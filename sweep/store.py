@@ -10,6 +10,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterator, NamedTuple
 
 import numpy as np
@@ -21,36 +22,49 @@ import pyarrow.parquet as pq
 from simcore.slab import CACHES
 
 PARTITIONS = ("workload", "policy")
-INT_METRICS = (*CACHES, *(f"{c}_peak" for c in CACHES), "folios", "processes",
-               "anon_vma_root_lock_write", "rmap_walks", "rmap_avcs_visited", "rmap_vmas_visited",
-               "rmap_vmas_not_mapping", "rmap_root_lock_read", "rmap_lockless_walks",
-               "lazy_upgrades", "lazy_upgrade_folios", "lazy_upgrade_ptes",
-               "lazy_repointed_folios", "lazy_pinned_vmas", "forks")
-FLOAT_METRICS = (*(f"{c}_kb" for c in CACHES), *(f"{c}_slab_kb" for c in CACHES),
-                 "fork_ns_predicted")
+KERNEL_INT_METRICS = (*CACHES, *(f"{c}_peak" for c in CACHES), "folios", "processes",
+                      "anon_vma_root_lock_write", "rmap_walks", "rmap_avcs_visited",
+                      "rmap_vmas_visited", "rmap_vmas_not_mapping", "rmap_root_lock_read",
+                      "rmap_lockless_walks", "lazy_upgrades", "lazy_upgrade_folios",
+                      "lazy_upgrade_ptes", "lazy_repointed_folios", "lazy_pinned_vmas", "forks")
+KERNEL_FLOAT_METRICS = (*(f"{c}_kb" for c in CACHES), *(f"{c}_slab_kb" for c in CACHES),
+                        "fork_ns_predicted")
 
 
 def policy_metrics() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The columns registered policies declare beyond the kernel caches: per policy cache
     live/peak counts and KB, walk counters (rmap_<name>) and stats() keys; -> (ints, floats)."""
-    from simcore import registry
+    from simcore import policy, registry      # noqa: F401 - the built-in policies register
+    return _policy_metrics(tuple(registry.names("policy")))
+
+
+@lru_cache(maxsize=8)
+def _policy_metrics(policies: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     from simcore.policy import make_policy
     ints: dict[str, None] = {}
     floats: dict[str, None] = {}
-    for name in registry.names("policy"):
+    for name in policies:
         policy = make_policy(name)
         for cache in policy.caches:
             ints.update({cache.name: None, f"{cache.name}_peak": None})
             floats.update({f"{cache.name}_kb": None, f"{cache.name}_slab_kb": None})
         ints.update({f"rmap_{k}": None for k in policy.walk_counters})
         ints.update(dict.fromkeys(policy.stats()))
-    return (tuple(k for k in ints if k not in INT_METRICS),
-            tuple(k for k in floats if k not in FLOAT_METRICS))
+    return (tuple(k for k in ints if k not in KERNEL_INT_METRICS),
+            tuple(k for k in floats if k not in KERNEL_FLOAT_METRICS))
 
 
-_POLICY_INTS, _POLICY_FLOATS = policy_metrics()
-INT_METRICS = INT_METRICS[:-1] + _POLICY_INTS + INT_METRICS[-1:]      # "forks" stays last
-FLOAT_METRICS += _POLICY_FLOATS
+def metric_columns() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(int, float) metric columns of the policies registered now: the built-in ones and
+    those a sweep's plugins registered (the driver and each worker load the plugins
+    before they build a schema or a row), so a plugin policy's caches, walk counters and
+    stats get columns like a built-in policy's."""
+    ints, floats = policy_metrics()
+    return (KERNEL_INT_METRICS[:-1] + ints + KERNEL_INT_METRICS[-1:],      # "forks" stays last
+            KERNEL_FLOAT_METRICS + floats)
+
+
+INT_METRICS, FLOAT_METRICS = metric_columns()           # the built-in policies' (at import)
 LIST_METRICS = {"fork_ns": pa.list_(pa.float64()),
                 **{f"{c}_series": pa.list_(pa.int64()) for c in CACHES}}
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -82,7 +96,8 @@ def result_schema(params: dict[str, type]) -> pa.Schema:
     cols += [("status", pa.string()), ("error", pa.string()), ("traceback", pa.string()),
              ("wall_s", pa.float64()), ("worker_peak_rss_kb", pa.int64()),
              ("worker_rss_kb", pa.int64())]
-    cols += [(m, pa.int64()) for m in INT_METRICS] + [(m, pa.float64()) for m in FLOAT_METRICS]
+    ints, floats = metric_columns()
+    cols += [(m, pa.int64()) for m in ints] + [(m, pa.float64()) for m in floats]
     cols += list(LIST_METRICS.items())
     return pa.schema(cols)
 
