@@ -168,7 +168,8 @@ def run_batch(base: dict, options: dict, cells: list[dict], params: dict[str, ty
     paths = store.write(table, batch, {**meta, "sweep.host": socket.gethostname()})
     failures = [(r["cell_id"], last_line(r["error"])) for r in rows if r["status"] != "ok"]
     return {"batch": batch, "ok": len(rows) - len(failures), "failed": len(failures),
-            "failures": failures, "files": paths, "wall_s": time.perf_counter() - t0}
+            "failures": failures, "files": paths, "wall_s": time.perf_counter() - t0,
+            "rss_kb": rows[-1]["worker_rss_kb"] if rows else 0}
 
 
 def last_line(text: str) -> str:
@@ -227,19 +228,33 @@ class WorkerPool:
         self.failed_starts = [0] * n
         self.starting: dict = {}          # ready() ref -> slot
         self.idle: list[int] = []
+        self.cells = [0] * n              # cells the slot's current actor has run
         for slot in range(n):
             self._start(slot)
 
     def _start(self, slot: int) -> None:
+        self.cells[slot] = 0
         actor = self.worker.remote(self.uri)
         self.actors[slot] = actor
         self.starting[actor.ready.remote()] = slot
 
     def replace(self, slot: int) -> None:
-        """The slot's actor lost a batch: end it and start a fresh one."""
+        """End the slot's actor (it lost a batch, or is worn) and start a fresh one."""
         import ray
         ray.kill(self.actors[slot], no_restart=True)
         self._start(slot)
+
+    def worn(self, slot: int, cells: int, rss_kb: int, max_cells: int, max_rss_mb: int) -> str:
+        """The slot's actor returned a batch of `cells`: -> why it should be replaced by a
+        fresh process ('' if not): it ran max_cells cells, or its RSS after the batch is
+        above max_rss_mb (memory a long-lived process does not give back)."""
+        self.cells[slot] += cells
+        if max_cells and self.cells[slot] >= max_cells:
+            return f"ran {self.cells[slot]} cells (sweep.worker_max_cells {max_cells})"
+        if max_rss_mb and rss_kb > max_rss_mb * 1024:
+            return (f"RSS {rss_kb // 1024} MB after its batch "
+                    f"(sweep.worker_max_rss_mb {max_rss_mb})")
+        return ""
 
     def started(self, ref: Any) -> str:
         """A ready() call returned (or failed): -> a log line when the start failed."""
@@ -293,6 +308,7 @@ class Progress:
     failed: int = 0
     running: int = 0
     retried: int = 0
+    recycled: int = 0               # workers replaced by fresh ones (worker_max_cells/_rss_mb)
     stale: int = 0                  # cells whose row came from other code (recomputed or kept)
     stale_kept: int = 0             # of which kept on purpose (--keep-stale)
     started: float = field(default_factory=time.perf_counter)
@@ -460,6 +476,8 @@ def launch(grid: Grid, out: str, *, retry_failed: bool = False, keep_stale: bool
     # whole run.  An actor is given only small values (inlined in its creation task).
     setup = ray.put((grid.base, grid.options, params, grid.name, meta))
     max_retries = int(grid.base["sweep"].get("max_retries", 3))
+    max_cells = int(grid.base["sweep"].get("worker_max_cells", 0))
+    max_rss_mb = int(grid.base["sweep"].get("worker_max_rss_mb", 0))
     pool = WorkerPool(_worker_class(), out, n, max_retries)
     retry: list[tuple[list[dict], int]] = []          # (cells, attempts) of lost batches
     inflight: dict = {}                               # run() ref -> (cells, attempts, slot)
@@ -501,7 +519,13 @@ def launch(grid: Grid, out: str, *, retry_failed: bool = False, keep_stale: bool
                         log(f"batch of {len(cells)} cells lost ({type(exc).__name__}): "
                             f"retry {tries + 1} of {max_retries}")
                     continue
-                pool.idle.append(a)
+                worn = pool.worn(a, len(cells), result.get("rss_kb", 0), max_cells, max_rss_mb)
+                if worn and (retry or batcher.remaining()):
+                    pool.replace(a)            # idle, its batch written: nothing is lost
+                    prog.recycled += 1
+                    log(f"worker {a} replaced by a fresh process: {worn}")
+                else:
+                    pool.idle.append(a)
                 batcher.learn(len(cells), result["wall_s"])
                 prog.done += result["ok"]
                 prog.failed += result["failed"]
