@@ -47,7 +47,7 @@ def run(args: list[str], env: dict) -> tuple[float, int, float, str]:
     wall = time.perf_counter() - t0
     if res.returncode != 0:
         sys.exit(f"sweep {' '.join(args)} failed ({res.returncode}):\n{res.stderr[-3000:]}")
-    _, peak, _, cpu = res.stderr.rsplit("DRIVER_PEAK_KB ", 1)[1].split()[:4]
+    peak, _, cpu = res.stderr.rsplit("DRIVER_PEAK_KB ", 1)[1].split()[:3]
     return wall, int(peak), float(cpu), res.stdout
 
 
