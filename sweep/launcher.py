@@ -95,14 +95,15 @@ class LaunchSession:
         rows = [(f["id"], " ".join(f"{k}={v}" for k, v in f["point"].items()), f["error"])
                 for f in prog.failures]
         width = min(60, max(len(r[1]) for r in rows))
-        lines = [f"{len(rows)} failed cells (full tracebacks: the rows' `traceback` column; "
+        failed = max(prog.failed, len(rows))
+        lines = [f"{failed} failed cells (full tracebacks: the rows' `traceback` column; "
                  f"rerun with --retry-failed):",
                  f"  {'cell':16}  {'point':{width}}  error"]
         for cid, point, error in rows[:FAILURES_SHOWN]:
             point = point if len(point) <= width else point[:width - 3] + "..."
             lines.append(f"  {cid:16}  {point:{width}}  {error[:160]}")
-        if len(rows) > FAILURES_SHOWN:
-            lines.append(f"  ... and {len(rows) - FAILURES_SHOWN} more")
+        if failed > FAILURES_SHOWN:
+            lines.append(f"  ... and {failed - FAILURES_SHOWN} more")
         return lines
 
     def close(self) -> list[str]:

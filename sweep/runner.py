@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from simcore.fork import ForkRecord
 
 TRACEBACK_CHARS = 20000
-MAX_BATCH = 10000              # cells per automatic batch at most (one Parquet file each)        # the end of a failed cell's traceback kept in its row
+MAX_BATCH = 10000
+FAILURES_KEPT = 1000           # failed cells the driver keeps and logs one by one              # cells per automatic batch at most (one Parquet file each)        # the end of a failed cell's traceback kept in its row
 WALK_KEYS = ("walks", "avcs_visited", "vmas_visited", "vmas_not_mapping", "root_lock_read",
              "lockless_walks")
 
@@ -550,11 +551,18 @@ def _supersede(todo: Plan) -> None:
 
 
 def _note_failures(prog: Progress, cells: list[dict], failures: list, log) -> None:
+    """Keep (and log) the first FAILURES_KEPT failed cells: a grid whose million cells all
+    fail must not fill the driver's memory or the launch log (the rows have them all)."""
     points = {c["id"]: c["point"] for c in cells}
     for cid, error in failures:
+        if len(prog.failures) >= FAILURES_KEPT:
+            return
         prog.failures.append({"id": cid, "point": points.get(cid, {}), "error": error})
         log(f"failed {cid} {' '.join(f'{k}={v}' for k, v in points.get(cid, {}).items())}: "
             f"{error}")
+        if len(prog.failures) == FAILURES_KEPT:
+            log(f"more than {FAILURES_KEPT} failed cells: the others are not logged (their "
+                f"rows hold their errors)")
 
 
 def _write_lost(store: Store, grid: Grid, cells: list[dict], params: dict, meta: dict,
