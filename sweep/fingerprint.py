@@ -99,7 +99,7 @@ def _code_digest(stats: tuple) -> str:
 def metric_set(sweep_cfg: dict) -> dict:
     """The metric columns with their types and the metric-affecting sweep settings."""
     from .store import LIST_METRICS, metric_columns
-    ints, floats = metric_columns()
+    ints, floats = metric_columns(sweep_cfg.get("plugins") or ())
     return {"int": list(ints), "float": list(floats),
             "list": {k: str(v) for k, v in LIST_METRICS.items()},
             "settings": {k: sweep_cfg.get(k) for k in METRIC_SETTINGS}}

@@ -48,7 +48,7 @@ def _pair_keys(df: pl.DataFrame) -> list[str]:
     metric_like = {c for c in df.columns if c.startswith(("rmap_", "lazy_", "fork", "folios",
                                                           "processes", "anon_vma_root"))}
     metric_like |= {c for cache in CACHES for c in df.columns if c.startswith(cache)}
-    metric_like |= {c for cols in metric_columns() for c in cols} | set(LIST_METRICS)
+    metric_like |= {c for cols in metric_columns(None) for c in cols} | set(LIST_METRICS)
     return [c for c in df.columns if c not in metric_like and c not in
             ("cell_id", "code_fingerprint", "policy", "variant", "status", "error",
              "traceback", "wall_s", "worker_peak_rss_kb", "worker_rss_kb")]

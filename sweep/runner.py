@@ -71,7 +71,7 @@ def simulate_cell(cfg: dict, sample_every: int = 0) -> dict[str, Any]:
         if was_on:
             gc.enable()
     counts = m.counts()
-    ints, floats = metric_columns()
+    ints, floats = metric_columns(plugins_of(cfg))
     out: dict[str, Any] = {k: int(counts.get(k, 0)) for k in ints if k != "forks"}
     out.update(dict.fromkeys(floats, 0.0))      # other policies' caches: 0 KB, not null
     for key in WALK_KEYS:
@@ -133,8 +133,13 @@ def row_head(cfg: dict, cell: dict, params: dict[str, type], sweep: str,
     return row
 
 
-def zero_metrics() -> dict[str, Any]:
-    ints, floats = metric_columns()
+def plugins_of(cfg: dict) -> tuple[str, ...]:
+    """A config's sweep.plugins (the modules whose policies' metrics are columns)."""
+    return tuple((cfg.get("sweep") or {}).get("plugins") or ())
+
+
+def zero_metrics(plugins: tuple[str, ...] = ()) -> dict[str, Any]:
+    ints, floats = metric_columns(plugins)
     return {**{m: 0 for m in ints}, **{m: 0.0 for m in floats}, **{m: [] for m in LIST_METRICS}}
 
 
@@ -148,7 +153,7 @@ def run_cell(base: dict, options: dict, cell: dict, params: dict[str, type],
         try:
             row.update(simulate_cell(cfg, int(cfg["sweep"].get("sample_every", 0))))
         except Exception as exc:  # noqa: BLE001 - a simulator exception becomes a failed row
-            row.update(zero_metrics())
+            row.update(zero_metrics(plugins_of(cfg)))
             row["status"] = "failed"
             row["error"] = f"{type(exc).__name__}: {exc}"[:500]
             row["traceback"] = traceback.format_exc()[-TRACEBACK_CHARS:]
@@ -163,7 +168,7 @@ def run_batch(base: dict, options: dict, cells: list[dict], params: dict[str, ty
     t0 = time.perf_counter()
     fp = meta.get("sweep.code_fingerprint", "")
     rows = [run_cell(base, options, c, params, sweep, fp) for c in cells]
-    schema = result_schema(params)
+    schema = result_schema(params, plugins_of(base))
     table = pa.Table.from_pylist(rows, schema=schema)
     import socket
     paths = store.write(table, batch, {**meta, "sweep.host": socket.gethostname()})
@@ -575,8 +580,9 @@ def _write_lost(store: Store, grid: Grid, cells: list[dict], params: dict, meta:
     for cell in cells:
         row = row_head(resolve_point(grid.base, grid.options, cell["point"]), cell, params,
                        grid.name, meta.get("sweep.code_fingerprint", ""))
-        row.update(zero_metrics(), status="failed", error=error, traceback=detail)
+        row.update(zero_metrics(plugins_of(grid.base)), status="failed", error=error,
+                   traceback=detail)
         rows.append(row)
-    table = pa.Table.from_pylist(rows, schema=result_schema(params))
+    table = pa.Table.from_pylist(rows, schema=result_schema(params, plugins_of(grid.base)))
     name = hashlib.sha1("".join(c["id"] for c in cells).encode()).hexdigest()[:16]
     return error, store.write(table, name, meta)

@@ -3,6 +3,9 @@
 Layout: ``<root>/workload=<w>/policy=<p>/part-<batch>.parquet``.  Each file is written
 under a temporary name in the same directory and then moved into place, so a file that
 exists is complete.  Partition values are sanitised so no config value can escape root.
+Each file's footer carries its row counts (``sweep.row_counts``), which `sweep status`
+reads instead of the rows; a launch reads the store once into a compact index
+(``Store.index``) of the rows that stand for cells.
 """
 from __future__ import annotations
 
@@ -31,11 +34,21 @@ KERNEL_FLOAT_METRICS = (*(f"{c}_kb" for c in CACHES), *(f"{c}_slab_kb" for c in 
                         "fork_ns_predicted")
 
 
-def policy_metrics() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The columns registered policies declare beyond the kernel caches: per policy cache
-    live/peak counts and KB, walk counters (rmap_<name>) and stats() keys; -> (ints, floats)."""
+def policy_metrics(plugins: tuple[str, ...] | None = ()) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The columns policies declare beyond the kernel caches: per policy cache live/peak
+    counts and KB, walk counters (rmap_<name>) and stats() keys; -> (ints, floats).  The
+    policies: the built-in ones and those registered by the modules `plugins` (a sweep's
+    sweep.plugins), so that a sweep's columns (and its fingerprint's metric set) do not
+    depend on what else a process has loaded; None: every registered policy."""
     from simcore import policy, registry      # noqa: F401 - the built-in policies register
-    return _policy_metrics(tuple(registry.names("policy")))
+    names = tuple(n for n in registry.names("policy")
+                  if plugins is None or _ours(registry.lookup("policy", n).module, plugins))
+    return _policy_metrics(names)
+
+
+def _ours(module: str, plugins: tuple[str, ...]) -> bool:
+    return module.startswith("simcore.") or any(module == p or module.startswith(p + ".")
+                                                for p in plugins)
 
 
 @lru_cache(maxsize=8)
@@ -54,12 +67,13 @@ def _policy_metrics(policies: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[s
             tuple(k for k in floats if k not in KERNEL_FLOAT_METRICS))
 
 
-def metric_columns() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(int, float) metric columns of the policies registered now: the built-in ones and
-    those a sweep's plugins registered (the driver and each worker load the plugins
-    before they build a schema or a row), so a plugin policy's caches, walk counters and
-    stats get columns like a built-in policy's."""
-    ints, floats = policy_metrics()
+def metric_columns(plugins: tuple[str, ...] | list[str] | None = ()) \
+        -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(int, float) metric columns of a sweep with these sweep.plugins: the kernel caches'
+    and those of the built-in policies and of the plugins' policies (their caches, walk
+    counters and stats get columns like a built-in policy's).  The plugins must have been
+    loaded (the driver and each worker load them before they build a schema or a row)."""
+    ints, floats = policy_metrics(None if plugins is None else tuple(plugins))
     return (KERNEL_INT_METRICS[:-1] + ints + KERNEL_INT_METRICS[-1:],      # "forks" stays last
             KERNEL_FLOAT_METRICS + floats)
 
@@ -85,7 +99,7 @@ def safe_name(value: object) -> str:
     return "_" + text if text.startswith(".") else text
 
 
-def result_schema(params: dict[str, type]) -> pa.Schema:
+def result_schema(params: dict[str, type], plugins: tuple[str, ...] | list[str] = ()) -> pa.Schema:
     """The one fixed schema of a sweep: ids, axes, status, then metrics."""
     arrow = {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}
     cols = [("cell_id", pa.string()), ("code_fingerprint", pa.string()),
@@ -96,7 +110,7 @@ def result_schema(params: dict[str, type]) -> pa.Schema:
     cols += [("status", pa.string()), ("error", pa.string()), ("traceback", pa.string()),
              ("wall_s", pa.float64()), ("worker_peak_rss_kb", pa.int64()),
              ("worker_rss_kb", pa.int64())]
-    ints, floats = metric_columns()
+    ints, floats = metric_columns(plugins)
     cols += [(m, pa.int64()) for m in ints] + [(m, pa.float64()) for m in floats]
     cols += list(LIST_METRICS.items())
     return pa.schema(cols)

@@ -90,10 +90,13 @@ def test_a_plugin_policy_gets_its_metric_columns_like_a_built_in_one(tmp_path):
     grid = load_grid(CONF / "demo.yaml", [PLUGIN, "workload=ladder", "~workload.n_ops",
                                           "policy=counting_eager,eager", "arch=x86_64",
                                           "seed=0"])
-    new_ints, new_floats = metric_columns()
+    new_ints, new_floats = metric_columns(grid.base["sweep"]["plugins"])
     assert set(new_ints) - set(ints) == {"plugin_token", "plugin_token_peak",
                                          "plugin_anon_faults"}
     assert set(new_floats) - set(floats) == {"plugin_token_kb", "plugin_token_slab_kb"}
+    # a sweep without the plugin: no such columns, even in a process that loaded it (its
+    # fingerprint's metric set must not depend on what else the process ran)
+    assert metric_columns() == (ints, floats)
     summary = run_batch(grid.base, grid.options, list(grid.cells), param_types(grid),
                         grid.name, Store(str(tmp_path / "r")), "b0", {})
     assert summary["ok"] == 2, summary
