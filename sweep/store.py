@@ -200,19 +200,11 @@ class Store:
             self.fs.delete_file(path)
         return len(tmp)
 
-    def rows(self) -> Iterator[tuple[str, str, str, str, float]]:
-        """(cell_id, status, fingerprint, file, file mtime) of every row written so far;
-        rows written before fingerprints existed have fingerprint ''.  Damaged files are
-        moved aside (see sound_tables) and their cells count as missing."""
-        for path, mtime, table in self._row_tables():
-            fps = table["code_fingerprint"].to_pylist()
-            for cid, status, fp in zip(table["cell_id"].to_pylist(), table["status"].to_pylist(),
-                                       fps):
-                yield cid, status, fp or "", path, mtime
-
     def _row_tables(self) -> Iterator[tuple[str, float, pa.Table]]:
         """(path, mtime, table of cell_id, status, code_fingerprint) of every result file,
-        in path order; foreign files skipped, damaged ones moved aside."""
+        in path order; rows written before fingerprints existed have fingerprint ''.
+        Foreign files are skipped; damaged ones are moved aside (see sound_tables) and
+        their cells count as missing."""
         for info in sorted((f for f in self._files() if not f.base_name.startswith(".tmp-")),
                            key=lambda f: f.path):
             try:
