@@ -186,3 +186,19 @@ def test_each_file_footer_counts_its_rows_and_status_reads_only_footers(tmp_path
     store.clear_pending()
     s = summarize(store)                      # the rewritten b0 has its counts updated
     assert (s.cells, s.from_rows) == (3, False) and s.by[("random", "eager")] == (2, 0)
+
+
+def test_status_counts_a_file_written_before_footer_counts_from_its_rows(tmp_path: Path) -> None:
+    """
+    workload=random/policy=eager/part-old   c1 ok  c2 failed   (no sweep.row_counts)
+    notes.parquet                           a user's own table: not counted
+    """
+    from sweep.status import summarize
+    folder = tmp_path / "r" / "workload=random" / "policy=eager"
+    folder.mkdir(parents=True)
+    pq.write_table(rows(("c1", "eager", "ok"), ("c2", "eager", "failed")),
+                   folder / "part-old.parquet")
+    pq.write_table(pa.table({"x": [1, 2]}), tmp_path / "r" / "notes.parquet")
+    s = summarize(Store(str(tmp_path / "r")))
+    assert (s.cells, len(s.files), s.from_rows) == (2, 1, False)
+    assert s.by == {("random", "eager"): (1, 1)} and s.per_fp == {"f1": 2}
