@@ -327,6 +327,8 @@ def _launch(ctx: typer.Context, grid_file: Path, out: Optional[str], address: Op
             _fail(str(exc))
         except OSError as exc:                 # an input file that cannot be read for its hash
             _fail(f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc))
+        for line in todo.store.quarantine_notes():
+            typer.echo(f"warning: {line}", err=True)
         if todo.todo:                          # nothing to compute: no Ray at all
             import ray
             owned = not ray.is_initialized()
@@ -513,46 +515,40 @@ def calibrate_cmd(
 
 
 @app.command("status")
-def status(out: str = typer.Argument(..., help="a sweep's result directory or URI")) -> None:
-    """Summarise a sweep on disk: rows, status, cells per workload/policy, provenance, and
-    the code fingerprints of its rows (which one the code here would write)."""
+def status(out: str = typer.Argument(..., help="a sweep's result directory or URI"),
+           verify: bool = typer.Option(False, "--verify", help="read every page of every "
+                                       "file (checksums) and move damaged files aside")) -> None:
+    """Summarise a sweep on disk from its files' footers: cells per workload/policy,
+    provenance, and the code fingerprints of its rows (which one the code here would write)."""
     from sweep.fingerprint import code_digest, fingerprint
-    from sweep.store import read_meta
+    from sweep.status import summarize
     store = _open_store(out)
-    rows = {}
-    files = []
-    per_fp: dict[str, int] = {}
-    current = set()
-    code = code_digest()
-    cols = ["cell_id", "workload", "policy", "status"]
-    for path, t in _sound_tables(store, None):
-        if not set(cols) <= set(t.column_names):           # a foreign Parquet file
-            continue
-        files.append(path)
-        for cid, w, p, st in zip(*(t[c].to_pylist() for c in cols)):
-            if rows.get(cid, ("", "", ""))[2] != "ok":
-                rows[cid] = (w, p, st)
-        fps = (t["code_fingerprint"].to_pylist() if "code_fingerprint" in t.column_names
-               else [""] * t.num_rows)
-        for fp in fps:
-            per_fp[fp or ""] = per_fp.get(fp or "", 0) + 1
-        config = json.loads(read_meta(store, path).get("sweep.resolved_config", "{}"))
-        current.add(fingerprint(config.get("base", {}).get("sweep", {}), code))
-    if not files:
+    s = summarize(store, verify)
+    for line in store.quarantine_notes():
+        typer.echo(f"warning: {line}", err=True)
+    if not s.files:
         _fail(f"no results under {out}")
-    meta = read_meta(store, files[0])
-    by = {}
-    for w, p, st in rows.values():
-        key = (w, p)
-        ok, failed = by.get(key, (0, 0))
-        by[key] = (ok + (st == "ok"), failed + (st != "ok"))
-    typer.echo(f"sweep {meta.get('sweep.name', '?')}: {len(rows)} cells in {len(files)} files "
+    code = code_digest()
+    current = set()
+    for text in s.configs:
+        sweep_cfg = json.loads(text).get("base", {}).get("sweep", {})
+        try:
+            from simcore.registry import load_plugins
+            load_plugins(sweep_cfg.get("plugins") or [])     # their policies' metric columns
+        except ValueError:
+            pass
+        current.add(fingerprint(sweep_cfg, code))
+    meta = s.meta
+    typer.echo(f"sweep {meta.get('sweep.name', '?')}: {s.cells} cells in {len(s.files)} files "
                f"(git {meta.get('sweep.git_commit', '')[:10]}"
                f"{'+dirty' if meta.get('sweep.git_dirty') == 'true' else ''})")
-    for (w, p), (ok, failed) in sorted(by.items()):
+    if s.from_rows:
+        typer.echo("  (a launch is writing or was interrupted writing rows that supersede "
+                   "others: cells counted from the rows)")
+    for (w, p), (ok, failed) in sorted(s.by.items()):
         typer.echo(f"  workload={w:12} policy={p:8} ok={ok:6} failed={failed}")
     typer.echo("code fingerprints:")
-    for fp, n in sorted(per_fp.items(), key=lambda kv: -kv[1]):
+    for fp, n in sorted(s.per_fp.items(), key=lambda kv: -kv[1]):
         mark = "current" if fp in current else "stale: a relaunch recomputes these rows"
         typer.echo(f"  {fp or '(none)':16} {n:6} rows  {mark}")
 
