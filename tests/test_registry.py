@@ -44,6 +44,8 @@ def test_a_registered_workload_needs_no_group_file_and_gets_schema_defaults():
 def test_group_files_hold_only_the_name_and_non_default_values():
     for path in sorted(CONF.glob("*/*.yaml")):
         node = yaml.safe_load(path.read_text())
+        if node.get("from_host"):      # written whole by `sweep calibrate`: this host's record
+            continue
         schema = registry.schema(path.parent.name, node["name"])
         defaults = {f.name: f.default for f in fields(schema) if f.default is not MISSING}
         repeated = [k for k, v in node.items() if k != "name" and k in defaults and defaults[k] == v]
