@@ -5,7 +5,7 @@ the 6.18 x86_64 reference machine); ``sweep calibrate`` writes ``conf/arch/host.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .registry import register_schema
 
@@ -21,7 +21,9 @@ class ArchConf:
     under the lazy policy (its vm_rcuref, patch 06).  Fork latency is predicted as
     fork_a_ns + fork_vma_ns * VMAs + fork_avc_ns * AVCs cloned + fork_av_ns * anon_vmas
     allocated + fork_pte_ns * PTEs copied (+ fork_pte_ns per page-table entry a lazy
-    upgrade scans); the defaults were fitted by `sweep calibrate` on the reference machine."""
+    upgrade scans) + a design's own fork work (fork_<counter>_ns per unit of its fork counters,
+    ``assumed``); the fork_*_ns defaults above those were fitted by `sweep calibrate` on the
+    reference machine."""
     name: str = "x86_64"
     page_size: int = 4096
     pmd_pages: int = 512
@@ -41,6 +43,18 @@ class ArchConf:
     fork_avc_ns: float = 167.8
     fork_av_ns: float = 184.7
     fork_pte_ns: float = 69.2
+    # a design's own fork work (ForkRecord.policy; simcore.fork.policy_fork_ns): ns per unit of
+    # the policy fork counter named by the middle of the field name
+    fork_cow_ctx_allocs_ns: float = field(default=184.7, metadata={
+        "source": "assumed", "range": (50.0, 1000.0),
+        "ref": "cow_context: mm_init_cow_context() kzalloc of a 96-128 B struct + init, and "
+               "dup_cow_context()'s link; assumed equal to fork_av_ns (anon_vma_alloc() + "
+               "init + link), not measured: no COW-context kernel was timed"})
+    fork_cow_remap_stores_ns: float = field(default=167.8, metadata={
+        "source": "assumed", "range": (50.0, 2000.0),
+        "ref": "cow_context: one remap maple-tree store at fork (cow_context_do_fork(), "
+               "do_map_private_cow()), node allocation included; assumed equal to fork_avc_ns "
+               "(an AVC alloc + interval-tree insert), not measured"})
 
 
 register_schema("arch", ArchConf)

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from simcore.fork import FORK_INTS
 from simcore.slab import CACHES
 
 PARTITIONS = ("workload", "policy")
@@ -41,13 +42,14 @@ def policy_metrics() -> tuple[tuple[str, ...], tuple[str, ...]]:
             ints.update({cache.name: None, f"{cache.name}_peak": None})
             floats.update({f"{cache.name}_kb": None, f"{cache.name}_slab_kb": None})
         ints.update({f"rmap_{k}": None for k in policy.walk_counters})
+        ints.update({f"fork_{k}": None for k in policy.fork_counters})
         ints.update(dict.fromkeys(policy.stats()))
     return (tuple(k for k in ints if k not in INT_METRICS),
             tuple(k for k in floats if k not in FLOAT_METRICS))
 
 
 _POLICY_INTS, _POLICY_FLOATS = policy_metrics()
-INT_METRICS = INT_METRICS[:-1] + _POLICY_INTS + INT_METRICS[-1:]      # "forks" stays last
+INT_METRICS = INT_METRICS[:-1] + FORK_INTS + _POLICY_INTS + INT_METRICS[-1:]  # "forks" stays last
 FLOAT_METRICS += _POLICY_FLOATS
 LIST_METRICS = {"fork_ns": pa.list_(pa.float64()),
                 **{f"{c}_series": pa.list_(pa.int64()) for c in CACHES}}
