@@ -63,18 +63,21 @@ class _WorstCase(Pressure):
     pages: int = 2                  # Emitter's page count (unused: regions have fixed sizes)
 
 
-def _order(rng: random.Random, first: int, rest: list[int], how: str) -> list[int]:
+def _order(rng: random.Random, first: int, rest: list[int], how: str, chain: bool) -> list[int]:
     """Exit order of `first` (the parent / top of the chain) and `rest` (children in fork
     order / the chain downwards) under `how` (EXIT_ORDERS)."""
     if how == "parent_first":
         return [first, *rest]
     if how == "children_first":
-        return [*rest, first]
+        return [*reversed(rest), first] if chain else [*rest, first]
     if how == "random":
         out = [first, *rest]
         rng.shuffle(out)
         return out
     if how == "interleaved":
+        if chain:                                    # leaf, top, leaf - 1, top + 1, ...
+            ends = [first, *rest]
+            return [ends.pop(-1 if k % 2 == 0 else 0) for k in range(len(ends))]
         return [*rest[:len(rest) // 2], first, *rest[len(rest) // 2:]]
     raise ValueError(f"exits={how!r} is not one of {', '.join(EXIT_ORDERS)}")
 
@@ -113,6 +116,11 @@ class _Procs:
         del self.inherited[pid]
         yield from self.scan()
 
+    def exit_all_but_last(self, first: int, rest: list[int], chain: bool = False) -> Iterator[T.Op]:
+        """Every process but the last of the cfg.exits order exits (it lives on)."""
+        for pid in _order(self.rng, first, rest, self.cfg.exits, chain)[:-1]:
+            yield from self.exit(pid)
+
     def scan(self) -> Iterator[T.Op]:
         """Reclaim of a region inherited from the first process, by a random live process."""
         live = [pid for pid in sorted(self.inherited) if self.inherited[pid]]
@@ -142,17 +150,8 @@ def fork_chain(cfg: ForkChain, rng: random.Random, em: Emitter) -> Iterator[T.Op
         yield T.Touch(pid, f"own{pid}")
         if cfg.exits == "parent_first":
             yield from procs.exit(pid - 1)
-    if cfg.exits == "parent_first":
-        return
-    if cfg.exits == "children_first":
-        order = [*reversed(chain), 1]
-    elif cfg.exits == "interleaved":                 # leaf, top, leaf - 1, top + 1, ...
-        ends = [1, *chain]
-        order = [ends.pop(-1 if k % 2 == 0 else 0) for k in range(len(ends))]
-    else:
-        order = _order(rng, 1, chain, cfg.exits)
-    for pid in order[:-1]:
-        yield from procs.exit(pid)
+    if cfg.exits != "parent_first":
+        yield from procs.exit_all_but_last(1, chain, chain=True)
 
 
 @dataclass
@@ -182,9 +181,7 @@ def fork_fanout(cfg: ForkFanout, rng: random.Random, em: Emitter) -> Iterator[T.
             else:
                 keep.append(name)
         procs.inherited[pid] = keep
-    order = _order(rng, 1, children, cfg.exits)
-    for pid in order[:-1]:
-        yield from procs.exit(pid)
+    yield from procs.exit_all_but_last(1, children)
 
 
 @dataclass
@@ -224,6 +221,4 @@ def mremap_fork(cfg: MremapFork, rng: random.Random, em: Emitter) -> Iterator[T.
                 yield T.Touch(pid, here)
         procs.inherited[pid] = [f"r{i}m0" for i in range(cfg.regions)]
         yield from procs.scan()
-    order = _order(rng, 1, children, cfg.exits)
-    for pid in order[:-1]:
-        yield from procs.exit(pid)
+    yield from procs.exit_all_but_last(1, children)
