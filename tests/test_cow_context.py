@@ -346,3 +346,21 @@ def test_sweep_rows_carry_the_design_objects_kb_and_walk_counters(tmp_path):
         assert row["rmap_walks"] == 16 and row["rmap_cow_ctx_visited"] == 16 * 3
         assert (row["fork_cow_ctx_allocs"], row["fork_cow_list_lock"], row["fork_vmas"],
                 row["fork_avcs"]) == (2, 2, 2, 0)
+
+
+# ---- recordings ------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["sh", "perl"])
+def test_recordings_replay_checked_and_leave_only_the_boot_context(name):
+    """A replay creates and drops mms itself (execve's early mm, vfork, exit_mmap inside
+    exec): each gets its context and puts it (mm_alloc, mmput), and perl's in-place mremap
+    grow of a tracked VMA updates its remap range (vma_adjust), or the walk misses pages."""
+    from simcore.check import check_machine
+    from simcore.replay import recorded_ops
+    m = Machine("cow_context")
+    m.observers.append(lambda m, op: m.ops_done % 50 or check_machine(m))
+    m.run(recorded_ops(Path(__file__).parent / "recordings" / f"{name}.rec"))
+    check_machine(m)
+    counts = m.counts()                               # every recorded process exited:
+    assert counts["cow_context"] == 1 and counts["cow_ctx_zombie"] == 0   # the boot mm's
+    assert counts["cow_context_peak"] >= 2 and counts["cow_folio_ptr"] == 0
+    assert counts["cow_remap_node"] == counts["cow_remap_array_bytes"] == 0
