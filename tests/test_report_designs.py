@@ -44,4 +44,4 @@ def test_three_designs_rows_and_table(tmp_path):
         == (2, 3, 3, 0)
     text = designs_table(pl.DataFrame(rows))
     assert "| trace x86_64 | cow_context | 6 | 0 | 0 | 3 (0) |" in text
-    assert "cow_context reaches lazy's saving;" in text
+    assert "cow_context reaches lazy's saving;" in text and "in 1 of 1 cells" in text
