@@ -3,7 +3,7 @@ ANON_VMA_LAZY and the COW-context PoC on the same cells (issue 14).
 
 Per (workload, arch, swept workload parameters) and design, means over seeds: objects per
 kind at the end of the run (VMAs, anon_vmas, AVCs, COW contexts and how many are zombies,
-remap-tree nodes), rmap KB at the end and at the peak (anon_vma + AVC + the design's own
+remap-tree nodes) and their KB (remap: maple nodes + dynarray bytes), rmap KB at the end and at the peak (anon_vma + AVC + the design's own
 caches; the peak is the sum of each cache's own peak), the per-folio context pointer apart
 (its size is an open question: variant folio_ptr_bytes), fork work per fork, and rmap-walk
 work per walk (VMAs visited, contexts visited and how many dead, maple lookups, locks).
@@ -64,6 +64,8 @@ def designs(df: pl.DataFrame) -> pl.DataFrame:
                    remap_nodes=r["cow_remap_node"],
                    rmap_kb=sum(r[f"{k}_kb"] for k in own),
                    rmap_kb_peak=sum(r[f"{k}_peak"] * sizes[k] for k in own) / 1024,
+                   av_kb=r["anon_vma_kb"], avc_kb=r["anon_vma_chain_kb"], ctx_kb=r["cow_context_kb"],
+                   remap_kb=r["cow_remap_node_kb"] + r["cow_remap_array_bytes_kb"],
                    folio_ptr_kb=r[f"{PTR}_kb"], folio_ptr_kb_peak=r[f"{PTR}_peak"] * sizes[PTR] / 1024,
                    vma_kb=r["vm_area_struct_kb"])
         forks = r["forks"] or 0.0
@@ -97,10 +99,11 @@ def designs_table(df: pl.DataFrame) -> str:
     if not t.height:
         return ""
     keys = [c for c in t.columns if c == "workload" or c == "arch" or c.startswith("workload.")]
-    head = ("| cell | design | VMAs | AV | AVC | ctx (zombie) | remap nodes | rmap KB end (vs eager) | "
+    head = ("| cell | design | VMAs | AV | AVC | ctx (zombie) | remap nodes | "
+            "KB end: AV / AVC / ctx / remap | rmap KB end (vs eager) | "
             "rmap KB peak (vs eager) | folio ptr KB | fork ns/fork | fork objects/fork | "
             "walks | VMAs/walk | ctx/walk (dead) | lookups/walk | locks/walk |")
-    lines = [head, "|" + "---|" * 17]
+    lines = [head, "|" + "---|" * 18]
     verdicts = []
     for _, part in t.group_by(keys, maintain_order=True):
         rows = {r["policy"]: r for r in part.iter_rows(named=True)}
@@ -113,7 +116,9 @@ def designs_table(df: pl.DataFrame) -> str:
                 f" ({_pct(base['rmap_kb_peak'], r['rmap_kb_peak'])})" if base else "")
             lines.append(
                 f"| {cell} | {r['policy']} | {r['vmas']:.0f} | {r['anon_vmas']:.0f} | {r['avcs']:.0f} | "
-                f"{r['contexts']:.0f} ({r['zombies']:.0f}) | {r['remap_nodes']:.0f} | {end} | {peak} | "
+                f"{r['contexts']:.0f} ({r['zombies']:.0f}) | {r['remap_nodes']:.0f} | "
+                f"{r['av_kb']:.1f} / {r['avc_kb']:.1f} / {r['ctx_kb']:.1f} / {r['remap_kb']:.1f} | "
+                f"{end} | {peak} | "
                 f"{r['folio_ptr_kb']:.1f} | {r['fork_ns']:.0f} | {r['fork_objects']:.1f} | "
                 f"{r['walks']:.0f} | {r['vmas_per_walk']:.2f} | {r['ctx_per_walk']:.2f} "
                 f"({r['dead_per_walk']:.2f}) | {r['lookups_per_walk']:.2f} | {r['locks_per_walk']:.2f} |")

@@ -43,5 +43,5 @@ def test_three_designs_rows_and_table(tmp_path):
     assert (cow["walks"], cow["ctx_per_walk"], cow["lookups_per_walk"], cow["locks_per_walk"]) \
         == (2, 3, 3, 0)
     text = designs_table(pl.DataFrame(rows))
-    assert "| trace x86_64 | cow_context | 6 | 0 | 0 | 3 (0) |" in text
+    assert "| trace x86_64 | cow_context | 6 | 0 | 0 | 3 (0) | 0 | 0.0 / 0.0 / 0.3 / 0.0 |" in text
     assert "cow_context reaches lazy's saving;" in text and "in 1 of 1 cells" in text
