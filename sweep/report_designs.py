@@ -102,8 +102,9 @@ def designs_table(df: pl.DataFrame) -> str:
     head = ("| cell | design | VMAs | AV | AVC | ctx (zombie) | remap nodes | "
             "KB end: AV / AVC / ctx / remap | rmap KB end (vs eager) | "
             "rmap KB peak (vs eager) | folio ptr KB | fork ns/fork | fork objects/fork | "
+            "remap stores/fork | "
             "walks | VMAs/walk | ctx/walk (dead) | lookups/walk | locks/walk |")
-    lines = [head, "|" + "---|" * 18]
+    lines = [head, "|" + "---|" * 19]
     verdicts = []
     for _, part in t.group_by(keys, maintain_order=True):
         rows = {r["policy"]: r for r in part.iter_rows(named=True)}
@@ -120,6 +121,7 @@ def designs_table(df: pl.DataFrame) -> str:
                 f"{r['av_kb']:.1f} / {r['avc_kb']:.1f} / {r['ctx_kb']:.1f} / {r['remap_kb']:.1f} | "
                 f"{end} | {peak} | "
                 f"{r['folio_ptr_kb']:.1f} | {r['fork_ns']:.0f} | {r['fork_objects']:.1f} | "
+                f"{r['fork_remap_stores']:.1f} | "
                 f"{r['walks']:.0f} | {r['vmas_per_walk']:.2f} | {r['ctx_per_walk']:.2f} "
                 f"({r['dead_per_walk']:.2f}) | {r['lookups_per_walk']:.2f} | {r['locks_per_walk']:.2f} |")
         if base and "lazy" in rows and "cow_context" in rows:
