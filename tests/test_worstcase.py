@@ -115,3 +115,13 @@ def test_mremap_fork_cow_looks_up_every_offset_of_the_pgoff_range():
     # parent: offset 0; child: offset 0 (its newest hole mapping) + size remap offsets
     assert cow.extra["cow_mm_lookups"] == 1 + 1 + size
     assert cow.vmas_visited == 1 + 1 + size
+
+
+def test_worstcase_grid_runs_every_case_size_order_and_design():
+    from pathlib import Path
+
+    from sweep.config import load_grid
+    grid = load_grid(Path(__file__).parent.parent / "conf" / "worstcase.yaml")
+    assert grid.axes["workload"] == list(NAMES) and grid.axes["policy"] == list(POLICIES)
+    assert grid.axes["workload.exits"] == list(worstcase.EXIT_ORDERS)
+    assert grid.size == 3 * 3 * 4 * 3
