@@ -21,9 +21,11 @@ class ArchConf:
     under the lazy policy (its vm_rcuref, patch 06).  Fork latency is predicted as
     fork_a_ns + fork_vma_ns * VMAs + fork_avc_ns * AVCs cloned + fork_av_ns * anon_vmas
     allocated + fork_pte_ns * PTEs copied (+ fork_pte_ns per page-table entry a lazy
-    upgrade scans).  The fault_* and walk_* coefficients price faults and rmap walks
-    (simcore/timemodel.py).  Every default was fitted by `sweep calibrate` on the reference
-    machine (docs/time-calibration.md; its raw record: conf/arch/host-calibration.json)."""
+    upgrade scans) + a design's own fork work (fork_<counter>_ns per unit of its fork counters,
+    ``assumed``).  The fault_* and walk_* coefficients price faults and rmap walks
+    (simcore/timemodel.py).  The fork_*, fault_* and walk_* defaults were fitted by `sweep
+    calibrate` on the reference machine (docs/time-calibration.md; its raw record:
+    conf/arch/host-calibration.json)."""
     name: str = "x86_64"
     page_size: int = 4096
     pmd_pages: int = 512
@@ -108,6 +110,18 @@ class ArchConf:
                "per anon_vma root rwsem acquisition: not separable in eager walks (one per "
                "walk, carried by walk_a_ns); floor: 2 atomic RMWs (down_read + up_read, "
                "uncontended)"})
+    # a design's own fork work (ForkRecord.policy; simcore.fork.policy_fork_ns): ns per unit of
+    # the policy fork counter named by the middle of the field name
+    fork_cow_ctx_allocs_ns: float = field(default=129.4, metadata={
+        "source": "assumed", "range": (50.0, 1000.0),
+        "ref": "cow_context: mm_init_cow_context() kzalloc of a 96-128 B struct + init, and "
+               "dup_cow_context()'s link; assumed equal to fork_av_ns (anon_vma_alloc() + "
+               "init + link), not measured: no COW-context kernel was timed"})
+    fork_cow_remap_stores_ns: float = field(default=177.6, metadata={
+        "source": "assumed", "range": (50.0, 2000.0),
+        "ref": "cow_context: one remap maple-tree store at fork (cow_context_do_fork(), "
+               "do_map_private_cow()), node allocation included; assumed equal to fork_avc_ns "
+               "(an AVC alloc + interval-tree insert), not measured"})
 
 
 register_schema("arch", ArchConf)

@@ -1,7 +1,8 @@
 """fork(): dup_mmap() (mm/mmap.c since 6.16, kernel/fork.c before)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Mapping, NamedTuple
 
 from . import trace as T
 from .mm import MM, mm_alloc
@@ -20,6 +21,29 @@ class ForkRecord(NamedTuple):
     anon_vmas: int      # anon_vmas allocated
     ptes: int           # page-table entries copied (copy_page_range())
     upgrade_ptes: int   # page-table entries the policy scanned during the fork (lazy upgrades)
+    policy: Mapping[str, int] = MappingProxyType({})   # the design's own fork work: its
+    #                     Policy.fork_counters (e.g. cow_ctx_allocs), each this fork's difference
+
+
+# row columns summing every fork's record (fork_metrics); a policy's fork counters add
+# fork_<counter> columns (sweep.store.policy_metrics)
+FORK_INTS = ("fork_vmas", "fork_ptes", "fork_anon_vmas", "fork_avcs", "fork_upgrade_ptes")
+
+
+def fork_metrics(forks: list[ForkRecord], counters: tuple[str, ...]) -> dict[str, int]:
+    """Totals over forks: FORK_INTS and fork_<name> for each of the policy's fork counters."""
+    out = {f"fork_{k}": sum(getattr(f, k) for f in forks)
+           for k in ("vmas", "ptes", "anon_vmas", "avcs", "upgrade_ptes")}
+    out.update({f"fork_{k}": sum(f.policy.get(k, 0) for f in forks) for k in counters})
+    return out
+
+
+def policy_fork_ns(f: ForkRecord, arch: Mapping) -> float:
+    """The predicted ns of a fork's policy work: each counter times the profile's
+    fork_<counter>_ns when the profile has one (simcore/arch.py; counters without a
+    coefficient cost nothing here, e.g. locks are the time model's)."""
+    return sum(float(arch[f"fork_{k}_ns"]) * n for k, n in f.policy.items()
+               if f"fork_{k}_ns" in arch)
 
 
 def vma_needs_copy(m: Machine, dst: VMA, src: VMA) -> bool:
@@ -52,11 +76,16 @@ def copy_mm(m: Machine, op: T.Fork) -> None:
     """fork(): copy_process() -> copy_mm() -> dup_mm() -> dup_mmap(); appends a ForkRecord
     to m.forks."""
     m.layout.fork(op)
-    child = mm_alloc(m, op.child, "fork")
+    names = m.policy.fork_counters
+    work = m.policy.fork_work(m)
+    child = mm_alloc(m, op.child, "fork")        # mm_init(): the design's per-mm objects
     allocs, ptes, scanned = list(m.slab.allocs), m.fork_ptes, m.policy.upgrade_ptes()
     dup_mmap(m, m.procs[op.pid], child)
     m.procs[op.child] = child
     now = m.slab.allocs
+    done = m.policy.fork_work(m)
     m.forks.append(ForkRecord(vmas=now[VMA_CACHE] - allocs[VMA_CACHE], avcs=now[AVC] - allocs[AVC],
                               anon_vmas=now[ANON_VMA] - allocs[ANON_VMA],
-                              ptes=m.fork_ptes - ptes, upgrade_ptes=m.policy.upgrade_ptes() - scanned))
+                              ptes=m.fork_ptes - ptes, upgrade_ptes=m.policy.upgrade_ptes() - scanned,
+                              policy=dict(zip(names, (b - a for a, b in zip(work, done))))
+                              if names else ForkRecord._field_defaults["policy"]))

@@ -92,21 +92,23 @@ def exit_mmap(m: Machine, mm: MM) -> None:
     mm.pt_pmds.clear()
 
 
+def mmput(m: Machine, mm: MM) -> None:
+    """mmput() of the last user: exit_mmap(), then __mmdrop() (the policy's per-mm state)."""
+    exit_mmap(m, mm)
+    m.policy.mmdrop(m, mm)
+
+
 def exec_mmap(m: Machine, op: T.Exec) -> None:
     """execve(): a fresh mm (bprm_mm_init() -> mm_alloc()), then exec_mmap() drops the old one
-    (mmput() -> exit_mmap() -> __mmdrop())."""
+    (mmput())."""
     m.layout.exec(op)
     new = mm_alloc(m, op.pid, "exec")
-    old = m.procs[op.pid]
-    exit_mmap(m, old)
-    m.policy.mmdrop(m, old)
+    mmput(m, m.procs[op.pid])
     m.procs[op.pid] = new
 
 
 def exit_mm(m: Machine, op: T.Exit) -> None:
-    """exit(): exit_mm() -> mmput() -> exit_mmap() -> __mmdrop()."""
+    """exit(): exit_mm() -> mmput()."""
     m.layout.exit(op)
-    mm = m.procs[op.pid]
-    exit_mmap(m, mm)
-    m.policy.mmdrop(m, mm)
+    mmput(m, m.procs[op.pid])
     del m.procs[op.pid]

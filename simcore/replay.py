@@ -25,8 +25,8 @@ from . import trace2
 from .layout import AbsoluteLayout, absolute_region
 from .errors import InvariantError
 from .machine import DISPATCH, Machine
-from .mm import MM
-from .mmap import calc_vm_prot_bits, do_vmi_munmap, exit_mmap, mmap_region
+from .mm import MM, mm_alloc
+from .mmap import calc_vm_prot_bits, do_vmi_munmap, mmap_region, mmput
 from .mremap import move_vma
 from .policy import make_policy
 from .slab import CACHES
@@ -135,7 +135,7 @@ class Replayer:
             if defer:
                 self.dying[pid] = mm
             else:
-                exit_mmap(self.m, mm)
+                mmput(self.m, mm)
 
     def exit_mmap(self, op: dict) -> None:
         """The kernel tore down an mm in this process's context: the one it left at exit,
@@ -143,7 +143,7 @@ class Replayer:
         pid = op["pid"]
         mm = self.dying.pop(pid, None)
         if mm is not None:
-            exit_mmap(self.m, mm)
+            mmput(self.m, mm)
         elif op.get("exec") and pid in self.early:
             self._drop(pid)                   # exec_mmap(): the old mm goes
         elif op.get("exec"):
@@ -158,7 +158,7 @@ class Replayer:
         pid = op["pid"]
         image = self.next_image.get(pid)
         old = self.m.procs.get(pid)
-        new = MM(pid)
+        new = mm_alloc(self.m, pid, "exec")   # bprm_mm_init() -> mm_alloc()
         self.m.procs[pid] = new
         self.users[id(new)] = 1
         self.aside = old                       # still alive (checked mode counts it)
@@ -207,12 +207,12 @@ class Replayer:
         if op["ret"] < 0:                     # failed after bprm_mm_init(): the new mm goes
             early = self.early.pop(pid, None)
             if early is not None:
-                exit_mmap(self.m, early)
+                mmput(self.m, early)
             return
         image = op.get("image")
         early = self.early.pop(pid, None)
         self._drop(pid)
-        mm = early or MM(pid)
+        mm = early or mm_alloc(self.m, pid, "exec")
         self.m.procs[pid] = mm
         self.users[id(mm)] = 1
         self.m.layout.exec(T.Exec(pid))
@@ -220,6 +220,7 @@ class Replayer:
             self._skip("exec image unknown: the process is not replayed")
             del self.m.procs[pid]
             del self.users[id(mm)]
+            mmput(self.m, mm)
             return
         stack = None
         vmas = [v for v in image["maps"] if v[6] != "[vsyscall]"]   # the gate area: no VMA
@@ -424,6 +425,7 @@ class Replayer:
             grow = new_pages - old_pages
             pt_set(vma, [(vma.pages, pt_take(vma, 0, vma.pages)), (grow, None)])
             vma.vm_end += grow
+            self.m.policy.vma_adjust(self.m, vma)           # cow_context_vma_adjust()
             if vma.vm_flags & VM_LOCKED:
                 populate_vma_page_range(self.m, vma, vma.pages - grow, vma.pages)
 
@@ -465,7 +467,7 @@ class Replayer:
 
     def finish(self) -> Replay:
         for mm in self.dying.values():          # torn down outside the recorded tasks
-            exit_mmap(self.m, mm)
+            mmput(self.m, mm)
         self.dying.clear()
         return self.rep
 

@@ -133,6 +133,11 @@ def write_report(df: pl.DataFrame, dest: "Path") -> list["Path"]:
                  "eager on the same recording, at the peak (every process exits, so final "
                  "counts are 0): objects and KB saved, VMA count change, lazy's upgrade work "
                  "and the rmap walks' cost.", "", real, ""]
+    from .report_designs import designs_table
+    three = designs_table(df)
+    if three:
+        text += ["## Three designs side by side: eager, ANON_VMA_LAZY, COW context", "",
+                 "(sweep/report_designs.py: columns and what they count)", "", three, ""]
     text += [f"![{p.stem}]({p.name})" for p in made]
     (dest / "report.md").write_text("\n".join(text) + "\n")
     return [dest / "report.md", *made]

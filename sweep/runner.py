@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 import pyarrow as pa
 
 from simcore import registry
+from simcore.fork import fork_metrics, policy_fork_ns
 from simcore.registry import GROUPS
 from simcore.slab import CACHES, PolicyCache
 
@@ -81,6 +82,7 @@ def simulate_cell(cfg: dict, sample_every: int = 0) -> dict[str, Any]:
     out.update(slab_metrics(counts, cfg["arch"], cfg["policy"]["name"], m.policy.caches))
     fork_ns = fork_cost(m.forks, cfg["arch"])
     out.update(forks=len(fork_ns), fork_ns_predicted=float(sum(fork_ns)), fork_ns=fork_ns)
+    out.update(fork_metrics(m.forks, m.policy.fork_counters))
     for i, cache in enumerate(CACHES):
         out[f"{cache}_series"] = series[i]
     return out
@@ -115,7 +117,7 @@ def fork_cost(forks: list[ForkRecord], arch: dict) -> list[float]:
     a, vma, avc, av, pte = (float(arch[k]) for k in ("fork_a_ns", "fork_vma_ns", "fork_avc_ns",
                                                       "fork_av_ns", "fork_pte_ns"))
     return [a + vma * f.vmas + avc * f.avcs + av * f.anon_vmas + pte * (f.ptes + f.upgrade_ptes)
-            for f in forks]
+            + policy_fork_ns(f, arch) for f in forks]
 
 
 def row_head(cfg: dict, cell: dict, params: dict[str, type], sweep: str,

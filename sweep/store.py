@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from simcore.fork import FORK_INTS
 from simcore.slab import CACHES
 
 PARTITIONS = ("workload", "policy")
@@ -62,6 +63,7 @@ def _policy_metrics(policies: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[s
             ints.update({cache.name: None, f"{cache.name}_peak": None})
             floats.update({f"{cache.name}_kb": None, f"{cache.name}_slab_kb": None})
         ints.update({f"rmap_{k}": None for k in policy.walk_counters})
+        ints.update({f"fork_{k}": None for k in policy.fork_counters})
         ints.update(dict.fromkeys(policy.stats()))
     return (tuple(k for k in ints if k not in KERNEL_INT_METRICS),
             tuple(k for k in floats if k not in KERNEL_FLOAT_METRICS))
@@ -74,7 +76,7 @@ def metric_columns(plugins: tuple[str, ...] | list[str] | None = ()) \
     counters and stats get columns like a built-in policy's).  The plugins must have been
     loaded (the driver and each worker load them before they build a schema or a row)."""
     ints, floats = policy_metrics(None if plugins is None else tuple(plugins))
-    return (KERNEL_INT_METRICS[:-1] + ints + KERNEL_INT_METRICS[-1:],      # "forks" stays last
+    return (KERNEL_INT_METRICS[:-1] + FORK_INTS + ints + KERNEL_INT_METRICS[-1:],      # "forks" stays last
             KERNEL_FLOAT_METRICS + floats)
 
 

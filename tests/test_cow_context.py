@@ -125,6 +125,34 @@ def test_fork_links_the_child_under_the_parent_newest_first():
     assert p.refcnt == 1 + 2 and m.counts()["cow_list_lock"] == 2
 
 
+def test_fork_record_counts_the_design_own_fork_work():
+    """Per fork: the child's context and its link; a remap store for each tracked VMA the
+    child inherits (the middle of a moved to b: b is the one VMA at pgoff != address; a's two
+    other pieces and c are not), one maple node.  eager's record has no policy work, its AVCs
+    and anon_vmas instead (a0, a1, b, c: an anon_vma each in the child, 2 AVCs each)."""
+    steps = (mmap(), touch(), {"op": "mremap", "pid": 0, "region": "a", "to": "b",
+                               "first": 2, "count": 4}, mmap(region="c"), touch(region="c"),
+             fork(0, 1), fork(1, 2))
+    m = sim(*steps)
+    first, second = m.forks
+    assert dict(first.policy) == {"cow_ctx_allocs": 1, "cow_list_lock": 1, "cow_remap_stores": 1,
+                                  "cow_remap_updates": 1, "cow_remap_nodes": 1}
+    assert dict(second.policy) == dict(first.policy)
+    assert (first.vmas, first.avcs, first.anon_vmas, first.ptes) == (4, 0, 0, 16)
+    eager = Machine("eager").run(ops(*steps)).forks[0]
+    assert dict(eager.policy) == {} and (eager.vmas, eager.avcs, eager.anon_vmas) == (4, 8, 4)
+    from simcore.arch import ArchConf
+    from simcore.fork import fork_metrics, policy_fork_ns
+    arch = vars(ArchConf())
+    assert policy_fork_ns(first, arch) == arch["fork_cow_ctx_allocs_ns"] + \
+        arch["fork_cow_remap_stores_ns"]
+    assert policy_fork_ns(eager, arch) == 0
+    assert fork_metrics(m.forks, CowContextPolicy.fork_counters) == {
+        "fork_vmas": 8, "fork_ptes": 32, "fork_anon_vmas": 0, "fork_avcs": 0,
+        "fork_upgrade_ptes": 0, "fork_cow_ctx_allocs": 2, "fork_cow_list_lock": 2,
+        "fork_cow_remap_stores": 2, "fork_cow_remap_updates": 2, "fork_cow_remap_nodes": 2}
+
+
 # ---- the worked example of cow-context.md §6.4 ----------------------------------------
 @pytest.mark.parametrize("nvmas", [1, 3])
 def test_worked_example_fork_chain(nvmas):
@@ -316,3 +344,23 @@ def test_sweep_rows_carry_the_design_objects_kb_and_walk_counters(tmp_path):
         assert row["cow_folio_ptr_kb"] == row["cow_folio_ptr_slab_kb"] == 8 * 8 / 1024
         # 8 folios, 2 reclaim passes each; every walk visits P, G, C and stops once done
         assert row["rmap_walks"] == 16 and row["rmap_cow_ctx_visited"] == 16 * 3
+        assert (row["fork_cow_ctx_allocs"], row["fork_cow_list_lock"], row["fork_vmas"],
+                row["fork_avcs"]) == (2, 2, 2, 0)
+
+
+# ---- recordings ------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["sh", "perl"])
+def test_recordings_replay_checked_and_leave_only_the_boot_context(name):
+    """A replay creates and drops mms itself (execve's early mm, vfork, exit_mmap inside
+    exec): each gets its context and puts it (mm_alloc, mmput), and perl's in-place mremap
+    grow of a tracked VMA updates its remap range (vma_adjust), or the walk misses pages."""
+    from simcore.check import check_machine
+    from simcore.replay import recorded_ops
+    m = Machine("cow_context")
+    m.observers.append(lambda m, op: m.ops_done % 50 or check_machine(m))
+    m.run(recorded_ops(Path(__file__).parent / "recordings" / f"{name}.rec"))
+    check_machine(m)
+    counts = m.counts()                               # every recorded process exited:
+    assert counts["cow_context"] == 1 and counts["cow_ctx_zombie"] == 0   # the boot mm's
+    assert counts["cow_context_peak"] >= 2 and counts["cow_folio_ptr"] == 0
+    assert counts["cow_remap_node"] == counts["cow_remap_array_bytes"] == 0

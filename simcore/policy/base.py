@@ -6,7 +6,8 @@ without anon_vma at all (policy/cow_context.py) implements the same hooks: it ge
 every mm's creation (mm_init, with fork/exec/boot), fork's end (mm_fork) and teardown
 (mmdrop); declares its own object caches (``caches``, counted by the machine's Slab),
 folio target kinds (``folio_targets``, walked by rmap_walk_target) and walk counters
-(``walk_counters``, in WalkCost.extra); sees each fault's kind (new, cow, prepare) and
+(``walk_counters``, in WalkCost.extra) and fork work (``fork_counters``, in
+ForkRecord.policy); sees each fault's kind (new, cow, prepare) and
 reuse (move_anon_rmap); and answers what `vma->anon_vma` holds for merge and fork
 (vma_anon_vma) instead of the core reading it.
 """
@@ -39,6 +40,7 @@ class Policy(ABC):
     caches: tuple[PolicyCache, ...] = ()     # object caches beside CACHES (Slab indices 3, ...)
     folio_targets: dict[int, str] = {}       # folio mkind (>= MAP_VMA) -> what `mapping` names
     walk_counters: tuple[str, ...] = ()      # WalkCost.extra counters of this design's walks
+    fork_counters: tuple[str, ...] = ()      # ForkRecord.policy: this design's own fork work
 
     def __init__(self, **variant: object) -> None:
         if variant:
@@ -172,6 +174,11 @@ class Policy(ABC):
     def has_own_anon_vma_or_none(self, vma: VMA) -> bool:
         """I1 for this design: a VMA with AVCs has its own anon_vma."""
         return (vma.anon_vma is None) == (not vma.chain)
+
+    def fork_work(self, m: Machine) -> tuple[int, ...]:
+        """Running totals of fork_counters, in that order: copy_mm() records each fork's
+        difference (from before mm_init() of the child to the end of dup_mmap())."""
+        return ()
 
     def upgrade_ptes(self) -> int:
         """Page-table entries the design's own scans have visited so far (a lazy design's

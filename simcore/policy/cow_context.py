@@ -193,6 +193,13 @@ class CowContextPolicy(Policy):
     folio_targets = {MAP_COW_CONTEXT: "cow_context"}
     walk_counters = ("cow_ctx_visited", "cow_ctx_dead", "cow_mm_lookups", "cow_remap_lookups",
                      "cow_walk_locks", "cow_fastpath_exits")
+    # a fork's own work (ForkRecord.policy, row columns fork_<name>): the child's context
+    # (mm_init_cow_context), its link under the parent (dup_cow_context: list_write_lock, +1
+    # parent ref), remap-tree stores (cow_context_do_fork for the child's tracked VMAs,
+    # cow_context_do_map_private_cow for the parent's), those that changed a tree, and the
+    # maple nodes they allocated
+    fork_counters = ("cow_ctx_allocs", "cow_list_lock", "cow_remap_stores", "cow_remap_updates",
+                     "cow_remap_nodes")
 
     def __init__(self, **variant: object) -> None:
         self._set_variant(VARIANTS, variant)
@@ -209,8 +216,13 @@ class CowContextPolicy(Policy):
         )
         self.contexts: dict[int, CowContext] = {}
         self.counters = {"cow_ref_atomics": 0, "cow_list_lock": 0, "cow_folio_moves": 0,
-                         "cow_remap_updates": 0, "cow_zombies_pruned": 0,
+                         "cow_remap_stores": 0, "cow_remap_updates": 0, "cow_zombies_pruned": 0,
                          "cow_zombie_folios_moved": 0}
+
+    def fork_work(self, m: Machine) -> tuple[int, ...]:
+        c = self.counters
+        return (m.slab.allocs[_CTX], c["cow_list_lock"], c["cow_remap_stores"],
+                c["cow_remap_updates"], m.slab.allocs[_NODE])
 
     # ---- contexts -----------------------------------------------------------
     def mm_init(self, m: Machine, mm: MM, why: str) -> None:
@@ -307,6 +319,7 @@ class CowContextPolicy(Policy):
             return
         lo, hi = vma.vm_pgoff, vma.vm_pgoff + vma.pages
         tree = ctx.remaps
+        self.counters["cow_remap_stores"] += 1
         if tree.update(lo, hi, off, add):
             self.counters["cow_remap_updates"] += 1
             self._charge(m, ctx, tree.nodes(), tree.array_bytes)

@@ -3,7 +3,7 @@
 registers every built-in one.  Your own: simcore.registry (plugins)."""
 from __future__ import annotations
 
-from . import android, noop, randtrace, recording, servers, snapshot, tracefile  # noqa: F401,E501 - they register
+from . import android, noop, randtrace, recording, servers, snapshot, tracefile, worstcase  # noqa: F401,E501 - they register
 from .android import AndroidApps, AndroidBoot, android_apps, android_boot
 from .randtrace import random_trace
 

@@ -110,7 +110,7 @@ def with_pressure(ops: Iterator[T.Op], cfg: Pressure, rng: random.Random) -> Ite
         elif isinstance(op, (T.Exit, T.Exec)):
             for key in [k for k in written if k[0] == op.pid]:
                 del written[key]
-        elif isinstance(op, T.Munmap):
+        elif isinstance(op, (T.Munmap, T.MremapMove)):      # the region is gone or cut
             written.pop((op.pid, op.region), None)
         if cfg.pressure_every and n % cfg.pressure_every == 0 and written:
             pid, region = rng.choice(sorted(written))
