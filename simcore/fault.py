@@ -25,10 +25,13 @@ def handle_mm_fault(m: Machine, vma: VMA, lo: int, hi: int, write: bool) -> None
         # shmem / page cache: no anonymous folios, only a page table
         vma.mm.pt_pmds.update(pmd_range(vma.vm_start + lo, vma.vm_start + hi, m.pmd_pages))
         return
-    pt_ensure(vma)
     if vma.vm_file is None and (vma.vm_flags & (VM_HUGEPAGE | VM_NOHUGEPAGE)) == VM_HUGEPAGE:
+        pt_ensure(vma)
         _fault_thp_range(m, vma, lo, hi, write)
+    elif vma.pte is None and write:
+        _fault_new_ptes(m, vma, lo, hi)
     else:
+        pt_ensure(vma)
         _fault_ptes(m, vma, lo, hi, write)
 
 
@@ -77,6 +80,15 @@ def _huge_pmd_write_ok(m: Machine, vma: VMA, blk: slice) -> bool:
         flags |= _WX
         return True
     return False
+
+
+def _fault_new_ptes(m: Machine, vma: VMA, lo: int, hi: int) -> None:
+    """_fault_ptes() for a write to a VMA without page-table entries yet: do_anonymous_page()
+    for every page of [lo, hi)."""
+    vma.mm.pt_pmds.update(pmd_range(vma.vm_start + lo, vma.vm_start + hi, m.pmd_pages))
+    pt_ensure(vma)                       # before the policy's fault hook, which may read it
+    vma.pte[lo:hi] = new_anon_folios(m, vma, np.arange(vma.vm_pgoff + lo, vma.vm_pgoff + hi))
+    vma.ptef[lo:hi] = _WX
 
 
 def _fault_ptes(m: Machine, vma: VMA, lo: int, hi: int, write: bool) -> None:

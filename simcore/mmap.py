@@ -39,7 +39,9 @@ def do_mmap(m: Machine, op: T.Mmap) -> None:
     elif op.kind == "shared_anon":
         file, pgoff = File("dev/zero", shmem=True), 0  # shmem_zero_setup(): a file of its own
     else:
-        file = mm.files.setdefault(op.file, File(op.file))
+        file = mm.files.get(op.file)
+        if file is None:
+            file = mm.files[op.file] = File(op.file)
         pgoff = op.offset
     mmap_region(m, mm, span.start, span.start + span.count, pgoff, flags, file, op.populate)
 
