@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -129,9 +130,9 @@ class Regions(dict):
         return [(name, self[name]) for _, name in self.starts[lo:hi]]
 
 
-@dataclass(slots=True, frozen=True)
-class Span:
-    """A resolved page range: ``start`` (page number) and ``count`` pages."""
+class Span(NamedTuple):
+    """A resolved page range: ``start`` (page number) and ``count`` pages (a tuple: made
+    once per operation, so cheaply)."""
     start: int
     count: int
 

@@ -79,7 +79,23 @@ def simulate_cell(cfg: dict, sample_every: int = 0) -> dict[str, Any]:
     out.update(forks=len(fork_ns), fork_ns_predicted=float(sum(fork_ns)), fork_ns=fork_ns)
     for i, cache in enumerate(CACHES):
         out[f"{cache}_series"] = series[i]
+    m.release()
+    del m, ops
+    release_memory()
     return out
+
+
+def release_memory() -> None:
+    """After a cell: collect the model's reference cycles now (a cell runs with the cyclic GC
+    off, so a whole machine would otherwise live on into the next cell) and give the freed
+    heap back to the OS (glibc malloc_trim), so nothing of one cell stays in the worker."""
+    import ctypes
+    import gc
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):     # not glibc: freed memory stays in the allocator
+        pass
 
 
 def slab_metrics(counts: dict, arch: dict, policy: str,
