@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from .errors import InvariantError
 from .slab import ANON_VMA, AVC
+from .vma import NO_CHAIN
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -69,7 +70,10 @@ def anon_vma_chain_link(m: Machine, vma: VMA, av: AnonVMA) -> None:
     """anon_vma_chain_alloc() + anon_vma_chain_link(): +1 AVC, into vma's list and av's tree."""
     m.slab.alloc(AVC)
     avc = AnonVMAChain(vma, av)
-    vma.chain.append(avc)
+    if vma.chain:
+        vma.chain.append(avc)
+    else:
+        vma.chain = [avc]             # NO_CHAIN or an emptied list: a list of its own
     av.tree[avc] = None
 
 
@@ -126,7 +130,7 @@ def anon_vma_fork(m: Machine, vma: VMA, pvma: VMA) -> None:
     if pvma.anon_vma is None:
         return
     vma.anon_vma = None
-    vma.chain = []
+    vma.chain = NO_CHAIN
     anon_vma_clone(m, vma, pvma)
     if vma.anon_vma is not None:
         return
@@ -156,6 +160,6 @@ def unlink_anon_vmas(m: Machine, vma: VMA) -> None:
     if vma.anon_vma is not None:
         vma.anon_vma.num_active_vmas -= 1
         vma.anon_vma = None
-    vma.chain = []
+    vma.chain = NO_CHAIN
     for av in emptied:
         put_anon_vma(m, av)

@@ -25,10 +25,13 @@ def handle_mm_fault(m: Machine, vma: VMA, lo: int, hi: int, write: bool) -> None
         # shmem / page cache: no anonymous folios, only a page table
         vma.mm.pt_pmds.update(pmd_range(vma.vm_start + lo, vma.vm_start + hi, m.pmd_pages))
         return
-    pt_ensure(vma)
     if vma.vm_file is None and (vma.vm_flags & (VM_HUGEPAGE | VM_NOHUGEPAGE)) == VM_HUGEPAGE:
+        pt_ensure(vma)
         _fault_thp_range(m, vma, lo, hi, write)
+    elif vma.pte is None and write:
+        _fault_new_ptes(m, vma, lo, hi)
     else:
+        pt_ensure(vma)
         _fault_ptes(m, vma, lo, hi, write)
 
 
@@ -79,6 +82,15 @@ def _huge_pmd_write_ok(m: Machine, vma: VMA, blk: slice) -> bool:
     return False
 
 
+def _fault_new_ptes(m: Machine, vma: VMA, lo: int, hi: int) -> None:
+    """_fault_ptes() for a write to a VMA without page-table entries yet: do_anonymous_page()
+    for every page of [lo, hi)."""
+    vma.mm.pt_pmds.update(pmd_range(vma.vm_start + lo, vma.vm_start + hi, m.pmd_pages))
+    pt_ensure(vma)                       # before the policy's fault hook, which may read it
+    vma.pte[lo:hi] = new_anon_folios(m, vma, np.arange(vma.vm_pgoff + lo, vma.vm_pgoff + hi))
+    vma.ptef[lo:hi] = _WX
+
+
 def _fault_ptes(m: Machine, vma: VMA, lo: int, hi: int, write: bool) -> None:
     """handle_pte_fault() over [lo, hi): do_anonymous_page / do_cow_fault / do_wp_page."""
     vma.mm.pt_pmds.update(pmd_range(vma.vm_start + lo, vma.vm_start + hi, m.pmd_pages))
@@ -92,7 +104,7 @@ def _fault_ptes(m: Machine, vma: VMA, lo: int, hi: int, write: bool) -> None:
     if not folios.large and pte.min() >= 0 and not (flags & (F_WRITE | F_EXCL)).any():
         # every page is a shared COW page (after fork): copy those still mapped elsewhere
         if (folios.mapcount[pte] > 1).all():
-            wp_page_copy(m, vma, np.arange(lo, hi))
+            wp_page_copy(m, vma, slice(lo, hi))
             return
     new = (pte < 0).nonzero()[0]          # none, zero page or page cache: a new anon folio
     if len(new):
@@ -136,10 +148,16 @@ def _wp_large(m: Machine, vma: VMA, i: int) -> None:
         wp_page_copy(m, vma, np.array([i]))
 
 
-def wp_page_copy(m: Machine, vma: VMA, idx: np.ndarray) -> None:
-    """wp_page_copy(): anon_vma_prepare(), a new exclusive folio per page, old mapping dropped."""
-    old = vma.pte[idx]                               # fancy indexing: already a copy
-    vma.pte[idx] = new_anon_folios(m, vma, vma.vm_pgoff + idx, fault=FAULT_COW)
+def wp_page_copy(m: Machine, vma: VMA, idx: np.ndarray | slice) -> None:
+    """wp_page_copy(): anon_vma_prepare(), a new exclusive folio per page, old mapping dropped
+    (idx: entries of vma, an index array or a slice)."""
+    if isinstance(idx, slice):
+        old = vma.pte[idx].copy()
+        index = np.arange(vma.vm_pgoff + idx.start, vma.vm_pgoff + idx.stop)
+    else:
+        old = vma.pte[idx]                           # fancy indexing: already a copy
+        index = vma.vm_pgoff + idx
+    vma.pte[idx] = new_anon_folios(m, vma, index, fault=FAULT_COW)
     vma.ptef[idx] = _WX
     m.folios.put(old)
 
@@ -172,6 +190,11 @@ def mm_populate(m: Machine, mm: MM, start: int, end: int) -> None:
 def do_user_addr_fault(m: Machine, op: T.Touch) -> None:
     """The trace's `touch`: the process accesses each page of the range (one
     handle_mm_fault() per page, via do_user_addr_fault())."""
-    span = m.layout.access(op)
-    for vma, a, b in for_each_vma_range(m.procs[op.pid], span.start, span.start + span.count):
+    start, count = m.layout.access(op)
+    mm = m.procs[op.pid]
+    vma = mm.vma_lookup(start)
+    if vma is not None and vma.vm_end >= start + count:        # one VMA: no iterator
+        handle_mm_fault(m, vma, start - vma.vm_start, start + count - vma.vm_start, op.write)
+        return
+    for vma, a, b in for_each_vma_range(mm, start, start + count):
         handle_mm_fault(m, vma, a - vma.vm_start, b - vma.vm_start, op.write)

@@ -88,9 +88,11 @@ class FolioTable:
         if self.large:
             np.subtract.at(self.mapcount, ids, 1)
             ids = np.unique(ids)
-        else:
-            self.mapcount[ids] -= 1
-        dead = ids[self.mapcount[ids] == 0]
+            dead = ids[self.mapcount[ids] == 0]
+        else:                     # distinct ids (one page-table entry each)
+            left = self.mapcount[ids] - 1
+            self.mapcount[ids] = left
+            dead = ids[left == 0]
         if len(dead):
             if self.on_free is not None:
                 self.on_free(dead)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Mapping, NamedTuple
 
 from . import trace as T
 from .mm import MM, mm_alloc
-from .pagetable import copy_page_range
+from .pagetable import copy_page_ranges
 from .slab import ANON_VMA, AVC, VMA as VMA_CACHE
 from .vma import VM_DONTCOPY, VM_LOCKED_MASK, VM_WIPEONFORK, VMA, vm_area_dup
 
@@ -53,22 +53,29 @@ def vma_needs_copy(m: Machine, dst: VMA, src: VMA) -> bool:
 
 
 def dup_mmap(m: Machine, parent: MM, child: MM) -> None:
-    """dup_mmap(): copy every VMA but VM_DONTCOPY; WIPEONFORK VMAs start empty; at the end
-    the policy links the two mms (the COW-context PoC's dup_cow_context())."""
+    """dup_mmap(): copy every VMA but VM_DONTCOPY; WIPEONFORK VMAs start empty; the page
+    tables of the VMAs that need them are copied together at the end (copy_page_ranges():
+    nothing in between reads them); then the policy links the two mms (the COW-context
+    PoC's dup_cow_context())."""
     child.files = dict(parent.files)
+    anon_vma_fork = m.policy.anon_vma_fork
+    vmas, starts = child.vmas, child.starts
+    copy: list[tuple[VMA, VMA]] = []
     for mpnt in parent.vmas:
-        if mpnt.vm_flags & VM_DONTCOPY:
+        flags = mpnt.vm_flags
+        if flags & VM_DONTCOPY:
             continue
         tmp = vm_area_dup(m, mpnt, child)
-        if mpnt.vm_flags & VM_WIPEONFORK:
+        if flags & VM_WIPEONFORK:
             tmp.anon_vma = None
         else:
-            m.policy.anon_vma_fork(m, tmp, mpnt)
-        tmp.vm_flags &= ~VM_LOCKED_MASK
-        child.vmas.append(tmp)
-        child.starts.append(tmp.vm_start)
-        if not mpnt.vm_flags & VM_WIPEONFORK and vma_needs_copy(m, tmp, mpnt):
-            copy_page_range(m, tmp, mpnt)
+            anon_vma_fork(m, tmp, mpnt)
+        tmp.vm_flags = flags & ~VM_LOCKED_MASK
+        vmas.append(tmp)
+        starts.append(tmp.vm_start)
+        if not flags & VM_WIPEONFORK and vma_needs_copy(m, tmp, mpnt):
+            copy.append((tmp, mpnt))
+    copy_page_ranges(m, copy)
     m.policy.mm_fork(m, parent, child)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -29,8 +30,10 @@ ARENA_LIMIT = 0x7F0000000000 >> 12  # below the usual mmap base of a 47-bit addr
 class Region:
     """A named range of pages; ``prot[i]`` is page i's protection or UNMAPPED.
 
-    ``uniform`` caches the one protection of a fully mapped region (None: mixed or
-    not known); every writer of ``prot`` resets it.
+    A Region is a value: ``prot`` is a read-only array, never written in place, and a
+    change makes a new Region (:meth:`Regions.replace`).  So a fork shares its parent's
+    Region objects (and regions of equal shape share one ``prot`` array).  ``uniform``
+    caches the one protection of a fully mapped region (None: mixed or not known).
     """
     start: int
     prot: np.ndarray
@@ -53,13 +56,36 @@ class Region:
         return self.start + len(self.prot)
 
 
+def _frozen(prot: np.ndarray) -> np.ndarray:
+    prot.flags.writeable = False
+    return prot
+
+
+_CONST: dict[tuple[int, int], np.ndarray] = {}
+
+
+def const_prot(pages: int, prot: int) -> np.ndarray:
+    """A read-only array of `pages` entries `prot`, shared by every small region of that
+    shape (regions are values: nothing writes it)."""
+    arr = _CONST.get((pages, prot))
+    if arr is None:
+        arr = _frozen(np.full(pages, prot, np.int8))
+        if pages <= 64:
+            _CONST[(pages, prot)] = arr
+    return arr
+
+
 class Regions(dict):
-    """name -> Region of one process, with the starts kept sorted for overlap queries."""
+    """name -> Region of one process, with the starts kept sorted for overlap queries.
+
+    ``dontcopy`` holds the names of regions that may have MADV_DONTFORK pages (a fork
+    filters those; every other Region is shared with the child as it is)."""
 
     def __init__(self, items: dict | None = None) -> None:
         super().__init__()
         self.starts: list[tuple[int, str]] = []
         self.widest = 0                       # an upper bound of every region's extent
+        self.dontcopy: set[str] = set()
         for name, region in (items or {}).items():
             self[name] = region
 
@@ -67,15 +93,35 @@ class Regions(dict):
         super().__setitem__(name, region)
         insort(self.starts, (region.start, name))
         self.widest = max(self.widest, region.extent)
+        self._note_dontcopy(name, region)
+
+    def _note_dontcopy(self, name: str, region: Region) -> None:
+        same, prot = region.same(), region.prot
+        if (same & DONTCOPY if same is not None else
+                ((prot & DONTCOPY != 0) & (prot != UNMAPPED)).any()):
+            self.dontcopy.add(name)
+        else:
+            self.dontcopy.discard(name)
+
+    def replace(self, name: str, prot: np.ndarray) -> Region:
+        """Region `name` gets a new protection array (same start): a new Region, so that
+        processes sharing the old one (fork) keep theirs."""
+        region = Region(self[name].start, _frozen(prot))
+        super().__setitem__(name, region)
+        self.widest = max(self.widest, region.extent)
+        self._note_dontcopy(name, region)
+        return region
 
     def __delitem__(self, name: str) -> None:
         region = self[name]
         super().__delitem__(name)
         self.starts.remove((region.start, name))
+        self.dontcopy.discard(name)
 
     def clear(self) -> None:
         super().clear()
         self.starts.clear()
+        self.dontcopy.clear()
 
     def near(self, start: int, end: int) -> list[tuple[str, Region]]:
         """Regions that may overlap [start, end)."""
@@ -84,9 +130,9 @@ class Regions(dict):
         return [(name, self[name]) for _, name in self.starts[lo:hi]]
 
 
-@dataclass(slots=True, frozen=True)
-class Span:
-    """A resolved page range: ``start`` (page number) and ``count`` pages."""
+class Span(NamedTuple):
+    """A resolved page range: ``start`` (page number) and ``count`` pages (a tuple: made
+    once per operation, so cheaply)."""
     start: int
     count: int
 
@@ -174,7 +220,10 @@ class Layout:
         regions = self._proc(op)
         self._new_name(op, regions, op.region)
         start = self._place(op, regions, op.after, op.pages)
-        regions[op.region] = Region(start, np.full(op.pages, PROT[op.prot], np.int8))
+        dict.__setitem__(regions, op.region, Region(start, const_prot(op.pages, PROT[op.prot]),
+                                                     PROT[op.prot]))
+        insort(regions.starts, (start, op.region))   # Regions.__setitem__, no DONTCOPY pages
+        regions.widest = max(regions.widest, op.pages)
         return Span(start, op.pages)
 
     def access(self, op: Touch | Mprotect | Madvise | Mlock | Rmap) -> Span:
@@ -190,13 +239,15 @@ class Layout:
                     "read of pages that are not readable"
                 raise TraceError(op.line, f"touch: {what} in region {op.region!r}")
         elif isinstance(op, Mprotect):
-            prot = region.prot[first:first + count]
-            prot[:] = (prot & DONTCOPY) | PROT[op.prot]
-            region.uniform = None
+            prot = region.prot.copy()
+            part = prot[first:first + count]
+            part[:] = (part & DONTCOPY) | PROT[op.prot]
+            self.regions[op.pid].replace(op.region, prot)
         elif isinstance(op, Madvise) and op.advice in ("dontfork", "dofork"):
-            prot = region.prot[first:first + count]
-            prot[:] = prot | DONTCOPY if op.advice == "dontfork" else prot & ~DONTCOPY
-            region.uniform = None
+            prot = region.prot.copy()
+            part = prot[first:first + count]
+            part[:] = part | DONTCOPY if op.advice == "dontfork" else part & ~DONTCOPY
+            self.regions[op.pid].replace(op.region, prot)
         return Span(region.start + first, count)
 
     def peek(self, op: MremapMove | MremapResize) -> Span:
@@ -233,8 +284,9 @@ class Layout:
         for name, other in regions.near(start, end):
             lo, hi = max(start, other.start), min(end, other.end)
             if lo < hi:
-                other.prot[lo - other.start:hi - other.start] = UNMAPPED
-                other.uniform = None
+                prot = other.prot.copy()
+                prot[lo - other.start:hi - other.start] = UNMAPPED
+                regions.replace(name, prot)
                 self._drop_if_empty(regions, name)
         return Span(start, count)
 
@@ -248,12 +300,10 @@ class Layout:
         if op.pages > region.extent:
             self._check_free(op, regions, region.end, op.pages - region.extent)
             grown = np.full(op.pages - region.extent, region.prot[-1], np.int8)
-            region.prot = np.concatenate([region.prot, grown])
-            regions.widest = max(regions.widest, region.extent)
+            region = regions.replace(op.region, np.concatenate([region.prot, grown]))
             self._reserve(region.end)
         else:
-            region.prot = region.prot[:op.pages].copy()
-        region.uniform = None
+            regions.replace(op.region, region.prot[:op.pages].copy())
         return old, op.pages
 
     def mremap_move(self, op: MremapMove) -> tuple[Span, int]:
@@ -264,9 +314,10 @@ class Layout:
         self._new_name(op, regions, op.to)
         dest = self._place(op, regions, op.after, count)
         moved = region.prot[first:first + count].copy()
-        region.prot[first:first + count] = UNMAPPED
-        region.uniform = None
-        regions[op.to] = Region(dest, moved)
+        prot = region.prot.copy()
+        prot[first:first + count] = UNMAPPED
+        regions.replace(op.region, prot)
+        regions[op.to] = Region(dest, _frozen(moved))
         self._drop_if_empty(regions, op.region)
         return Span(region.start + first, count), dest
 
@@ -275,15 +326,16 @@ class Layout:
         if op.child in self.regions:
             raise TraceError(op.line, f"fork: child pid {op.child} is already used")
         child = Regions()
-        for name, r in regions.items():
-            same = r.same()
-            if same is not None and not same & DONTCOPY:
-                dict.__setitem__(child, name, Region(r.start, r.prot.copy(), same))
-                continue
+        dict.update(child, regions)                  # Regions are values: shared
+        for name in regions.dontcopy:                # MADV_DONTFORK pages vanish in the child
+            r = regions[name]
             prot = np.where(r.prot & DONTCOPY, UNMAPPED, r.prot).astype(np.int8)
             if (prot != UNMAPPED).any():
-                dict.__setitem__(child, name, Region(r.start, prot))
-        child.starts = [item for item in regions.starts if item[1] in child]   # already sorted
+                dict.__setitem__(child, name, Region(r.start, _frozen(prot)))
+            else:
+                dict.__delitem__(child, name)
+        child.starts = (list(regions.starts) if not regions.dontcopy else
+                        [item for item in regions.starts if item[1] in child])  # already sorted
         child.widest = regions.widest
         self.regions[op.child] = child
         self.live[op.child] = None

@@ -25,6 +25,7 @@ from .mremap import mremap_move, mremap_resize
 from .policy import Policy, make_policy
 from .rmap import rmap_range
 from .slab import CACHES, Slab
+from .vma import NO_CHAIN
 
 # trace operation -> the kernel entry point that carries it out
 DISPATCH: dict[type, Callable[[Machine, T.Op], None]] = {
@@ -82,6 +83,23 @@ class Machine:
             raise
         for observer in self.observers:
             observer(self, op)
+
+    def release(self) -> None:
+        """Break the model's reference cycles (mm <-> VMA, VMA <-> anon_vma_chain <-> anon_vma,
+        an anon_vma's root and parent, the machine's own free hook), so that dropping the
+        machine frees it by reference counting at once instead of waiting for the cyclic
+        GC (which a cell runs without).  The machine is unusable afterwards."""
+        for mm in self.procs.values():
+            for vma in mm.vmas:
+                vma.mm = None
+                vma.chain = NO_CHAIN
+                vma.priv = None
+            mm.vmas, mm.starts, mm.priv = [], [], None
+        for av in self.anon_vmas.values():
+            av.root = av.parent = None
+            av.tree = {}
+        self.folios.on_free = None
+        self.procs, self.anon_vmas, self.observers = {}, {}, []
 
     def counts(self) -> dict[str, int]:
         out = self.slab.counts()

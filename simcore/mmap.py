@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from . import trace as T
 from .fault import mm_populate
 from .layout import PROT, PROT_EXEC, PROT_READ, PROT_WRITE
@@ -11,7 +13,7 @@ from .mm import MM, mm_alloc
 from .pagetable import free_pgtables, split_huge_edges, zap_pte_range
 from .vma import (VM_ACCOUNT, VM_EXEC, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_READ,
                   VM_SHARED, VM_WRITE, VMA, File, remove_vma_from_mm, split_vma, vm_area_alloc,
-                  vma_merge_new_range)
+                  vm_area_free, vma_merge_new_range)
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -39,7 +41,9 @@ def do_mmap(m: Machine, op: T.Mmap) -> None:
     elif op.kind == "shared_anon":
         file, pgoff = File("dev/zero", shmem=True), 0  # shmem_zero_setup(): a file of its own
     else:
-        file = mm.files.setdefault(op.file, File(op.file))
+        file = mm.files.get(op.file)
+        if file is None:
+            file = mm.files[op.file] = File(op.file)
         pgoff = op.offset
     mmap_region(m, mm, span.start, span.start + span.count, pgoff, flags, file, op.populate)
 
@@ -86,9 +90,25 @@ def remove_vma(m: Machine, vma: VMA) -> None:
 
 
 def exit_mmap(m: Machine, mm: MM) -> None:
-    """exit_mmap(): unmap, unlink and free every VMA."""
-    for vma in list(mm.vmas):
-        remove_vma(m, vma)
+    """exit_mmap(): unmap, unlink and free every VMA.  Under a policy that does not watch
+    folio frees (tracks_frees), the order in which folios are freed is not observable, so
+    every VMA's entries are zapped at once (unmap_vmas() over the whole mm, as the kernel
+    does) and the VMAs leave the mm together."""
+    if m.policy.tracks_frees:
+        for vma in list(mm.vmas):
+            remove_vma(m, vma)
+    else:
+        ptes = [vma.pte for vma in mm.vmas if vma.pte is not None]
+        if ptes:
+            pte = np.concatenate(ptes) if len(ptes) > 1 else ptes[0]
+            m.folios.put(pte[pte >= 0])
+        vmas = mm.vmas
+        mm.vmas, mm.starts = [], []
+        for vma in vmas:
+            vma.pte = vma.ptef = None
+            m.policy.remove_vma(m, vma)
+            m.policy.unlink_anon_vmas(m, vma)          # remove_vma_from_mm() without the tree
+            vm_area_free(m, vma)
     mm.pt_pmds.clear()
 
 

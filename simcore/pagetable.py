@@ -56,25 +56,58 @@ def reclaim_empty_pt(m: Machine, mm: MM, start: int, end: int) -> None:
 def copy_page_range(m: Machine, dst: VMA, src: VMA) -> None:
     """copy_page_range(): share every present entry; anon folios become COW (write-protected,
     not exclusive) in both processes (folio_try_dup_anon_rmap_pte + ptep_set_wrprotect)."""
-    p = m.pmd_pages
-    dst_mm, src_mm = dst.mm, src.mm
-    for pmd in pmd_range(src.vm_start, src.vm_end, p):
-        if pmd in src_mm.pt_pmds:
-            dst_mm.pt_pmds.add(pmd)
-    if src.pte is None:
+    copy_page_ranges(m, [(dst, src)])
+
+
+def copy_page_ranges(m: Machine, pairs: list[tuple[VMA, VMA]]) -> None:
+    """copy_page_range() for every (dst, src) pair of one dup_mmap() (one source mm, one
+    destination mm), as one array operation: the sources' entries are concatenated, their
+    folios get one more mapping each and lose write/exclusive at once, and every VMA keeps
+    its slice (a view) of the source or the copied arrays."""
+    if not pairs:
         return
-    if src.pte.min() >= 0:                          # every entry is an anon folio
-        m.fork_ptes += len(src.pte)
-        m.folios.get(src.pte)
-        src.ptef &= ~np.uint8(F_WRITE | F_EXCL)
+    p = m.pmd_pages
+    dst_mm, src_mm = pairs[0][0].mm, pairs[0][1].mm
+    want: set[int] = set()
+    with_pt = []
+    for dst, src in pairs:
+        lo, hi = src.vm_start // p, (src.vm_end - 1) // p
+        if lo == hi:
+            want.add(lo)
+        else:
+            want.update(range(lo, hi + 1))
+        if src.pte is not None:
+            with_pt.append((dst, src))
+    dst_mm.pt_pmds |= want & src_mm.pt_pmds         # the PTE tables that exist in the source
+    if not with_pt:
+        return
+    if len(with_pt) == 1:
+        pte, ptef = with_pt[0][1].pte, with_pt[0][1].ptef
     else:
-        m.fork_ptes += int(np.count_nonzero(src.pte != PTE_NONE))
-        anon = src.pte >= 0
-        if anon.any():
-            m.folios.get(src.pte[anon])
-            src.ptef[anon] &= ~np.uint8(F_WRITE | F_EXCL)
-    dst.pte = src.pte.copy()
-    dst.ptef = src.ptef.copy()
+        pte = np.concatenate([src.pte for _, src in with_pt])
+        ptef = np.concatenate([src.ptef for _, src in with_pt])
+    anon = pte >= 0
+    nanon = int(np.count_nonzero(anon))
+    if nanon == len(pte):                           # every entry is an anon folio
+        m.fork_ptes += nanon
+        m.folios.get(pte)
+        ptef &= ~np.uint8(F_WRITE | F_EXCL)
+    else:
+        m.fork_ptes += int(np.count_nonzero(pte != PTE_NONE))
+        if nanon:
+            m.folios.get(pte[anon])
+            ptef[anon] &= ~np.uint8(F_WRITE | F_EXCL)
+    if len(with_pt) == 1:
+        dst = with_pt[0][0]
+        dst.pte, dst.ptef = pte.copy(), ptef.copy()
+        return
+    cpte, cptef = pte.copy(), ptef.copy()
+    a = 0
+    for dst, src in with_pt:
+        b = a + len(src.pte)
+        src.pte, src.ptef = pte[a:b], ptef[a:b]
+        dst.pte, dst.ptef = cpte[a:b], cptef[a:b]
+        a = b
 
 
 def split_huge_pmd(m: Machine, vma: VMA, pmd: int) -> None:

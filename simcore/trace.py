@@ -171,32 +171,51 @@ _MREMAP_MOVE = ({"pid": _INT, "region": _STR, "to": _STR},
 _ENUMS = {"kind": KINDS, "prot": PROTS, "advice": ADVICES, "walk": WALKS}
 
 
+_TABLES: dict[int, tuple[dict[str, tuple[type, tuple | None]], tuple[str, ...]]] = {}
+
+
+def _table(spec: tuple[dict[str, type], dict[str, type]]):
+    """spec -> ({field: (type, allowed values or None)}, required fields), built once."""
+    table = _TABLES.get(id(spec))
+    if table is None:
+        required, optional = spec
+        table = _TABLES[id(spec)] = ({k: (t, _ENUMS.get(k)) for k, t in {**optional, **required}.items()},
+                                     tuple(required))
+    return table
+
+
 def _check_fields(obj: dict, spec: tuple[dict[str, type], dict[str, type]], lineno: int) -> dict:
-    required, optional = spec
+    fields, required = _table(spec)
     args: dict = {}
+    low = False                                # some integer <= 0: checked after the loop
     for key, value in obj.items():
         if key == "op":
             continue
-        typ = required.get(key) or optional.get(key)
-        if typ is None:
-            allowed = ", ".join(sorted(set(required) | set(optional)))
+        known = fields.get(key)
+        if known is None:
+            allowed = ", ".join(sorted(fields))
             raise TraceError(lineno, f"unknown field {key!r} for op {obj['op']!r} (allowed: {allowed})")
-        if typ is int and (isinstance(value, bool) or not isinstance(value, int)):
-            raise TraceError(lineno, f"field {key!r} must be an integer, got {value!r}")
-        if typ is not int and not isinstance(value, typ):
-            raise TraceError(lineno, f"field {key!r} must be a {typ.__name__}, got {value!r}")
-        if key in _ENUMS and value not in _ENUMS[key]:
-            raise TraceError(lineno, f"{key}={value!r} is not one of {', '.join(_ENUMS[key])}")
+        typ, enum = known
+        if type(value) is not typ:             # exact types pass at once (JSON gives no subclasses)
+            if typ is int and (isinstance(value, bool) or not isinstance(value, int)):
+                raise TraceError(lineno, f"field {key!r} must be an integer, got {value!r}")
+            if typ is not int and not isinstance(value, typ):
+                raise TraceError(lineno, f"field {key!r} must be a {typ.__name__}, got {value!r}")
+        if enum is not None and value not in enum:
+            raise TraceError(lineno, f"{key}={value!r} is not one of {', '.join(enum)}")
+        if value.__class__ is int and value <= 0:
+            low = True
         args[key] = value
-    missing = [k for k in required if k not in obj]
-    if missing:
+    if len(args) < len(required) or any(k not in args for k in required):
+        missing = [k for k in required if k not in obj]
         raise TraceError(lineno, f"op {obj['op']!r} needs field(s) {', '.join(missing)}")
-    for key in ("pages", "count"):
-        if key in args and args[key] <= 0:
-            raise TraceError(lineno, f"{key} must be positive, got {args[key]}")
-    for key in ("first", "offset", "pid", "child"):
-        if key in args and args[key] < 0:
-            raise TraceError(lineno, f"{key} must not be negative, got {args[key]}")
+    if low:
+        for key in ("pages", "count"):
+            if key in args and args[key] <= 0:
+                raise TraceError(lineno, f"{key} must be positive, got {args[key]}")
+        for key in ("first", "offset", "pid", "child"):
+            if key in args and args[key] < 0:
+                raise TraceError(lineno, f"{key} must not be negative, got {args[key]}")
     return args
 
 

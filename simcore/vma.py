@@ -36,6 +36,9 @@ PTE_NONE, PTE_ZERO, PTE_FILE = -1, -2, -3
 F_WRITE, F_EXCL, F_HUGE = 1, 2, 4
 
 
+NO_CHAIN: tuple = ()      # the chain of a VMA never linked: shared, so most VMAs hold no list
+
+
 class File:
     """An open file (struct file); shared anonymous mappings get one each (shmem)."""
     __slots__ = ("name", "shmem")
@@ -67,7 +70,7 @@ class VMA:
         self.vm_flags = flags
         self.vm_file = file
         self.anon_vma: AnonVMA | None = None
-        self.chain: list[AnonVMAChain] = []
+        self.chain: list[AnonVMAChain] = NO_CHAIN   # a list once anon_vma_chain_link() links
         self.pte: np.ndarray | None = None
         self.ptef: np.ndarray | None = None
         self.priv: object = None
@@ -372,8 +375,8 @@ def vma_merge_new_range(m: Machine, mm: MM, start: int, end: int, pgoff: int, fl
                         copied_from: VMA | None = None, extended: VMA | None = None) -> VMA | None:
     """vma_merge_new_range() + vma_expand(): a new range [start, end) joins prev and/or next."""
     prev, nxt = mm.find_vma_prev(start), mm.find_vma(end)    # [start, end) is free
-    if prev is None and nxt is None:
-        return None
+    if (prev is None or prev.vm_end != start) and (nxt is None or nxt.vm_start != end):
+        return None                                  # no neighbour touches the range
     req = MergeReq(start, end, pgoff, flags, file, anon_vma, None, prev, nxt, copied_from,
                    extended)
     merge_left = can_vma_merge_left(m, req)

@@ -85,6 +85,7 @@ def simulate_cell(cfg: dict, sample_every: int = 0) -> dict[str, Any]:
     out.update(fork_metrics(m.forks, m.policy.fork_counters))
     for i, cache in enumerate(CACHES):
         out[f"{cache}_series"] = series[i]
+    m.release()          # break the model's cycles: freed now (sweep.workermem trims the heap)
     return out
 
 

@@ -103,8 +103,9 @@ def test_munmap_takes_addresses_and_removes_a_region_in_a_hole():
 
 def test_checked_mode_names_a_layout_that_has_left_the_mm():
     m = sim(mmap(region="z", pages=2), touch(region="z"))
-    m.layout.regions[0]["z"].prot[1] = UNMAPPED            # the layout forgets a mapped page
-    m.layout.regions[0]["z"].uniform = None
+    prot = m.layout.regions[0]["z"].prot.copy()
+    prot[1] = UNMAPPED                                     # the layout forgets a mapped page
+    m.layout.regions[0].replace("z", prot)                 # (Regions are values: replaced)
     with pytest.raises(LayoutMismatch, match=r"page 0x[0-9a-f]+ is unmapped in the layout but "
                                              r"mapped with protection 0x3 in the mm"):
         check_layout(m)

@@ -23,6 +23,7 @@ from .. import anon_vma as av
 from ..errors import InvariantError
 from ..folio import MAP_ANON_VMA, MAP_VMA
 from ..slab import VMA as VMA_CACHE
+from ..vma import NO_CHAIN
 from .eager import Eager
 
 if TYPE_CHECKING:
@@ -257,7 +258,7 @@ class Lazy(Eager):
         if parent.anon_vma is None or self.regular_may_map_lazy:
             self.upgrade(m, parent)      # only a `keep` variant leaves lazy folios in a regular VMA
         child.anon_vma = None
-        child.chain = []
+        child.chain = NO_CHAIN
         av.anon_vma_clone(m, child, parent)           # +L AVCs; reuse of an idle anon_vma
         if child.anon_vma is None:
             child.priv = TreeParent(parent.anon_vma)   # ANON_VMA_TREE_PARENT: no AV, no own AVC

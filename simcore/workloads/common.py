@@ -11,6 +11,7 @@ the pressure settings.
 from __future__ import annotations
 
 import random
+from bisect import bisect_left, insort
 from dataclasses import dataclass
 from functools import wraps
 from typing import Callable, Iterator
@@ -100,20 +101,32 @@ class Pressure:
 
 
 def with_pressure(ops: Iterator[T.Op], cfg: Pressure, rng: random.Random) -> Iterator[T.Op]:
-    """Interleave rmap walks (reclaim, compaction/migration, idle sampling) over written pages."""
-    written: dict[tuple[int, str], int] = {}
+    """Interleave rmap walks (reclaim, compaction/migration, idle sampling) over written pages.
+
+    A walk picks uniformly among the written (pid, region) keys in sorted order; the keys
+    are kept sorted as they come and go (pids are contiguous runs of that order), so each
+    phase costs a bisect, not a sort of every key."""
+    written: dict[tuple[int, str], tuple[int, int]] = {}
+    keys: list[tuple[int, str]] = []                   # sorted(written), kept incrementally
     for n, op in enumerate(ops, 1):
         yield op
         if isinstance(op, T.Touch) and op.write:        # a whole-region touch: its size is
             count = min(op.count, cfg.pressure_pages) if op.count else 1   # not known here
-            written[(op.pid, op.region)] = (op.first, count)
+            key = (op.pid, op.region)
+            if key not in written:
+                insort(keys, key)
+            written[key] = (op.first, count)
         elif isinstance(op, (T.Exit, T.Exec)):
-            for key in [k for k in written if k[0] == op.pid]:
+            lo, hi = bisect_left(keys, (op.pid, "")), bisect_left(keys, (op.pid + 1, ""))
+            for key in keys[lo:hi]:
                 del written[key]
+            del keys[lo:hi]
         elif isinstance(op, (T.Munmap, T.MremapMove)):      # the region is gone or cut
-            written.pop((op.pid, op.region), None)
+            key = (op.pid, op.region)
+            if written.pop(key, None) is not None:
+                del keys[bisect_left(keys, key)]
         if cfg.pressure_every and n % cfg.pressure_every == 0 and written:
-            pid, region = rng.choice(sorted(written))
+            pid, region = rng.choice(keys)
             first, count = written[(pid, region)]
             yield T.Rmap(pid, region, rng.choice(WALKS), first, count)
 
