@@ -12,25 +12,23 @@ import os
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import pyarrow as pa
 
 from simcore import registry
 from simcore.registry import GROUPS
 from simcore.slab import CACHES, PolicyCache
+from simcore.timemodel import fork_cost, time_metrics
 
 from .config import Grid
 from .fingerprint import fingerprint
 from .grid import axes_json, resolve_point
 from .store import FLOAT_METRICS, INT_METRICS, LIST_METRICS, Store, json_meta, result_schema
 
-if TYPE_CHECKING:
-    from simcore.fork import ForkRecord
-
 TRACEBACK_CHARS = 20000        # the end of a failed cell's traceback kept in its row
 WALK_KEYS = ("walks", "avcs_visited", "vmas_visited", "vmas_not_mapping", "root_lock_read",
-             "lockless_walks")
+             "lockless_walks")        # rmap_ptes and per-kind walks: simcore.timemodel
 
 
 # ---- one cell ------------------------------------------------------------------
@@ -52,6 +50,7 @@ def simulate_cell(cfg: dict, sample_every: int = 0) -> dict[str, Any]:
     ops = workload_ops(cfg)
     m = Machine(make_policy(cfg["policy"]["name"], **cfg["policy"].get("variant", {})),
                 pmd_pages=int(cfg["arch"]["pmd_pages"]))
+    m.locks.set_weights(cfg["arch"])          # per-root lock hold ns with this profile's costs
     series: list[list[int]] = [[], [], []]
     if sample_every:
         def sample(machine: Machine, op: object) -> None:
@@ -77,6 +76,7 @@ def simulate_cell(cfg: dict, sample_every: int = 0) -> dict[str, Any]:
     out.update(slab_metrics(counts, cfg["arch"], cfg["policy"]["name"], m.policy.caches))
     fork_ns = fork_cost(m.forks, cfg["arch"])
     out.update(forks=len(fork_ns), fork_ns_predicted=float(sum(fork_ns)), fork_ns=fork_ns)
+    out.update(time_metrics(m, cfg["arch"]))
     for i, cache in enumerate(CACHES):
         out[f"{cache}_series"] = series[i]
     return out
@@ -104,14 +104,6 @@ def slab_metrics(counts: dict, arch: dict, policy: str,
         out[f"{cache}_kb"] = live * size / 1024
         out[f"{cache}_slab_kb"] = math.ceil(live / per_slab) * slab_bytes / 1024
     return out
-
-
-def fork_cost(forks: list[ForkRecord], arch: dict) -> list[float]:
-    """Predicted latency (ns) of each fork from its counts and the profile's coefficients."""
-    a, vma, avc, av, pte = (float(arch[k]) for k in ("fork_a_ns", "fork_vma_ns", "fork_avc_ns",
-                                                      "fork_av_ns", "fork_pte_ns"))
-    return [a + vma * f.vmas + avc * f.avcs + av * f.anon_vmas + pte * (f.ptes + f.upgrade_ptes)
-            for f in forks]
 
 
 def row_head(cfg: dict, cell: dict, params: dict[str, type], sweep: str,
