@@ -29,7 +29,9 @@ if TYPE_CHECKING:
     from .rmap import WalkCost
 
 FAULT_KINDS = ("new", "prepare", "cow", "reuse")      # Machine.faults keys
-WALK_KINDS = ("reclaim", "migrate", "idle", "ksm")    # rmap.WALK_PASSES keys
+# rmap.WALK_PASSES keys, and "pageout": MADV_PAGEOUT's try_to_unmap() walks (the Android
+# compaction path, helper android's simcore/swap.py); time_rmap_ns sums every kind walked
+WALK_KINDS = ("reclaim", "migrate", "idle", "ksm", "pageout")
 FORK_COEFFS = ("fork_a_ns", "fork_vma_ns", "fork_avc_ns", "fork_av_ns", "fork_pte_ns")
 
 # row columns this module fills (floats: ns; ints: counts); sweep.store adds them to the metric set
@@ -148,16 +150,16 @@ def time_metrics(m: Machine, arch: dict) -> dict[str, float | int]:
     fork_upgrade = sum(f.upgrade_ptes for f in m.forks)
     out["time_fork_upgrade_ns"] = pte * fork_upgrade
     out["time_upgrade_ns"] = pte * (m.policy.upgrade_ptes() - fork_upgrade)
-    total = 0.0
-    out["rmap_ptes"] = 0
-    for kind in WALK_KINDS:
-        cost = m.walk_costs.get(kind)
-        ns = walk_ns(cost, m.policy.walk_locks(cost), arch) if cost is not None else 0.0
-        out[f"time_rmap_{kind}_ns"] = ns
-        out[f"rmap_{kind}_walks"] = cost.walks if cost is not None else 0
-        out["rmap_ptes"] += cost.ptes if cost is not None else 0
-        total += ns
-    out["time_rmap_ns"] = total
+    out.update({f"time_rmap_{kind}_ns": 0.0 for kind in WALK_KINDS})
+    out.update({f"rmap_{kind}_walks": 0 for kind in WALK_KINDS})
+    out["time_rmap_ns"], out["rmap_ptes"] = 0.0, 0
+    for kind, cost in m.walk_costs.items():
+        ns = walk_ns(cost, m.policy.walk_locks(cost), arch)
+        if kind in WALK_KINDS:
+            out[f"time_rmap_{kind}_ns"] = ns
+            out[f"rmap_{kind}_walks"] = cost.walks
+        out["time_rmap_ns"] += ns
+        out["rmap_ptes"] += cost.ptes
     w, r = m.locks.totals()
     wmax, rmax = m.locks.maxima()
     out.update(time_lock_write_hold_ns=w, time_lock_read_hold_ns=r,
