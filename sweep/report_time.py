@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from simcore.timemodel import FAULT_KINDS, WALK_KINDS, fork_parts
+from simcore.timemodel import FAULT_KINDS, WALK_KINDS, fork_cost, fork_parts
 
 KEYS = ["workload", "arch", "policy"]
 
@@ -116,33 +116,42 @@ def fork_claim(df: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(rows)
 
 
-def fork_microbench(arch: dict, vmas: tuple[int, ...] = (10, 100, 1000),
-                    pages: tuple[int, ...] = (1, 16)) -> pl.DataFrame:
-    """A parent with N written anon VMAs of P pages forks, the child exits, it forks again:
-    predicted ns of each fork under eager and lazy, and lazy's upgrade work (its first fork's
-    anon_vma + AVC per VMA and the PTE scan re-pointing its folios)."""
+MICRO_SHAPES = ((10, 1, 1), (10, 16, 16), (100, 1, 1), (100, 16, 16), (1000, 1, 1),
+                (1000, 16, 16), (100, 256, 16), (100, 512, 1))
+
+
+def fork_microbench(arch: dict, shapes: tuple[tuple[int, int, int], ...] = MICRO_SHAPES
+                    ) -> pl.DataFrame:
+    """A parent with N anon VMAs of P pages, the first T pages of each written, forks, the
+    child exits, it forks again: predicted ns of each fork under eager and lazy, and lazy's
+    upgrade work (its first fork's anon_vma + AVC per VMA and the PTE scan re-pointing its
+    folios, over every page of the VMA)."""
     from simcore import trace as T
     from simcore.machine import Machine
     rows = []
-    for n in vmas:
-        for p in pages:
-            ops: list = []
-            for i in range(n):
-                ops += [T.Mmap(0, f"r{i}", p), T.Touch(0, f"r{i}")]
-            ops += [T.Fork(0, 1), T.Exit(1), T.Fork(0, 2)]
-            forks = {pol: Machine(pol).run(ops).forks for pol in ("eager", "lazy")}
-            for which in (0, 1):
-                e = fork_parts(forks["eager"][which], arch)
-                z = fork_parts(forks["lazy"][which], arch)
-                eager, lazy = sum(e.values()), sum(z.values())
-                # lazy's children get no anon_vma: every anon_vma lazy allocates at fork is an
-                # upgrade of a parent VMA (+1 anon_vma, +1 AVC), then the PTE scan
-                upgrade = (z["upgrade_ptes"] + z["anon_vmas"]
-                           + float(arch["fork_avc_ns"]) * forks["lazy"][which].anon_vmas)
-                rows.append({"vmas": n, "pages": p, "fork": "first" if which == 0 else "second",
-                             "eager_us": eager / 1e3, "lazy_us": lazy / 1e3,
-                             "change_pct": 100 * (lazy - eager) / eager,
-                             "lazy_upgrade_us": upgrade / 1e3})
+    for n, p, touched in shapes:
+        ops: list = []
+        for i in range(n):
+            ops += [T.Mmap(0, f"r{i}", p), T.Touch(0, f"r{i}", 0, touched)]
+        ops += [T.Fork(0, 1), T.Exit(1), T.Fork(0, 2)]
+        forks = {pol: Machine(pol).run(ops).forks for pol in ("eager", "lazy")}
+        ns = {pol: fork_cost(f, arch) for pol, f in forks.items()}
+        extra, saved = ns["lazy"][0] - ns["eager"][0], ns["eager"][1] - ns["lazy"][1]
+        # later forks of the parent until lazy's total is back at eager's
+        even = max(0.0, extra) / saved if saved > 0 else float("inf")
+        for which in (0, 1):
+            e = fork_parts(forks["eager"][which], arch)
+            z = fork_parts(forks["lazy"][which], arch)
+            eager, lazy = sum(e.values()), sum(z.values())
+            # lazy's children get no anon_vma: every anon_vma lazy allocates at fork is an
+            # upgrade of a parent VMA (+1 anon_vma, +1 AVC), then the PTE scan
+            upgrade = (z["upgrade_ptes"] + z["anon_vmas"]
+                       + float(arch["fork_avc_ns"]) * forks["lazy"][which].anon_vmas)
+            rows.append({"vmas": n, "pages": p, "written": touched,
+                         "fork": "first" if which == 0 else "second",
+                         "eager_us": eager / 1e3, "lazy_us": lazy / 1e3,
+                         "change_pct": 100 * (lazy - eager) / eager,
+                         "lazy_upgrade_us": upgrade / 1e3, "later_forks_to_even": even})
     return pl.DataFrame(rows)
 
 

@@ -53,7 +53,7 @@ def test_walk_time_per_compaction_when_rows_count_compactions(rows):
 
 def test_fork_microbenchmark_lazy_pays_the_upgrade_at_the_first_fork_only():
     arch = ArchConf().__dict__
-    df = fork_microbench(arch, vmas=(20,), pages=(1, 8))
+    df = fork_microbench(arch, shapes=((20, 1, 1), (20, 8, 8)))
     first = df.filter(pl.col("fork") == "first")
     second = df.filter(pl.col("fork") == "second")
     assert (first["lazy_us"] > first["eager_us"]).all()      # + the PTE scan
@@ -64,3 +64,9 @@ def test_fork_microbenchmark_lazy_pays_the_upgrade_at_the_first_fork_only():
     # first fork: lazy - eager = the PTE scan of the upgrade (20 VMAs x pages)
     extra = ((first["lazy_us"] - first["eager_us"]) * 1e3).to_list()
     assert extra == pytest.approx([20 * p * arch["fork_pte_ns"] for p in (1, 8)])
+    even = first["later_forks_to_even"].to_list()
+    assert even == pytest.approx([e / s for e, s in zip(extra, saved.to_list())])
+    # a sparse VMA: the upgrade scans all its pages, eager copies the written ones only
+    sparse = fork_microbench(arch, shapes=((20, 64, 1),)).filter(pl.col("fork") == "first")
+    assert (sparse["lazy_us"] - sparse["eager_us"])[0] * 1e3 == pytest.approx(
+        20 * 64 * arch["fork_pte_ns"])
