@@ -70,3 +70,5 @@ def test_fork_microbenchmark_lazy_pays_the_upgrade_at_the_first_fork_only():
     sparse = fork_microbench(arch, shapes=((20, 64, 1),)).filter(pl.col("fork") == "first")
     assert (sparse["lazy_us"] - sparse["eager_us"])[0] * 1e3 == pytest.approx(
         20 * 64 * arch["fork_pte_ns"])
+    assert sparse["lazy_us_present_only"][0] * 1e3 == pytest.approx(
+        sparse["eager_us"][0] * 1e3 + 20 * 1 * arch["fork_pte_ns"])
