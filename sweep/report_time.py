@@ -16,6 +16,10 @@ def _mean(df: pl.DataFrame, cols: list[str]) -> pl.DataFrame:
                                                        pl.len().alias("cells")).sort(KEYS))
 
 
+def _ms(ns: float | None) -> str:
+    return f"{(ns or 0) / 1e6:,.3f}"
+
+
 def _per(total: float | None, n: float | None) -> str:
     return "-" if not n or total is None else f"{total / n:,.0f}"
 
@@ -36,18 +40,17 @@ def time_table(df: pl.DataFrame) -> str:
             + " | fork | of which upgrade | other upgrades | rmap walks | root write hold "
               "(max root) | root read hold (max root) | other locks |")
     lines = [head, "|" + "---|" * (3 + len(FAULT_KINDS) + 7)]
-    ms = lambda v: f"{(v or 0) / 1e6:,.3f}"            # noqa: E731
     for r in g.iter_rows(named=True):
-        faults = " | ".join(f"{ms(r[f'time_fault_{k}_ns'])} ({_per(r[f'time_fault_{k}_ns'], r[f'faults_{k}'])})"
+        faults = " | ".join(f"{_ms(r[f'time_fault_{k}_ns'])} ({_per(r[f'time_fault_{k}_ns'], r[f'faults_{k}'])})"
                             for k in FAULT_KINDS)
         lines.append(
             f"| {r['workload']} | {r['arch']} | {r['policy']} | {faults} | "
-            f"{ms(r['fork_ns_predicted'])} ({_per(r['fork_ns_predicted'], r['forks'])}) | "
-            f"{ms(r['time_fork_upgrade_ns'])} | {ms(r['time_upgrade_ns'])} | "
-            f"{ms(r['time_rmap_ns'])} ({_per(r['time_rmap_ns'], r['rmap_walks'])}) | "
-            f"{ms(r['time_lock_write_hold_ns'])} ({ms(r['time_lock_write_hold_max_ns'])}) | "
-            f"{ms(r['time_lock_read_hold_ns'])} ({ms(r['time_lock_read_hold_max_ns'])}) | "
-            f"{ms(r['time_lock_other_ns'])} |")
+            f"{_ms(r['fork_ns_predicted'])} ({_per(r['fork_ns_predicted'], r['forks'])}) | "
+            f"{_ms(r['time_fork_upgrade_ns'])} | {_ms(r['time_upgrade_ns'])} | "
+            f"{_ms(r['time_rmap_ns'])} ({_per(r['time_rmap_ns'], r['rmap_walks'])}) | "
+            f"{_ms(r['time_lock_write_hold_ns'])} ({_ms(r['time_lock_write_hold_max_ns'])}) | "
+            f"{_ms(r['time_lock_read_hold_ns'])} ({_ms(r['time_lock_read_hold_max_ns'])}) | "
+            f"{_ms(r['time_lock_other_ns'])} |")
     return "\n".join(lines)
 
 
