@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from .errors import InvariantError
 from .slab import ANON_VMA, AVC
 from .vma import NO_CHAIN
+from .timemodel import lock_write
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -61,6 +62,8 @@ def anon_vma_free(m: Machine, av: AnonVMA) -> None:
     if av.tree or av.refcount:
         raise InvariantError("I5", f"freeing busy {av!r}")
     av.freed = True
+    if av.root is av:
+        m.locks.retire(av.id)
     av.root = av.parent = None       # break the self-references: plain refcounting frees it
     del m.anon_vmas[av.id]
     m.slab.free(ANON_VMA)
@@ -104,7 +107,7 @@ def anon_vma_prepare(m: Machine, vma: VMA) -> None:
     vma.anon_vma = av
     anon_vma_chain_link(m, vma, av)
     av.num_active_vmas += 1
-    m.root_lock_write += 1                # anon_vma_lock_write(anon_vma->root)
+    lock_write(m, av.root, 1)             # anon_vma_lock_write(anon_vma->root)
 
 
 def anon_vma_clone(m: Machine, dst: VMA, src: VMA) -> None:
@@ -113,8 +116,8 @@ def anon_vma_clone(m: Machine, dst: VMA, src: VMA) -> None:
     With ``dst.anon_vma`` unset (only from anon_vma_fork) the first anon_vma with
     ``num_children < 2 and num_active_vmas == 0`` is reused.
     """
-    if src.chain:
-        m.root_lock_write += 1            # lock_anon_vma_root(): once, one root per chain
+    if src.chain:                         # lock_anon_vma_root(): once, one root per chain
+        lock_write(m, src.chain[0].anon_vma.root, len(src.chain))
     for pavc in src.chain:
         av = pavc.anon_vma
         anon_vma_chain_link(m, dst, av)
@@ -141,15 +144,15 @@ def anon_vma_fork(m: Machine, vma: VMA, pvma: VMA) -> None:
     get_anon_vma(av.root)
     av.parent.num_children += 1
     vma.anon_vma = av
-    m.root_lock_write += 1                # anon_vma_lock_write(anon_vma) for the new link
+    lock_write(m, av.root, 1)             # anon_vma_lock_write(anon_vma) for the new link
     anon_vma_chain_link(m, vma, av)
 
 
 def unlink_anon_vmas(m: Machine, vma: VMA) -> None:
     """unlink_anon_vmas(): free every AVC of vma; put each anon_vma whose tree emptied."""
     emptied = []
-    if vma.chain:
-        m.root_lock_write += 1
+    if vma.chain:                                   # lock_anon_vma_root()
+        lock_write(m, vma.chain[0].anon_vma.root, len(vma.chain))
     for avc in reversed(vma.chain):                 # kernel list order: newest first
         av = avc.anon_vma
         del av.tree[avc]
@@ -163,3 +166,11 @@ def unlink_anon_vmas(m: Machine, vma: VMA) -> None:
     vma.chain = NO_CHAIN
     for av in emptied:
         put_anon_vma(m, av)
+
+
+def vma_prepare(m: Machine, vma: VMA) -> None:
+    """vma_prepare() / vma_complete() (mm/vma.c) of a split, merge or expansion that changes
+    vma's range: anon_vma_lock_write(vma->anon_vma) around the interval-tree pre/post update
+    of vma's AVCs (anon_vma_interval_tree_pre_update_vma())."""
+    if vma.anon_vma is not None and vma.chain:
+        lock_write(m, vma.anon_vma.root, len(vma.chain))

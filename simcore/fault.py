@@ -8,6 +8,7 @@ import numpy as np
 from .mm import MM, for_each_vma_range
 from .policy.base import FAULT_COW, FAULT_NEW, FAULT_PREPARE
 from .pagetable import pmd_range, split_huge_pmd
+from .slab import AVC
 from .vma import (F_EXCL, F_HUGE, F_WRITE, PTE_FILE, PTE_NONE, PTE_ZERO, VM_HUGEPAGE,
                   VM_LOCKONFAULT, VM_NOHUGEPAGE, VM_SHARED, VM_WRITE, VMA, VM_ACCESS_FLAGS,
                   pt_ensure)
@@ -61,7 +62,9 @@ def do_huge_pmd_anonymous_page(m: Machine, vma: VMA, blk: slice, write: bool) ->
         vma.pte[blk] = fid[0]
         vma.ptef[blk] = F_WRITE | F_EXCL | F_HUGE
     else:
+        avcs = m.slab.allocs[AVC]
         m.policy.anon_fault(m, vma, FAULT_PREPARE)
+        m.faults["prepare"] += m.slab.allocs[AVC] != avcs   # __anon_vma_prepare() linked
         vma.pte[blk] = PTE_ZERO
         vma.ptef[blk] = F_HUGE
 
@@ -73,9 +76,11 @@ def _huge_pmd_write_ok(m: Machine, vma: VMA, blk: slice) -> bool:
         return False                       # huge zero page: split and fall back
     flags = vma.ptef[blk]
     if flags[0] & F_EXCL:
+        m.faults["reuse"] += not flags[0] & F_WRITE   # a write fault only if read-only
         flags |= F_WRITE
         return True
     if m.folios.mapcount[fid] == m.pmd_pages:     # only this PMD maps it: reuse
+        m.faults["reuse"] += 1
         m.policy.move_anon_rmap(m, vma, np.array([fid]))
         flags |= _WX
         return True
@@ -121,6 +126,7 @@ def do_wp_page(m: Machine, vma: VMA, idx: np.ndarray) -> None:
     excl = (flags[idx] & F_EXCL) != 0
     if excl.any():
         flags[idx[excl]] |= np.uint8(F_WRITE)        # PageAnonExclusive: reuse
+        m.faults["reuse"] += int(np.count_nonzero(excl))
         idx = idx[~excl]
         if not len(idx):
             return
@@ -132,6 +138,7 @@ def do_wp_page(m: Machine, vma: VMA, idx: np.ndarray) -> None:
         idx, ids = idx[small], ids[small]
     reuse = folios.mapcount[ids] == 1                # wp_can_reuse_anon_folio()
     if reuse.any():
+        m.faults["reuse"] += int(np.count_nonzero(reuse))
         m.policy.move_anon_rmap(m, vma, ids[reuse])
         flags[idx[reuse]] |= _WX
         idx = idx[~reuse]
@@ -142,6 +149,7 @@ def do_wp_page(m: Machine, vma: VMA, idx: np.ndarray) -> None:
 def _wp_large(m: Machine, vma: VMA, i: int) -> None:
     fid = int(vma.pte[i])
     if m.folios.mapcount[fid] == np.count_nonzero(vma.pte == fid):   # all mappings are ours
+        m.faults["reuse"] += 1
         m.policy.move_anon_rmap(m, vma, np.array([fid]))
         vma.ptef[vma.pte == fid] |= _WX
     else:
@@ -166,7 +174,11 @@ def new_anon_folios(m: Machine, vma: VMA, index: np.ndarray, nr: int = 1,
                     fault: str = FAULT_NEW) -> np.ndarray:
     """vmf_anon_prepare() + folio_add_new_anon_rmap() for folios at `index` in vma
     (fault: FAULT_NEW, or FAULT_COW from wp_page_copy())."""
+    avcs = m.slab.allocs[AVC]
     mapping, mkind = m.policy.anon_fault(m, vma, fault)
+    faults = m.faults                                # counts for simcore/timemodel.py
+    faults[fault] += len(index)
+    faults["prepare"] += m.slab.allocs[AVC] != avcs  # __anon_vma_prepare() linked an AVC
     ids = m.folios.alloc(mapping, mkind, index, nr)
     m.policy.folios_added(m, vma, mkind, len(ids))
     return ids

@@ -26,6 +26,7 @@ from .policy import Policy, make_policy
 from .rmap import rmap_range
 from .slab import CACHES, Slab
 from .vma import NO_CHAIN
+from .timemodel import FAULT_KINDS, RootLocks
 
 # trace operation -> the kernel entry point that carries it out
 DISPATCH: dict[type, Callable[[Machine, T.Op], None]] = {
@@ -55,6 +56,8 @@ class Machine:
         self.root_lock_write = 0                  # anon_vma root rwsem write acquisitions
         self.fork_ptes = 0                        # page-table entries copied by forks so far
         self.forks: list[ForkRecord] = []         # one per fork (fork.copy_mm)
+        self.faults = dict.fromkeys(FAULT_KINDS, 0)   # faults by kind (fault.py), for timemodel
+        self.locks = RootLocks()                  # anon_vma root rwsem holds per root (timemodel)
         if self.policy.tracks_frees:
             self.folios.on_free = lambda ids: self.policy.folios_freed(self, ids)
         self.procs: dict[int, MM] = {0: mm_alloc(self, 0, "boot")}

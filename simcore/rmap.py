@@ -24,6 +24,7 @@ class WalkCost:
     vmas_not_mapping: int = 0    # visited VMAs that do not map the folio
     root_lock_read: int = 0
     lockless_walks: int = 0
+    ptes: int = 0                # mappings found: the PTEs rmap_one() handles
     extra: dict[str, int] = field(default_factory=dict)
 
     @classmethod
@@ -65,10 +66,14 @@ def rmap_walk(m: Machine, fid: int, cost: WalkCost | None = None, early_exit: bo
     if cost is not None:
         cost.walks += 1
     if f.mkind[fid] != MAP_ANON_VMA:                    # a target the policy defines
-        return m.policy.rmap_walk_target(m, fid, cost, early_exit, full_tree)
+        found = m.policy.rmap_walk_target(m, fid, cost, early_exit, full_tree)
+        if cost is not None:
+            cost.ptes += len(found)
+        return found
     av = m.anon_vmas[int(f.mapping[fid])]
     if cost is not None:
         cost.root_lock_read += 1                         # anon_vma_lock_read(root)
+        visited = cost.vmas_visited
     want = int(f.mapcount[fid])
     for avc in av.tree:
         vma = avc.vma
@@ -85,6 +90,9 @@ def rmap_walk(m: Machine, fid: int, cost: WalkCost | None = None, early_exit: bo
                 break                                    # rwc->done(): all mappings handled
         elif cost is not None:
             cost.vmas_not_mapping += 1
+    if cost is not None:                                 # the read hold, for timemodel
+        cost.ptes += len(found)
+        m.locks.read(av.root.id, cost.vmas_visited - visited, len(found))
     return found
 
 

@@ -138,6 +138,8 @@ def write_report(df: pl.DataFrame, dest: "Path") -> list["Path"]:
     if three:
         text += ["## Three designs side by side: eager, ANON_VMA_LAZY, COW context", "",
                  "(sweep/report_designs.py: columns and what they count)", "", three, ""]
+    from .report_time import time_section
+    text += time_section(df)
     text += [f"![{p.stem}]({p.name})" for p in made]
     (dest / "report.md").write_text("\n".join(text) + "\n")
     return [dest / "report.md", *made]

@@ -12,14 +12,15 @@ import os
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import pyarrow as pa
 
 from simcore import registry
-from simcore.fork import fork_metrics, policy_fork_ns
+from simcore.fork import fork_metrics
 from simcore.registry import GROUPS
 from simcore.slab import CACHES, PolicyCache
+from simcore.timemodel import fork_cost, time_metrics
 
 from .config import Grid
 from .fingerprint import fingerprint
@@ -27,14 +28,11 @@ from .grid import axes_json, resolve_point
 from .workermem import CellMemory
 from .store import LIST_METRICS, CellIndex, Store, json_meta, metric_columns, result_schema
 
-if TYPE_CHECKING:
-    from simcore.fork import ForkRecord
-
-TRACEBACK_CHARS = 20000
-MAX_BATCH = 10000
-FAILURES_KEPT = 1000           # failed cells the driver keeps and logs one by one              # cells per automatic batch at most (one Parquet file each)        # the end of a failed cell's traceback kept in its row
+TRACEBACK_CHARS = 20000        # the end of a failed cell's traceback kept in its row
+MAX_BATCH = 10000              # cells per automatic batch at most (one Parquet file each)
+FAILURES_KEPT = 1000           # failed cells the driver keeps and logs one by one
 WALK_KEYS = ("walks", "avcs_visited", "vmas_visited", "vmas_not_mapping", "root_lock_read",
-             "lockless_walks")
+             "lockless_walks")        # rmap_ptes and per-kind walks: simcore.timemodel
 
 
 # ---- one cell ------------------------------------------------------------------
@@ -56,6 +54,7 @@ def simulate_cell(cfg: dict, sample_every: int = 0) -> dict[str, Any]:
     ops = workload_ops(cfg)
     m = Machine(make_policy(cfg["policy"]["name"], **cfg["policy"].get("variant", {})),
                 pmd_pages=int(cfg["arch"]["pmd_pages"]))
+    m.locks.set_weights(cfg["arch"])          # per-root lock hold ns with this profile's costs
     series: list[list[int]] = [[], [], []]
     if sample_every:
         def sample(machine: Machine, op: object) -> None:
@@ -83,6 +82,7 @@ def simulate_cell(cfg: dict, sample_every: int = 0) -> dict[str, Any]:
     fork_ns = fork_cost(m.forks, cfg["arch"])
     out.update(forks=len(fork_ns), fork_ns_predicted=float(sum(fork_ns)), fork_ns=fork_ns)
     out.update(fork_metrics(m.forks, m.policy.fork_counters))
+    out.update(time_metrics(m, cfg["arch"]))
     for i, cache in enumerate(CACHES):
         out[f"{cache}_series"] = series[i]
     m.release()          # break the model's cycles: freed now (sweep.workermem trims the heap)
@@ -111,14 +111,6 @@ def slab_metrics(counts: dict, arch: dict, policy: str,
         out[f"{cache}_kb"] = live * size / 1024
         out[f"{cache}_slab_kb"] = math.ceil(live / per_slab) * slab_bytes / 1024
     return out
-
-
-def fork_cost(forks: list[ForkRecord], arch: dict) -> list[float]:
-    """Predicted latency (ns) of each fork from its counts and the profile's coefficients."""
-    a, vma, avc, av, pte = (float(arch[k]) for k in ("fork_a_ns", "fork_vma_ns", "fork_avc_ns",
-                                                      "fork_av_ns", "fork_pte_ns"))
-    return [a + vma * f.vmas + avc * f.avcs + av * f.anon_vmas + pte * (f.ptes + f.upgrade_ptes)
-            + policy_fork_ns(f, arch) for f in forks]
 
 
 def row_head(cfg: dict, cell: dict, params: dict[str, type], sweep: str,

@@ -24,15 +24,17 @@ import pyarrow.parquet as pq
 
 from simcore.fork import FORK_INTS
 from simcore.slab import CACHES
+from simcore.timemodel import TIME_FLOATS, TIME_INTS
 
 PARTITIONS = ("workload", "policy")
 KERNEL_INT_METRICS = (*CACHES, *(f"{c}_peak" for c in CACHES), "folios", "processes",
                       "anon_vma_root_lock_write", "rmap_walks", "rmap_avcs_visited",
                       "rmap_vmas_visited", "rmap_vmas_not_mapping", "rmap_root_lock_read",
                       "rmap_lockless_walks", "lazy_upgrades", "lazy_upgrade_folios",
-                      "lazy_upgrade_ptes", "lazy_repointed_folios", "lazy_pinned_vmas", "forks")
+                      "lazy_upgrade_ptes", "lazy_repointed_folios", "lazy_pinned_vmas", *TIME_INTS,
+                      "forks")
 KERNEL_FLOAT_METRICS = (*(f"{c}_kb" for c in CACHES), *(f"{c}_slab_kb" for c in CACHES),
-                        "fork_ns_predicted")
+                        "fork_ns_predicted", *TIME_FLOATS)
 
 
 def policy_metrics(plugins: tuple[str, ...] | None = ()) -> tuple[tuple[str, ...], tuple[str, ...]]:

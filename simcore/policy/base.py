@@ -188,3 +188,22 @@ class Policy(ABC):
     def stats(self) -> dict[str, int]:
         """Policy-specific counters reported with the results."""
         return {}
+
+    # the time model's lock/RCU model (simcore/timemodel.py, docs/time-model.md)
+    lock_model: dict[str, str] = {
+        "walk": "anon_vma root rwsem, read: rmap_walk_anon() -> folio_lock_anon_vma_read() / "
+                "anon_vma_lock_read(); held while the interval tree is walked",
+        "change": "anon_vma root rwsem, write: __anon_vma_prepare(), anon_vma_clone() and "
+                  "anon_vma_fork() at fork, unlink_anon_vmas() at unmap/exit, vma_prepare() of "
+                  "split/merge/expand (mm/rmap.c, mm/vma.c)",
+    }
+
+    def walk_locks(self, cost: WalkCost) -> int:
+        """Lock acquisitions of this design's rmap walks totalled in cost, beyond the anon_vma
+        root rwsem reads (cost.root_lock_read): each is charged walk_lock_ns."""
+        return 0
+
+    def other_locks(self) -> dict[str, int]:
+        """Acquisitions so far of the design's own locks outside rmap walks and anon_vma roots
+        (name -> count), each charged walk_lock_ns."""
+        return {}

@@ -518,6 +518,22 @@ class CowContextPolicy(Policy):
                 cost.vmas_not_mapping += 1
         return False
 
+    # ---- time model ---------------------------------------------------------------
+    lock_model = {
+        "walk": "no anon_vma; walk_lock=rcu: RCU read section only (the PoC), charged nothing "
+                "beyond walk_a_ns; walk_lock=ctx: one lock per live context visited; "
+                "walk_lock=vma: one per VMA visited (cow_walk_locks, walk_lock_ns each)",
+        "change": "no anon_vma root lock: the context list lock (list_write_lock) at "
+                  "dup_cow_context(), context free and pruning (cow_list_lock, walk_lock_ns "
+                  "each); the first fault sets DUMMY_ANON_VMA under page_table_lock",
+    }
+
+    def walk_locks(self, cost: WalkCost) -> int:
+        return cost.extra.get("cow_walk_locks", 0)
+
+    def other_locks(self) -> dict[str, int]:
+        return {"cow_list_lock": self.counters["cow_list_lock"]}
+
     # ---- checks and results -------------------------------------------------------
     def check(self, m: Machine) -> None:
         """Context tree and reference counts: refcnt = mm + children + folios; every live

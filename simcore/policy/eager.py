@@ -32,6 +32,10 @@ class Eager(Policy):
 
     def split(self, m: Machine, new: VMA, old: VMA) -> None:
         av.anon_vma_clone(m, new, old)                      # __split_vma()
+        av.vma_prepare(m, old)
+
+    def vma_adjust(self, m: Machine, vma: VMA) -> None:
+        av.vma_prepare(m, vma)                              # vma_expand(), vma_shrink(), merges
 
     def copy_vma(self, m: Machine, new: VMA, src: VMA) -> None:
         av.anon_vma_clone(m, new, src)                      # copy_vma()

@@ -24,6 +24,7 @@ from ..errors import InvariantError
 from ..folio import MAP_ANON_VMA, MAP_VMA
 from ..slab import VMA as VMA_CACHE
 from ..vma import NO_CHAIN
+from ..timemodel import lock_write
 from .eager import Eager
 
 if TYPE_CHECKING:
@@ -170,6 +171,7 @@ class Lazy(Eager):
         vma.priv = None
         vma.anon_vma = anon
         av.anon_vma_chain_link(m, vma, anon)
+        lock_write(m, anon.root, 1)
         anon.num_active_vmas += 1
         if isinstance(root, LazyRoot) and (root.anon_vma is None or root.anon_vma.freed):
             root.anon_vma = anon                      # the rest of its family joins anon too
@@ -207,6 +209,7 @@ class Lazy(Eager):
             tp.own.num_active_vmas += 1
             if all(c.anon_vma is not tp.own for c in vma.chain):   # not a reused ancestor
                 av.anon_vma_chain_link(m, vma, tp.own)
+                lock_write(m, tp.own.root, 1)
             return
         for avc in vma.chain:                          # anon_vma_clone(): oldest first
             idle = avc.anon_vma
@@ -221,6 +224,7 @@ class Lazy(Eager):
         parent.num_children += 1
         vma.anon_vma = tp.own = new
         av.anon_vma_chain_link(m, vma, new)
+        lock_write(m, new.root, 1)                     # anon_vma_fork()'s anon_vma_lock_write
 
     def _has_lazy_folios(self, m: Machine, vma: VMA) -> bool:
         ids = self._present(m, vma)
@@ -265,6 +269,7 @@ class Lazy(Eager):
 
     def split(self, m: Machine, new: VMA, old: VMA) -> None:
         av.anon_vma_clone(m, new, old)
+        av.vma_prepare(m, old)
         new.priv = old.priv                           # vm_area_dup(): the tag is shared
 
     def copy_vma(self, m: Machine, new: VMA, src: VMA) -> None:
@@ -384,6 +389,16 @@ class Lazy(Eager):
 
     def upgrade_ptes(self) -> int:
         return self.counters["lazy_upgrade_ptes"]
+
+    lock_model = {
+        "walk": "lazy folios (mapping = the VMA): no anon_vma lock; the VMA is kept valid by "
+                "RCU + vm_rcuref (patch 06), charged nothing beyond walk_a_ns (assumed); "
+                "upgraded folios: anon_vma root rwsem, read, as eager",
+        "change": "anon_vma root rwsem, write, where an anon_vma exists (as eager); a lazy VMA "
+                  "takes none at its first fault; an upgrade takes the new anon_vma's write "
+                  "lock once (anon_vma_prepare()), the re-pointing PTE scan is charged as "
+                  "fork_pte_ns per PTE (reconstructed, docs/lazy-model.md)",
+    }
 
     def stats(self) -> dict[str, int]:
         return dict(self.counters, lazy_pinned_vmas=len(self.detached))
