@@ -290,8 +290,6 @@ class Replayer:
             self._skip("op of a process whose mm is unknown (before its exec)")
             return
         start, pages = ret >> PAGE_SHIFT, _pages(op["len"])
-        if flags & MAP_FIXED and mm.vmas_in_range(start, start + pages):
-            do_vmi_munmap(self.m, mm, start, start + pages)
         file = None
         if not flags & MAP_ANONYMOUS:
             # the file: from a later maps snapshot; else the file of this fd's last

@@ -378,6 +378,38 @@ def test_replay_synthetic_recording_counts_step_by_step(tmp_path):
         assert row["sim_final"] == row["kernel_final"] == 0
 
 
+def test_replay_mmap_fixed_over_a_mapping_frees_the_old_vma_after_the_new():
+    """__mmap_region() over an existing mapping: the old VMA's anon_vma chain goes before
+    the new VMA is made (vms_clean_up_area()), the old VMA object only after it
+    (vms_complete_munmap_vmas()): for a moment both are alive (java's VMA peak).
+
+        P0          P4
+        [A  A  A  A ]    anon rw, written: anon_vma, 1 AVC          1 VMA
+        [A][A  A][A ]    split at P1 and P3 (AVCs cloned)            3 VMAs, 3 AVCs
+        [A]      [A ]    middle detached, its AVC unlinked           3 VMAs, 2 AVCs
+        [A][N  N][A ]    new VMA (MAP_FIXED, read-only: no merge)    4 VMAs (the peak)
+                         old middle VMA freed                        3 VMAs
+    """
+    from simcore.replay import Replayer, _Snapshots
+    P, S = 0x1000 << 12, 0x7ff00 << 12
+    image = {"maps": [[S, S + 0x1000, "rw-p", 0, 0, 0, "[stack]"]], "auxv": {}}
+    ops = [{"op": "exec", "pid": 1, "ret": 0, "file": "/bin/x", "image": image, "faults": []},
+           {"op": "mmap", "pid": 1, "addr": P, "len": 0x4000, "prot": 3, "flags": 0x32,
+            "fd": -1, "off": 0, "ret": P},
+           {"op": "fault", "pid": 1, "addr": P, "write": True, "user": True},
+           {"op": "mmap", "pid": 1, "addr": P + 0x1000, "len": 0x2000, "prot": 1,
+            "flags": 0x32, "fd": -1, "off": 0, "ret": P + 0x1000}]
+    r = Replayer()
+    snaps = _Snapshots(ops)
+    for i, op in enumerate(ops):
+        r.step(i, op, snaps)
+    stack = [1, 1, 1]                                      # the image's stack VMA, written
+    assert list(r.m.slab.live) == [stack[0] + 3, 2, stack[2] + 2]
+    assert r.m.slab.peak[0] == stack[0] + 4
+    assert [(v.vm_start - (P >> 12), v.vm_end - (P >> 12)) for v in r.m.procs[1].vmas
+            if v.vm_start >= P >> 12 and v.vm_end <= (P >> 12) + 4] == [(0, 1), (1, 3), (3, 4)]
+
+
 def test_validate_cli_json_and_corrupt(tmp_path):
     rec = _synthetic(tmp_path)
     res = _cli("validate", str(rec), "--json")
