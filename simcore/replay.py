@@ -32,13 +32,14 @@ from .policy import make_policy
 from .slab import CACHES
 from .vma import (VM_ACCOUNT, VM_GROWSDOWN, VM_LOCKED, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE,
                   VM_MAYWRITE, VM_NOHUGEPAGE, VM_NORESERVE, VM_SHARED, VM_WRITE, File, pt_set,
-                  pt_take)
+                  pt_take, vm_area_alloc, vm_area_free)
 from .fault import populate_vma_page_range
 
 PAGE_SHIFT = 12
 MAP_SHARED, MAP_FIXED, MAP_ANONYMOUS, MAP_POPULATE, MAP_LOCKED = 0x1, 0x10, 0x20, 0x8000, 0x2000
 MAP_FIXED_NOREPLACE = 0x100000
-MAP_GROWSDOWN, MAP_NORESERVE, MAP_STACK = 0x100, 0x4000, 0x20000
+MAP_GROWSDOWN, MAP_NORESERVE, MAP_STACK, MAP_HUGETLB = 0x100, 0x4000, 0x20000, 0x40000
+ENOMEM = 12
 MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP = 1, 2, 4
 SHM_RDONLY = 0o10000
 ET_EXEC = 2
@@ -283,9 +284,14 @@ class Replayer:
     def mmap(self, op: dict) -> None:
         pid, ret, flags = op["pid"], op["ret"], op["flags"]
         index, snaps = self.index, self.snaps
-        if ret < 0:
-            return
         mm = self._mm(pid)
+        if ret < 0:
+            if ret == -ENOMEM and flags & MAP_HUGETLB and mm is not None:
+                # __mmap_new_vma(): vm_area_alloc(), then the hugetlbfs mmap hook cannot
+                # reserve the huge pages (hugetlb_reserve_pages()): vm_area_free()
+                vm_area_free(self.m, vm_area_alloc(self.m, mm, 0, _pages(op["len"]), 0,
+                                                   calc_vm_prot_bits(op["prot"]), None))
+            return
         if mm is None:
             self._skip("op of a process whose mm is unknown (before its exec)")
             return
