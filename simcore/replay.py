@@ -33,7 +33,8 @@ from .slab import CACHES
 from .vma import (VM_ACCOUNT, VM_GROWSDOWN, VM_LOCKED, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE,
                   VM_MAYWRITE, VM_NOHUGEPAGE, VM_NORESERVE, VM_SHARED, VM_WRITE, File, pt_set,
                   pt_take, vm_area_alloc, vm_area_free)
-from .fault import populate_vma_page_range
+from .check import check_machine
+from .fault import handle_mm_fault, populate_vma_page_range
 
 PAGE_SHIFT = 12
 MAP_SHARED, MAP_FIXED, MAP_ANONYMOUS, MAP_POPULATE, MAP_LOCKED = 0x1, 0x10, 0x20, 0x8000, 0x2000
@@ -62,25 +63,29 @@ class Replay:
     skipped: Counter = field(default_factory=Counter)
     ops: int = 0
     kernel: dict = field(default_factory=dict)     # the recording's footer counts
-    # per op: (index, kernel k, sim live, kernel allocs of the op, sim allocs so far)
-    series: list = field(default_factory=list)
+    # the series: ops with the kernel's live counts (k), those after which the simulator's
+    # differ, and the largest difference per cache
+    series_ops: int = 0
+    series_off: int = 0
+    series_max: list = field(default_factory=lambda: [0, 0, 0])
 
 
 class _Snapshots:
     """maps snapshots per pid (exec images, exit maps), to find a mapping's file."""
 
     def __init__(self, ops: list[dict]) -> None:
-        self.by_pid: dict[int, list[tuple[int, list]]] = {}
+        self.by_pid: dict[int, tuple[list[int], list[list]]] = {}
         for i, op in enumerate(ops):
             maps = (op.get("image") or {}).get("maps") if op["op"] == "exec" else op.get("maps")
             if maps:
-                self.by_pid.setdefault(op["pid"], []).append((i, maps))
+                at, snaps = self.by_pid.setdefault(op["pid"], ([], []))
+                at.append(i)
+                snaps.append(maps)
 
     def file_at(self, pid: int, index: int, addr: int, off: int) -> str | None:
         """dev:ino of the first later snapshot's VMA that holds addr at file offset off."""
-        snaps = self.by_pid.get(pid, [])
-        k = bisect_right([i for i, _ in snaps], index)
-        for _, maps in snaps[k:]:
+        at, snaps = self.by_pid.get(pid, ((), ()))
+        for maps in snaps[bisect_right(at, index):]:
             for lo, hi, _perms, pgoff, dev, ino, _name in maps:
                 if lo <= addr < hi:
                     if ino and pgoff + (addr - lo) == off:
@@ -276,7 +281,10 @@ class Replayer:
         if write and not vma.vm_flags & VM_WRITE:
             self._skip("write fault on a read-only VMA (SIGSEGV or ptrace)")
             return
-        self._apply(T.Touch(pid, absolute_region(page), 0, 1, write, line=self.line))
+        off = page - vma.vm_start                # do_user_addr_fault() of one page
+        handle_mm_fault(self.m, vma, off, off + 1, write)
+        if self.m.check:
+            check_machine(self.m)
 
     def fault(self, op: dict) -> None:
         self._fault(op["pid"], op["addr"], op["write"])
@@ -459,13 +467,24 @@ class Replayer:
         self.line = i + 2                       # the header is line 1
         self.index, self.snaps = i, snaps
         handler = REPLAY.get(op["op"])
-        if handler is not None:
-            handler(self, op)
-        elif op["op"] not in ("shmget", "memfd_create"):
-            self._skip(f"{op['op']} not modelled")
-        self.rep.ops += 1
-        self.rep.series.append((i, op.get("k"), list(self.m.slab.live), op.get("a", [0, 0, 0]),
-                                list(self.m.slab.allocs)))
+        try:
+            if handler is not None:
+                handler(self, op)
+            elif op["op"] not in ("shmget", "memfd_create"):
+                self._skip(f"{op['op']} not modelled")
+        except InvariantError as exc:
+            if exc.op is None:
+                exc.op, exc.line = json.dumps(op), self.line
+            raise
+        rep = self.rep
+        rep.ops += 1
+        k = op.get("k")
+        if k is not None:
+            rep.series_ops += 1
+            live = self.m.slab.live
+            if k[0] != live[0] or k[1] != live[1] or k[2] != live[2]:
+                rep.series_off += 1
+                rep.series_max = [max(d, abs(a - b)) for d, a, b in zip(rep.series_max, live, k)]
 
     def finish(self) -> Replay:
         for mm in self.dying.values():          # torn down outside the recorded tasks
@@ -542,16 +561,11 @@ def replay_recorded(m: Machine, op: RecordedOp) -> None:
         s.replayer = Replayer(machine=m)
     elif s.replayer.m is not m:
         raise ReplayError("one recording's operations replayed on two machines")
-    try:
-        if op.index < 0:
-            s.replayer.finish()
-        else:
-            s.replayer.look_ahead(s.ops, op.index)
-            s.replayer.step(op.index, s.ops[op.index], s.snaps)
-    except InvariantError as exc:
-        if exc.op is None and op.index >= 0:
-            exc.op, exc.line = json.dumps(s.ops[op.index]), op.line
-        raise
+    if op.index < 0:
+        s.replayer.finish()
+    else:
+        s.replayer.look_ahead(s.ops, op.index)
+        s.replayer.step(op.index, s.ops[op.index], s.snaps)
 
 
 DISPATCH[RecordedOp] = replay_recorded
