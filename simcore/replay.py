@@ -14,6 +14,7 @@ and why, so an inexact replay says where it is inexact.
 from __future__ import annotations
 
 import json
+import random
 from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from .mm import MM
 from .mmap import calc_vm_prot_bits, do_vmi_munmap, exit_mmap, mmap_region
 from .mremap import move_vma
 from .policy import make_policy
+from .rmap import rmap_range
 from .slab import CACHES
 from .vma import (VM_ACCOUNT, VM_GROWSDOWN, VM_LOCKED, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE,
                   VM_MAYWRITE, VM_NOHUGEPAGE, VM_NORESERVE, VM_SHARED, VM_WRITE, File, pt_set,
@@ -115,6 +117,7 @@ class Replayer:
         self.snaps: _Snapshots | None = None
         self.shm_size: dict[int, int] = {}    # shmid -> bytes (shmget)
         self.aside: MM | None = None           # the old mm while exec_begin builds the new
+        self.written: list[tuple[int, int]] = []   # (pid, page) of write faults, for walks
         self.m.offstage_mms = lambda: (*self.early.values(), *self.dying.values(),
                                        *((self.aside,) if self.aside is not None else ()))
 
@@ -283,6 +286,8 @@ class Replayer:
             return
         off = page - vma.vm_start                # do_user_addr_fault() of one page
         handle_mm_fault(self.m, vma, off, off + 1, write)
+        if write:
+            self.written.append((pid, page))
         if self.m.check:
             check_machine(self.m)
 
@@ -486,6 +491,23 @@ class Replayer:
                 rep.series_off += 1
                 rep.series_max = [max(d, abs(a - b)) for d, a, b in zip(rep.series_max, live, k)]
 
+    def pressure(self, rng: random.Random, walks: tuple[str, ...], pages: int) -> None:
+        """One memory-pressure phase: an rmap walk of a kind drawn from ``walks`` over
+        ``pages`` pages from a written page that still has an anonymous folio (pages since
+        unmapped, or of processes gone, are dropped as they are drawn)."""
+        written = self.written
+        while written:
+            j = rng.randrange(len(written))
+            pid, page = written[j]
+            mm = self.m.procs.get(pid)
+            vma = mm.vma_lookup(page) if mm is not None else None
+            if vma is not None and vma.pte is not None and vma.pte[page - vma.vm_start] >= 0:
+                rmap_range(self.m, T.Rmap(pid, absolute_region(page), rng.choice(walks), 0,
+                                          pages, line=self.line))
+                return
+            written[j] = written[-1]
+            written.pop()
+
     def finish(self) -> Replay:
         for mm in self.dying.values():          # torn down outside the recorded tasks
             exit_mmap(self.m, mm)
@@ -525,11 +547,14 @@ class ReplayError(RuntimeError):
 
 class _Session:
     """One recording being replayed through Machine.run: its operations, their maps
-    snapshots, and the Replayer bound to the machine that runs the first of them."""
-    __slots__ = ("ops", "snaps", "replayer")
+    snapshots, the Replayer bound to the machine that runs the first of them, and the
+    memory-pressure walks' settings (:class:`RecordedWalk`)."""
+    __slots__ = ("ops", "snaps", "replayer", "rng", "walks", "pages")
 
-    def __init__(self, ops: list[dict]) -> None:
+    def __init__(self, ops: list[dict], walks: tuple[str, ...] = (), pages: int = 0,
+                 seed: int = 0) -> None:
         self.ops, self.snaps, self.replayer = ops, _Snapshots(ops), None
+        self.rng, self.walks, self.pages = random.Random(seed), walks, pages
 
 
 @dataclass(slots=True)
@@ -545,13 +570,38 @@ class RecordedOp:
         return self.session.ops[self.index] if self.index >= 0 else {"op": "end"}
 
 
-def recorded_ops(path: str | Path) -> Iterator[RecordedOp]:
-    """The operations of the v2 recording ``path`` for :meth:`Machine.run`."""
+@dataclass(slots=True)
+class RecordedWalk:
+    """Memory pressure between a recording's operations (the generators' with_pressure()):
+    an rmap walk (a kind drawn from the session's walks) of the session's ``pages`` pages
+    from a page the program wrote that is still mapped."""
+    session: _Session
+    line: int = 0
+
+    def to_json(self) -> dict:
+        return {"op": "rmap", "pages": self.session.pages}
+
+
+def recorded_ops(path: str | Path, pressure_every: int = 0, walks: tuple[str, ...] = (),
+                 pressure_pages: int = 4, seed: int = 0) -> Iterator[RecordedOp | RecordedWalk]:
+    """The operations of the v2 recording ``path`` for :meth:`Machine.run`; with
+    ``pressure_every`` > 0, a :class:`RecordedWalk` after every that many operations."""
     _header, ops, _footer = trace2.load(path)
-    session = _Session(ops)
+    session = _Session(ops, walks, pressure_pages, seed)
     for i in range(len(ops)):
         yield RecordedOp(session, i, i + 2)          # the header is line 1
+        if pressure_every and (i + 1) % pressure_every == 0:
+            yield RecordedWalk(session, i + 2)
     yield RecordedOp(session, -1, len(ops) + 2)
+
+
+def replay_walk(m: Machine, op: RecordedWalk) -> None:
+    """Machine.apply of a :class:`RecordedWalk`: the session's Replayer walks on m."""
+    s = op.session
+    if s.replayer is not None:                       # else nothing was replayed yet
+        if s.replayer.m is not m:
+            raise ReplayError("one recording's operations replayed on two machines")
+        s.replayer.pressure(s.rng, s.walks, s.pages)
 
 
 def replay_recorded(m: Machine, op: RecordedOp) -> None:
@@ -569,6 +619,7 @@ def replay_recorded(m: Machine, op: RecordedOp) -> None:
 
 
 DISPATCH[RecordedOp] = replay_recorded
+DISPATCH[RecordedWalk] = replay_walk
 
 
 def replay(path: str | Path, policy: str = "eager", check: bool = False) -> tuple[Machine, Replay]:
