@@ -147,6 +147,79 @@ def test_recorder_lost_events_are_an_error():
         rec.finish()
 
 
+# ---- failures while setting up -------------------------------------------------------------
+class _FakeTfs:
+    """What _record_mounted needs of a Tracefs before the command runs."""
+    dir = Path("/nonexistent")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def _set(self, rel, value):
+        pass
+
+
+def test_record_kills_the_held_command_when_the_writer_fails(tmp_path, monkeypatch):
+    """The command is forked and held before tracing starts; if the recording fails then
+    (here: the output cannot be written) it is killed and reaped, never run untraced."""
+    from simcore.kernel import record as R
+    marker = tmp_path / "ran"
+    roots = []
+
+    def failing_writer(out, header, compress=True):
+        roots.append(header["root"])
+        raise OSError(13, "Permission denied")
+
+    monkeypatch.setattr(R.trace2, "Writer", failing_writer)
+    with pytest.raises(OSError, match="Permission denied"):
+        R._record_mounted(_FakeTfs(), tmp_path / "x.rec", ["sh", "-c", f"touch {marker}"], True)
+    (pid,) = roots
+    with pytest.raises(ChildProcessError):       # reaped already: not ours any more
+        os.waitpid(pid, os.WNOHANG)
+    assert not marker.exists() and list(tmp_path.iterdir()) == []
+
+
+def _fake_tracefs(root: Path, monkeypatch) -> None:
+    """A directory shaped like tracefs (tracing_on = 1 everywhere) as the tracing root."""
+    from contextlib import contextmanager
+    from simcore.kernel import tracefs as TF
+    for d in (root, root / "instances" / "taken"):
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "tracing_on").write_text("1\n")
+        (d / "trace").write_text("# tracer: nop\n")
+    (root / "events" / "kmem" / "kmem_cache_alloc").mkdir(parents=True)
+    (root / "events" / "kmem" / "kmem_cache_alloc" / "enable").write_text("0\n")
+
+    @contextmanager
+    def fake_root():
+        yield root
+
+    monkeypatch.setattr(TF, "tracing_root", fake_root)
+    monkeypatch.setattr(TF.os, "geteuid", lambda: 0)
+
+
+@pytest.mark.parametrize("events,instance,error", [
+    ({"kmem/no_such_event": None}, "mine", "no trace event kmem/no_such_event"),
+    ({"kmem/kmem_cache_alloc": None}, "taken", "already exists"),
+])
+def test_failed_tracefs_enter_touches_no_other_buffer(tmp_path, monkeypatch, events, instance,
+                                                      error):
+    """Tracefs.__enter__ failing before it made its instance (an event the kernel lacks,
+    the instance name taken) leaves the global buffer and the other instance running."""
+    from simcore.kernel.tracefs import KernelError, Tracefs
+    _fake_tracefs(tmp_path, monkeypatch)
+    with pytest.raises(KernelError, match=error):
+        with Tracefs(instance=instance, events=events):
+            pass
+    for d in (tmp_path, tmp_path / "instances" / "taken"):
+        assert (d / "tracing_on").read_text() == "1\n"
+        assert (d / "trace").read_text() == "# tracer: nop\n"
+    assert not (tmp_path / "instances" / "mine").exists()
+
+
 # ---- trace format v2 files -------------------------------------------------------------
 def _v2(tmp_path: Path, compress: bool) -> Path:
     w = trace2.Writer(tmp_path / "rec", {"command": ["x"]}, compress=compress)

@@ -675,17 +675,20 @@ def _record_isolated(out: str | Path, argv: list[str], buffer_kb: int,
     return value
 
 
-def _record_mounted(tfs: Tracefs, out: str | Path, argv: list[str], compress: bool) -> Result:
-    with tfs:
-        tfs._set("trace_clock", "mono")
-        exe = shutil.which(argv[0])
-        go_r, go_w = os.pipe()
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        pid = os.fork()
-        if pid == 0:                                   # the command, held until traced
+class _HeldCommand:
+    """The command forked and held (blocked reading a pipe) until :meth:`release`, so
+    tracing can start on its pid before it runs a single instruction of its own.  If the
+    recording fails before the release, :meth:`discard` kills and reaps it (it must never
+    run untraced, nor stay blocked forever)."""
+
+    def __init__(self, exe: str, argv: list[str]) -> None:
+        go_r, self.go_w = os.pipe()
+        self.err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        self.pid = os.fork()
+        if self.pid == 0:                              # the command, held until traced
             try:
-                os.close(go_w)
-                os.close(err_r)
+                os.close(self.go_w)
+                os.close(self.err_r)
                 os.read(go_r, 1)
                 os.close(go_r)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -696,22 +699,47 @@ def _record_mounted(tfs: Tracefs, out: str | Path, argv: list[str], compress: bo
                 os._exit(127)
         os.close(go_r)
         os.close(err_w)
-        writer = trace2.Writer(out, {"command": argv, "kernel": os.uname().release,
-                                     "page_size": PAGE, "root": pid}, compress=compress)
-        images = ExecImages()
-        rec = Recorder(writer, pid, images)
-        rec.sum.processes.add(pid)
-        reader = _PipeReader(tfs.dir / "trace_pipe", rec)
+        self.released = False
+
+    def release(self) -> bytes:
+        """Let it run; -> the errno text of a failed execv (b"" once it executes)."""
+        os.write(self.go_w, b"x")
+        os.close(self.go_w)
+        self.released = True
+        failed = os.read(self.err_r, 64)
+        os.close(self.err_r)
+        return failed
+
+    def discard(self) -> None:
+        """A recording that failed before the release: SIGKILL the held command, reap it."""
+        if self.released:
+            return
+        os.kill(self.pid, signal.SIGKILL)          # before closing go_w: it must not exec
+        os.waitpid(self.pid, 0)
+        os.close(self.go_w)
+        os.close(self.err_r)
+        self.released = True
+
+
+def _record_mounted(tfs: Tracefs, out: str | Path, argv: list[str], compress: bool) -> Result:
+    with tfs:
+        tfs._set("trace_clock", "mono")
+        cmd = _HeldCommand(shutil.which(argv[0]), argv)
+        pid = cmd.pid
+        writer = images = reader = None
         try:
+            writer = trace2.Writer(out, {"command": argv, "kernel": os.uname().release,
+                                         "page_size": PAGE, "root": pid}, compress=compress)
+            images = ExecImages()
+            rec = Recorder(writer, pid, images)
+            rec.sum.processes.add(pid)
+            reader = _PipeReader(tfs.dir / "trace_pipe", rec)
             libc = ctypes.CDLL(None, use_errno=True)
             libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
             _ptrace(libc, PTRACE_SEIZE, pid, PTRACE_O)
             tfs.start(pid)
             reader.start()
-            os.write(go_w, b"x")
-            os.close(go_w)
-            failed = os.read(err_r, 64)
-            os.close(err_r)
+            failed = cmd.release()
             status = _wait_tree(libc, pid, images)
             tfs._write("tracing_on", "0")
             reader.stop()
@@ -728,9 +756,13 @@ def _record_mounted(tfs: Tracefs, out: str | Path, argv: list[str], compress: bo
             writer.commit({"status": status, "summary": rec.sum.as_dict()})
             return Result(status, rec.sum, Path(out))
         except BaseException:
-            images.finish()                # the reader must not wait for stops any more
-            reader.stop()
-            writer.abort()
+            cmd.discard()                  # never started: killed, not left blocked
+            if images is not None:
+                images.finish()            # the reader must not wait for stops any more
+            if reader is not None:
+                reader.stop()
+            if writer is not None:
+                writer.abort()
             raise
 
 
