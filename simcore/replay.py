@@ -633,6 +633,11 @@ def replay(path: str | Path, policy: str = "eager", check: bool = False) -> tupl
 
 def validate(path: str | Path) -> dict:
     """The `sweep validate --json` table: kernel vs simulator allocs, peak, final."""
+    return validate_series(path)[0]
+
+
+def validate_series(path: str | Path) -> tuple[dict, Replay]:
+    """:func:`validate`'s table and the replay report (with its series comparison)."""
     m, rep = replay(path)
     out = {}
     for i, cache in enumerate(CACHES):
@@ -640,4 +645,4 @@ def validate(path: str | Path) -> dict:
         out[cache] = {"kernel_allocs": k.get("allocs", 0), "sim_allocs": m.slab.allocs[i],
                       "kernel_peak": k.get("peak", 0), "sim_peak": m.slab.peak[i],
                       "kernel_final": k.get("final", 0), "sim_final": m.slab.live[i]}
-    return out
+    return out, rep
