@@ -28,6 +28,7 @@ from .errors import InvariantError
 from .machine import DISPATCH, Machine
 from .mm import MM
 from .mmap import calc_vm_prot_bits, do_vmi_munmap, exit_mmap, mmap_region
+from .mprotect import modify_flags_range
 from .mremap import move_vma
 from .policy import make_policy
 from .rmap import rmap_range
@@ -51,8 +52,13 @@ PROT_NAMES = {0: "none", 1: "r", 3: "rw", 5: "rx", 7: "rwx", 2: "rw", 4: "rx", 6
 ADVICE = {4: "dontneed", 10: "dontfork", 11: "dofork", 18: "wipeonfork", 19: "keeponfork",
           14: "hugepage", 15: "nohugepage", 12: "mergeable", 13: "unmergeable", 21: "pageout",
           20: "cold", 25: "collapse"}
-# MADV_* that change vm_flags (split/merge VMAs) and that v1 cannot express
-ADVICE_FLAGS_UNMODELLED = {16: "dontdump", 17: "dodump", 102: "guard_install"}
+# MADV_* that only set or clear a vm_flag v1 has no advice for: (set, clear)
+# (madvise_vma_behavior() -> madvise_update_vma(): split or merge like mprotect)
+VM_DONTDUMP = 0x04000000                   # include/linux/mm.h
+MADVISE_VM_FLAGS = {16: (VM_DONTDUMP, 0), 17: (0, VM_DONTDUMP)}   # DONTDUMP, DODUMP
+# MADV_* that change rmap objects and that the replay cannot express yet:
+# madvise_guard_install() does anon_vma_prepare() on each VMA (no policy hook for that)
+ADVICE_FLAGS_UNMODELLED = {102: "guard_install"}
 
 
 def _pages(length: int) -> int:
@@ -375,6 +381,10 @@ class Replayer:
         end = start + _pages(op["len"])
         if name == "munmap":
             do_vmi_munmap(self.m, mm, start, end)
+            return
+        if name == "madvise" and op["advice"] in MADVISE_VM_FLAGS:
+            set_, clear = MADVISE_VM_FLAGS[op["advice"]]
+            modify_flags_range(self.m, mm, start, end, lambda v: (v.vm_flags | set_) & ~clear)
             return
         # the kernel already checked the range; act on the VMAs that are there
         for vma in mm.vmas_in_range(start, end):

@@ -483,6 +483,34 @@ def test_replay_mmap_fixed_over_a_mapping_frees_the_old_vma_after_the_new():
             if v.vm_start >= P >> 12 and v.vm_end <= (P >> 12) + 4] == [(0, 1), (1, 3), (3, 4)]
 
 
+def test_replay_madvise_dontdump_splits_and_dodump_merges():
+    """MADV_DONTDUMP sets VM_DONTDUMP on part of a VMA (split, like mprotect); MADV_DODUMP
+    clears it and the pieces merge again.
+
+        P0          P4
+        [A  A  A  A ]     1 VMA
+        [A][D  D][A ]     DONTDUMP P1-P2: 3 VMAs (2 allocated)
+        [A  A  A  A ]     DODUMP: merged back, 1 VMA
+    """
+    from simcore.replay import Replayer, _Snapshots
+    P, S = 0x1000 << 12, 0x7ff00 << 12
+    image = {"maps": [[S, S + 0x1000, "rw-p", 0, 0, 0, "[stack]"]], "auxv": {}}
+    ops = [{"op": "exec", "pid": 1, "ret": 0, "file": "/bin/x", "image": image, "faults": []},
+           {"op": "mmap", "pid": 1, "addr": 0, "len": 0x4000, "prot": 3, "flags": 0x22,
+            "fd": -1, "off": 0, "ret": P}]
+    ops += [{"op": "madvise", "pid": 1, "addr": P + 0x1000, "len": 0x2000, "advice": advice,
+             "ret": 0} for advice in (16, 17)]
+    r = Replayer()
+    snaps = _Snapshots(ops)
+    mine = []
+    for i, op in enumerate(ops):
+        r.step(i, op, snaps)
+        mine.append([(v.vm_start - (P >> 12), v.vm_end - (P >> 12)) for v in r.m.procs[1].vmas
+                     if v.vm_start >= P >> 12 and v.vm_end <= (P >> 12) + 4])
+    assert mine[1:] == [[(0, 4)], [(0, 1), (1, 3), (3, 4)], [(0, 4)]]
+    assert r.m.slab.allocs[0] == 2 + 2 and not r.rep.skipped
+
+
 def test_validate_cli_json_and_corrupt(tmp_path):
     rec = _synthetic(tmp_path)
     res = _cli("validate", str(rec), "--json")
