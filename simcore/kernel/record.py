@@ -23,7 +23,10 @@ turned into trace format v2 (:mod:`simcore.trace2`, docs/trace-format-v2.md):
   (:data:`AVC_SITES`); other sites are reported, never counted.
 
 Every operation line carries ``k`` = the tree's live objects of the three caches
-once the operation is complete (the time series aligned to operations).
+once the operation is complete (the time series aligned to operations).  Operations of
+different processes are written in the order of their kmem events, each process's own
+order kept (:meth:`Recorder._drain`), so a replay that carries them out one after another
+meets the kernel's peak (``summary.peak_in_op_order`` shows it).
 Lost events (ring-buffer overrun, dropped events, ``LOST`` markers) raise
 :class:`RecordError`: a recording is exact or it is not written.
 """
