@@ -140,6 +140,30 @@ def test_recorder_orders_ops_of_processes_by_their_kmem_events():
     assert rec.sum.peak["vm_area_struct"] == rec.sum.order_peak["vm_area_struct"] == 1
 
 
+def test_recorder_exec_begin_of_a_clone_vm_child_ends_at_the_new_image():
+    """execve in a vfork/posix_spawn child: exec_begin is the new stack (bprm_mm_init():
+    a VMA, copy_strings(): anon_vma + AVC).  The child shares its parent's mm, so no
+    teardown (no free) follows: the next VMA is the new image's and belongs to exec."""
+    sink = _Sink()
+    rec = Recorder(sink, 10)
+    for line in [
+        _line(10, "sys_vfork()"),
+        _line(10, "sched_process_fork: comm=prog pid=10 child_comm=prog child_pid=12"),
+        _line(12, "sys_execve(filename: 0x1, argv: 0x2, envp: 0x3)"),
+        _alloc(12, "vm_area_struct", "01", "vm_area_alloc"),
+        _alloc(12, "anon_vma", "02", "__anon_vma_prepare"),
+        _alloc(12, "anon_vma_chain", "03", "__anon_vma_prepare"),
+        _alloc(12, "vm_area_struct", "04", "vm_area_alloc"),      # elf_map()
+        _alloc(12, "vm_area_struct", "05", "vm_area_alloc"),
+        _line(12, "sched_process_exec: filename=/bin/x pid=12 old_pid=12"),
+        _line(12, "sys_execve -> 0"),
+    ]:
+        rec.feed(line)
+    rec.finish()
+    assert [(op["op"], op.get("a")) for op in sink.ops] == [
+        ("fork", None), ("exec_begin", [1, 1, 1]), ("exec", [2, 0, 0])]
+
+
 def test_recorder_lost_events_are_an_error():
     rec = Recorder(_Sink(), 10)
     rec.feed("CPU:1 [LOST 12 EVENTS]")

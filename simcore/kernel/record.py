@@ -392,8 +392,12 @@ class Recorder:
         kv = dict(_KV.findall(rest))
         name, ptr = kv.get("name"), kv.get("ptr")
         opened = self.open.get(tid)
-        if event == "kmem_cache_free" and opened is not None and opened["op"] == "exec_begin":
-            self._close(tid)                      # the new stack is set up; teardown follows
+        if opened is not None and opened["op"] == "exec_begin" and (
+                event == "kmem_cache_free" or name == "vm_area_struct" and not irq
+                and self.acc.get(tid, ZERO)[3]):
+            # the new stack is set up; the old mm's teardown follows (a first free), or for
+            # a CLONE_VM child, which tears nothing down, the new image (a second VMA)
+            self._close(tid)
         if event == "kmem_cache_free":
             cache = self.live_ptr.pop(ptr, None)
             if cache is None:
