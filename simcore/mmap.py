@@ -50,28 +50,52 @@ def do_mmap(m: Machine, op: T.Mmap) -> None:
 
 def mmap_region(m: Machine, mm: MM, start: int, end: int, pgoff: int, flags: int,
                 file: File | None, populate: bool = False) -> None:
-    """mmap_region(): merge the new range into a neighbour or link a new VMA."""
+    """__mmap_region(): a MAP_FIXED range over existing mappings first detaches them
+    (__mmap_setup(): vms_gather_munmap_vmas(), then vms_clean_up_area() unmaps their pages
+    and frees their page tables and anon_vma chains); then the new range merges into a
+    neighbour or gets a new VMA; only then are the old VMAs freed
+    (vms_complete_munmap_vmas() -> remove_vma()), so the new VMA and the old ones are
+    alive together for a moment."""
+    old = vms_gather_munmap_vmas(m, mm, start, end)
+    for vma in old:
+        zap_pte_range(m, vma, 0, vma.pages)
+        m.policy.remove_vma(m, vma)
+        mm.remove(vma)
+        m.policy.unlink_anon_vmas(m, vma)
+    if old:
+        free_pgtables(m, mm, start, end)
     vma = vma_merge_new_range(m, mm, start, end, pgoff, flags, file)
     if vma is None:
         vma = vm_area_alloc(m, mm, start, end, pgoff, flags, file)
         mm.insert(vma)
+    for gone in old:
+        vm_area_free(m, gone)
     if populate:
         mm_populate(m, mm, start, end)
 
 
-def do_vmi_munmap(m: Machine, mm: MM, start: int, end: int) -> None:
-    """do_vmi_munmap() -> do_vmi_align_munmap(): split at the edges, then unmap and free the
-    VMAs inside (unmap_region(), free_pgtables())."""
+def vms_gather_munmap_vmas(m: Machine, mm: MM, start: int, end: int) -> list[VMA]:
+    """vms_gather_munmap_vmas(): split the VMAs at the edges of [start, end); -> the VMAs
+    inside it."""
     vmas = mm.vmas_in_range(start, end)
     if not vmas:
-        return
+        return vmas
     split_huge_edges(m, mm, start, end)
     if vmas[0].vm_start < start:
         split_vma(m, vmas[0], start, new_below=True)
     last = mm.vma_lookup(end - 1)
     if last is not None and last.vm_end > end:
         split_vma(m, last, end, new_below=False)
-    for vma in mm.vmas_in_range(start, end):
+    return mm.vmas_in_range(start, end)
+
+
+def do_vmi_munmap(m: Machine, mm: MM, start: int, end: int) -> None:
+    """do_vmi_munmap() -> do_vmi_align_munmap(): split at the edges, then unmap and free the
+    VMAs inside (unmap_region(), free_pgtables())."""
+    vmas = vms_gather_munmap_vmas(m, mm, start, end)
+    if not vmas:
+        return
+    for vma in vmas:
         remove_vma(m, vma)
     free_pgtables(m, mm, start, end)
 

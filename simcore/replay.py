@@ -14,6 +14,7 @@ and why, so an inexact replay says where it is inexact.
 from __future__ import annotations
 
 import json
+import random
 from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,19 +27,23 @@ from .layout import AbsoluteLayout, absolute_region
 from .errors import InvariantError
 from .machine import DISPATCH, Machine
 from .mm import MM, mm_alloc
-from .mmap import calc_vm_prot_bits, do_vmi_munmap, mmap_region, mmput
+from .mmap import calc_vm_prot_bits, do_vmi_munmap, exit_mmap, mmap_region, mmput
+from .mprotect import modify_flags_range
 from .mremap import move_vma
 from .policy import make_policy
+from .rmap import rmap_range
 from .slab import CACHES
 from .vma import (VM_ACCOUNT, VM_GROWSDOWN, VM_LOCKED, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE,
                   VM_MAYWRITE, VM_NOHUGEPAGE, VM_NORESERVE, VM_SHARED, VM_WRITE, File, pt_set,
-                  pt_take)
-from .fault import populate_vma_page_range
+                  pt_take, vm_area_alloc, vm_area_free)
+from .check import check_machine
+from .fault import handle_mm_fault, populate_vma_page_range
 
 PAGE_SHIFT = 12
 MAP_SHARED, MAP_FIXED, MAP_ANONYMOUS, MAP_POPULATE, MAP_LOCKED = 0x1, 0x10, 0x20, 0x8000, 0x2000
 MAP_FIXED_NOREPLACE = 0x100000
-MAP_GROWSDOWN, MAP_NORESERVE, MAP_STACK = 0x100, 0x4000, 0x20000
+MAP_GROWSDOWN, MAP_NORESERVE, MAP_STACK, MAP_HUGETLB = 0x100, 0x4000, 0x20000, 0x40000
+ENOMEM = 12
 MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP = 1, 2, 4
 SHM_RDONLY = 0o10000
 ET_EXEC = 2
@@ -47,8 +52,13 @@ PROT_NAMES = {0: "none", 1: "r", 3: "rw", 5: "rx", 7: "rwx", 2: "rw", 4: "rx", 6
 ADVICE = {4: "dontneed", 10: "dontfork", 11: "dofork", 18: "wipeonfork", 19: "keeponfork",
           14: "hugepage", 15: "nohugepage", 12: "mergeable", 13: "unmergeable", 21: "pageout",
           20: "cold", 25: "collapse"}
-# MADV_* that change vm_flags (split/merge VMAs) and that v1 cannot express
-ADVICE_FLAGS_UNMODELLED = {16: "dontdump", 17: "dodump", 102: "guard_install"}
+# MADV_* that only set or clear a vm_flag v1 has no advice for: (set, clear)
+# (madvise_vma_behavior() -> madvise_update_vma(): split or merge like mprotect)
+VM_DONTDUMP = 0x04000000                   # include/linux/mm.h
+MADVISE_VM_FLAGS = {16: (VM_DONTDUMP, 0), 17: (0, VM_DONTDUMP)}   # DONTDUMP, DODUMP
+# MADV_* that change rmap objects and that the replay cannot express yet:
+# madvise_guard_install() does anon_vma_prepare() on each VMA (no policy hook for that)
+ADVICE_FLAGS_UNMODELLED = {102: "guard_install"}
 
 
 def _pages(length: int) -> int:
@@ -61,25 +71,29 @@ class Replay:
     skipped: Counter = field(default_factory=Counter)
     ops: int = 0
     kernel: dict = field(default_factory=dict)     # the recording's footer counts
-    # per op: (index, kernel k, sim live, kernel allocs of the op, sim allocs so far)
-    series: list = field(default_factory=list)
+    # the series: ops with the kernel's live counts (k), those after which the simulator's
+    # differ, and the largest difference per cache
+    series_ops: int = 0
+    series_off: int = 0
+    series_max: list = field(default_factory=lambda: [0, 0, 0])
 
 
 class _Snapshots:
     """maps snapshots per pid (exec images, exit maps), to find a mapping's file."""
 
     def __init__(self, ops: list[dict]) -> None:
-        self.by_pid: dict[int, list[tuple[int, list]]] = {}
+        self.by_pid: dict[int, tuple[list[int], list[list]]] = {}
         for i, op in enumerate(ops):
             maps = (op.get("image") or {}).get("maps") if op["op"] == "exec" else op.get("maps")
             if maps:
-                self.by_pid.setdefault(op["pid"], []).append((i, maps))
+                at, snaps = self.by_pid.setdefault(op["pid"], ([], []))
+                at.append(i)
+                snaps.append(maps)
 
     def file_at(self, pid: int, index: int, addr: int, off: int) -> str | None:
         """dev:ino of the first later snapshot's VMA that holds addr at file offset off."""
-        snaps = self.by_pid.get(pid, [])
-        k = bisect_right([i for i, _ in snaps], index)
-        for _, maps in snaps[k:]:
+        at, snaps = self.by_pid.get(pid, ((), ()))
+        for maps in snaps[bisect_right(at, index):]:
             for lo, hi, _perms, pgoff, dev, ino, _name in maps:
                 if lo <= addr < hi:
                     if ino and pgoff + (addr - lo) == off:
@@ -109,6 +123,7 @@ class Replayer:
         self.snaps: _Snapshots | None = None
         self.shm_size: dict[int, int] = {}    # shmid -> bytes (shmget)
         self.aside: MM | None = None           # the old mm while exec_begin builds the new
+        self.written: list[tuple[int, int]] = []   # (pid, page) of write faults, for walks
         self.m.offstage_mms = lambda: (*self.early.values(), *self.dying.values(),
                                        *((self.aside,) if self.aside is not None else ()))
 
@@ -276,7 +291,12 @@ class Replayer:
         if write and not vma.vm_flags & VM_WRITE:
             self._skip("write fault on a read-only VMA (SIGSEGV or ptrace)")
             return
-        self._apply(T.Touch(pid, absolute_region(page), 0, 1, write, line=self.line))
+        off = page - vma.vm_start                # do_user_addr_fault() of one page
+        handle_mm_fault(self.m, vma, off, off + 1, write)
+        if write:
+            self.written.append((pid, page))
+        if self.m.check:
+            check_machine(self.m)
 
     def fault(self, op: dict) -> None:
         self._fault(op["pid"], op["addr"], op["write"])
@@ -284,15 +304,18 @@ class Replayer:
     def mmap(self, op: dict) -> None:
         pid, ret, flags = op["pid"], op["ret"], op["flags"]
         index, snaps = self.index, self.snaps
-        if ret < 0:
-            return
         mm = self._mm(pid)
+        if ret < 0:
+            if ret == -ENOMEM and flags & MAP_HUGETLB and mm is not None:
+                # __mmap_new_vma(): vm_area_alloc(), then the hugetlbfs mmap hook cannot
+                # reserve the huge pages (hugetlb_reserve_pages()): vm_area_free()
+                vm_area_free(self.m, vm_area_alloc(self.m, mm, 0, _pages(op["len"]), 0,
+                                                   calc_vm_prot_bits(op["prot"]), None))
+            return
         if mm is None:
             self._skip("op of a process whose mm is unknown (before its exec)")
             return
         start, pages = ret >> PAGE_SHIFT, _pages(op["len"])
-        if flags & MAP_FIXED and mm.vmas_in_range(start, start + pages):
-            do_vmi_munmap(self.m, mm, start, start + pages)
         file = None
         if not flags & MAP_ANONYMOUS:
             # the file: from a later maps snapshot; else the file of this fd's last
@@ -359,6 +382,10 @@ class Replayer:
         end = start + _pages(op["len"])
         if name == "munmap":
             do_vmi_munmap(self.m, mm, start, end)
+            return
+        if name == "madvise" and op["advice"] in MADVISE_VM_FLAGS:
+            set_, clear = MADVISE_VM_FLAGS[op["advice"]]
+            modify_flags_range(self.m, mm, start, end, lambda v: (v.vm_flags | set_) & ~clear)
             return
         # the kernel already checked the range; act on the VMAs that are there
         for vma in mm.vmas_in_range(start, end):
@@ -457,13 +484,41 @@ class Replayer:
         self.line = i + 2                       # the header is line 1
         self.index, self.snaps = i, snaps
         handler = REPLAY.get(op["op"])
-        if handler is not None:
-            handler(self, op)
-        elif op["op"] not in ("shmget", "memfd_create"):
-            self._skip(f"{op['op']} not modelled")
-        self.rep.ops += 1
-        self.rep.series.append((i, op.get("k"), list(self.m.slab.live), op.get("a", [0, 0, 0]),
-                                list(self.m.slab.allocs)))
+        try:
+            if handler is not None:
+                handler(self, op)
+            elif op["op"] not in ("shmget", "memfd_create"):
+                self._skip(f"{op['op']} not modelled")
+        except InvariantError as exc:
+            if exc.op is None:
+                exc.op, exc.line = json.dumps(op), self.line
+            raise
+        rep = self.rep
+        rep.ops += 1
+        k = op.get("k")
+        if k is not None:
+            rep.series_ops += 1
+            live = self.m.slab.live
+            if k[0] != live[0] or k[1] != live[1] or k[2] != live[2]:
+                rep.series_off += 1
+                rep.series_max = [max(d, abs(a - b)) for d, a, b in zip(rep.series_max, live, k)]
+
+    def pressure(self, rng: random.Random, walks: tuple[str, ...], pages: int) -> None:
+        """One memory-pressure phase: an rmap walk of a kind drawn from ``walks`` over
+        ``pages`` pages from a written page that still has an anonymous folio (pages since
+        unmapped, or of processes gone, are dropped as they are drawn)."""
+        written = self.written
+        while written:
+            j = rng.randrange(len(written))
+            pid, page = written[j]
+            mm = self.m.procs.get(pid)
+            vma = mm.vma_lookup(page) if mm is not None else None
+            if vma is not None and vma.pte is not None and vma.pte[page - vma.vm_start] >= 0:
+                rmap_range(self.m, T.Rmap(pid, absolute_region(page), rng.choice(walks), 0,
+                                          pages, line=self.line))
+                return
+            written[j] = written[-1]
+            written.pop()
 
     def finish(self) -> Replay:
         for mm in self.dying.values():          # torn down outside the recorded tasks
@@ -504,11 +559,14 @@ class ReplayError(RuntimeError):
 
 class _Session:
     """One recording being replayed through Machine.run: its operations, their maps
-    snapshots, and the Replayer bound to the machine that runs the first of them."""
-    __slots__ = ("ops", "snaps", "replayer")
+    snapshots, the Replayer bound to the machine that runs the first of them, and the
+    memory-pressure walks' settings (:class:`RecordedWalk`)."""
+    __slots__ = ("ops", "snaps", "replayer", "rng", "walks", "pages")
 
-    def __init__(self, ops: list[dict]) -> None:
+    def __init__(self, ops: list[dict], walks: tuple[str, ...] = (), pages: int = 0,
+                 seed: int = 0) -> None:
         self.ops, self.snaps, self.replayer = ops, _Snapshots(ops), None
+        self.rng, self.walks, self.pages = random.Random(seed), walks, pages
 
 
 @dataclass(slots=True)
@@ -524,13 +582,38 @@ class RecordedOp:
         return self.session.ops[self.index] if self.index >= 0 else {"op": "end"}
 
 
-def recorded_ops(path: str | Path) -> Iterator[RecordedOp]:
-    """The operations of the v2 recording ``path`` for :meth:`Machine.run`."""
+@dataclass(slots=True)
+class RecordedWalk:
+    """Memory pressure between a recording's operations (the generators' with_pressure()):
+    an rmap walk (a kind drawn from the session's walks) of the session's ``pages`` pages
+    from a page the program wrote that is still mapped."""
+    session: _Session
+    line: int = 0
+
+    def to_json(self) -> dict:
+        return {"op": "rmap", "pages": self.session.pages}
+
+
+def recorded_ops(path: str | Path, pressure_every: int = 0, walks: tuple[str, ...] = (),
+                 pressure_pages: int = 4, seed: int = 0) -> Iterator[RecordedOp | RecordedWalk]:
+    """The operations of the v2 recording ``path`` for :meth:`Machine.run`; with
+    ``pressure_every`` > 0, a :class:`RecordedWalk` after every that many operations."""
     _header, ops, _footer = trace2.load(path)
-    session = _Session(ops)
+    session = _Session(ops, walks, pressure_pages, seed)
     for i in range(len(ops)):
         yield RecordedOp(session, i, i + 2)          # the header is line 1
+        if pressure_every and (i + 1) % pressure_every == 0:
+            yield RecordedWalk(session, i + 2)
     yield RecordedOp(session, -1, len(ops) + 2)
+
+
+def replay_walk(m: Machine, op: RecordedWalk) -> None:
+    """Machine.apply of a :class:`RecordedWalk`: the session's Replayer walks on m."""
+    s = op.session
+    if s.replayer is not None:                       # else nothing was replayed yet
+        if s.replayer.m is not m:
+            raise ReplayError("one recording's operations replayed on two machines")
+        s.replayer.pressure(s.rng, s.walks, s.pages)
 
 
 def replay_recorded(m: Machine, op: RecordedOp) -> None:
@@ -540,19 +623,15 @@ def replay_recorded(m: Machine, op: RecordedOp) -> None:
         s.replayer = Replayer(machine=m)
     elif s.replayer.m is not m:
         raise ReplayError("one recording's operations replayed on two machines")
-    try:
-        if op.index < 0:
-            s.replayer.finish()
-        else:
-            s.replayer.look_ahead(s.ops, op.index)
-            s.replayer.step(op.index, s.ops[op.index], s.snaps)
-    except InvariantError as exc:
-        if exc.op is None and op.index >= 0:
-            exc.op, exc.line = json.dumps(s.ops[op.index]), op.line
-        raise
+    if op.index < 0:
+        s.replayer.finish()
+    else:
+        s.replayer.look_ahead(s.ops, op.index)
+        s.replayer.step(op.index, s.ops[op.index], s.snaps)
 
 
 DISPATCH[RecordedOp] = replay_recorded
+DISPATCH[RecordedWalk] = replay_walk
 
 
 def replay(path: str | Path, policy: str = "eager", check: bool = False) -> tuple[Machine, Replay]:
@@ -566,6 +645,11 @@ def replay(path: str | Path, policy: str = "eager", check: bool = False) -> tupl
 
 def validate(path: str | Path) -> dict:
     """The `sweep validate --json` table: kernel vs simulator allocs, peak, final."""
+    return validate_series(path)[0]
+
+
+def validate_series(path: str | Path) -> tuple[dict, Replay]:
+    """:func:`validate`'s table and the replay report (with its series comparison)."""
     m, rep = replay(path)
     out = {}
     for i, cache in enumerate(CACHES):
@@ -573,4 +657,4 @@ def validate(path: str | Path) -> dict:
         out[cache] = {"kernel_allocs": k.get("allocs", 0), "sim_allocs": m.slab.allocs[i],
                       "kernel_peak": k.get("peak", 0), "sim_peak": m.slab.peak[i],
                       "kernel_final": k.get("final", 0), "sim_final": m.slab.live[i]}
-    return out
+    return out, rep

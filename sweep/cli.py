@@ -212,12 +212,12 @@ def validate(
 
 def _validate_recordings(paths: list[Path], as_json: bool) -> None:
     """`sweep validate REC...`: eager replay vs the recorded kernel counts; exit 1 beyond 1 %."""
-    from simcore.replay import validate as validate_recording
+    from simcore.replay import validate_series
     from simcore.trace import TraceError
     bad = 0
     for path in paths:
         try:
-            table = validate_recording(path)
+            table, rep = validate_series(path)
         except (TraceError, OSError) as exc:
             _fail(str(exc))
         for row in table.values():
@@ -232,6 +232,9 @@ def _validate_recordings(paths: list[Path], as_json: bool) -> None:
         for cache, row in table.items():
             typer.echo(f"  {cache:16}" + "".join(
                 f"{row[f'kernel_{w}']:>8} {row[f'sim_{w}']:>8}" for w in ("allocs", "peak", "final")))
+        typer.echo(f"  series: {rep.series_off} of {rep.series_ops} operations end with other "
+                   f"live counts than the kernel's (largest difference "
+                   f"{', '.join(map(str, rep.series_max))})")
     raise typer.Exit(1 if bad else 0)
 
 

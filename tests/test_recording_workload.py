@@ -38,6 +38,31 @@ def test_one_session_cannot_run_on_two_machines():
         Machine("eager").apply(RecordedOp(first.session, 1, 3))
 
 
+def test_memory_pressure_walks_on_a_recording():
+    """workload=recording adds rmap walks (default: every 50 ops, 4 pages from a written
+    page) as the generators do: walks cost something, eager's objects do not change, lazy
+    walks the same pages at another cost (checked mode clean); pressure_every=0 walks
+    nothing."""
+    from simcore.workloads.recording import RecordingWorkload, recording
+    cfg = RecordingWorkload(path=str(RECS / "pipe.rec"))
+    assert (cfg.pressure_every, cfg.pressure_pages) == (50, 4)
+    table = validate(RECS / "pipe.rec")
+    runs = {}
+    for policy, every in [("eager", 50), ("eager", 0), ("lazy", 50), ("lazy", 0)]:
+        m = Machine(make_policy(policy), check=policy == "lazy")
+        m.run(recording(RecordingWorkload(path=cfg.path, pressure_every=every), seed=1))
+        runs[policy, every] = m
+    walked = runs["eager", 50].walk_costs
+    assert sum(c.walks for c in walked.values()) >= 20 and not runs["eager", 0].walk_costs
+    assert sum(c.avcs_visited for c in walked.values()) > 0
+    for i, row in enumerate(table.values()):
+        assert runs["eager", 50].slab.peak[i] == runs["eager", 0].slab.peak[i] == row["kernel_peak"]
+    lazy = runs["lazy", 50].walk_costs            # the same walks: fewer AVCs, some lockless
+    assert sum(c.walks for c in lazy.values()) == sum(c.walks for c in walked.values())
+    assert sum(c.avcs_visited for c in lazy.values()) < sum(c.avcs_visited for c in walked.values())
+    assert sum(c.lockless_walks for c in lazy.values()) > 0
+
+
 @pytest.mark.parametrize("rec", ["sh", "git", "sqlite"])
 def test_lazy_replays_real_programs_checked_mode_clean(rec):
     """Invariants I1-I6, slab and rmap completeness after every recorded operation."""

@@ -23,7 +23,10 @@ turned into trace format v2 (:mod:`simcore.trace2`, docs/trace-format-v2.md):
   (:data:`AVC_SITES`); other sites are reported, never counted.
 
 Every operation line carries ``k`` = the tree's live objects of the three caches
-once the operation is complete (the time series aligned to operations).
+once the operation is complete (the time series aligned to operations).  Operations of
+different processes are written in the order of their kmem events, each process's own
+order kept (:meth:`Recorder._drain`), so a replay that carries them out one after another
+meets the kernel's peak (``summary.peak_in_op_order`` shows it).
 Lost events (ring-buffer overrun, dropped events, ``LOST`` markers) raise
 :class:`RecordError`: a recording is exact or it is not written.
 """
@@ -99,7 +102,9 @@ _EXIT = re.compile(r"^sys_(\w+) -> (0x[0-9a-f]+|-?\d+)$")
 _KV = re.compile(r"(\w+)[:=] ?(\S+?)(?:,|$| )")
 
 
-ZERO6 = (0, 0, 0, 0, 0, 0)     # [net change of the 3 caches, allocations of the 3 caches]
+# a thread's kmem change: [net change of the 3 caches, their allocations, the highest
+# net change of each reached along the way]
+ZERO = (0,) * 9
 
 
 class RecordError(KernelError):
@@ -126,6 +131,7 @@ class Summary:
     faults: Counter = field(default_factory=Counter)      # "user read" ... -> n
     allocs: Counter = field(default_factory=Counter)
     peak: Counter = field(default_factory=Counter)
+    order_peak: Counter = field(default_factory=Counter)  # peak with ops one after another
     live: Counter = field(default_factory=Counter)
     unexpressed: Counter = field(default_factory=Counter)  # what v2 cannot say -> n
     other_sites: Counter = field(default_factory=Counter)  # merged-slab allocs not AVC
@@ -142,6 +148,7 @@ class Summary:
                 "syscalls": dict(sorted(self.syscalls.items())),
                 "failed": dict(sorted(self.failed.items())),
                 "faults": dict(sorted(self.faults.items())), "kernel": self.kernel(),
+                "peak_in_op_order": {c: self.order_peak[c] for c in CACHES},
                 "unexpressed": dict(sorted(self.unexpressed.items())),
                 "other_slab_sites": dict(sorted(self.other_sites.items())),
                 "frees_of_older_objects": dict(sorted(self.old_frees.items())),
@@ -159,6 +166,11 @@ class Summary:
         out.append(f"{'cache':<16}{'allocs':>10}{'peak':>10}{'final':>10}")
         for c in CACHES:
             out.append(f"{c:<16}{self.allocs[c]:>10}{self.peak[c]:>10}{self.live[c]:>10}")
+        overlap = [c for c in CACHES if self.order_peak[c] != self.peak[c]]
+        if overlap:
+            out.append("concurrent operations overlapped: peak with the operations one after "
+                       "another " + ", ".join(f"{c} {self.order_peak[c]} (kernel {self.peak[c]})"
+                                              for c in overlap))
         if self.unexpressed:
             out.append("not expressed by the recording: " + ", ".join(
                 f"{k} {v}" for k, v in sorted(self.unexpressed.items())))
@@ -236,12 +248,19 @@ class Recorder:
         self.in_exec: set[int] = set()
         self.exec_faults: dict[int, list[list]] = {}  # tid -> faults inside its execve
         self.exec_begun: set[int] = set()            # tids whose execve made its new mm
-        # ops in order, each with "d" = the kmem change its thread made while it ran
-        # (None while a fault is still open); written once every earlier op is closed
-        self.queue: deque[dict] = deque()
+        # Ops wait in one stream per process (its own order kept) until they can be
+        # written in the order of their kmem effects (see _drain).  Each op carries "d" =
+        # the kmem change its thread made while it ran (None while a fault is still
+        # open), "_key" = the time of its first kmem event (else its own event's time)
+        self.streams: dict[int, deque[dict]] = {}
+        self.blocked: set[int] = set()              # children whose fork op is unwritten
         self.open: dict[int, dict] = {}             # tid -> its open fault op
         self.acc: dict[int, list[int]] = {}          # tid -> kmem change not yet in an op
+        self.first: dict[int, int] = {}              # tid -> time of acc's first kmem event
         self.running = [0, 0, 0]
+        self.order_peak = [0, 0, 0]                  # peak when ops run one after another
+        self.now = 0
+        self.seq = 0
         self.t0: int | None = None
         self.lost: list[str] = []
 
@@ -251,28 +270,70 @@ class Recorder:
         comes after the exception event) until the thread's next event; any other op
         is complete when emitted and takes the thread's kmem change since its start."""
         self._close(tid)
-        op["d"] = None if open_ else self.acc.pop(tid, ZERO6)
+        t = op["t"]
         if open_:
+            op["d"], op["_key"] = None, t           # a lower bound until it closes
             self.open[tid] = op
-        self.queue.append(op)
+        else:
+            op["d"], op["_key"] = self.acc.pop(tid, ZERO), self.first.pop(tid, t)
+        op["_tid"], op["_seq"] = tid, self.seq
+        self.seq += 1
+        if op["op"] == "fork" and op["kind"] != "thread":
+            self.blocked.add(op["child"])            # the child's ops come after its fork
+        self.streams.setdefault(op["pid"], deque()).append(op)
         self._drain()
 
     def _close(self, tid: int) -> None:
         op = self.open.pop(tid, None)
         if op is not None:
-            op["d"] = self.acc.pop(tid, ZERO6)
+            op["d"], op["_key"] = self.acc.pop(tid, ZERO), self.first.pop(tid, op["_key"])
 
-    def _drain(self) -> None:
-        """Write the closed ops at the head; ``k`` = live objects after each."""
-        while self.queue and self.queue[0]["d"] is not None:
-            op = self.queue.popleft()
-            d = op.pop("d")
-            self.running = [a + b for a, b in zip(self.running, d)]
-            op["k"] = self.running
-            if any(d[3:]):
-                op["a"] = d[3:]                    # objects the op allocated
-            if self.writer is not None:
-                self.writer.write(op)
+    def _drain(self, final: bool = False) -> None:
+        """Write the ops in the order of their kmem effects: of the streams' first ops,
+        the one whose first kmem event came first (a task preempted between its kmem
+        events and the end of its syscall must not see another process's later
+        allocations and frees replayed before its own), each process's own order kept,
+        a child's ops after its fork.  An op is written once it is closed and no op
+        still in progress can come before it (``first``: threads with kmem events not
+        yet in an op).  ``k`` = live objects after each op written."""
+        bound = min(self.first.values(), default=self.now)
+        if not final:
+            bound = min(bound, self.now)
+        streams, blocked = self.streams, self.blocked
+        while streams:
+            best = best_key = None
+            for pid, q in streams.items():
+                if pid in blocked:
+                    continue
+                op = q[0]
+                key = (op["_key"] if op["d"] is not None
+                       else self.first.get(op["_tid"], op["_key"]), op["_seq"])
+                if best_key is None or key < best_key:
+                    best, best_key = pid, key
+            if best is None:
+                break
+            op = streams[best][0]
+            if op["d"] is None or (not final and best_key[0] > bound):
+                break
+            streams[best].popleft()
+            if not streams[best]:
+                del streams[best]
+            if op["op"] == "fork":
+                blocked.discard(op["child"])
+            self._write(op)
+
+    def _write(self, op: dict) -> None:
+        d = op.pop("d")
+        del op["_key"], op["_tid"], op["_seq"]
+        running, order_peak = self.running, self.order_peak
+        for i in range(3):
+            order_peak[i] = max(order_peak[i], running[i] + d[6 + i])
+            running[i] += d[i]
+        op["k"] = list(running)
+        if any(d[3:6]):
+            op["a"] = list(d[3:6])                  # objects the op allocated
+        if self.writer is not None:
+            self.writer.write(op)
 
     # ---- parsing --------------------------------------------------------
     def feed(self, line: str) -> None:
@@ -288,7 +349,7 @@ class Recorder:
         ts = int(m["ts"]) * 1_000_000 + int(m["us"])
         if self.t0 is None:
             self.t0 = ts
-        t = ts - self.t0
+        t = self.now = ts - self.t0
         if tid in self.undecided:                    # first sign of a clone3 CLONE_VM child
             parent = self.undecided.pop(tid)
             self._fork_op(t, parent, tid, "thread" if tgid == parent else "vm")
@@ -331,16 +392,19 @@ class Recorder:
         kv = dict(_KV.findall(rest))
         name, ptr = kv.get("name"), kv.get("ptr")
         opened = self.open.get(tid)
-        if event == "kmem_cache_free" and opened is not None and opened["op"] == "exec_begin":
-            self._close(tid)                      # the new stack is set up; teardown follows
-            self._drain()
+        if opened is not None and opened["op"] == "exec_begin" and (
+                event == "kmem_cache_free" or name == "vm_area_struct" and not irq
+                and self.acc.get(tid, ZERO)[3]):
+            # the new stack is set up; the old mm's teardown follows (a first free), or for
+            # a CLONE_VM child, which tears nothing down, the new image (a second VMA)
+            self._close(tid)
         if event == "kmem_cache_free":
             cache = self.live_ptr.pop(ptr, None)
             if cache is None:
                 self.sum.old_frees[name] += 1
             elif cache in CACHES:
                 self.sum.live[cache] -= 1
-                self.acc.setdefault(tid, [0] * 6)[CACHES.index(cache)] -= 1
+                self._acc(t, tid)[CACHES.index(cache)] -= 1
             return
         if irq:
             return
@@ -360,11 +424,21 @@ class Recorder:
         self.live_ptr[ptr] = name
         self.sum.allocs[name] += 1
         self.sum.live[name] += 1
-        acc = self.acc.setdefault(tid, [0] * 6)
-        acc[CACHES.index(name)] += 1
-        acc[3 + CACHES.index(name)] += 1
+        i = CACHES.index(name)
+        acc = self._acc(t, tid)
+        acc[i] += 1
+        acc[3 + i] += 1
+        if acc[i] > acc[6 + i]:
+            acc[6 + i] = acc[i]
         if self.sum.live[name] > self.sum.peak[name]:
             self.sum.peak[name] = self.sum.live[name]
+
+    def _acc(self, t: int, tid: int) -> list[int]:
+        acc = self.acc.get(tid)
+        if acc is None:
+            acc = self.acc[tid] = [0] * 9
+            self.first[tid] = t
+        return acc
 
     def _fault(self, t: int, tid: int, tgid: int, rest: str, user: bool) -> None:
         kv = dict(_KV.findall(rest))
@@ -473,7 +547,12 @@ class Recorder:
                 self.sum.unexpressed["kmem change after a task's last op"] += 1
                 self._emit({"op": "other", "t": 0, "pid": self.tgid.get(tid, tid),
                             "name": "unattributed", "ret": 0}, tid)
-        self._drain()
+        self._drain(final=True)
+        for i, c in enumerate(CACHES):
+            self.sum.order_peak[c] = self.order_peak[i]
+        if self.streams:
+            raise RecordError(f"{sum(map(len, self.streams.values()))} operations of "
+                              f"processes never forked in the recording")
         if self.lost:
             raise RecordError(f"trace buffer lost events: {self.lost[0]}")
 
@@ -603,17 +682,20 @@ def _record_isolated(out: str | Path, argv: list[str], buffer_kb: int,
     return value
 
 
-def _record_mounted(tfs: Tracefs, out: str | Path, argv: list[str], compress: bool) -> Result:
-    with tfs:
-        tfs._set("trace_clock", "mono")
-        exe = shutil.which(argv[0])
-        go_r, go_w = os.pipe()
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        pid = os.fork()
-        if pid == 0:                                   # the command, held until traced
+class _HeldCommand:
+    """The command forked and held (blocked reading a pipe) until :meth:`release`, so
+    tracing can start on its pid before it runs a single instruction of its own.  If the
+    recording fails before the release, :meth:`discard` kills and reaps it (it must never
+    run untraced, nor stay blocked forever)."""
+
+    def __init__(self, exe: str, argv: list[str]) -> None:
+        go_r, self.go_w = os.pipe()
+        self.err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        self.pid = os.fork()
+        if self.pid == 0:                              # the command, held until traced
             try:
-                os.close(go_w)
-                os.close(err_r)
+                os.close(self.go_w)
+                os.close(self.err_r)
                 os.read(go_r, 1)
                 os.close(go_r)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -624,22 +706,47 @@ def _record_mounted(tfs: Tracefs, out: str | Path, argv: list[str], compress: bo
                 os._exit(127)
         os.close(go_r)
         os.close(err_w)
-        writer = trace2.Writer(out, {"command": argv, "kernel": os.uname().release,
-                                     "page_size": PAGE, "root": pid}, compress=compress)
-        images = ExecImages()
-        rec = Recorder(writer, pid, images)
-        rec.sum.processes.add(pid)
-        reader = _PipeReader(tfs.dir / "trace_pipe", rec)
+        self.released = False
+
+    def release(self) -> bytes:
+        """Let it run; -> the errno text of a failed execv (b"" once it executes)."""
+        os.write(self.go_w, b"x")
+        os.close(self.go_w)
+        self.released = True
+        failed = os.read(self.err_r, 64)
+        os.close(self.err_r)
+        return failed
+
+    def discard(self) -> None:
+        """A recording that failed before the release: SIGKILL the held command, reap it."""
+        if self.released:
+            return
+        os.kill(self.pid, signal.SIGKILL)          # before closing go_w: it must not exec
+        os.waitpid(self.pid, 0)
+        os.close(self.go_w)
+        os.close(self.err_r)
+        self.released = True
+
+
+def _record_mounted(tfs: Tracefs, out: str | Path, argv: list[str], compress: bool) -> Result:
+    with tfs:
+        tfs._set("trace_clock", "mono")
+        cmd = _HeldCommand(shutil.which(argv[0]), argv)
+        pid = cmd.pid
+        writer = images = reader = None
         try:
+            writer = trace2.Writer(out, {"command": argv, "kernel": os.uname().release,
+                                         "page_size": PAGE, "root": pid}, compress=compress)
+            images = ExecImages()
+            rec = Recorder(writer, pid, images)
+            rec.sum.processes.add(pid)
+            reader = _PipeReader(tfs.dir / "trace_pipe", rec)
             libc = ctypes.CDLL(None, use_errno=True)
             libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
             _ptrace(libc, PTRACE_SEIZE, pid, PTRACE_O)
             tfs.start(pid)
             reader.start()
-            os.write(go_w, b"x")
-            os.close(go_w)
-            failed = os.read(err_r, 64)
-            os.close(err_r)
+            failed = cmd.release()
             status = _wait_tree(libc, pid, images)
             tfs._write("tracing_on", "0")
             reader.stop()
@@ -656,9 +763,13 @@ def _record_mounted(tfs: Tracefs, out: str | Path, argv: list[str], compress: bo
             writer.commit({"status": status, "summary": rec.sum.as_dict()})
             return Result(status, rec.sum, Path(out))
         except BaseException:
-            images.finish()                # the reader must not wait for stops any more
-            reader.stop()
-            writer.abort()
+            cmd.discard()                  # never started: killed, not left blocked
+            if images is not None:
+                images.finish()            # the reader must not wait for stops any more
+            if reader is not None:
+                reader.stop()
+            if writer is not None:
+                writer.abort()
             raise
 
 

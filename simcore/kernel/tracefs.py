@@ -148,6 +148,7 @@ class Tracefs:
         self._saved: list[tuple[Path, str]] = []
         self._mount = ExitStack()             # the private tracefs mount, if one was needed
         self._made_instance = False
+        self._owned = False                   # self.dir is ours to switch off and clear
 
     # ---- low level -------------------------------------------------------
     def _read(self, rel: str) -> str:
@@ -202,6 +203,7 @@ class Tracefs:
                     raise KernelError(f"trace instance {self.dir} already exists "
                                        "(left over? remove it with rmdir)") from None
                 self._made_instance = True
+            self._owned = True                # our instance, or the global one as asked
             self._set("tracing_on", "0")
             self._set("buffer_size_kb", str(self.buffer_kb))
             for opt, value in self.options.items():
@@ -222,11 +224,14 @@ class Tracefs:
 
     def __exit__(self, *exc: object) -> None:
         errors: list[str] = []
-        for rel, value in (("tracing_on", "0"), ("trace", "")):
+        # only a buffer we set up: an __enter__ that failed before (no such event, the
+        # instance name taken) must not switch off the global or another's instance
+        for rel, value in (("tracing_on", "0"), ("trace", "")) if self._owned else ():
             try:
                 (self.dir / rel).write_text(value)
             except OSError:
                 pass
+        self._owned = False
         for path, old in reversed(self._saved):
             value = self._restore_value(path, old)
             try:

@@ -2,11 +2,12 @@
 made on this kernel by ``sweep record``: every policy evaluated on a real workload."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 from ..registry import register_workload
-from ..replay import RecordedOp, recorded_ops
+from ..replay import RecordedOp, RecordedWalk, recorded_ops
+from .common import WALKS
 from .tracefile import TraceWorkload
 
 
@@ -17,10 +18,21 @@ class RecordingWorkload(TraceWorkload):
     file's content is part of the cell id (sweep.grid.INPUT_KEYS)."""
     name: str = "recording"
     path: str = ""
+    # A recording has no rmap walks (the program ran without memory pressure); these add
+    # them as the generators' Pressure does (simcore/workloads/common.py), with its
+    # defaults, so the walk cost of a policy shows on real programs too.  0: none.
+    pressure_every: int = field(default=50, metadata={
+        "source": "assumed", "range": (0, 1000),
+        "ref": "one rmap walk phase (reclaim, migrate or idle) every 50 recorded operations, "
+               "as the generators' Pressure.pressure_every default"})
+    pressure_pages: int = field(default=4, metadata={
+        "source": "assumed", "range": (1, 512),
+        "ref": "pages walked per phase from a page the program wrote, as the generators' "
+               "Pressure.pressure_pages default"})
 
 
 @register_workload(RecordingWorkload)
-def recording(cfg: RecordingWorkload, seed: int) -> Iterator[RecordedOp]:
-    """The recording's operations, replayed at the recorded addresses (seed unused:
-    a recording is one run)."""
-    return recorded_ops(cfg.path)
+def recording(cfg: RecordingWorkload, seed: int) -> Iterator[RecordedOp | RecordedWalk]:
+    """The recording's operations, replayed at the recorded addresses, with memory-pressure
+    walks mixed in (their pages and kinds drawn from ``Random(seed)``)."""
+    return recorded_ops(cfg.path, cfg.pressure_every, WALKS, cfg.pressure_pages, seed)
