@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .vma import F_EXCL, F_HUGE, F_WRITE, PTE_NONE, VMA
+from .vma import F_EXCL, F_HUGE, F_WRITE, PTE_NONE, PTE_SWAP, VMA
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -73,6 +73,8 @@ def copy_page_range(m: Machine, dst: VMA, src: VMA) -> None:
         if anon.any():
             m.folios.get(src.pte[anon])
             src.ptef[anon] &= ~np.uint8(F_WRITE | F_EXCL)
+        if m.swapped:                               # copy_nonpresent_pte(): swap entries
+            src.ptef[src.pte == PTE_SWAP] &= ~np.uint8(F_EXCL)   # lose pte_swp_exclusive
     dst.pte = src.pte.copy()
     dst.ptef = src.ptef.copy()
 
