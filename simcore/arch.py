@@ -5,7 +5,7 @@ the 6.18 x86_64 reference machine); ``sweep calibrate`` writes ``conf/arch/host.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .registry import register_schema
 
@@ -41,6 +41,11 @@ class ArchConf:
     fork_avc_ns: float = 167.8
     fork_av_ns: float = 184.7
     fork_pte_ns: float = 69.2
+    swap: bool = field(default=False, metadata={
+        "source": "cited", "range": (False, True),
+        "ref": "a swap device: Android devices swap to zram (AOSP 'Low RAM'/zram docs; the "
+               "cached-app optimizer needs it); the reference x86_64 VM has none, so "
+               "MADV_PAGEOUT leaves anonymous folios mapped there (simcore/swap.py)"})
 
 
 register_schema("arch", ArchConf)

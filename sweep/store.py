@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from simcore.activity import COLUMNS as ACTIVITY_COLUMNS
 from simcore.slab import CACHES
 
 PARTITIONS = ("workload", "policy")
@@ -23,7 +24,7 @@ INT_METRICS = (*CACHES, *(f"{c}_peak" for c in CACHES), "folios", "processes",
                "anon_vma_root_lock_write", "rmap_walks", "rmap_avcs_visited", "rmap_vmas_visited",
                "rmap_vmas_not_mapping", "rmap_root_lock_read", "rmap_lockless_walks",
                "lazy_upgrades", "lazy_upgrade_folios", "lazy_upgrade_ptes",
-               "lazy_repointed_folios", "lazy_pinned_vmas", "forks")
+               "lazy_repointed_folios", "lazy_pinned_vmas", *ACTIVITY_COLUMNS, "forks")
 FLOAT_METRICS = (*(f"{c}_kb" for c in CACHES), *(f"{c}_slab_kb" for c in CACHES),
                  "fork_ns_predicted")
 
