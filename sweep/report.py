@@ -133,6 +133,8 @@ def write_report(df: pl.DataFrame, dest: "Path") -> list["Path"]:
                  "eager on the same recording, at the peak (every process exits, so final "
                  "counts are 0): objects and KB saved, VMA count change, lazy's upgrade work "
                  "and the rmap walks' cost.", "", real, ""]
+    from .report_android import android_section
+    text += android_section(df)
     text += [f"![{p.stem}]({p.name})" for p in made]
     (dest / "report.md").write_text("\n".join(text) + "\n")
     return [dest / "report.md", *made]
