@@ -51,10 +51,10 @@ def test_every_new_knob_has_its_provenance():
         assert fields[name].default, f"{name}: the default is the behaviour on"
 
 
-SMALL_LIFE = dict(n_apps=4, arenas=3, arena_commits=2, heap_grows=2, threads=3, jit_flips=3,
+SMALL_LIFE = dict(n_apps=3, arenas=3, arena_commits=2, heap_grows=2, threads=3, jit_flips=3,
                   gc_dontneeds=3, heap_trims=1, lmkd_kills=1.0, app_restarts=0.5,
-                  compact_returns=0.5)
-CHECK_EVERY = 50
+                  compact_returns=1.0)
+CHECK_EVERY = 100
 
 
 def test_small_device_merges_unmaps_exits_and_compacts_checked_under_each_policy():

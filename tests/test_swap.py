@@ -116,7 +116,7 @@ def swap_trace(seed: int) -> list[T.Op]:
     return out
 
 
-@pytest.mark.parametrize("seed", range(size(12, 200)))
+@pytest.mark.parametrize("seed", range(size(6, 200)))
 def test_random_traces_with_swap_checked_in_lockstep(seed):
     """Random traces (they contain pageout) on machines with swap: every invariant and rmap
     completeness after every op under eager, each sound lazy variant and cow_context; lazy
@@ -142,6 +142,6 @@ def test_random_traces_with_swap_checked_in_lockstep(seed):
 
 def test_swap_traces_page_out_and_swap_in():
     """The lockstep test above is not vacuous: its traces do swap out and in."""
-    ms = [Machine("eager", swap=True).run(swap_trace(20_000 + s)) for s in range(size(12, 200))]
+    ms = [Machine("eager", swap=True).run(swap_trace(20_000 + s)) for s in range(size(6, 200))]
     assert sum(m.pageout_pages > 0 for m in ms) >= len(ms) // 2
     assert sum(m.swapin_pages > 0 for m in ms) >= len(ms) // 3
