@@ -21,7 +21,9 @@ class ArchConf:
     under the lazy policy (its vm_rcuref, patch 06).  Fork latency is predicted as
     fork_a_ns + fork_vma_ns * VMAs + fork_avc_ns * AVCs cloned + fork_av_ns * anon_vmas
     allocated + fork_pte_ns * PTEs copied (+ fork_pte_ns per page-table entry a lazy
-    upgrade scans); the defaults were fitted by `sweep calibrate` on the reference machine."""
+    upgrade scans).  The fault_* and walk_* coefficients price faults and rmap walks
+    (simcore/timemodel.py).  Every default was fitted by `sweep calibrate` on the reference
+    machine (docs/time-calibration.md; its raw record: conf/arch/host-calibration.json)."""
     name: str = "x86_64"
     page_size: int = 4096
     pmd_pages: int = 512
@@ -36,11 +38,76 @@ class ArchConf:
     anon_vma_slab_pages: int = 1
     anon_vma_chain_slab_pages: int = 1
     lazy_vma_extra: int = 0
-    fork_a_ns: float = 6689.0
-    fork_vma_ns: float = 407.9
-    fork_avc_ns: float = 167.8
-    fork_av_ns: float = 184.7
-    fork_pte_ns: float = 69.2
+    fork_a_ns: float = field(default=41843.3, metadata={
+        "source": "fitted_eager", "range": (20778.3, 85889.9),
+        "ref": "sweep calibrate on the 6.18 x86_64 reference VM, 2026-11-30 (3 runs: "
+               "41556.7-42945.0; worst held-out error of the fork model 12 %): per fork: "
+               "copy_process() and the rest of dup_mmap() not per VMA"})
+    fork_vma_ns: float = field(default=354.7, metadata={
+        "source": "fitted_eager", "range": (162.3, 709.4),
+        "ref": "sweep calibrate on the 6.18 x86_64 reference VM, 2026-11-30 (3 runs: "
+               "324.7-354.7; worst held-out error of the fork model 12 %): per VMA copied: "
+               "vm_area_dup() + maple tree store"})
+    fork_avc_ns: float = field(default=177.6, metadata={
+        "source": "fitted_eager", "range": (85.7, 355.2),
+        "ref": "sweep calibrate on the 6.18 x86_64 reference VM, 2026-11-30 (3 runs: "
+               "171.4-177.6; worst held-out error of the fork model 12 %): per "
+               "anon_vma_chain allocated and linked (anon_vma_clone(), anon_vma_fork())"})
+    fork_av_ns: float = field(default=129.4, metadata={
+        "source": "fitted_eager", "range": (63.9, 375.4),
+        "ref": "sweep calibrate on the 6.18 x86_64 reference VM, 2026-11-30 (3 runs: "
+               "127.7-187.7; worst held-out error of the fork model 12 %): per anon_vma "
+               "allocated by anon_vma_fork(), incl. copy_page_range()'s per-VMA walk"})
+    fork_pte_ns: float = field(default=57.4, metadata={
+        "source": "fitted_eager", "range": (28.7, 126.7),
+        "ref": "sweep calibrate on the 6.18 x86_64 reference VM, 2026-11-30 (3 runs: "
+               "57.4-63.3; worst held-out error of the fork model 12 %): per page-table "
+               "entry copied (copy_present_pte(), folio_try_dup_anon_rmap)"})
+
+    # time model (simcore/timemodel.py): fitted by `sweep calibrate` (docs/time-calibration.md)
+    fault_new_ns: float = field(default=1597.6, metadata={
+        "source": "fitted_eager", "range": (745.9, 3195.2),
+        "ref": "sweep calibrate on the 6.18 x86_64 reference VM, 2026-11-30 (3 runs: "
+               "1491.9-1597.6; worst held-out error of the fault model 6 %): "
+               "do_anonymous_page() write fault, anon_vma present: trap + zeroed folio + "
+               "rmap + PTE"})
+    fault_prepare_ns: float = field(default=744.2, metadata={
+        "source": "fitted_eager", "range": (366.2, 1488.4),
+        "ref": "sweep calibrate on the 6.18 x86_64 reference VM, 2026-11-30 (3 runs: "
+               "732.3-744.2; worst held-out error of the fault model 6 %): extra of a fault "
+               "whose anon_vma_prepare() allocates an anon_vma + AVC"})
+    fault_cow_ns: float = field(default=2180.4, metadata={
+        "source": "fitted_eager", "range": (1041.5, 4377.4),
+        "ref": "sweep calibrate on the 6.18 x86_64 reference VM, 2026-11-30 (3 runs: "
+               "2083.0-2188.7; worst held-out error of the fault model 6 %): wp_page_copy():"
+               " trap + new folio + 4 KiB copy + rmap + PTE"})
+    fault_reuse_ns: float = field(default=777.7, metadata={
+        "source": "fitted_eager", "range": (384.0, 1596.9),
+        "ref": "sweep calibrate on the 6.18 x86_64 reference VM, 2026-11-30 (3 runs: "
+               "768.0-798.5; worst held-out error of the fault model 6 %): do_wp_page() "
+               "reusing an exclusive folio (wp_page_reuse())"})
+    walk_a_ns: float = field(default=3493.0, metadata={
+        "source": "fitted_eager", "range": (1670.3, 6986.1),
+        "ref": "sweep calibrate on the 6.18 x86_64 reference VM, 2026-11-30 (3 runs: "
+               "3340.6-3493.0; worst held-out error of the walk model 2 %): per rmap walk of"
+               " try_to_unmap() in MADV_PAGEOUT reclaim onto zram, incl. the rest of "
+               "reclaiming the folio (isolation, swap slot, zram store, free)"})
+    walk_vma_ns: float = field(default=162.5, metadata={
+        "source": "fitted_eager", "range": (76.0, 325.1),
+        "ref": "sweep calibrate on the 6.18 x86_64 reference VM, 2026-11-30 (3 runs: "
+               "151.9-162.5; worst held-out error of the walk model 2 %): per VMA visited in"
+               " the anon_vma interval tree"})
+    walk_pte_ns: float = field(default=3.6, metadata={
+        "source": "measured", "range": (3.6, 100.0),
+        "ref": "sweep calibrate (floorbench.c) on the 6.18 x86_64 reference VM, 2026-11-30: "
+               "per PTE unmapped: not separable in MADV_PAGEOUT (one PTE per walk, carried "
+               "by walk_a_ns); floor: 2 atomic RMWs (ptep_get_and_clear + mapcount)"})
+    walk_lock_ns: float = field(default=3.6, metadata={
+        "source": "measured", "range": (3.6, 100.0),
+        "ref": "sweep calibrate (floorbench.c) on the 6.18 x86_64 reference VM, 2026-11-30: "
+               "per anon_vma root rwsem acquisition: not separable in eager walks (one per "
+               "walk, carried by walk_a_ns); floor: 2 atomic RMWs (down_read + up_read, "
+               "uncontended)"})
     swap: bool = field(default=False, metadata={
         "source": "cited", "range": (False, True),
         "ref": "a swap device: Android devices swap to zram (AOSP 'Low RAM'/zram docs; the "

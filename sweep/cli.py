@@ -327,6 +327,8 @@ def _launch(ctx: typer.Context, grid_file: Path, out: Optional[str], address: Op
             _fail(str(exc))
         except OSError as exc:                 # an input file that cannot be read for its hash
             _fail(f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc))
+        for line in todo.store.quarantine_notes():
+            typer.echo(f"warning: {line}", err=True)
         if todo.todo:                          # nothing to compute: no Ray at all
             import ray
             owned = not ray.is_initialized()
@@ -464,69 +466,89 @@ def record_cmd(
 @app.command("calibrate")
 def calibrate_cmd(
     out: Path = typer.Option(Path("conf/arch/host.yaml"), help="profile file to write"),
-    forks: int = typer.Option(15, min=3, help="forks timed per shape (the median is used)"),
+    raw: Path = typer.Option(None, help="raw measurements (JSON; default: host-calibration.json "
+                                        "beside --out)"),
+    models: str = typer.Option("fork,fault,walk", help="models to fit (walk needs root and zram)"),
+    rounds: int = typer.Option(9, min=1, help="interleaved rounds over every shape"),
+    scale: float = typer.Option(1.0, min=0.1, help="multiplies the samples per run"),
 ) -> None:
-    """Time real forks over designed shapes, fit the fork cost model, report held-out error."""
-    from sweep.calibrate import calibrate, write_host_yaml
+    """Time forks, anonymous faults and rmap walks (reclaim onto a temporary zram swap device)
+    over designed shapes, fit each cost model, report the error on held-out shapes."""
+    from sweep.calibrate import (MODELS, TARGET, CalibrateError, FitError, SwapError,
+                                 calibrate, write_host_yaml, write_raw)
+    chosen = tuple(m.strip() for m in models.split(",") if m.strip())
+    unknown = [m for m in chosen if m not in MODELS]
+    if unknown or not chosen:
+        _fail(f"calibrate: unknown model(s) {', '.join(unknown) or '(none)'} "
+              f"(known: {', '.join(MODELS)})")
     try:
-        result = calibrate(forks, progress=lambda s: typer.echo(f"measured {s.label()}", err=True))
-    except (RuntimeError, OSError) as exc:
-        _fail(f"calibrate: {exc}")
-    for key, value in result["coefficients"].items():
-        typer.echo(f"{key:12} {value:12.1f}")
-    typer.echo("held-out shapes (not used in the fit):")
-    worst = 0.0
-    for shape, measured, predicted in result["held_out"]:
-        err = (predicted - measured) / measured
-        worst = max(worst, abs(err))
-        typer.echo(f"  {shape.label()}  measured {measured / 1e3:9.1f} us  "
-                   f"predicted {predicted / 1e3:9.1f} us  error {100 * err:+6.1f} %")
-    typer.echo(f"worst held-out error {100 * worst:.1f} % (target within 25 %)")
-    write_host_yaml(out, result["coefficients"], result["held_out"])
-    typer.echo(f"wrote {out}")
+        result = calibrate(chosen, rounds=rounds, scale=scale,
+                           progress=lambda msg: typer.echo(msg, err=True))
+    except (CalibrateError, SwapError, FitError, OSError) as exc:
+        _fail(f"calibrate: {exc}", 1)
+    except KeyboardInterrupt:
+        _fail("calibrate: interrupted; the swap device was removed, nothing written", 130)
+    for name, f in result["models"].items():
+        typer.echo(f"{name} model ({', '.join(f['features'])}):")
+        for key, value in f["coefficients"].items():
+            how = "held at floor" if key in f["fixed"] else f"floor {f['lower'][key]:.1f}"
+            typer.echo(f"  {key:17} {value:10.1f}   ({how})")
+        typer.echo("  held-out shapes (not used in the fit):")
+        for s in f["shapes"]:
+            if s["held_out"]:
+                typer.echo(f"    {s['label']:44} measured {s['ns'] / 1e3:9.1f} us  "
+                           f"predicted {s['predicted'] / 1e3:9.1f} us  "
+                           f"error {100 * s['error']:+6.1f} %")
+        for s in f["shapes"]:
+            if s.get("extrapolated"):
+                typer.echo(f"  outside the fitted range: {s['label']:30} measured "
+                           f"{s['ns'] / 1e3:9.1f} us  predicted {s['predicted'] / 1e3:9.1f} us  "
+                           f"error {100 * s['error']:+6.1f} %")
+        ok = "within" if f["worst_held_out"] <= TARGET else "NOT within"
+        typer.echo(f"  worst held-out error {100 * f['worst_held_out']:.1f} % ({ok} "
+                   f"{100 * TARGET:.0f} %); worst training error {100 * f['worst_train']:.1f} %")
+    typer.echo(f"took {result['seconds']:.0f} s (load average {result['host']['loadavg'][0]:.1f})")
+    raw = raw or out.with_name("host-calibration.json")
+    write_host_yaml(out, result)
+    write_raw(raw, result)
+    typer.echo(f"wrote {out} and {raw}")
 
 
 @app.command("status")
-def status(out: str = typer.Argument(..., help="a sweep's result directory or URI")) -> None:
-    """Summarise a sweep on disk: rows, status, cells per workload/policy, provenance, and
-    the code fingerprints of its rows (which one the code here would write)."""
+def status(out: str = typer.Argument(..., help="a sweep's result directory or URI"),
+           verify: bool = typer.Option(False, "--verify", help="read every page of every "
+                                       "file (checksums) and move damaged files aside")) -> None:
+    """Summarise a sweep on disk from its files' footers: cells per workload/policy,
+    provenance, and the code fingerprints of its rows (which one the code here would write)."""
     from sweep.fingerprint import code_digest, fingerprint
-    from sweep.store import read_meta
+    from sweep.status import summarize
     store = _open_store(out)
-    rows = {}
-    files = []
-    per_fp: dict[str, int] = {}
-    current = set()
-    code = code_digest()
-    cols = ["cell_id", "workload", "policy", "status"]
-    for path, t in _sound_tables(store, None):
-        if not set(cols) <= set(t.column_names):           # a foreign Parquet file
-            continue
-        files.append(path)
-        for cid, w, p, st in zip(*(t[c].to_pylist() for c in cols)):
-            if rows.get(cid, ("", "", ""))[2] != "ok":
-                rows[cid] = (w, p, st)
-        fps = (t["code_fingerprint"].to_pylist() if "code_fingerprint" in t.column_names
-               else [""] * t.num_rows)
-        for fp in fps:
-            per_fp[fp or ""] = per_fp.get(fp or "", 0) + 1
-        config = json.loads(read_meta(store, path).get("sweep.resolved_config", "{}"))
-        current.add(fingerprint(config.get("base", {}).get("sweep", {}), code))
-    if not files:
+    s = summarize(store, verify)
+    for line in store.quarantine_notes():
+        typer.echo(f"warning: {line}", err=True)
+    if not s.files:
         _fail(f"no results under {out}")
-    meta = read_meta(store, files[0])
-    by = {}
-    for w, p, st in rows.values():
-        key = (w, p)
-        ok, failed = by.get(key, (0, 0))
-        by[key] = (ok + (st == "ok"), failed + (st != "ok"))
-    typer.echo(f"sweep {meta.get('sweep.name', '?')}: {len(rows)} cells in {len(files)} files "
+    code = code_digest()
+    current = set()
+    for text in s.configs:
+        sweep_cfg = json.loads(text).get("base", {}).get("sweep", {})
+        try:
+            from simcore.registry import load_plugins
+            load_plugins(sweep_cfg.get("plugins") or [])     # their policies' metric columns
+        except ValueError:
+            pass
+        current.add(fingerprint(sweep_cfg, code))
+    meta = s.meta
+    typer.echo(f"sweep {meta.get('sweep.name', '?')}: {s.cells} cells in {len(s.files)} files "
                f"(git {meta.get('sweep.git_commit', '')[:10]}"
                f"{'+dirty' if meta.get('sweep.git_dirty') == 'true' else ''})")
-    for (w, p), (ok, failed) in sorted(by.items()):
+    if s.from_rows:
+        typer.echo("  (a launch is writing or was interrupted writing rows that supersede "
+                   "others: cells counted from the rows)")
+    for (w, p), (ok, failed) in sorted(s.by.items()):
         typer.echo(f"  workload={w:12} policy={p:8} ok={ok:6} failed={failed}")
     typer.echo("code fingerprints:")
-    for fp, n in sorted(per_fp.items(), key=lambda kv: -kv[1]):
+    for fp, n in sorted(s.per_fp.items(), key=lambda kv: -kv[1]):
         mark = "current" if fp in current else "stale: a relaunch recomputes these rows"
         typer.echo(f"  {fp or '(none)':16} {n:6} rows  {mark}")
 

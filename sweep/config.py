@@ -43,6 +43,8 @@ class SweepMeta:
     name: str = "sweep"
     batch_size: int = 0              # cells per remote call; 0 = automatic
     max_retries: int = 3             # re-runs of a batch whose worker died
+    worker_max_cells: int = 0        # a worker is replaced after this many cells (0: never)
+    worker_max_rss_mb: int = 0       # ... or once its RSS after a batch exceeds this (0: never)
     sample_every: int = 100          # slab counts sampled every N operations (0: never)
     plugins: List[str] = field(default_factory=list)   # modules that register workloads
 
@@ -53,7 +55,8 @@ POSITIVE = {("arch", k) for k in ("page_size", "pmd_pages", "vm_area_struct", "a
                                    "vm_area_struct_slab_pages", "anon_vma_slab_pages",
                                    "anon_vma_chain_slab_pages")}
 NON_NEGATIVE = {("workload", "n_ops"), ("workload", "sleep_ms"), ("sweep", "batch_size"),
-                ("sweep", "max_retries"), ("sweep", "sample_every"), ("seed",),
+                ("sweep", "max_retries"), ("sweep", "worker_max_cells"),
+                ("sweep", "worker_max_rss_mb"), ("sweep", "sample_every"), ("seed",),
                 *(("arch", k) for k in ("lazy_vma_extra", "fork_a_ns", "fork_vma_ns",
                                         "fork_avc_ns", "fork_av_ns", "fork_pte_ns"))}
 
@@ -491,12 +494,26 @@ def _validate(grid: Grid) -> None:
                     raise SweepConfigError(f"axis {key} lists {v!r} twice")
                 seen.add(mark)
     for group in GROUPS:                        # two files with one content: one cell id
+        swept = [k[len(group) + 1:] for k in grid.axes if k.startswith(group + ".")]
         composed: dict[str, str] = {}
         for option in grid.axes.get(group, []):
-            text = json.dumps(grid.options[group][option], sort_keys=True, default=str)
+            node = copy.deepcopy(grid.options[group][option])
+            for key in swept:                   # an axis sets these in every cell
+                try:
+                    _set_dotted(node, key, "<swept>")
+                except (KeyError, TypeError):
+                    pass
+            text = json.dumps(node, sort_keys=True, default=str)
             if text in composed:
-                raise SweepConfigError(f"{group} options {composed[text]!r} and {option!r} are "
-                                       f"identical (their cells would be the same cells)")
+                other = composed[text]
+                if json.dumps(grid.options[group][option], sort_keys=True, default=str) == \
+                        json.dumps(grid.options[group][other], sort_keys=True, default=str):
+                    raise SweepConfigError(f"{group} options {other!r} and {option!r} are "
+                                           f"identical (their cells would be the same cells)")
+                axes = ", ".join(f"{group}.{k}" for k in swept)
+                raise SweepConfigError(f"{group} options {other!r} and {option!r} differ only in "
+                                       f"{axes}, which is also an axis (their cells would be the "
+                                       f"same cells): drop one of them or that axis")
             composed[text] = option
     for key in [k for z in grid.zips for k in z]:
         if key not in grid.axes:

@@ -60,7 +60,32 @@ def code_digest(simcore_dir: Path | None = None, sweep_dir: Path | None = None) 
     files = source_files(Path(simcore_dir).resolve(), Path(sweep_dir).resolve())
     stats = tuple((name, path, path.stat().st_mtime_ns, path.stat().st_size)
                   for name, path in files)
-    return _code_digest(stats)           # the files on disk now: what new workers import
+    return _cached_digest(stats)         # the files on disk now: what new workers import
+
+
+def _cached_digest(stats: tuple) -> str:
+    """_code_digest, remembered on disk by the files' paths, mtimes and sizes (the same key
+    as the in-process cache), so a command such as `sweep status` does not parse the
+    sources again (about a second) while they are unchanged."""
+    import os
+    key = hashlib.sha256(repr([(n, str(p), t, z) for n, p, t, z in stats]).encode()).hexdigest()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "anonsim" / \
+        "code-digests" / key[:32]
+    try:
+        text = cache.read_text()
+        if len(text) == 64 and all(c in "0123456789abcdef" for c in text):
+            return text
+    except OSError:
+        pass
+    digest = _code_digest(stats)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
+        tmp.write_text(digest)
+        tmp.replace(cache)
+    except OSError:
+        pass                             # no cache: computed each time
+    return digest
 
 
 @lru_cache(maxsize=16)
@@ -73,8 +98,9 @@ def _code_digest(stats: tuple) -> str:
 
 def metric_set(sweep_cfg: dict) -> dict:
     """The metric columns with their types and the metric-affecting sweep settings."""
-    from .store import FLOAT_METRICS, INT_METRICS, LIST_METRICS
-    return {"int": list(INT_METRICS), "float": list(FLOAT_METRICS),
+    from .store import LIST_METRICS, metric_columns
+    ints, floats = metric_columns(sweep_cfg.get("plugins") or ())
+    return {"int": list(ints), "float": list(floats),
             "list": {k: str(v) for k, v in LIST_METRICS.items()},
             "settings": {k: sweep_cfg.get(k) for k in METRIC_SETTINGS}}
 

@@ -129,9 +129,63 @@ def _indices(column: Sequence, value: Any) -> list[int]:
 
 def expand(grid: GridLike, input_digest: Callable[[str], str] | None = None) -> Iterator[dict]:
     """-> cells {"point": {axis: value}, "id": cell_id}, streamed in a deterministic order."""
-    digest = input_digest or InputDigests()
+    ids = CellIds(grid, input_digest or InputDigests())
     for point in points(grid):
-        yield {"point": point, "id": cell_id(resolve_point(grid.base, grid.options, point), digest)}
+        yield {"point": point, "id": ids(point)}
+
+
+class CellIds:
+    """cell_id of a grid's points, fast: the id text of a cell is the JSON of its resolved
+    config, which differs from point to point only where a parameter axis sets a value.
+    So each combination of group options is resolved and dumped once, with a marker in
+    place of every parameter, and a cell's text is that template with the parameters'
+    own JSON spliced in (JSON is compositional: the same text as cell_id's, byte for
+    byte).  A grid whose parameters the template cannot hold (an input file path swept,
+    or one parameter nested in another) takes cell_id's path for every cell."""
+
+    def __init__(self, grid: GridLike, digest: Callable[[str], str]) -> None:
+        self.grid, self.digest = grid, digest
+        self.params = [k for k in grid.axes if k not in GROUPS]
+        self.groups = [g for g in GROUPS if g in grid.axes]
+        self.fast = not any(k in INPUT_KEYS or k.startswith("sweep.") or k == "sweep"
+                            or any(o.startswith(k + ".") for o in self.params)
+                            for k in self.params)
+        self.templates: dict[tuple, tuple | None] = {}
+
+    def __call__(self, point: dict) -> str:
+        if self.fast:
+            key = tuple(point[g] for g in self.groups)
+            template = self.templates.get(key, False)
+            if template is False:
+                template = self.templates[key] = self._template(point)
+            if template is not None:
+                order, pieces = template
+                text = pieces[0]
+                for param, piece in zip(order, pieces[1:]):
+                    value = point[param]
+                    text += (str(value) if type(value) is int else
+                             json.dumps(value, sort_keys=True, separators=(",", ":"),
+                                        default=str)) + piece
+                return _id_of(text)
+        return cell_id(resolve_point(self.grid.base, self.grid.options, point), self.digest)
+
+    def _template(self, point: dict) -> tuple[list[str], list[str]] | None:
+        """(the parameters in the order they appear in the id text, the text of this
+        point's group options split at their places); None when a parameter does not
+        appear exactly once (such cells take the slow path)."""
+        marks = {k: json.dumps(f"\x00anonsim-param-{i}\x00") for i, k in enumerate(self.params)}
+        cfg = resolve_point(self.grid.base, self.grid.options,
+                            {**{g: point[g] for g in self.groups},
+                             **{k: json.loads(m) for k, m in marks.items()}})
+        text = id_text(cfg, self.digest)
+        if any(text.count(m) != 1 for m in marks.values()):
+            return None
+        order = sorted(self.params, key=lambda k: text.index(marks[k]))
+        pieces, rest = [], text
+        for param in order:
+            head, _, rest = rest.partition(marks[param])
+            pieces.append(head)
+        return order, pieces + [rest]
 
 
 def resolve_point(base: dict, options: dict, point: dict) -> dict:
@@ -172,6 +226,11 @@ class InputDigests:
 def cell_id(cfg: dict, input_digest: Callable[[str], str] | None = None) -> str:
     """Hash of the resolved cell config (sweep bookkeeping excluded) and of the content of
     its input files (a trace or snapshot edited in place is a new cell)."""
+    return _id_of(id_text(cfg, input_digest))
+
+
+def id_text(cfg: dict, input_digest: Callable[[str], str] | None = None) -> str:
+    """The text a cell id hashes: the config's JSON, without `sweep`, with input digests."""
     digest = input_digest or InputDigests()
     body = {k: v for k, v in cfg.items() if k != "sweep"}
     inputs = {}
@@ -182,7 +241,10 @@ def cell_id(cfg: dict, input_digest: Callable[[str], str] | None = None) -> str:
             inputs[key] = digest(str(path))
     if inputs:
         body["inputs"] = inputs
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _id_of(text: str) -> str:
     return hashlib.sha1(f"{ID_NAMESPACE}|{text}".encode()).hexdigest()[:16]
 
 

@@ -48,9 +48,7 @@ class LaunchSession:
                                   f"{stale.get('since')})")
             self.notes += orphans.reap_earlier()
             self.record = RunRecord(store, self.grid, self.overrides, self.command)
-            store.clean_temporaries()
-            store.scan()                         # moves damaged part files aside
-            self.notes += [f"warning: {line}" for line in store.quarantine_notes()]
+            store.clean_temporaries()            # (damaged files: runner.plan's one scan)
             for line in self.notes:
                 self.record.log(line)
         except BaseException:
@@ -97,14 +95,15 @@ class LaunchSession:
         rows = [(f["id"], " ".join(f"{k}={v}" for k, v in f["point"].items()), f["error"])
                 for f in prog.failures]
         width = min(60, max(len(r[1]) for r in rows))
-        lines = [f"{len(rows)} failed cells (full tracebacks: the rows' `traceback` column; "
+        failed = max(prog.failed, len(rows))
+        lines = [f"{failed} failed cells (full tracebacks: the rows' `traceback` column; "
                  f"rerun with --retry-failed):",
                  f"  {'cell':16}  {'point':{width}}  error"]
         for cid, point, error in rows[:FAILURES_SHOWN]:
             point = point if len(point) <= width else point[:width - 3] + "..."
             lines.append(f"  {cid:16}  {point:{width}}  {error[:160]}")
-        if len(rows) > FAILURES_SHOWN:
-            lines.append(f"  ... and {len(rows) - FAILURES_SHOWN} more")
+        if failed > FAILURES_SHOWN:
+            lines.append(f"  ... and {failed - FAILURES_SHOWN} more")
         return lines
 
     def close(self) -> list[str]:

@@ -17,7 +17,7 @@ import pyarrow.dataset as ds
 from simcore.slab import CACHES
 
 from . import published as _published
-from .store import FLOAT_METRICS, INT_METRICS, LIST_METRICS, Store
+from .store import LIST_METRICS, Store, metric_columns
 
 
 def load(*sources: str) -> pl.LazyFrame:
@@ -48,10 +48,10 @@ def _pair_keys(df: pl.DataFrame) -> list[str]:
     metric_like = {c for c in df.columns if c.startswith(("rmap_", "lazy_", "fork", "folios",
                                                           "processes", "anon_vma_root"))}
     metric_like |= {c for cache in CACHES for c in df.columns if c.startswith(cache)}
-    metric_like |= set(INT_METRICS) | set(FLOAT_METRICS) | set(LIST_METRICS)   # policies' own
+    metric_like |= {c for cols in metric_columns(None) for c in cols} | set(LIST_METRICS)
     return [c for c in df.columns if c not in metric_like and c not in
             ("cell_id", "code_fingerprint", "policy", "variant", "status", "error",
-             "traceback", "wall_s")]
+             "traceback", "wall_s", "worker_peak_rss_kb", "worker_rss_kb")]
 
 
 def deltas(lf: pl.LazyFrame | pl.DataFrame, base: str = "eager", other: str = "lazy") -> pl.DataFrame:

@@ -23,12 +23,15 @@ from simcore.slab import CACHES, PolicyCache
 from .config import Grid
 from .fingerprint import fingerprint
 from .grid import axes_json, resolve_point
-from .store import FLOAT_METRICS, INT_METRICS, LIST_METRICS, Store, json_meta, result_schema
+from .workermem import CellMemory
+from .store import LIST_METRICS, CellIndex, Store, json_meta, metric_columns, result_schema
 
 if TYPE_CHECKING:
     from simcore.fork import ForkRecord
 
-TRACEBACK_CHARS = 20000        # the end of a failed cell's traceback kept in its row
+TRACEBACK_CHARS = 20000
+MAX_BATCH = 10000
+FAILURES_KEPT = 1000           # failed cells the driver keeps and logs one by one              # cells per automatic batch at most (one Parquet file each)        # the end of a failed cell's traceback kept in its row
 WALK_KEYS = ("walks", "avcs_visited", "vmas_visited", "vmas_not_mapping", "root_lock_read",
              "lockless_walks")
 
@@ -71,8 +74,9 @@ def simulate_cell(cfg: dict, sample_every: int = 0) -> dict[str, Any]:
             gc.enable()
     counts = m.counts()
     counts.update(activity.counts(m, tally))             # merges, munmaps, exits, compactions
-    out: dict[str, Any] = {k: int(counts.get(k, 0)) for k in INT_METRICS if k != "forks"}
-    out.update(dict.fromkeys(FLOAT_METRICS, 0.0))      # other policies' caches: 0 KB, not null
+    ints, floats = metric_columns(plugins_of(cfg))
+    out: dict[str, Any] = {k: int(counts.get(k, 0)) for k in ints if k != "forks"}
+    out.update(dict.fromkeys(floats, 0.0))      # other policies' caches: 0 KB, not null
     for key in WALK_KEYS:
         out[f"rmap_{key}"] = sum(getattr(c, key) for c in m.walk_costs.values())
     for key in m.policy.walk_counters:
@@ -127,14 +131,19 @@ def row_head(cfg: dict, cell: dict, params: dict[str, type], sweep: str,
         "arch": cfg["arch"]["name"], "policy": cfg["policy"]["name"],
         "variant": ",".join(f"{k}={v}" for k, v in sorted(variant.items())),
         "seed": int(cfg.get("seed", 0)), "status": "ok", "error": "", "traceback": "",
-        "wall_s": 0.0}
+        "wall_s": 0.0, "worker_peak_rss_kb": 0, "worker_rss_kb": 0}
     row.update({name: cell["point"][name] for name in params})
     return row
 
 
-def zero_metrics() -> dict[str, Any]:
-    return {**{m: 0 for m in INT_METRICS}, **{m: 0.0 for m in FLOAT_METRICS},
-            **{m: [] for m in LIST_METRICS}}
+def plugins_of(cfg: dict) -> tuple[str, ...]:
+    """A config's sweep.plugins (the modules whose policies' metrics are columns)."""
+    return tuple((cfg.get("sweep") or {}).get("plugins") or ())
+
+
+def zero_metrics(plugins: tuple[str, ...] = ()) -> dict[str, Any]:
+    ints, floats = metric_columns(plugins)
+    return {**{m: 0 for m in ints}, **{m: 0.0 for m in floats}, **{m: [] for m in LIST_METRICS}}
 
 
 def run_cell(base: dict, options: dict, cell: dict, params: dict[str, type],
@@ -143,14 +152,16 @@ def run_cell(base: dict, options: dict, cell: dict, params: dict[str, type],
     cfg = resolve_point(base, options, cell["point"])
     row = row_head(cfg, cell, params, sweep, code_fingerprint)
     t0 = time.perf_counter()
-    try:
-        row.update(simulate_cell(cfg, int(cfg["sweep"].get("sample_every", 0))))
-    except Exception as exc:  # noqa: BLE001 - a simulator exception becomes a failed row
-        row.update(zero_metrics())
-        row["status"] = "failed"
-        row["error"] = f"{type(exc).__name__}: {exc}"[:500]
-        row["traceback"] = traceback.format_exc()[-TRACEBACK_CHARS:]
+    with CellMemory() as mem:
+        try:
+            row.update(simulate_cell(cfg, int(cfg["sweep"].get("sample_every", 0))))
+        except Exception as exc:  # noqa: BLE001 - a simulator exception becomes a failed row
+            row.update(zero_metrics(plugins_of(cfg)))
+            row["status"] = "failed"
+            row["error"] = f"{type(exc).__name__}: {exc}"[:500]
+            row["traceback"] = traceback.format_exc()[-TRACEBACK_CHARS:]
     row["wall_s"] = time.perf_counter() - t0
+    row["worker_peak_rss_kb"], row["worker_rss_kb"] = mem.peak_kb, mem.after_kb
     return row
 
 
@@ -160,13 +171,14 @@ def run_batch(base: dict, options: dict, cells: list[dict], params: dict[str, ty
     t0 = time.perf_counter()
     fp = meta.get("sweep.code_fingerprint", "")
     rows = [run_cell(base, options, c, params, sweep, fp) for c in cells]
-    schema = result_schema(params)
+    schema = result_schema(params, plugins_of(base))
     table = pa.Table.from_pylist(rows, schema=schema)
     import socket
     paths = store.write(table, batch, {**meta, "sweep.host": socket.gethostname()})
     failures = [(r["cell_id"], last_line(r["error"])) for r in rows if r["status"] != "ok"]
     return {"batch": batch, "ok": len(rows) - len(failures), "failed": len(failures),
-            "failures": failures, "files": paths, "wall_s": time.perf_counter() - t0}
+            "failures": failures, "files": paths, "wall_s": time.perf_counter() - t0,
+            "rss_kb": rows[-1]["worker_rss_kb"] if rows else 0}
 
 
 def last_line(text: str) -> str:
@@ -225,19 +237,33 @@ class WorkerPool:
         self.failed_starts = [0] * n
         self.starting: dict = {}          # ready() ref -> slot
         self.idle: list[int] = []
+        self.cells = [0] * n              # cells the slot's current actor has run
         for slot in range(n):
             self._start(slot)
 
     def _start(self, slot: int) -> None:
+        self.cells[slot] = 0
         actor = self.worker.remote(self.uri)
         self.actors[slot] = actor
         self.starting[actor.ready.remote()] = slot
 
     def replace(self, slot: int) -> None:
-        """The slot's actor lost a batch: end it and start a fresh one."""
+        """End the slot's actor (it lost a batch, or is worn) and start a fresh one."""
         import ray
         ray.kill(self.actors[slot], no_restart=True)
         self._start(slot)
+
+    def worn(self, slot: int, cells: int, rss_kb: int, max_cells: int, max_rss_mb: int) -> str:
+        """The slot's actor returned a batch of `cells`: -> why it should be replaced by a
+        fresh process ('' if not): it ran max_cells cells, or its RSS after the batch is
+        above max_rss_mb (memory a long-lived process does not give back)."""
+        self.cells[slot] += cells
+        if max_cells and self.cells[slot] >= max_cells:
+            return f"ran {self.cells[slot]} cells (sweep.worker_max_cells {max_cells})"
+        if max_rss_mb and rss_kb > max_rss_mb * 1024:
+            return (f"RSS {rss_kb // 1024} MB after its batch "
+                    f"(sweep.worker_max_rss_mb {max_rss_mb})")
+        return ""
 
     def started(self, ref: Any) -> str:
         """A ready() call returned (or failed): -> a log line when the start failed."""
@@ -291,6 +317,7 @@ class Progress:
     failed: int = 0
     running: int = 0
     retried: int = 0
+    recycled: int = 0               # workers replaced by fresh ones (worker_max_cells/_rss_mb)
     stale: int = 0                  # cells whose row came from other code (recomputed or kept)
     stale_kept: int = 0             # of which kept on purpose (--keep-stale)
     started: float = field(default_factory=time.perf_counter)
@@ -334,7 +361,7 @@ class Batcher:
     fast cells travel in large batches and slow ones in small batches that balance well."""
 
     def __init__(self, cells: Iterable[dict], total: int, workers: int, fixed: int = 0,
-                 target_s: float = 0.5) -> None:
+                 target_s: float = 1.0) -> None:
         self.cells, self.left, self.workers, self.fixed = iter(cells), total, workers, fixed
         self.target_s, self.cell_s = target_s, None
 
@@ -352,12 +379,15 @@ class Batcher:
             return 1
         by_time = math.ceil(self.target_s / max(self.cell_s, 1e-6))
         by_balance = math.ceil(self.remaining() / (4 * self.workers))
-        return max(1, min(1000, by_time, by_balance))
+        return max(1, min(MAX_BATCH, by_time, by_balance))
 
     def take(self) -> list[dict]:
         batch = list(itertools.islice(self.cells, self.size()))
         self.left = self.left - len(batch) if batch else 0
         return batch
+
+
+PLAN_CHUNK = 4096              # cells looked up in the store's index at a time
 
 
 @dataclass
@@ -368,39 +398,58 @@ class Plan:
     grid: Grid
     store: Store
     fingerprint: str
-    existing: dict = field(repr=False)
+    index: CellIndex = field(repr=False)
     retry_failed: bool = False
     keep_stale: bool = False
     todo: int = 0
     stale: int = 0                  # stale cells to recompute (or kept, under keep_stale)
+    rerun: int = 0                  # cells to compute that have a row (superseded at the end)
 
-    def needs(self, cell: dict) -> bool:
-        have = self.existing.get(cell["id"])
-        if have is None:
-            return True
-        if have.fingerprint != self.fingerprint:
-            return not self.keep_stale
-        return self.retry_failed and have.status != "ok"
+    def needs(self, cells: list[dict]) -> tuple[Any, Any, Any]:
+        """-> (must run, has a row, has a stale row) per cell, as boolean arrays."""
+        found, ok, current = self.index.lookup([c["id"] for c in cells])
+        stale = found & ~current
+        need = ~found | (stale & (not self.keep_stale)) | (current & ~ok & self.retry_failed)
+        return need, found, stale
 
     def cells(self) -> Iterator[dict]:
         """The cells to compute, streamed in grid order (workload and policy outermost)."""
-        return (c for c in self.grid.cells if self.needs(c))
+        if not len(self.index):
+            return iter(self.grid.cells)
+        return (cell for chunk in _chunks(self.grid.cells, PLAN_CHUNK)
+                for cell, need in zip(chunk, self.needs(chunk)[0]) if need)
+
+    @property
+    def must_supersede(self) -> bool:
+        """Will (or may) the store hold two rows of one cell after this launch?"""
+        return bool(self.rerun or self.index.extra_rows or self.store.is_pending())
+
+
+def _chunks(items: Iterable, n: int) -> Iterator[list]:
+    it = iter(items)
+    while chunk := list(itertools.islice(it, n)):
+        yield chunk
 
 
 def plan(grid: Grid, out: str, *, retry_failed: bool = False,
          keep_stale: bool = False) -> Plan:
-    """Scan the store and stream the grid once: which cells must run, how many are stale."""
+    """Read the store's index once (damaged files are moved aside) and stream the grid
+    once against it (not at all when the store holds no row): which cells must run, how
+    many are stale."""
     from .grid import InputDigests
     grid.inputs = InputDigests()               # input files hashed afresh, once per launch
     store = Store(out)
     store.clean_temporaries()
     fp = fingerprint(grid.base["sweep"])
-    existing = store.scan(fp)
-    p = Plan(grid, store, fp, existing, retry_failed, keep_stale)
-    for cell in grid.cells:
-        have = existing.get(cell["id"])
-        p.stale += have is not None and have.fingerprint != fp
-        p.todo += p.needs(cell)
+    p = Plan(grid, store, fp, store.index(fp), retry_failed, keep_stale)
+    if not len(p.index):
+        p.todo = len(grid.cells)
+        return p
+    for chunk in _chunks(grid.cells, PLAN_CHUNK):
+        need, found, stale = p.needs(chunk)
+        p.stale += int(stale.sum())
+        p.todo += int(need.sum())
+        p.rerun += int((need & found).sum())
     return p
 
 
@@ -422,10 +471,12 @@ def launch(grid: Grid, out: str, *, retry_failed: bool = False, keep_stale: bool
     if on_progress:
         on_progress(prog)
     if not todo.todo:
-        store.supersede(todo.fingerprint)
+        _supersede(todo)
         return prog
     import ray
     from ray.exceptions import RayActorError, WorkerCrashedError, ObjectLostError
+    if todo.rerun:
+        store.mark_pending()               # until supersede: `sweep status` counts rows
     params = param_types(grid)
     n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
     batcher = Batcher(todo.cells(), todo.todo, n, int(grid.base["sweep"].get("batch_size", 0)))
@@ -434,6 +485,8 @@ def launch(grid: Grid, out: str, *, retry_failed: bool = False, keep_stale: bool
     # whole run.  An actor is given only small values (inlined in its creation task).
     setup = ray.put((grid.base, grid.options, params, grid.name, meta))
     max_retries = int(grid.base["sweep"].get("max_retries", 3))
+    max_cells = int(grid.base["sweep"].get("worker_max_cells", 0))
+    max_rss_mb = int(grid.base["sweep"].get("worker_max_rss_mb", 0))
     pool = WorkerPool(_worker_class(), out, n, max_retries)
     retry: list[tuple[list[dict], int]] = []          # (cells, attempts) of lost batches
     inflight: dict = {}                               # run() ref -> (cells, attempts, slot)
@@ -475,7 +528,13 @@ def launch(grid: Grid, out: str, *, retry_failed: bool = False, keep_stale: bool
                         log(f"batch of {len(cells)} cells lost ({type(exc).__name__}): "
                             f"retry {tries + 1} of {max_retries}")
                     continue
-                pool.idle.append(a)
+                worn = pool.worn(a, len(cells), result.get("rss_kb", 0), max_cells, max_rss_mb)
+                if worn and (retry or batcher.remaining()):
+                    pool.replace(a)            # idle, its batch written: nothing is lost
+                    prog.recycled += 1
+                    log(f"worker {a} replaced by a fresh process: {worn}")
+                else:
+                    pool.idle.append(a)
                 batcher.learn(len(cells), result["wall_s"])
                 prog.done += result["ok"]
                 prog.failed += result["failed"]
@@ -486,18 +545,32 @@ def launch(grid: Grid, out: str, *, retry_failed: bool = False, keep_stale: bool
                 on_progress(prog)
     finally:
         pool.kill_all()
-    store.supersede(todo.fingerprint)      # one row per cell: reruns replace stale/failed rows
+    _supersede(todo)                       # one row per cell: reruns replace stale/failed rows
     log(f"end: {prog.done} computed, {prog.cached} cached, {prog.failed} failed, "
         f"{prog.retried} batches retried")
     return prog
 
 
+def _supersede(todo: Plan) -> None:
+    """Drop the rows that no longer stand for a cell, when there can be any."""
+    if todo.must_supersede:
+        todo.store.supersede(todo.fingerprint)
+        todo.store.clear_pending()
+
+
 def _note_failures(prog: Progress, cells: list[dict], failures: list, log) -> None:
+    """Keep (and log) the first FAILURES_KEPT failed cells: a grid whose million cells all
+    fail must not fill the driver's memory or the launch log (the rows have them all)."""
     points = {c["id"]: c["point"] for c in cells}
     for cid, error in failures:
+        if len(prog.failures) >= FAILURES_KEPT:
+            return
         prog.failures.append({"id": cid, "point": points.get(cid, {}), "error": error})
         log(f"failed {cid} {' '.join(f'{k}={v}' for k, v in points.get(cid, {}).items())}: "
             f"{error}")
+        if len(prog.failures) == FAILURES_KEPT:
+            log(f"more than {FAILURES_KEPT} failed cells: the others are not logged (their "
+                f"rows hold their errors)")
 
 
 def _write_lost(store: Store, grid: Grid, cells: list[dict], params: dict, meta: dict,
@@ -510,8 +583,9 @@ def _write_lost(store: Store, grid: Grid, cells: list[dict], params: dict, meta:
     for cell in cells:
         row = row_head(resolve_point(grid.base, grid.options, cell["point"]), cell, params,
                        grid.name, meta.get("sweep.code_fingerprint", ""))
-        row.update(zero_metrics(), status="failed", error=error, traceback=detail)
+        row.update(zero_metrics(plugins_of(grid.base)), status="failed", error=error,
+                   traceback=detail)
         rows.append(row)
-    table = pa.Table.from_pylist(rows, schema=result_schema(params))
+    table = pa.Table.from_pylist(rows, schema=result_schema(params, plugins_of(grid.base)))
     name = hashlib.sha1("".join(c["id"] for c in cells).encode()).hexdigest()[:16]
     return error, store.write(table, name, meta)

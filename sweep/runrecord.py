@@ -46,11 +46,12 @@ class RunRecord:
 
     def log(self, message: str) -> None:
         line = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {message}"
-        self.lines.append(line)
         if self.store.is_local:
             with open(f"{self.dir}/launch.log", "a") as fh:
                 fh.write(line + "\n")
-        elif time.monotonic() - self._flushed >= REMOTE_FLUSH_S:
+            return
+        self.lines.append(line)             # an object store: the whole log is rewritten
+        if time.monotonic() - self._flushed >= REMOTE_FLUSH_S:
             self.flush()
 
     def flush(self) -> None:

@@ -3,6 +3,9 @@
 Layout: ``<root>/workload=<w>/policy=<p>/part-<batch>.parquet``.  Each file is written
 under a temporary name in the same directory and then moved into place, so a file that
 exists is complete.  Partition values are sanitised so no config value can escape root.
+Each file's footer carries its row counts (``sweep.row_counts``), which `sweep status`
+reads instead of the rows; a launch reads the store once into a compact index
+(``Store.index``) of the rows that stand for cells.
 """
 from __future__ import annotations
 
@@ -10,9 +13,12 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterator, NamedTuple
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -20,36 +26,61 @@ from simcore.activity import COLUMNS as ACTIVITY_COLUMNS
 from simcore.slab import CACHES
 
 PARTITIONS = ("workload", "policy")
-INT_METRICS = (*CACHES, *(f"{c}_peak" for c in CACHES), "folios", "processes",
-               "anon_vma_root_lock_write", "rmap_walks", "rmap_avcs_visited", "rmap_vmas_visited",
-               "rmap_vmas_not_mapping", "rmap_root_lock_read", "rmap_lockless_walks",
-               "lazy_upgrades", "lazy_upgrade_folios", "lazy_upgrade_ptes",
-               "lazy_repointed_folios", "lazy_pinned_vmas", *ACTIVITY_COLUMNS, "forks")
-FLOAT_METRICS = (*(f"{c}_kb" for c in CACHES), *(f"{c}_slab_kb" for c in CACHES),
-                 "fork_ns_predicted")
+KERNEL_INT_METRICS = (*CACHES, *(f"{c}_peak" for c in CACHES), "folios", "processes",
+                      "anon_vma_root_lock_write", "rmap_walks", "rmap_avcs_visited",
+                      "rmap_vmas_visited", "rmap_vmas_not_mapping", "rmap_root_lock_read",
+                      "rmap_lockless_walks", "lazy_upgrades", "lazy_upgrade_folios",
+                      "lazy_upgrade_ptes", "lazy_repointed_folios", "lazy_pinned_vmas",
+                      *ACTIVITY_COLUMNS, "forks")
+KERNEL_FLOAT_METRICS = (*(f"{c}_kb" for c in CACHES), *(f"{c}_slab_kb" for c in CACHES),
+                        "fork_ns_predicted")
 
 
-def policy_metrics() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The columns registered policies declare beyond the kernel caches: per policy cache
-    live/peak counts and KB, walk counters (rmap_<name>) and stats() keys; -> (ints, floats)."""
-    from simcore import registry
+def policy_metrics(plugins: tuple[str, ...] | None = ()) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The columns policies declare beyond the kernel caches: per policy cache live/peak
+    counts and KB, walk counters (rmap_<name>) and stats() keys; -> (ints, floats).  The
+    policies: the built-in ones and those registered by the modules `plugins` (a sweep's
+    sweep.plugins), so that a sweep's columns (and its fingerprint's metric set) do not
+    depend on what else a process has loaded; None: every registered policy."""
+    from simcore import policy, registry      # noqa: F401 - the built-in policies register
+    names = tuple(n for n in registry.names("policy")
+                  if plugins is None or _ours(registry.lookup("policy", n).module, plugins))
+    return _policy_metrics(names)
+
+
+def _ours(module: str, plugins: tuple[str, ...]) -> bool:
+    return module.startswith("simcore.") or any(module == p or module.startswith(p + ".")
+                                                for p in plugins)
+
+
+@lru_cache(maxsize=8)
+def _policy_metrics(policies: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     from simcore.policy import make_policy
     ints: dict[str, None] = {}
     floats: dict[str, None] = {}
-    for name in registry.names("policy"):
+    for name in policies:
         policy = make_policy(name)
         for cache in policy.caches:
             ints.update({cache.name: None, f"{cache.name}_peak": None})
             floats.update({f"{cache.name}_kb": None, f"{cache.name}_slab_kb": None})
         ints.update({f"rmap_{k}": None for k in policy.walk_counters})
         ints.update(dict.fromkeys(policy.stats()))
-    return (tuple(k for k in ints if k not in INT_METRICS),
-            tuple(k for k in floats if k not in FLOAT_METRICS))
+    return (tuple(k for k in ints if k not in KERNEL_INT_METRICS),
+            tuple(k for k in floats if k not in KERNEL_FLOAT_METRICS))
 
 
-_POLICY_INTS, _POLICY_FLOATS = policy_metrics()
-INT_METRICS = INT_METRICS[:-1] + _POLICY_INTS + INT_METRICS[-1:]      # "forks" stays last
-FLOAT_METRICS += _POLICY_FLOATS
+def metric_columns(plugins: tuple[str, ...] | list[str] | None = ()) \
+        -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(int, float) metric columns of a sweep with these sweep.plugins: the kernel caches'
+    and those of the built-in policies and of the plugins' policies (their caches, walk
+    counters and stats get columns like a built-in policy's).  The plugins must have been
+    loaded (the driver and each worker load them before they build a schema or a row)."""
+    ints, floats = policy_metrics(None if plugins is None else tuple(plugins))
+    return (KERNEL_INT_METRICS[:-1] + ints + KERNEL_INT_METRICS[-1:],      # "forks" stays last
+            KERNEL_FLOAT_METRICS + floats)
+
+
+INT_METRICS, FLOAT_METRICS = metric_columns()           # the built-in policies' (at import)
 LIST_METRICS = {"fork_ns": pa.list_(pa.float64()),
                 **{f"{c}_series": pa.list_(pa.int64()) for c in CACHES}}
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -70,7 +101,7 @@ def safe_name(value: object) -> str:
     return "_" + text if text.startswith(".") else text
 
 
-def result_schema(params: dict[str, type]) -> pa.Schema:
+def result_schema(params: dict[str, type], plugins: tuple[str, ...] | list[str] = ()) -> pa.Schema:
     """The one fixed schema of a sweep: ids, axes, status, then metrics."""
     arrow = {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}
     cols = [("cell_id", pa.string()), ("code_fingerprint", pa.string()),
@@ -79,8 +110,10 @@ def result_schema(params: dict[str, type]) -> pa.Schema:
             ("seed", pa.int64())]
     cols += [(name, arrow[typ]) for name, typ in params.items()]
     cols += [("status", pa.string()), ("error", pa.string()), ("traceback", pa.string()),
-             ("wall_s", pa.float64())]
-    cols += [(m, pa.int64()) for m in INT_METRICS] + [(m, pa.float64()) for m in FLOAT_METRICS]
+             ("wall_s", pa.float64()), ("worker_peak_rss_kb", pa.int64()),
+             ("worker_rss_kb", pa.int64())]
+    ints, floats = metric_columns(plugins)
+    cols += [(m, pa.int64()) for m in ints] + [(m, pa.float64()) for m in floats]
     cols += list(LIST_METRICS.items())
     return pa.schema(cols)
 
@@ -169,10 +202,11 @@ class Store:
             self.fs.delete_file(path)
         return len(tmp)
 
-    def rows(self) -> Iterator[tuple[str, str, str, str, float]]:
-        """(cell_id, status, fingerprint, file, file mtime) of every row written so far;
-        rows written before fingerprints existed have fingerprint ''.  Damaged files are
-        moved aside (see sound_tables) and their cells count as missing."""
+    def _row_tables(self) -> Iterator[tuple[str, float, pa.Table]]:
+        """(path, mtime, table of cell_id, status, code_fingerprint) of every result file,
+        in path order; rows written before fingerprints existed have fingerprint ''.
+        Foreign files are skipped; damaged ones are moved aside (see sound_tables) and
+        their cells count as missing."""
         for info in sorted((f for f in self._files() if not f.base_name.startswith(".tmp-")),
                            key=lambda f: f.path):
             try:
@@ -185,50 +219,99 @@ class Store:
             except READ_ERRORS as exc:
                 self._damaged(info.path, exc)
                 continue
-            fps = (table["code_fingerprint"].to_pylist() if "code_fingerprint" in names
-                   else [""] * table.num_rows)
-            mtime = info.mtime.timestamp() if info.mtime else 0.0
-            for cid, status, fp in zip(table["cell_id"].to_pylist(), table["status"].to_pylist(),
-                                       fps):
-                yield cid, status, fp or "", info.path, mtime
+            if "code_fingerprint" not in names:
+                table = table.append_column("code_fingerprint",
+                                            pa.array([""] * table.num_rows, pa.string()))
+            yield info.path, info.mtime.timestamp() if info.mtime else 0.0, table
+
+    def standing(self, fingerprint: str = "") -> "Standing":
+        """Every row of the store as arrays, and which row stands for each cell: of several
+        rows (an interrupted rerun), the one computed by `fingerprint`, then ok over failed,
+        then the newest file, then the last path.  Vectorised: a million rows cost a few
+        tens of MB and seconds, not a dict of a million objects."""
+        paths, parts = [], []
+        for path, mtime, table in self._row_tables():
+            n = table.num_rows
+            fp = pc.fill_null(table["code_fingerprint"], "")
+            parts.append((_bytes(table["cell_id"]), _bytes(fp),
+                          np.asarray(pc.equal(table["status"], "ok").fill_null(False)),
+                          np.asarray(pc.equal(fp, fingerprint)),
+                          np.full(n, len(paths), np.int32), np.full(n, mtime),
+                          np.arange(n, dtype=np.int32)))
+            paths.append(path)
+        if not parts:
+            empty = np.zeros(0, bool)
+            return Standing(paths, np.zeros(0, "S16"), np.zeros(0, "S16"), empty, empty,
+                            np.zeros(0, np.int32), np.zeros(0, np.int32), empty)
+        ids, fps, ok, current, file, mtime, row = (np.concatenate(c) for c in zip(*parts))
+        order = np.lexsort((file, mtime, ok, current, ids))      # last key first: ids primary
+        last = np.ones(len(ids), bool)
+        last[:-1] = ids[order][:-1] != ids[order][1:]
+        winner = np.zeros(len(ids), bool)
+        winner[order[last]] = True
+        return Standing(paths, ids, fps, ok, current, file, row, winner)
+
+    def index(self, fingerprint: str = "") -> "CellIndex":
+        """The standing row of every cell, compactly (see CellIndex)."""
+        st = self.standing(fingerprint)
+        w = st.winner
+        return CellIndex(st.ids[w], st.ok[w], st.current[w], extra_rows=int((~w).sum()))
 
     def scan(self, fingerprint: str = "") -> dict[str, CellRow]:
-        """cell_id -> the row that stands for the cell: of several rows (an interrupted
-        rerun), the one computed by `fingerprint`, then ok over failed, then the newest."""
-        best: dict[str, tuple] = {}
-        for cid, status, fp, path, mtime in self.rows():
-            rank = (fp == fingerprint, status == "ok", mtime, path)
-            if cid not in best or rank > best[cid][0]:
-                best[cid] = (rank, CellRow(status, path, fp))
-        return {cid: row for cid, (_, row) in best.items()}
+        """cell_id -> the row that stands for the cell (see standing()).  One object per
+        cell: for tests and small stores; a launch uses index()."""
+        st = self.standing(fingerprint)
+        return {cid.decode(): CellRow("ok" if ok else "failed", st.paths[f], fp.decode())
+                for cid, ok, f, fp in zip(st.ids[st.winner], st.ok[st.winner],
+                                          st.file[st.winner], st.fps[st.winner])}
 
     def supersede(self, fingerprint: str) -> int:
-        """Keep one row per cell, the one scan() picks; rewrite the files that hold the
+        """Keep one row per cell, the one standing() picks; rewrite the files that hold the
         others without them (a stale or failed row replaced by a rerun). -> rows dropped."""
-        import pyarrow.compute as pc
-        keep = self.scan(fingerprint)
-        losers: dict[str, set[str]] = {}
-        for cid, _, _, path, _ in self.rows():
-            if keep[cid].file != path:
-                losers.setdefault(path, set()).add(cid)
+        st = self.standing(fingerprint)
         dropped = 0
-        for path, ids in sorted(losers.items()):
+        for f in np.unique(st.file[~st.winner]):
+            path = st.paths[f]
+            mine = st.file == f
+            keep_rows = np.sort(st.row[mine & st.winner])
             try:
                 table = self.read(path)
             except READ_ERRORS as exc:
                 self._damaged(path, exc)
                 continue
-            kept = table.filter(pc.invert(pc.is_in(table["cell_id"],
-                                                   pa.array(sorted(ids), pa.string()))))
+            kept = table.take(pa.array(keep_rows, pa.int64()))
             dropped += table.num_rows - kept.num_rows
             if kept.num_rows == 0:
                 self.fs.delete_file(path)
                 continue
             tmp = path.rsplit("/", 1)[0] + f"/.tmp-rewrite-{uuid.uuid4().hex}.parquet"
-            pq.write_table(kept, tmp, filesystem=self.fs, compression="zstd",
-                           write_page_checksum=True)
+            self._write_file(kept, tmp)
             self.fs.move(tmp, path)
         return dropped
+
+    def _write_file(self, table: pa.Table, path: str) -> None:
+        """One part file, its row counts in the footer (what `sweep status` reads)."""
+        meta = dict(table.schema.metadata or {})
+        meta[COUNTS_KEY.encode()] = json.dumps(row_counts(table)).encode()
+        pq.write_table(table.replace_schema_metadata(meta), path, filesystem=self.fs,
+                       compression="zstd", write_page_checksum=True)
+
+    def pending_path(self) -> str:
+        return f"{self.root}/{PENDING}"
+
+    def mark_pending(self) -> None:
+        """A launch is about to write second rows of cells: until supersede() has run,
+        rows are not cells (`sweep status` then counts cells from the rows)."""
+        self.fs.create_dir(self.root, recursive=True)
+        with self.fs.open_output_stream(self.pending_path()) as fh:
+            fh.write(b"a launch writes rows that supersede others\n")
+
+    def clear_pending(self) -> None:
+        if self.fs.get_file_info(self.pending_path()).type == pafs.FileType.File:
+            self.fs.delete_file(self.pending_path())
+
+    def is_pending(self) -> bool:
+        return self.fs.get_file_info(self.pending_path()).type == pafs.FileType.File
 
     def write(self, table: pa.Table, batch: str, meta: dict[str, str]) -> list[str]:
         """Write a batch's rows, one file per partition, atomically. -> final paths."""
@@ -244,11 +327,68 @@ class Store:
             self.fs.create_dir(folder, recursive=True)
             final = f"{folder}/part-{safe_name(batch)}.parquet"
             tmp = f"{folder}/.tmp-{safe_name(batch)}-{uuid.uuid4().hex}.parquet"
-            pq.write_table(table.take(rows), tmp, filesystem=self.fs, compression="zstd",
-                           write_page_checksum=True)
+            self._write_file(table.take(rows), tmp)
             self.fs.move(tmp, final)
             paths.append(final)
         return paths
+
+
+COUNTS_KEY = "sweep.row_counts"     # footer: [[workload, policy, status, fingerprint, rows], ...]
+PENDING = "_supersede_pending"      # exists while a launch may hold two rows of one cell
+
+
+def row_counts(table: pa.Table) -> list[list]:
+    """[[workload, policy, status, code_fingerprint, rows], ...] of a table of result rows."""
+    cols = {}
+    for name in ("workload", "policy", "status", "code_fingerprint"):
+        col = (table[name] if name in table.column_names
+               else pa.array([""] * table.num_rows, pa.string()))
+        cols[name] = pc.fill_null(col.cast(pa.string()), "")
+    groups = pa.table(cols).group_by(list(cols)).aggregate([("status", "count")])
+    return sorted([*key, n] for *key, n in zip(*(groups[c].to_pylist() for c in cols),
+                                                 groups["status_count"].to_pylist()))
+
+
+class Standing(NamedTuple):
+    """Every row of a store (arrays aligned by row) and the rows that stand for cells."""
+    paths: list                 # file index -> path
+    ids: np.ndarray           # cell ids as bytes
+    fps: np.ndarray           # code fingerprints as bytes
+    ok: np.ndarray            # status == "ok"
+    current: np.ndarray       # fingerprint == the given one
+    file: np.ndarray          # index into paths
+    row: np.ndarray           # row number within its file
+    winner: np.ndarray        # the row that stands for its cell
+
+
+class CellIndex:
+    """Which cells a store holds, for a launch's plan: the sorted cell ids (bytes) and,
+    per id, whether its standing row is ok and computed by the current code (16 bytes
+    and 2 flags per cell)."""
+
+    def __init__(self, ids, ok, current, extra_rows: int = 0) -> None:
+        order = np.argsort(ids, kind="stable")
+        self.ids, self.ok, self.current = ids[order], ok[order], current[order]
+        self.extra_rows = extra_rows        # rows that stand for no cell (superseded ones)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def lookup(self, ids: list[str]):
+        """-> (found, ok, current) arrays for these ids (ok/current False where not found)."""
+        q = np.array(ids, dtype="S") if ids else np.zeros(0, "S16")
+        if not len(self.ids):
+            z = np.zeros(len(q), bool)
+            return z, z, z
+        i = np.minimum(np.searchsorted(self.ids, q), len(self.ids) - 1)
+        found = self.ids[i] == q
+        return found, found & self.ok[i], found & self.current[i]
+
+
+def _bytes(column) -> np.ndarray:
+    """A string column as a numpy bytes array (nulls as b'')."""
+    values = pc.fill_null(column, "").to_pylist()
+    return np.array(values, dtype="S") if values else np.zeros(0, "S16")
 
 
 def _reason(exc: Exception) -> str:

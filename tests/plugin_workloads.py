@@ -1,4 +1,4 @@
-"""Workloads that exist only for the tests, registered the way a user's own module would:
+"""Workloads (and a policy) that exist only for the tests, registered the way a user's own module would:
 a schema, a generator, one registration each.  Sweeps load this module through
 ``sweep.plugins: [tests.plugin_workloads]`` (driver and every Ray worker)."""
 from __future__ import annotations
@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from simcore import trace as T
-from simcore.registry import register_workload
+from simcore.policy.eager import Eager
+from simcore.registry import PolicyConf, register, register_workload
+from simcore.slab import PolicyCache
 
 
 @dataclass
@@ -58,3 +60,24 @@ def die_on_seed(cfg: DieOnSeed, seed: int) -> list[T.Op]:
             f.write(f"{os.getpid()}\n")
         os._exit(17)
     return []
+
+
+class CountingEager(Eager):
+    """A plugin policy: mainline, plus a counter of its own (stats()) and an object cache
+    of its own that it declares (a design's objects; this one allocates none)."""
+    name = "counting_eager"
+    caches = (PolicyCache("plugin_token", {"default": 64}, "a plugin design's object"),)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.anon_faults = 0
+
+    def anon_fault(self, m, vma, fault: str) -> tuple[int, int]:
+        self.anon_faults += 1
+        return super().anon_fault(m, vma, fault)
+
+    def stats(self) -> dict[str, int]:
+        return {"plugin_anon_faults": self.anon_faults}
+
+
+register("policy", "counting_eager", PolicyConf, CountingEager)

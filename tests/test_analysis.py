@@ -51,12 +51,9 @@ def test_report_writes_markdown_and_plots(small_sweep, tmp_path):
     assert "| random | x86_64 | eager | 3 |" in (tmp_path / "report" / "report.md").read_text()
 
 
-@pytest.mark.parametrize("name", ["analysis", "fork_cost"])
+@pytest.mark.parametrize("name", ["analysis", "time_models"])
 def test_notebooks_execute(name, small_sweep, monkeypatch):
-    if name == "fork_cost" and shutil.which("cc") is None:
-        pytest.skip("no C compiler to build the fork benchmark")
     monkeypatch.setenv("ANONSIM_SWEEP", small_sweep)
-    monkeypatch.setenv("ANONSIM_FORKS", "3")
     nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(ROOT)}}).execute()

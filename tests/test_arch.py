@@ -2,14 +2,11 @@
 from __future__ import annotations
 
 import math
-import shutil
 
-import numpy as np
 import pytest
 
 from conftest import DEMO
 from simcore.fork import ForkRecord
-from sweep.calibrate import Shape, calibrate, features, fit
 from sweep.config import load_grid
 from sweep.runner import fork_cost, simulate_cell, slab_metrics
 
@@ -47,26 +44,7 @@ def test_host_profile_reads_slabinfo():
     assert arch["vm_area_struct"] > 0 and arch["anon_vma_chain"] == 64
 
 
-def test_fork_features_and_prediction():
-    f = features(Shape(10, 4, True, 1))          # child of a fork: chain 2 long
-    assert f.tolist() == [1, 10, 30, 10, 40]     # VMAs, AVCs (2 cloned + 1 new each), AVs, PTEs
+def test_fork_prediction():
     arch = {"fork_a_ns": 1000, "fork_vma_ns": 10, "fork_avc_ns": 1, "fork_av_ns": 2, "fork_pte_ns": 0.5}
     assert fork_cost([ForkRecord(vmas=10, avcs=30, anon_vmas=10, ptes=40, upgrade_ptes=0)],
                      arch) == [1000 + 100 + 30 + 20 + 20]
-
-
-def test_fit_recovers_known_coefficients():
-    rng = np.random.default_rng(0)
-    X = np.column_stack([np.ones(30), rng.integers(100, 9000, (30, 4))]).astype(float)
-    truth = np.array([5000, 400, 150, 200, 70])
-    assert np.allclose(fit(X, X @ truth), truth, rtol=1e-6)
-
-
-@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler to build the fork benchmark")
-def test_calibrate_measures_real_forks():
-    train = [Shape(n, p, w, d) for n in (50, 400) for p, w in ((1, False), (2, True)) for d in (0, 1)]
-    result = calibrate(forks=5, train=train, held_out=[Shape(200, 2, True, 0)])
-    assert set(result["coefficients"]) == {"fork_a_ns", "fork_vma_ns", "fork_avc_ns",
-                                           "fork_av_ns", "fork_pte_ns"}
-    (_, measured, predicted), = result["held_out"]
-    assert measured > 0 and predicted > 0

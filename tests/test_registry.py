@@ -78,3 +78,29 @@ def test_a_cell_imports_the_plugins_itself_and_a_missing_one_is_a_failed_row():
     row = run_cell(base, grid.options, next(iter(grid.cells)), {}, grid.name)
     assert row["status"] == "failed"
     assert row["error"].startswith("RegistryError: sweep.plugins: cannot import 'no_such_module_xyz'")
+
+
+def test_a_plugin_policy_gets_its_metric_columns_like_a_built_in_one(tmp_path):
+    """counting_eager (tests/plugin_workloads.py) declares a cache and a stats() counter:
+    the sweep's schema gets their columns once the plugin is loaded, and rows fill them."""
+    import pyarrow.parquet as pq
+    from sweep.runner import run_batch
+    from sweep.store import FLOAT_METRICS, INT_METRICS, Store, metric_columns
+    ints, floats = INT_METRICS, FLOAT_METRICS                # the built-in policies' columns
+    grid = load_grid(CONF / "demo.yaml", [PLUGIN, "workload=ladder", "~workload.n_ops",
+                                          "policy=counting_eager,eager", "arch=x86_64",
+                                          "seed=0"])
+    new_ints, new_floats = metric_columns(grid.base["sweep"]["plugins"])
+    assert set(new_ints) - set(ints) == {"plugin_token", "plugin_token_peak",
+                                         "plugin_anon_faults"}
+    assert set(new_floats) - set(floats) == {"plugin_token_kb", "plugin_token_slab_kb"}
+    # a sweep without the plugin: no such columns, even in a process that loaded it (its
+    # fingerprint's metric set must not depend on what else the process ran)
+    assert metric_columns() == (ints, floats)
+    summary = run_batch(grid.base, grid.options, list(grid.cells), param_types(grid),
+                        grid.name, Store(str(tmp_path / "r")), "b0", {})
+    assert summary["ok"] == 2, summary
+    tables = {pq.read_table(p)["policy"][0].as_py(): pq.read_table(p) for p in summary["files"]}
+    assert tables["counting_eager"]["plugin_anon_faults"].to_pylist() == [3]   # 3 regions
+    assert tables["eager"]["plugin_anon_faults"].to_pylist() == [0]           # not its own
+    assert tables["counting_eager"]["plugin_token_kb"].to_pylist() == [0.0]

@@ -122,3 +122,18 @@ def test_two_options_with_one_content_are_refused(conf: Path):
     shutil.copy(conf / "arch" / "x86_64.yaml", conf / "arch" / "x86_copy.yaml")
     with pytest.raises(SweepConfigError, match="'x86_64' and 'x86_copy' are identical"):
         load_grid(conf / "demo.yaml", ["arch=x86_64,x86_copy"])
+
+
+def test_group_options_that_differ_only_in_a_swept_key_are_refused():
+    """lazy_merge_keep and lazy_merge_refuse differ only in variant.merge; with that key an
+    axis too, each pair of their cells would be one config (one cell id written twice)."""
+    args = ["launch", str(CONF / "demo.yaml"), "--dry-run", "arch=x86_64", "seed=0",
+            "policy=lazy_merge_keep,lazy_merge_refuse"]
+    res = runner.invoke(app, args + ["policy.variant.merge=keep,refuse"])
+    assert res.exit_code == 2
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and "differ only in policy.variant.merge" in lines[0], res.output
+    res = runner.invoke(app, args)                     # without the axis: distinct cells
+    assert res.exit_code == 0, res.output
+    ids = [ln.split()[0] for ln in res.output.strip().splitlines()[:-1]]
+    assert len(ids) == 2 * 2 == len(set(ids))

@@ -188,3 +188,34 @@ def test_sigint_stops_expansion_with_one_line(tmp_path):
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 130
     assert err == "interrupted\n"
+
+
+def test_a_plan_against_a_store_streams_the_grid(tmp_path):
+    """30,000 cells (100,000 with ANONSIM_LONG=1), 1,000 of them in the store: planning
+    (the store's index, then the grid looked up in chunks) and streaming the cells to
+    compute hold no list of cells (one would take ~20 MiB at 30,000 cells)."""
+    import itertools
+    import tracemalloc
+
+    import pyarrow as pa
+
+    from conftest import size
+    from sweep.runner import plan
+    from sweep.store import Store
+    n = size(30_000, 100_000)
+    grid = load_grid(CONF / "demo.yaml", ["workload=noop", "~workload.n_ops", "policy=eager",
+                                          "arch=x86_64", f"seed=range(0,{n})"])
+    done = [c["id"] for c in itertools.islice(grid.cells, 1000)]
+    Store(str(tmp_path / "r")).write(pa.table({
+        "cell_id": done, "code_fingerprint": [fingerprint(grid.base["sweep"])] * len(done),
+        "workload": ["noop"] * len(done), "policy": ["eager"] * len(done),
+        "status": ["ok"] * len(done)}), "b0", {})
+    tracemalloc.start()
+    try:
+        todo = plan(grid, str(tmp_path / "r"))
+        streamed = sum(1 for _ in todo.cells())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (todo.todo, streamed, todo.stale, todo.rerun) == (n - 1000, n - 1000, 0, 0)
+    assert peak < 4 * 2**20, f"planning {n:,} cells peaked at {peak / 2**20:.1f} MiB"

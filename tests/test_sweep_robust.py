@@ -206,10 +206,15 @@ def test_damaged_part_files_are_quarantined_with_one_line_each(tmp_path):
     files = sorted(out.rglob("part-*.parquet"))
     assert len(files) == 4
     damage(files)
-    res = runner.invoke(app, ["status", str(out)])
+    res = runner.invoke(app, ["status", str(out)])            # footers: empty and garbage
     assert res.exit_code == 0 and "Traceback" not in res.output, res.output
     warnings = [ln for ln in res.output.splitlines() if ln.startswith("warning: ")]
-    assert len(warnings) == 3 and all("moved damaged result file" in w for w in warnings)
+    assert len(warnings) == 2 and all("moved damaged result file" in w for w in warnings)
+    assert "4 cells in 2 files" in res.output
+    res = runner.invoke(app, ["status", "--verify", str(out)])   # every page: the bit flip
+    assert res.exit_code == 0 and "Traceback" not in res.output, res.output
+    warnings = [ln for ln in res.output.splitlines() if ln.startswith("warning: ")]
+    assert len(warnings) == 1 and "moved damaged result file" in warnings[0]
     assert "2 cells in 1 files" in res.output
     moved = sorted(p.name for p in (out / QUARANTINE).iterdir())
     assert moved == sorted(f"workload=noop__policy=eager__{f.name}.damaged" for f in files[:3])

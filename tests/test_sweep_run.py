@@ -87,7 +87,7 @@ def test_results_do_not_depend_on_the_number_of_workers(ray_local, tmp_path):
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
     launch(grid, a, workers=1)
     launch(grid, b, workers=2)
-    drop = ["wall_s"]
+    drop = ["wall_s", "worker_peak_rss_kb", "worker_rss_kb"]      # measurements of the run
     da = rows(a).drop(drop).sort("cell_id")
     db = rows(b).drop(drop).sort("cell_id")
     assert da.equals(db)
@@ -142,3 +142,21 @@ def test_a_normal_launch_prints_no_ray_error_lines(tmp_path):
 def test_output_paths_cannot_escape_the_result_directory(tmp_path):
     from sweep.store import safe_name
     assert safe_name("../../etc") == "_.._.._etc" and "/" not in safe_name("a/b")
+
+
+def test_a_worn_worker_is_replaced_between_batches_and_no_cell_is_lost(ray_local, tmp_path):
+    """One worker slot, one cell per batch, sweep.worker_max_cells=2: cells 1-2 in one
+    process, 3-4 in a fresh one (not replaced after the last batch: no work left).  Each
+    row carries its worker's peak RSS during the cell and its RSS after it."""
+    grid = load_grid(CONF / "demo.yaml", ["workload=noop", "~workload.n_ops", "policy=eager",
+                                          "arch=x86_64", "seed=range(0,4)",
+                                          "sweep.batch_size=1", "sweep.worker_max_cells=2"])
+    out = str(tmp_path / "r")
+    lines: list[str] = []
+    prog = launch(grid, out, workers=1, log=lines.append)
+    assert (prog.done, prog.failed, prog.recycled) == (4, 0, 1)
+    assert sum("replaced by a fresh process: ran 2 cells" in ln for ln in lines) == 1
+    df = rows(out)
+    assert df.height == 4 and df["cell_id"].n_unique() == 4
+    assert (df["worker_peak_rss_kb"] >= df["worker_rss_kb"]).all()
+    assert (df["worker_rss_kb"] > 10_000).all()

@@ -115,3 +115,25 @@ def test_cell_ids_name_the_resolved_config(grid_file) -> None:
 
     c = load_grid(path, ["seed=1", "workload.n_ops=99"])      # a parameter the cell uses
     assert len(c.cells) == 2 and not {x["id"] for x in c.cells} & set(ids.values())
+
+
+def test_streamed_ids_are_the_hash_of_each_resolved_config(grid_file) -> None:
+    """
+    policy  eager lazy lazy_merge_keep      x seed 0 1 2
+            x workload.n_ops 10 20 (zipped with nothing)  x workload.forks true false
+    each cell's streamed id (one JSON template per policy, parameters spliced in) is
+    cell_id() of its config resolved in full
+    """
+    from sweep.grid import cell_id
+    grid = load_grid(grid_file(extra="    workload.n_ops: [10, 20]\n"
+                                     "    workload.forks: [true, false]\n"),
+                     ["policy=eager,lazy,lazy_merge_keep"])
+    cells = list(grid.cells)
+    assert len(cells) == 3 * 3 * 2 * 2 == len({c["id"] for c in cells})
+    assert [c["id"] for c in cells] == [cell_id(grid.resolve(c["point"])) for c in cells]
+
+    # a swept variant knob (a key inside the group option): the template holds it too
+    grid = load_grid(grid_file(), ["policy=lazy_merge_keep", "policy.variant.merge=keep,refuse"])
+    cells = list(grid.cells)
+    assert len(cells) == 6 == len({c["id"] for c in cells})
+    assert [c["id"] for c in cells] == [cell_id(grid.resolve(c["point"])) for c in cells]

@@ -133,3 +133,72 @@ def test_a_foreign_parquet_file_is_skipped_not_read_as_rows(tmp_path: Path) -> N
     assert statuses(store) == {"c1": "ok"}
     assert store.skipped == [("notes.parquet", "not a result file")]
     assert (tmp_path / "r" / "notes.parquet").exists()          # left where it is
+
+
+def test_index_holds_the_standing_row_of_each_cell(tmp_path: Path) -> None:
+    """
+    part-b0   c1 failed  c2 ok           (f1)
+    part-b1   c3 ok                      (f0: stale)
+    part-b2   c1 ok                      (f1)     c1 stands as ok; one extra row (b0's c1)
+    """
+    store = Store(str(tmp_path / "r"))
+    assert len(store.index("f1")) == 0
+    store.write(rows(("c1", "eager", "failed"), ("c2", "eager", "ok")), "b0", {})
+    store.write(rows(("c3", "eager", "ok"), fp="f0"), "b1", {})
+    store.write(rows(("c1", "eager", "ok")), "b2", {})
+    index = store.index("f1")
+    assert len(index) == 3 and index.extra_rows == 1
+    found, ok, current = index.lookup(["c1", "c2", "c3", "c4", "c1x"])
+    assert found.tolist() == [True, True, True, False, False]
+    assert ok.tolist() == [True, True, True, False, False]
+    assert current.tolist() == [True, True, False, False, False]
+
+
+def test_each_file_footer_counts_its_rows_and_status_reads_only_footers(tmp_path: Path,
+                                                                       monkeypatch) -> None:
+    """
+    part-b0   c1 failed  c2 ok   (eager)        footer: eager failed 1, eager ok 1
+    part-b1   c3 ok              (lazy)         footer: lazy ok 1
+    then c1 recomputed (ok) while the pending mark is up: cells come from the rows
+    """
+    from sweep.status import summarize
+    from sweep.store import COUNTS_KEY
+    store = Store(str(tmp_path / "r"))
+    (b0,) = store.write(rows(("c1", "eager", "failed"), ("c2", "eager", "ok")), "b0", {})
+    store.write(rows(("c3", "lazy", "ok")), "b1", {})
+    counts = pq.read_metadata(b0).metadata[COUNTS_KEY.encode()]
+    assert counts == b'[["random", "eager", "failed", "f1", 1], ["random", "eager", "ok", "f1", 1]]'
+
+    def no_rows(*args, **kwargs):
+        raise AssertionError("status read rows")
+    with monkeypatch.context() as m:
+        m.setattr(Store, "read", no_rows)
+        s = summarize(store)
+    assert (s.cells, len(s.files), s.from_rows) == (3, 2, False)
+    assert s.by == {("random", "eager"): (1, 1), ("random", "lazy"): (1, 0)}
+    assert s.per_fp == {"f1": 3}
+
+    store.mark_pending()
+    store.write(rows(("c1", "eager", "ok")), "b2", {})
+    s = summarize(store)
+    assert (s.cells, s.from_rows) == (3, True) and s.by[("random", "eager")] == (2, 0)
+    assert store.supersede("f1") == 1
+    store.clear_pending()
+    s = summarize(store)                      # the rewritten b0 has its counts updated
+    assert (s.cells, s.from_rows) == (3, False) and s.by[("random", "eager")] == (2, 0)
+
+
+def test_status_counts_a_file_written_before_footer_counts_from_its_rows(tmp_path: Path) -> None:
+    """
+    workload=random/policy=eager/part-old   c1 ok  c2 failed   (no sweep.row_counts)
+    notes.parquet                           a user's own table: not counted
+    """
+    from sweep.status import summarize
+    folder = tmp_path / "r" / "workload=random" / "policy=eager"
+    folder.mkdir(parents=True)
+    pq.write_table(rows(("c1", "eager", "ok"), ("c2", "eager", "failed")),
+                   folder / "part-old.parquet")
+    pq.write_table(pa.table({"x": [1, 2]}), tmp_path / "r" / "notes.parquet")
+    s = summarize(Store(str(tmp_path / "r")))
+    assert (s.cells, len(s.files), s.from_rows) == (2, 1, False)
+    assert s.by == {("random", "eager"): (1, 1)} and s.per_fp == {"f1": 2}
