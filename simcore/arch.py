@@ -122,6 +122,11 @@ class ArchConf:
         "ref": "cow_context: one remap maple-tree store at fork (cow_context_do_fork(), "
                "do_map_private_cow()), node allocation included; assumed equal to fork_avc_ns "
                "(an AVC alloc + interval-tree insert), not measured"})
+    swap: bool = field(default=False, metadata={
+        "source": "cited", "range": (False, True),
+        "ref": "a swap device: Android devices swap to zram (AOSP 'Low RAM'/zram docs; the "
+               "cached-app optimizer needs it); the reference x86_64 VM has none, so "
+               "MADV_PAGEOUT leaves anonymous folios mapped there (simcore/swap.py)"})
 
 
 register_schema("arch", ArchConf)

@@ -9,6 +9,7 @@ from .mm import MM, for_each_vma_range
 from .policy.base import FAULT_COW, FAULT_NEW, FAULT_PREPARE
 from .pagetable import pmd_range, split_huge_pmd
 from .slab import AVC
+from .swap import do_swap_page
 from .vma import (F_EXCL, F_HUGE, F_WRITE, PTE_FILE, PTE_NONE, PTE_ZERO, VM_HUGEPAGE,
                   VM_LOCKONFAULT, VM_NOHUGEPAGE, VM_SHARED, VM_WRITE, VMA, VM_ACCESS_FLAGS,
                   pt_ensure)
@@ -100,6 +101,8 @@ def _fault_ptes(m: Machine, vma: VMA, lo: int, hi: int, write: bool) -> None:
     """handle_pte_fault() over [lo, hi): do_anonymous_page / do_cow_fault / do_wp_page."""
     vma.mm.pt_pmds.update(pmd_range(vma.vm_start + lo, vma.vm_start + hi, m.pmd_pages))
     pte, flags = vma.pte[lo:hi], vma.ptef[lo:hi]
+    if m.swapped:
+        do_swap_page(m, vma, lo, hi)       # swap entries first (swap.py)
     if not write:
         none = pte == PTE_NONE
         if none.any():

@@ -41,7 +41,7 @@ class Machine:
     """A simulated kernel: every process of one trace under one policy."""
 
     def __init__(self, policy: Policy | str = "eager", pmd_pages: int = 512,
-                 check: bool = False) -> None:
+                 check: bool = False, swap: bool = False) -> None:
         self.policy = make_policy(policy) if isinstance(policy, str) else policy
         self.pmd_pages = pmd_pages
         self.slab = Slab(CACHES + tuple(c.name for c in self.policy.caches))
@@ -58,6 +58,11 @@ class Machine:
         self.forks: list[ForkRecord] = []         # one per fork (fork.copy_mm)
         self.faults = dict.fromkeys(FAULT_KINDS, 0)   # faults by kind (fault.py), for timemodel
         self.locks = RootLocks()                  # anon_vma root rwsem holds per root (timemodel)
+        self.vma_merges = 0                       # vma_merge_*_range() that merged
+        self.swap = swap                          # a swap device (zram): MADV_PAGEOUT swaps out
+        self.swapped = False                      # a swap entry was ever made (swap.py)
+        self.pageout_pages = self.pageout_skipped = self.pageout_incomplete = 0
+        self.swapin_pages = 0
         if self.policy.tracks_frees:
             self.folios.on_free = lambda ids: self.policy.folios_freed(self, ids)
         self.procs: dict[int, MM] = {0: mm_alloc(self, 0, "boot")}
@@ -110,5 +115,8 @@ class Machine:
         out["anon_vma_root_lock_write"] = self.root_lock_write
         out["processes"] = len(self.layout.alive())
         out["folios"] = int(self.folios.live)
+        out.update(vma_merges=self.vma_merges, pageout_pages=self.pageout_pages,
+                   pageout_skipped=self.pageout_skipped,
+                   pageout_incomplete=self.pageout_incomplete, swapin_pages=self.swapin_pages)
         return out
 

@@ -7,6 +7,7 @@ from . import trace as T
 from .trace import TraceError
 from .mm import for_each_vma_range
 from .mprotect import modify_flags_range
+from .swap import madvise_pageout
 from .pagetable import reclaim_empty_pt, split_huge_edges, zap_pte_range
 from .vma import (VM_DONTCOPY, VM_HUGEPAGE, VM_LOCKED, VM_MERGEABLE, VM_NOHUGEPAGE, VM_SHARED,
                   VM_WIPEONFORK)
@@ -50,7 +51,9 @@ def do_madvise(m: Machine, op: T.Madvise) -> None:
             split_huge_edges(m, mm, a, b)
             zap_pte_range(m, vma, a - vma.vm_start, b - vma.vm_start)
         reclaim_empty_pt(m, mm, start, end)
+    elif advice == "pageout":                          # madvise_pageout()
+        madvise_pageout(m, mm, start, end)
     elif advice == "collapse":                         # madvise_collapse()
         for vma, _, _ in for_each_vma_range(mm, start, end):
             m.policy.madvise(m, vma, advice)
-    # pageout, cold, collapse: no rmap object changes (R22); folios stay as they are
+    # cold, collapse, and pageout without swap: no rmap object changes (R22)

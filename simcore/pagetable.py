@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .vma import F_EXCL, F_HUGE, F_WRITE, PTE_NONE, VMA
+from .vma import F_EXCL, F_HUGE, F_WRITE, PTE_NONE, PTE_SWAP, VMA
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -97,6 +97,8 @@ def copy_page_ranges(m: Machine, pairs: list[tuple[VMA, VMA]]) -> None:
         if nanon:
             m.folios.get(pte[anon])
             ptef[anon] &= ~np.uint8(F_WRITE | F_EXCL)
+        if m.swapped:                               # copy_nonpresent_pte(): swap entries
+            ptef[pte == PTE_SWAP] &= ~np.uint8(F_EXCL)   # lose pte_swp_exclusive
     if len(with_pt) == 1:
         dst = with_pt[0][0]
         dst.pte, dst.ptef = pte.copy(), ptef.copy()

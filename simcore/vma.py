@@ -32,6 +32,7 @@ VM_LOCKED_MASK = VM_LOCKED | VM_LOCKONFAULT
 
 # page-table entry encoding (per VMA arrays): folio id >= 0, or one of these
 PTE_NONE, PTE_ZERO, PTE_FILE = -1, -2, -3
+PTE_SWAP = -4            # a swap entry (swap.py: MADV_PAGEOUT on a machine with swap)
 # per-entry flag bits
 F_WRITE, F_EXCL, F_HUGE = 1, 2, 4
 
@@ -297,6 +298,7 @@ def vma_merge_existing_range(m: Machine, vma: VMA, start: int, end: int,
     merge_right = right_side and can_vma_merge_right(m, req, merge_left)
     if not merge_left and not merge_right:
         return None
+    m.vma_merges += 1
     remove_middle = left_side and right_side
     if merge_left and merge_right:
         # prev extends over middle and next; both are removed
@@ -383,6 +385,7 @@ def vma_merge_new_range(m: Machine, mm: MM, start: int, end: int, pgoff: int, fl
     merge_right = can_vma_merge_right(m, req, merge_left)
     if not merge_left and not merge_right:
         return None
+    m.vma_merges += 1
     if merge_left:
         target = prev
         if merge_right:

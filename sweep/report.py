@@ -140,6 +140,8 @@ def write_report(df: pl.DataFrame, dest: "Path") -> list["Path"]:
                  "(sweep/report_designs.py: columns and what they count)", "", three, ""]
     from .report_time import time_section
     text += time_section(df)
+    from .report_android import android_section
+    text += android_section(df)
     text += [f"![{p.stem}]({p.name})" for p in made]
     (dest / "report.md").write_text("\n".join(text) + "\n")
     return [dest / "report.md", *made]

@@ -51,9 +51,11 @@ def simulate_cell(cfg: dict, sample_every: int = 0) -> dict[str, Any]:
     """Run one resolved cell config; -> its metric columns."""
     from simcore.machine import Machine
     from simcore.policy import make_policy
-    ops = workload_ops(cfg)
+    from simcore import activity
+    tally = activity.OpTally()
+    ops = tally.wrap(workload_ops(cfg))
     m = Machine(make_policy(cfg["policy"]["name"], **cfg["policy"].get("variant", {})),
-                pmd_pages=int(cfg["arch"]["pmd_pages"]))
+                pmd_pages=int(cfg["arch"]["pmd_pages"]), swap=bool(cfg["arch"].get("swap")))
     m.locks.set_weights(cfg["arch"])          # per-root lock hold ns with this profile's costs
     series: list[list[int]] = [[], [], []]
     if sample_every:
@@ -71,6 +73,7 @@ def simulate_cell(cfg: dict, sample_every: int = 0) -> dict[str, Any]:
         if was_on:
             gc.enable()
     counts = m.counts()
+    counts.update(activity.counts(m, tally))             # merges, munmaps, exits, compactions
     ints, floats = metric_columns(plugins_of(cfg))
     out: dict[str, Any] = {k: int(counts.get(k, 0)) for k in ints if k != "forks"}
     out.update(dict.fromkeys(floats, 0.0))      # other policies' caches: 0 KB, not null

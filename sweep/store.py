@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from simcore.activity import COLUMNS as ACTIVITY_COLUMNS
 from simcore.fork import FORK_INTS
 from simcore.slab import CACHES
 from simcore.timemodel import TIME_FLOATS, TIME_INTS
@@ -31,8 +32,8 @@ KERNEL_INT_METRICS = (*CACHES, *(f"{c}_peak" for c in CACHES), "folios", "proces
                       "anon_vma_root_lock_write", "rmap_walks", "rmap_avcs_visited",
                       "rmap_vmas_visited", "rmap_vmas_not_mapping", "rmap_root_lock_read",
                       "rmap_lockless_walks", "lazy_upgrades", "lazy_upgrade_folios",
-                      "lazy_upgrade_ptes", "lazy_repointed_folios", "lazy_pinned_vmas", *TIME_INTS,
-                      "forks")
+                      "lazy_upgrade_ptes", "lazy_repointed_folios", "lazy_pinned_vmas",
+                      *ACTIVITY_COLUMNS, *TIME_INTS, "forks")
 KERNEL_FLOAT_METRICS = (*(f"{c}_kb" for c in CACHES), *(f"{c}_slab_kb" for c in CACHES),
                         "fork_ns_predicted", *TIME_FLOATS)
 

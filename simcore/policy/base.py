@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..folio import MAP_VMA
+from ..folio import MAP_ANON_VMA, MAP_VMA
 
 if TYPE_CHECKING:
     from ..machine import Machine
@@ -78,6 +78,15 @@ class Policy(ABC):
     def anon_fault(self, m: Machine, vma: VMA, fault: str) -> tuple[int, int]:
         """Before a new anon folio in vma (fault: FAULT_NEW or FAULT_COW), or only
         vmf_anon_prepare() (FAULT_PREPARE): prepare, and return the folio's (mapping, mkind)."""
+
+    def swapin_target(self, m: Machine, vma: VMA, exclusive: bool) -> tuple[int, int]:
+        """do_swap_page(): the (mapping, mkind) of a folio read back from swap into vma: the
+        fault's own target (FAULT_NEW), except that __folio_set_anon() gives a folio not
+        exclusive to vma the *root* of the anon_vma it would get (the oldest one)."""
+        mapping, mkind = self.anon_fault(m, vma, FAULT_NEW)
+        if not exclusive and mkind == MAP_ANON_VMA:
+            mapping = m.anon_vmas[mapping].root.id
+        return mapping, mkind
 
     @abstractmethod
     def move_anon_rmap(self, m: Machine, vma: VMA, folio_ids: np.ndarray) -> None:

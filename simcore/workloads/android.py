@@ -10,12 +10,20 @@ not depend on them, only the PTE terms of the fork cost do.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 from .. import trace as T
 from ..registry import register_workload
+from .android_life import Life
 from .common import Emitter, Image, pressured
+
+REC = "tests/recordings/{}.rec (trace v2, per process; docs/workloads.md)"
+
+
+def _knob(default, source: str, lo, hi, ref: str):
+    """A behaviour knob with its provenance (the shape every config field's metadata has)."""
+    return field(default=default, metadata={"source": source, "range": (lo, hi), "ref": ref})
 
 
 @dataclass
@@ -48,6 +56,26 @@ class AndroidBoot:
     native_anon: int = 25
     native_guards: int = 15
     pages: int = 2                  # pages per VMA (1..pages)
+    # ---- what app processes do after their image (android_life.py); 0: off ----
+    arenas: int = _knob(8, "measured", 0, 55, REC.format("java") + ": 12+5 small rw anon "
+                        "mmaps per JVM; node.rec: 55 aligned V8 page reservations")
+    arena_commits: int = _knob(3, "measured", 0, 8, REC.format("java") + ": mprotect(RW) "
+                               "commits of reservations (13x33, 11x8 pages); node.rec: 1 per page")
+    arena_frees: float = _knob(0.5, "measured", 0.0, 0.96, REC.format("node") + ": 53 munmaps "
+                               "of 55 V8 pages (0.96); java.rec: 6 of 14 heap reservations (0.43)")
+    heap_grows: int = _knob(4, "measured", 0, 24, REC.format("node") + ": 24 brk, java.rec: 4 "
+                            "brk per process (heap growth in place, modelled as mremap growth)")
+    threads: int = _knob(12, "measured", 6, 100, REC.format("java") + ": 13 threads, 11 with a "
+                         "MAP_STACK mmap (node.rec: 6); Android apps run 30-100 [K]")
+    thread_exits: float = _knob(0.5, "assumed", 0.0, 1.0, "thread pools: half of the threads "
+                                "an app starts exit while it lives (java.rec: all 14 at exit)")
+    jit_flips: int = _knob(30, "assumed", 0, 252, "0: ART's dual-view JIT code cache (no "
+                           "flips); 252: node.rec's one-page mprotect(RW) per V8 process")
+    gc_dontneeds: int = _knob(17, "measured", 3, 97, REC.format("java") + ": 3 madvise(DONTNEED)"
+                              ", node.rec: 97 per process (default: their geometric mean)")
+    heap_trims: int = _knob(2, "assumed", 0, 10, "partial munmaps of an arena's tail chunk "
+                            "(node.rec: 62 partial munmaps are reservation trims, modelled apart)")
+
 
 
 @dataclass
@@ -58,6 +86,18 @@ class AndroidApps(AndroidBoot):
     procs_min: float = 2.5          # processes per app (main + :push/:remote/...)
     procs_max: float = 4.5
     app_forks: float = 0.5          # launched apps that fork once (watchdogs, helpers)
+    # ---- the system acting on apps during the launches (android_life.py); 0: off ----
+    lmkd_kills: float = _knob(0.25, "assumed", 0.0, 2.0, "LMKD kills of the oldest cached app "
+                              "per launch (workloads-and-style.md 1.4: counts are net of kills)")
+    app_restarts: float = _knob(0.5, "assumed", 0.0, 1.0, "share of killed apps started again "
+                                "from zygote (sticky services, push)")
+    compactions: float = _knob(1.0, "cited", 0.0, 1.0, "AOSP CachedAppOptimizer: an app that "
+                               "turns cached is compacted (use_compaction, Android 13+)")
+    compact_share: float = _knob(1.0, "cited", 0.0, 1.0, "AOSP com_android_server_am_Cached"
+                                 "AppOptimizer.cpp compactProcess: process_madvise(MADV_PAGEOUT)"
+                                 " over every anonymous VMA; the kernel skips shared folios")
+    compact_returns: float = _knob(0.25, "assumed", 0.0, 1.0, "share of launches that bring a "
+                                   "compacted app back (its anonymous memory written: swap-in)")
 
 
 def _zygote(em: Emitter, cfg: AndroidBoot) -> Iterator[T.Op]:
@@ -72,14 +112,20 @@ def _zygote(em: Emitter, cfg: AndroidBoot) -> Iterator[T.Op]:
 
 
 def _app(em: Emitter, cfg: AndroidBoot, parent: int, pid: int, inherited: list[str],
-         tag: str, extra: int = 1) -> Iterator[T.Op]:
-    """A zygote child specialises: writes inherited pages and maps the app's own image."""
+         tag: str, extra: int = 1, life: Life | None = None) -> Iterator[T.Op]:
+    """A zygote child specialises: writes inherited pages and maps the app's own image;
+    then (life) it runs: android_life.Life.runtime()."""
     yield T.Fork(parent, pid)
     yield from em.cow(pid, inherited, cfg.app_cow)
+    image: list[T.Op] = []
     for k in range(extra):
         img = Image(cfg.app_libs, cfg.app_anon, cfg.app_anon_written, 0, cfg.app_guards,
                     cfg.app_shared)
-        yield from em.image(pid, img, [f"/data/app/{tag}/lib{k}_{i}.so" for i in range(cfg.app_libs)])
+        for op in em.image(pid, img, [f"/data/app/{tag}/lib{k}_{i}.so" for i in range(cfg.app_libs)]):
+            image.append(op)
+            yield op
+    if life is not None:
+        yield from life.runtime(pid, [*inherited, *_written_anon(image)])
 
 
 def _written_anon(ops: list[T.Op]) -> list[str]:
@@ -88,13 +134,15 @@ def _written_anon(ops: list[T.Op]) -> list[str]:
             and op.region in written]
 
 
-def _boot(em: Emitter, cfg: AndroidBoot, rng: random.Random) -> Iterator[T.Op]:
-    """-> ops; em.pid and em.inherited are left for a later phase."""
+def _boot(em: Emitter, cfg: AndroidBoot, rng: random.Random, life: Life) -> Iterator[T.Op]:
+    """-> ops; em.pid, em.inherited and em.apps (each boot app's pids, oldest first) are
+    left for a later phase."""
     zygote = list(_zygote(em, cfg))
     yield from zygote
     inherited = em.inherited = _written_anon([op for op in zygote if op.pid == 1])
     pid = 2
-    yield from _app(em, cfg, 1, pid, inherited, "system_server", 1 + cfg.system_server_extra)
+    yield from _app(em, cfg, 1, pid, inherited, "system_server", 1 + cfg.system_server_extra,
+                    life)
     pid += 1
     for z in range(cfg.sub_zygotes):                      # webview_zygote, app_zygote
         sub = pid
@@ -104,12 +152,15 @@ def _boot(em: Emitter, cfg: AndroidBoot, rng: random.Random) -> Iterator[T.Op]:
             yield T.Fork(sub, pid)
             yield from em.cow(pid, inherited, cfg.app_cow)
             pid += 1
+    em.apps = []
     for a in range(cfg.boot_apps):
         app = pid
-        yield from _app(em, cfg, 1, app, inherited, f"app{a}")
+        yield from _app(em, cfg, 1, app, inherited, f"app{a}", life=life)
+        em.apps.append([app])
         pid += 1
         if a < cfg.boot_app_forks:
             yield T.Fork(app, pid)
+            em.apps[-1].append(pid)
             pid += 1
     for n in range(cfg.natives):                          # init: fork + exec per daemon
         daemon = pid
@@ -127,22 +178,56 @@ def _boot(em: Emitter, cfg: AndroidBoot, rng: random.Random) -> Iterator[T.Op]:
 @register_workload(AndroidBoot)
 @pressured(own_walk_rng=True)
 def android_boot(cfg: AndroidBoot, rng: random.Random, em: Emitter) -> Iterator[T.Op]:
-    yield from _boot(em, cfg, rng)
+    yield from _boot(em, cfg, rng, Life(cfg, rng))
 
 
 @register_workload(AndroidApps)
 @pressured(own_walk_rng=True)
 def android_apps(cfg: AndroidApps, rng: random.Random, em: Emitter) -> Iterator[T.Op]:
-    """The boot, then the launches (one generator for both phases)."""
-    yield from _boot(em, cfg, rng)
+    """The boot, then the launches (one generator for both phases).  After each launch the
+    app before it turns cached and may be compacted; LMKD kills the oldest cached apps and
+    some of them start again (android_life.py)."""
+    life = Life(cfg, rng)
+    yield from _boot(em, cfg, rng, life)
     pid, inherited = em.pid, em.inherited
+    cached: list[list[int]] = list(em.apps)              # oldest first
+    compacted: list[list[int]] = []
+    prev: list[int] | None = None
+    kills = 0.0
     for a in range(cfg.n_apps):
         procs = rng.uniform(cfg.procs_min, cfg.procs_max)
         n = int(procs) + (rng.random() < procs - int(procs))
         main = pid
+        mine = []
         for p in range(n):                                # main, :push, :remote, ...
-            yield from _app(em, cfg, 1, pid, inherited, f"launch{a}", 1 if p == 0 else 0)
+            yield from _app(em, cfg, 1, pid, inherited, f"launch{a}", 1 if p == 0 else 0, life)
+            mine.append(pid)
             pid += 1
         if int((a + 1) * cfg.app_forks) > int(a * cfg.app_forks):
             yield T.Fork(main, pid)                       # a helper forked by the app (evenly
-            pid += 1                                      # spread: app_forks x n_apps forks)
+            mine.append(pid)                              # spread: app_forks x n_apps forks)
+            pid += 1
+        if prev is not None:                              # the previous app turns cached
+            cached.append(prev)
+            if cfg.compactions and life.rng.random() < cfg.compactions:
+                for p in prev:
+                    yield from life.compact(p)
+                compacted.append(prev)
+        if cfg.compact_returns and compacted and life.rng.random() < cfg.compact_returns:
+            back = life.rng.choice(compacted)             # brought back to the foreground
+            for p in back:
+                yield from life.come_back(p)
+        kills += cfg.lmkd_kills
+        while kills >= 1 and cached:                      # LMKD: the oldest cached app
+            kills -= 1
+            dead = cached.pop(0)
+            for p in reversed(dead):
+                yield T.Exit(p)
+                life.died(p)
+            if dead in compacted:
+                compacted.remove(dead)
+            if cfg.app_restarts and life.rng.random() < cfg.app_restarts:
+                yield from _app(em, cfg, 1, pid, inherited, f"restart{a}_{pid}", 1, life)
+                cached.append([pid])                      # started in the background
+                pid += 1
+        prev = mine
