@@ -413,8 +413,42 @@ def report(
         _fail(str(exc))
     text = cover_letter_table(df)
     typer.echo(text if text else kb_table(df))
+    from sweep.report_provenance import section as provenance_section
+    typer.echo("\n".join(provenance_section(df)))
     paths = write_report(df, dest)
     typer.echo(f"wrote {', '.join(str(p) for p in paths)}")
+
+
+@app.command("provenance")
+def provenance_cmd(
+    workload: List[str] = typer.Option(["android_boot", "android_apps"], help="workloads"),
+    arch: List[str] = typer.Option(["arm64_android"], help="arch profiles"),
+    readme: bool = typer.Option(False, help="the README's block (seed grid, with markers)"),
+) -> None:
+    """Where every parameter comes from: value, plausible range, source class, reference
+    (the schemas' field metadata); exit 1 if a registered schema lacks it."""
+    from simcore import provenance, registry
+    from sweep import report_provenance as rp
+    from sweep.config import SweepConfigError, load_plugins
+    load_plugins([], "provenance")
+    schemas = [registry.schema("workload", n) for n in registry.names("workload")]
+    try:
+        provenance.check([*schemas, registry.schema("arch", "x86_64")],
+                         {a: {**rp.option_values("arch", a)} for a in arch})
+    except provenance.ProvenanceError as exc:
+        _fail(str(exc), 1)
+    try:
+        for w in workload:
+            registry.lookup("workload", w)
+    except registry.RegistryError as exc:
+        _fail(str(exc))
+    if readme:
+        typer.echo(rp.readme_block())
+        return
+    try:
+        typer.echo(rp.markdown(workload, arch))
+    except SweepConfigError as exc:
+        _fail(str(exc))
 
 
 @app.command("capture")

@@ -124,6 +124,8 @@ def write_report(df: pl.DataFrame, dest: "Path") -> list["Path"]:
     if table:
         text += ["## ANON_VMA_LAZY: lazy vs eager, active KB (the cover letter's numbers "
                  f"beside {ARCH})", "", "```", table, "```", ""]
+    from .report_provenance import section as provenance_section
+    text += provenance_section(df)
     text += ["## Active KB (mean count) per workload, architecture and policy", "", kb_table(df), ""]
     from .realreport import real_programs_table
     real = real_programs_table(df)
