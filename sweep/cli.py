@@ -431,7 +431,8 @@ def provenance_cmd(
     from sweep import report_provenance as rp
     from sweep.config import SweepConfigError, load_plugins
     load_plugins([], "provenance")
-    schemas = [registry.schema("workload", n) for n in registry.names("workload")]
+    schemas = [registry.schema("workload", n) for n in registry.names("workload")
+               if registry.lookup("workload", n).module.startswith("simcore.")]
     try:
         provenance.check([*schemas, registry.schema("arch", "x86_64")],
                          {a: {**rp.option_values("arch", a)} for a in arch})

@@ -1,5 +1,9 @@
 """Grid expansion: cells counted before they are expanded, then streamed; cell ids.
 
+A grid is the product of its factors: each axis, each zip (axes that advance together) and
+the explicit points (``grid.points``, e.g. a sensitivity design: partial assignments of keys,
+each key a point does not set keeps the composed value).
+
 Axes stay lazy (an integer ``range()`` sweep is a Python ``range``), a grid's size is the
 product of its axis lengths (zipped axes counted once) minus its exclusions, computed
 without enumerating a cell, and cells are generated one at a time: driver memory does not
@@ -23,6 +27,7 @@ class GridLike(Protocol):
     axes: dict
     zips: list
     exclude: list
+    points: list            # explicit points: one factor of partial assignments (may be [])
 
 
 DEFAULT_MAX_CELLS = 1_000_000
@@ -35,11 +40,26 @@ LEAD = ("workload", "policy")           # outermost axes: a result partition's c
 MAX_EXCLUDE_TERMS = 16                  # inclusion-exclusion over at most 2^16 subsets
 
 
+class _Unset:
+    """A key an explicit point does not set: the cell keeps the composed value."""
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET = _Unset()
+
+
 def factors(grid: GridLike) -> list[tuple[tuple[str, ...], list[Sequence]]]:
     """The independent factors of the grid's product, outermost first: a zip is one factor
     (its axes advance together), every other axis its own; `workload` and `policy` lead."""
     zipped = {k for z in grid.zips for k in z}
     out = [(tuple(z), [grid.axes[k] for k in z]) for z in grid.zips]
+    points = getattr(grid, "points", None) or []
+    if points:                  # explicit points (a design): one factor, keys unset -> UNSET
+        keys = tuple(dict.fromkeys(k for p in points for k in p))
+        out.append((keys, [[p.get(k, UNSET) for p in points] for k in keys]))
     out += [((k,), [v]) for k, v in grid.axes.items() if k not in zipped]
     rank = {k: i for i, k in enumerate(LEAD)}
     out.sort(key=lambda f: min((rank.get(k, len(LEAD)) for k in f[0]), default=len(LEAD)))
@@ -63,7 +83,10 @@ def points(grid: GridLike) -> Iterator[dict]:
         keys, columns = fs[i]
         for j in range(len(columns[0])):
             for key, column in zip(keys, columns):
-                point[key] = column[j]
+                if column[j] is UNSET:
+                    point.pop(key, None)
+                else:
+                    point[key] = column[j]
             yield from walk(i + 1, point)
 
     return walk(0, {})

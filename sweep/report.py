@@ -135,6 +135,10 @@ def write_report(df: pl.DataFrame, dest: "Path") -> list["Path"]:
                  "eager on the same recording, at the peak (every process exits, so final "
                  "counts are 0): objects and KB saved, VMA count change, lazy's upgrade work "
                  "and the rmap walks' cost.", "", real, ""]
+    from .report_sensitivity import section as sensitivity_section
+    lines, figures = sensitivity_section(df, dest)
+    text += lines
+    made += figures
     text += [f"![{p.stem}]({p.name})" for p in made]
     (dest / "report.md").write_text("\n".join(text) + "\n")
     return [dest / "report.md", *made]

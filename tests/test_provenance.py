@@ -21,7 +21,8 @@ def _profiles() -> dict:
 
 
 def test_every_registered_schema_field_has_valid_provenance():
-    schemas = [registry.schema("workload", n) for n in registry.names("workload")]
+    schemas = [registry.schema("workload", n) for n in registry.names("workload")
+               if registry.lookup("workload", n).module.startswith("simcore.")]   # not plugins
     assert len(schemas) >= 14
     found = [p for s in [*schemas, registry.schema("arch", "x86_64")]
              for p in provenance.problems(s, _profiles())]
