@@ -388,6 +388,8 @@ def report(
     out: str = typer.Argument(..., help="a sweep's result directory or URI"),
     dest: Optional[Path] = typer.Option(None, help="where report.md and the PNGs go "
                                         "(default: <out>/report for a local sweep)"),
+    sensitivity: Optional[str] = typer.Option(None, help="a conf/sensitivity.yaml sweep: its "
+                                              "tornado, band and held-out prediction"),
 ) -> None:
     """Mailing-list table (the cover letter's, beside ours), KB table and plots."""
     from sweep.report import cover_letter_table, kb_table, load_rows, write_report
@@ -415,7 +417,13 @@ def report(
     typer.echo(text if text else kb_table(df))
     from sweep.report_provenance import section as provenance_section
     typer.echo("\n".join(provenance_section(df)))
-    paths = write_report(df, dest)
+    sens = None
+    if sensitivity is not None:
+        try:
+            sens = load_rows(sensitivity)
+        except FileNotFoundError as exc:
+            _fail(str(exc))
+    paths = write_report(df, dest, sens)
     typer.echo(f"wrote {', '.join(str(p) for p in paths)}")
 
 

@@ -108,8 +108,10 @@ def kb_table(df: pl.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def write_report(df: pl.DataFrame, dest: "Path") -> list["Path"]:
-    """report.md (mailing-list table and KB table) and PNG plots into dest."""
+def write_report(df: pl.DataFrame, dest: "Path",
+                 sensitivity: pl.DataFrame | None = None) -> list["Path"]:
+    """report.md (mailing-list table and KB table) and PNG plots into dest; the sensitivity
+    sections from the rows of a sensitivity sweep (default: df's own design rows)."""
     from pathlib import Path
     from . import plots
     dest = Path(dest)
@@ -136,7 +138,7 @@ def write_report(df: pl.DataFrame, dest: "Path") -> list["Path"]:
                  "counts are 0): objects and KB saved, VMA count change, lazy's upgrade work "
                  "and the rmap walks' cost.", "", real, ""]
     from .report_sensitivity import section as sensitivity_section
-    lines, figures = sensitivity_section(df, dest)
+    lines, figures = sensitivity_section(df if sensitivity is None else sensitivity, dest)
     text += lines
     made += figures
     text += [f"![{p.stem}]({p.name})" for p in made]

@@ -34,13 +34,15 @@ def _fail(where: str, msg: str):
 
 
 def knobs_of(spec: dict, workload: str, arch: str) -> list[tuple[str, provenance.Knob]]:
-    """(config key, knob) of one workload and arch profile, in field order."""
-    sources, skip = spec.get("sources") or provenance.SWEPT, spec.get("skip") or ()
+    """(config key, knob) of one workload and arch profile: in the order of the sources
+    (the cells run in this order: list the classes that matter most first), then in field
+    order."""
+    sources, skip = list(spec.get("sources") or provenance.SWEPT), spec.get("skip") or ()
     out = [(f"workload.{k.name}", k) for k in
            provenance.knobs(registry.schema("workload", workload), workload, sources, skip)]
     out += [(f"arch.{k.name}", k) for k in
             provenance.knobs(registry.schema("arch", arch), arch, sources, skip)]
-    return out
+    return sorted(out, key=lambda item: sources.index(item[1].source))
 
 
 def _value(knob: provenance.Knob, x: float) -> Any:

@@ -123,3 +123,32 @@ def test_tornado_band_and_what_must_hold(tmp_path):
 def test_a_sweep_without_design_has_no_section(tmp_path):
     df = _rows([({}, 100.0, 10.0)]).drop("workload.app_forks", "workload.boot_apps")
     assert rs.section(df, tmp_path) == ([], [])
+
+
+def test_heldout_refits_the_lazy_fitted_knobs_on_eager_alone(tmp_path):
+    """Eager KB grows 20 % per unit of app_forks and sits 5 % under the published eager
+    figures at the baseline: the re-fit moves app_forks alone (procs change nothing, so they
+    stay at the baseline) to 0.75, the grid value nearest +5.26 %."""
+    from sweep import report_heldout as rh
+    assert [k.name for k in rh.refit_knobs()] == ["procs_min", "procs_max", "app_forks"]
+    base = {"workload.procs_min": 2.5, "workload.procs_max": 4.5, "workload.app_forks": 0.5}
+    lows = {"workload.procs_min": 1.5, "workload.procs_max": 3.5, "workload.app_forks": 0.0}
+    rows = []
+    for point in [{}, *({k: v} for k, v in lows.items())]:
+        af = point.get("workload.app_forks", 0.5)
+        for policy in ("eager", "lazy"):
+            row = {"workload": "android_apps", "arch": "arm64_android", "policy": policy,
+                   "variant": "", "seed": 0, **{k: point.get(k) for k in base}}
+            for c in ("vm_area_struct", "anon_vma_chain", "anon_vma"):
+                eager, lazy = PUBLISHED["android_apps"][c]
+                row[f"{c}_kb"] = (0.95 * eager * (1 + 0.2 * (af - 0.5)) if policy == "eager"
+                                  else lazy * (1 + 2 * (af - 0.5)))
+            rows.append(row)
+    df = pl.DataFrame(rows, schema_overrides={k: pl.Float64 for k in base})
+    text = rh.section(rs.design_frame(df), tmp_path)
+    assert "procs_min = 2.5 (calibrated: 2.5), procs_max = 4.5 (calibrated: 4.5), " \
+           "app_forks = 0.75 (calibrated: 0.5)" in "\n".join(text)
+    grid = (tmp_path / "heldout.yaml").read_text()
+    assert "workload.app_forks: 0.75" in grid and "name: sensitivity" in grid
+    g = load_grid(tmp_path / "heldout.yaml")
+    assert len(g.cells) == 2
