@@ -535,14 +535,6 @@ def _validate(grid: Grid) -> None:
         for key in ex:
             if key not in grid.axes and key not in in_points:
                 raise SweepConfigError(f"grid.exclude names {key!r}, which is not an axis")
-    for i, point in enumerate(grid.points):
-        for combo in combos:
-            try:
-                cfg = grid.resolve({**combo, **point})
-            except (KeyError, TypeError):
-                raise SweepConfigError(f"grid.points[{i}]: {point} names a key that is not in "
-                                       f"the composed config") from None
-            check_cell(cfg, f"grid.points[{i}]")
     for combo in combos:
         cfg = grid.resolve(combo)
         check_cell(cfg)
@@ -555,6 +547,30 @@ def _validate(grid: Grid) -> None:
                 trial = copy.deepcopy(cfg)
                 _set_dotted(trial, key, value)
                 check_cell(trial, key)
+    _validate_points(grid, combos)
+
+
+def _validate_points(grid: Grid, combos: list[dict]) -> None:
+    """Type-check explicit points like axes: per choice of group options, every key's
+    representative values (_representatives), all keys together (keys are independent)."""
+    shapes: dict[str, tuple[dict, dict[str, list]]] = {}
+    for point in grid.points:
+        groups = {g: point[g] for g in GROUPS if g in point}
+        values = shapes.setdefault(json.dumps(groups, sort_keys=True), (groups, {}))[1]
+        for key, value in point.items():
+            if key not in GROUPS:
+                values.setdefault(key, []).append(value)
+    for groups, values in shapes.values():
+        reps = {k: _representatives(v) for k, v in values.items()}
+        for i in range(max((len(r) for r in reps.values()), default=1)):
+            trial = {**groups, **{k: r[min(i, len(r) - 1)] for k, r in reps.items()}}
+            for combo in combos:
+                try:
+                    cfg = grid.resolve({**combo, **trial})
+                except (KeyError, TypeError):
+                    raise SweepConfigError(f"grid.points: {trial} names a key that is not in "
+                                           f"the composed config") from None
+                check_cell(cfg, "grid.points")
 
 
 def _representatives(values: Sequence) -> list:

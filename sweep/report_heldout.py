@@ -133,8 +133,9 @@ def section(frame: pl.DataFrame, dest: Path, out: str | None = None) -> list[str
             + ". The lazy figures after 24 apps are then predicted, not fitted.", "",
             "| cache | published eager KB | re-fitted eager KB (model) | published lazy KB | "
             "published change | calibrated model change | held-out change (linear model) | "
-            "error (pp) |" + (" held-out change (simulated) | error (pp) |" if sim else ""),
-            "|---|---|---|---|---|---|---|---|" + ("---|---|" if sim else "")]
+            "error (pp) |" + (" held-out change (simulated) | error (pp) | lazy KB (simulated) |"
+                              if sim else ""),
+            "|---|---|---|---|---|---|---|---|" + ("---|---|---|" if sim else "")]
     for c in ROW_CACHES:
         before, after = PUBLISHED[TARGET][c]
         want = change_pct(before, after)
@@ -145,7 +146,8 @@ def section(frame: pl.DataFrame, dest: Path, out: str | None = None) -> list[str
                f"{want:+.1f} % | {cal:+.1f} % | {lin:+.1f} % | {lin - want:+.1f} |")
         if sim:
             s = change_pct(sim[f"{c}_eager_kb"], sim[f"{c}_lazy_kb"])
-            row += f" {s:+.1f} % | {s - want:+.1f} |"
+            lazy = sim[f"{c}_lazy_kb"]
+            row += f" {s:+.1f} % | {s - want:+.1f} | {lazy:.0f} ({change_pct(after, lazy):+.1f} %) |"
         text.append(row)
     where = out or "<the sweep>"
     text += ["", f"{STATE[TARGET].capitalize()}: the change of the calibrated model is a fit; "

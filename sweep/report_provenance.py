@@ -3,6 +3,7 @@ from (simcore.provenance: the schemas' field metadata), and which of the lazy fi
 cover letter's table are calibrations and which are predictions."""
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Iterable
 
 import simcore.arch  # noqa: F401 - registers the arch schema
@@ -18,8 +19,13 @@ README_END = "<!-- end of provenance table -->"
 
 
 def option_values(group: str, option: str) -> dict:
-    """An option's values: the schema's defaults with the option's file in conf/ over them
-    (arch profiles; a workload's own file if it has one)."""
+    """The values an option's file in conf/ sets (arch profiles; a workload's own file if it
+    has one); the schema's defaults hold for the rest."""
+    return dict(_option_file(group, option))
+
+
+@lru_cache(maxsize=None)
+def _option_file(group: str, option: str) -> dict:
     from .config import PROJECT_CONF, _load_yaml
     path = PROJECT_CONF / group / f"{option}.yaml"
     return dict(_load_yaml(path) or {}) if path.is_file() else {}
