@@ -152,3 +152,21 @@ def test_heldout_refits_the_lazy_fitted_knobs_on_eager_alone(tmp_path):
     assert "workload.app_forks: 0.75" in grid and "name: sensitivity" in grid
     g = load_grid(tmp_path / "heldout.yaml")
     assert len(g.cells) == 2
+
+
+def test_launches_sweeping_different_parameters_load_together(tmp_path):
+    """Two launches into one sweep, each with its own explicit points: every parameter
+    column is kept, null where a launch did not set it (the sensitivity runs in parts)."""
+    from sweep.results import load
+    from sweep.runner import run_batch
+    from sweep.store import Store
+    out = str(tmp_path / "out")
+    for i, points in enumerate(["[{workload.n_ops: 5}]", "[{workload.forks: false, seed: 3}]"]):
+        (tmp_path / f"g{i}.yaml").write_text(
+            "defaults: [{workload: random}, {arch: x86_64}, {policy: eager}, _self_]\n"
+            f"sweep: {{name: parts}}\ngrid:\n  points: {points}\n")
+        g = load_grid(tmp_path / f"g{i}.yaml")
+        run_batch(g.base, g.options, list(g.cells), param_types(g), g.name, Store(out), f"b{i}", {})
+    df = load(out).collect().sort("seed")
+    assert df["workload.n_ops"].to_list() == [5, None]
+    assert df["workload.forks"].to_list() == [None, False]
