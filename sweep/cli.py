@@ -413,9 +413,10 @@ def report(
         check_output(str(dest), what="--dest")
     except LaunchError as exc:
         _fail(str(exc))
-    text = cover_letter_table(df)
-    typer.echo(text if text else kb_table(df))
     from sweep.report_provenance import section as provenance_section
+    from sweep.report_sensitivity import baseline_only
+    text = cover_letter_table(baseline_only(df))
+    typer.echo(text if text else kb_table(baseline_only(df)))
     typer.echo("\n".join(provenance_section(df)))
     sens = None
     if sensitivity is not None:

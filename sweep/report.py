@@ -114,6 +114,8 @@ def write_report(df: pl.DataFrame, dest: "Path",
     sections from the rows of a sensitivity sweep (default: df's own design rows)."""
     from pathlib import Path
     from . import plots
+    from .report_sensitivity import baseline_only
+    design, df = df if sensitivity is None else sensitivity, baseline_only(df)
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     made = [plots.kb_by_policy(df, dest / "kb_by_policy.png")]
@@ -138,7 +140,7 @@ def write_report(df: pl.DataFrame, dest: "Path",
                  "counts are 0): objects and KB saved, VMA count change, lazy's upgrade work "
                  "and the rmap walks' cost.", "", real, ""]
     from .report_sensitivity import section as sensitivity_section
-    lines, figures = sensitivity_section(df if sensitivity is None else sensitivity, dest)
+    lines, figures = sensitivity_section(design, dest)
     text += lines
     made += figures
     text += [f"![{p.stem}]({p.name})" for p in made]

@@ -27,6 +27,17 @@ def knob_columns(df: pl.DataFrame) -> list[str]:
     return [c for c in df.columns if c.startswith(KNOB_PREFIXES) and c != "workload.path"]
 
 
+def baseline_only(df: pl.DataFrame) -> pl.DataFrame:
+    """A sensitivity sweep's baseline cells (no knob set) when it also has design cells: the
+    other tables of the report show the baseline, not a mean over the design."""
+    knobs = knob_columns(df)
+    if not knobs:
+        return df
+    unset = pl.all_horizontal(pl.col(k).is_null() for k in knobs)
+    n = df.select(unset.sum()).item()
+    return df.filter(unset) if 0 < n < df.height else df
+
+
 def design_frame(df: pl.DataFrame) -> pl.DataFrame:
     """One row per design point (workload, arch, seed, knob values) that has both an eager
     and a lazy cell: its kind (baseline, oat, lhs), the knob an oat point varies and its

@@ -170,3 +170,10 @@ def test_launches_sweeping_different_parameters_load_together(tmp_path):
     df = load(out).collect().sort("seed")
     assert df["workload.n_ops"].to_list() == [5, None]
     assert df["workload.forks"].to_list() == [None, False]
+
+
+def test_other_tables_show_a_sensitivity_sweeps_baseline_only():
+    df = _rows([({}, 100.0, 10.0), ({"workload.app_forks": 1.0}, 100.0, 20.0)])
+    assert rs.baseline_only(df)["anon_vma_kb"].to_list() == [100.0, 10.0]
+    swept = df.filter(pl.col("workload.app_forks").is_not_null())      # an ordinary axis sweep
+    assert rs.baseline_only(swept).height == swept.height
