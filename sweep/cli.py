@@ -438,13 +438,9 @@ def provenance_cmd(
     (the schemas' field metadata); exit 1 if a registered schema lacks it."""
     from simcore import provenance, registry
     from sweep import report_provenance as rp
-    from sweep.config import SweepConfigError, load_plugins
-    load_plugins([], "provenance")
-    schemas = [registry.schema("workload", n) for n in registry.names("workload")
-               if registry.lookup("workload", n).module.startswith("simcore.")]
+    from sweep.config import SweepConfigError
     try:
-        provenance.check([*schemas, registry.schema("arch", "x86_64")],
-                         {a: {**rp.option_values("arch", a)} for a in arch})
+        rp.check_builtin()
     except provenance.ProvenanceError as exc:
         _fail(str(exc), 1)
     try:

@@ -24,6 +24,20 @@ def option_values(group: str, option: str) -> dict:
     return dict(_option_file(group, option))
 
 
+def arch_profiles() -> dict[str, dict]:
+    """Every profile of conf/arch/ -> the values its file sets."""
+    from .config import PROJECT_CONF
+    return {p.stem: option_values("arch", p.stem) for p in (PROJECT_CONF / "arch").glob("*.yaml")}
+
+
+def check_builtin() -> None:
+    """ProvenanceError unless every built-in workload schema and the arch schema (with every
+    profile of conf/arch/) has valid provenance (plugins' schemas are their authors')."""
+    schemas = [registry.schema("workload", n) for n in registry.names("workload")
+               if registry.lookup("workload", n).module.startswith("simcore.")]
+    provenance.check([*schemas, registry.schema("arch", "x86_64")], arch_profiles())
+
+
 @lru_cache(maxsize=None)
 def _option_file(group: str, option: str) -> dict:
     from .config import PROJECT_CONF, _load_yaml

@@ -16,17 +16,21 @@ from sweep import report_provenance as rp
 from sweep.cli import app
 
 
-def _profiles() -> dict:
-    return {p.stem: rp.option_values("arch", p.stem) for p in (ROOT / "conf" / "arch").glob("*.yaml")}
-
-
 def test_every_registered_schema_field_has_valid_provenance():
     schemas = [registry.schema("workload", n) for n in registry.names("workload")
                if registry.lookup("workload", n).module.startswith("simcore.")]   # not plugins
-    assert len(schemas) >= 14
+    assert len(schemas) >= 14 and "arm64_android" in rp.arch_profiles()
     found = [p for s in [*schemas, registry.schema("arch", "x86_64")]
-             for p in provenance.problems(s, _profiles())]
+             for p in provenance.problems(s, rp.arch_profiles())]
     assert found == []
+    rp.check_builtin()
+
+
+def test_sweep_provenance_prints_any_workload_and_profile():
+    res = CliRunner().invoke(app, ["provenance", "--workload", "server_boot", "--arch", "x86_64"])
+    assert res.exit_code == 0, res.output
+    assert "| workload.server_boot.anon_share | 0.44 | 0.3..0.5 | measured |" in res.output
+    assert "| arch.x86_64.anon_vma | 104 | 96..128 | measured |" in res.output
 
 
 @dataclass
