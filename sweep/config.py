@@ -327,9 +327,12 @@ def load_grid(path: str | Path, overrides: list[str] = (),
             if option not in _options(conf_path, group):
                 raise _unknown_option(option, group, conf_path)
     if design is not None:
-        from .sensitivity import design_points
+        from .sensitivity import DesignError, design_points
         base, _ = _compose(conf_path, path.stem, base_overrides, {})
-        points += design_points(design, base, str(path))
+        try:
+            points += design_points(design, base, str(path))
+        except DesignError as exc:
+            raise SweepConfigError(str(exc)) from None
     groups_of_points = {g: list(dict.fromkeys(p[g] for p in points if g in p)) for g in GROUPS}
     base, options = _compose(conf_path, path.stem, base_overrides,
                              {**axes, **{g: v for g, v in groups_of_points.items() if v}})

@@ -5,9 +5,7 @@ import polars as pl
 
 from simcore.slab import CACHES
 
-from .published import ARCH, PUBLISHED, STATE, change_pct
-
-ROW_CACHES = ("vm_area_struct", "anon_vma_chain", "anon_vma")     # the cover letter's order
+from .published import ARCH, PUBLISHED, ROW_CACHES, STATE, change_pct
 
 
 def load_rows(out: str) -> pl.DataFrame:
@@ -140,8 +138,9 @@ def write_report(df: pl.DataFrame, dest: "Path",
                  "counts are 0): objects and KB saved, VMA count change, lazy's upgrade work "
                  "and the rmap walks' cost.", "", real, ""]
     from .report_sensitivity import section as sensitivity_section
+    from .report_heldout import section as heldout_section
     lines, figures = sensitivity_section(design, dest)
-    text += lines
+    text += lines + heldout_section(design, dest)
     made += figures
     text += [f"![{p.stem}]({p.name})" for p in made]
     (dest / "report.md").write_text("\n".join(text) + "\n")

@@ -20,9 +20,8 @@ import polars as pl
 
 from simcore import provenance, registry
 
-from .published import PUBLISHED, STATE, change_pct
-from .report import ROW_CACHES
-from .report_sensitivity import _baseline, _default_value
+from .published import PUBLISHED, ROW_CACHES, STATE, change_pct
+from .report_sensitivity import _baseline, _default_value, design_frame
 
 TARGET = "android_apps"            # held out: its lazy figures
 BOOT = "android_boot"
@@ -109,9 +108,10 @@ def heldout_grid(fitted: dict, arch: str) -> str:
         "grid:", "  axes:", "    policy: [eager, lazy]", f"  points: [{{{point}}}]", ""])
 
 
-def section(frame: pl.DataFrame, dest: Path, out: str | None = None) -> list[str]:
-    """report.md lines of the held-out prediction ([] without one-at-a-time cells of the
-    re-fitted knobs)."""
+def section(df: pl.DataFrame, dest: Path, out: str | None = None) -> list[str]:
+    """report.md lines of the held-out prediction from a sensitivity sweep's rows ([] without
+    one-at-a-time cells of the re-fitted knobs)."""
+    frame = design_frame(df)
     knobs = refit_knobs()
     if not frame.height or not knobs:
         return []

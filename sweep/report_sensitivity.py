@@ -15,8 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-from .published import PUBLISHED, STATE, change_pct
-from .report import ROW_CACHES
+from .published import PUBLISHED, ROW_CACHES, STATE, change_pct
 from .sensitivity import LHS_SEED_BASE
 
 KNOB_PREFIXES = ("workload.", "arch.")
@@ -233,6 +232,4 @@ def section(df: pl.DataFrame, dest: Path) -> tuple[list[str], list[Path]]:
             text.append(f"| {STATE[r['workload']]}: {r['cache']} | {r['n']} | {r['min']:+.1f} | "
                         f"{r['median']:+.1f} | {r['max']:+.1f} | {base} | {r['published']:+.1f} |")
         text.append("")
-    from .report_heldout import section as heldout_section
-    text += heldout_section(frame, dest)
     return text, made

@@ -28,9 +28,12 @@ KEYS = {"workloads", "sources", "skip", "oat_seeds", "lhs", "lhs_seed"}
 LHS_SEED_BASE = 1000            # workload seed of Latin-hypercube sample i: LHS_SEED_BASE + i
 
 
+class DesignError(ValueError):
+    """A bad grid.sensitivity section (sweep.config makes it a one-line SweepConfigError)."""
+
+
 def _fail(where: str, msg: str):
-    from .config import SweepConfigError
-    raise SweepConfigError(f"{where}: grid.sensitivity: {msg}")
+    raise DesignError(f"{where}: grid.sensitivity: {msg}")
 
 
 def knobs_of(spec: dict, workload: str, arch: str) -> list[tuple[str, provenance.Knob]]:

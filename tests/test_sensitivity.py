@@ -145,7 +145,7 @@ def test_heldout_refits_the_lazy_fitted_knobs_on_eager_alone(tmp_path):
                                   else lazy * (1 + 2 * (af - 0.5)))
             rows.append(row)
     df = pl.DataFrame(rows, schema_overrides={k: pl.Float64 for k in base})
-    text = rh.section(rs.design_frame(df), tmp_path)
+    text = rh.section(df, tmp_path)
     assert "procs_min = 2.5 (calibrated: 2.5), procs_max = 4.5 (calibrated: 4.5), " \
            "app_forks = 0.75 (calibrated: 0.5)" in "\n".join(text)
     grid = (tmp_path / "heldout.yaml").read_text()
