@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 from .registry import register_schema
 
+_X86 = "slabinfo of the 6.18 x86_64 reference machine (workloads-and-style.md 1.1 [M])"
+
 
 @dataclass
 class ArchConf:
@@ -26,20 +28,47 @@ class ArchConf:
     (simcore/timemodel.py).  The fork_*, fault_* and walk_* defaults were fitted by `sweep
     calibrate` on the reference machine (docs/time-calibration.md; its raw record:
     conf/arch/host-calibration.json)."""
-    name: str = "x86_64"
-    page_size: int = 4096
-    pmd_pages: int = 512
-    from_host: bool = False
-    vm_area_struct: int = 192
-    anon_vma: int = 104
-    anon_vma_chain: int = 64
-    vm_area_struct_per_slab: int = 21
-    anon_vma_per_slab: int = 39
-    anon_vma_chain_per_slab: int = 64
-    vm_area_struct_slab_pages: int = 1
-    anon_vma_slab_pages: int = 1
-    anon_vma_chain_slab_pages: int = 1
-    lazy_vma_extra: int = 0
+    name: str = field(default="x86_64", metadata={
+        "source": "n/a", "range": None, "ref": "the profile's name (conf/arch/<name>.yaml)"})
+    page_size: int = field(default=4096, metadata={
+        "source": "measured", "range": (4096, 65536),
+        "ref": "sysconf(PAGE_SIZE) of the reference machine; arm64 profiles: 16/64 KiB kernels"})
+    pmd_pages: int = field(default=512, metadata={
+        "source": "cited", "range": (512, 8192),
+        "ref": "PTRS_PER_PTE of the page size (arch/*/include/asm/pgtable*.h)"})
+    from_host: bool = field(default=False, metadata={
+        "source": "n/a", "range": None, "ref": "switch: read sizes from /proc/slabinfo"})
+    vm_area_struct: int = field(default=192, metadata={
+        "source": "measured", "range": (160, 256), "ref": "objsize, " + _X86,
+        "profiles": {"arm64_android": {
+            "source": "assumed", "range": (200, 256),
+            "ref": "232 B summed from android12-5.10 GKI mm_types.h [S]; the 6.x Android "
+                   "value is not verified (workloads-and-style.md 1.1, 1.2: sweep 200-256)"}}})
+    anon_vma: int = field(default=104, metadata={
+        "source": "measured", "range": (96, 128), "ref": "objsize, " + _X86,
+        "profiles": {"arm64_android": {
+            "source": "cited", "range": (128, 128),
+            "ref": "GKI rwsem vendor fields: 120 B + 8 B free pointer (aosp kernel_common "
+                   "rwsem.h, rmap.h); Radxa arm64 slabinfo objsize 128 [S]; the only size "
+                   "making the cover letter's KB whole objects (1.1 [D])"}}})
+    anon_vma_chain: int = field(default=64, metadata={
+        "source": "measured", "range": (64, 64), "ref": "objsize, " + _X86 + "; arm64 64 B [S]"})
+    vm_area_struct_per_slab: int = field(default=21, metadata={
+        "source": "measured", "range": (1, 341), "ref": "objperslab, " + _X86})
+    anon_vma_per_slab: int = field(default=39, metadata={
+        "source": "measured", "range": (1, 630), "ref": "objperslab, " + _X86})
+    anon_vma_chain_per_slab: int = field(default=64, metadata={
+        "source": "measured", "range": (1, 1024), "ref": "objperslab, " + _X86})
+    vm_area_struct_slab_pages: int = field(default=1, metadata={
+        "source": "measured", "range": (1, 8), "ref": "pagesperslab, " + _X86})
+    anon_vma_slab_pages: int = field(default=1, metadata={
+        "source": "measured", "range": (1, 8), "ref": "pagesperslab, " + _X86})
+    anon_vma_chain_slab_pages: int = field(default=1, metadata={
+        "source": "measured", "range": (1, 8), "ref": "pagesperslab, " + _X86})
+    lazy_vma_extra: int = field(default=0, metadata={
+        "source": "fitted_lazy", "range": (0, 8),
+        "ref": "vm_rcuref of patch 06 (4 B, 8 with padding); set 8 -> 0 to reproduce the "
+               "cover letter's +0.2..1 % vm_area_struct KB (the padding hypothesis)"})
     fork_a_ns: float = field(default=41843.3, metadata={
         "source": "fitted_eager", "range": (20778.3, 85889.9),
         "ref": "sweep calibrate on the 6.18 x86_64 reference VM, 2026-11-30 (3 runs: "
@@ -123,8 +152,8 @@ class ArchConf:
                "do_map_private_cow()), node allocation included; assumed equal to fork_avc_ns "
                "(an AVC alloc + interval-tree insert), not measured"})
     swap: bool = field(default=False, metadata={
-        "source": "cited", "range": (False, True),
-        "ref": "a swap device: Android devices swap to zram (AOSP 'Low RAM'/zram docs; the "
+        "source": "cited", "range": None,
+        "ref": "switch: a swap device: Android devices swap to zram (AOSP 'Low RAM'/zram docs; the "
                "cached-app optimizer needs it); the reference x86_64 VM has none, so "
                "MADV_PAGEOUT leaves anonymous folios mapped there (simcore/swap.py)"})
 

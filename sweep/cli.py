@@ -393,6 +393,8 @@ def report(
     out: str = typer.Argument(..., help="a sweep's result directory or URI"),
     dest: Optional[Path] = typer.Option(None, help="where report.md and the PNGs go "
                                         "(default: <out>/report for a local sweep)"),
+    sensitivity: Optional[str] = typer.Option(None, help="a conf/sensitivity.yaml sweep: its "
+                                              "tornado, band and held-out prediction"),
 ) -> None:
     """Mailing-list table (the cover letter's, beside ours), KB table and plots."""
     from sweep.report import cover_letter_table, kb_table, load_rows, write_report
@@ -416,10 +418,48 @@ def report(
         check_output(str(dest), what="--dest")
     except LaunchError as exc:
         _fail(str(exc))
-    text = cover_letter_table(df)
-    typer.echo(text if text else kb_table(df))
-    paths = write_report(df, dest)
+    from sweep.report_provenance import section as provenance_section
+    from sweep.report_sensitivity import baseline_only
+    text = cover_letter_table(baseline_only(df))
+    typer.echo(text if text else kb_table(baseline_only(df)))
+    typer.echo("\n".join(provenance_section(df)))
+    sens = None
+    if sensitivity is not None:
+        try:
+            sens = load_rows(sensitivity)
+        except FileNotFoundError as exc:
+            _fail(str(exc))
+    paths = write_report(df, dest, sens)
     typer.echo(f"wrote {', '.join(str(p) for p in paths)}")
+
+
+@app.command("provenance")
+def provenance_cmd(
+    workload: List[str] = typer.Option(["android_boot", "android_apps"], help="workloads"),
+    arch: List[str] = typer.Option(["arm64_android"], help="arch profiles"),
+    readme: bool = typer.Option(False, help="the README's block (seed grid, with markers)"),
+) -> None:
+    """Where every parameter comes from: value, plausible range, source class, reference
+    (the schemas' field metadata); exit 1 if a registered schema lacks it."""
+    from simcore import provenance, registry
+    from sweep import report_provenance as rp
+    from sweep.config import SweepConfigError
+    try:
+        rp.check_builtin()
+    except provenance.ProvenanceError as exc:
+        _fail(str(exc), 1)
+    try:
+        for w in workload:
+            registry.lookup("workload", w)
+    except registry.RegistryError as exc:
+        _fail(str(exc))
+    if readme:
+        typer.echo(rp.readme_block())
+        return
+    try:
+        typer.echo(rp.markdown(workload, arch))
+    except SweepConfigError as exc:
+        _fail(str(exc))
 
 
 @app.command("capture")

@@ -73,6 +73,7 @@ class Grid:
     options: Dict[str, Dict[str, dict]]            # group -> option -> composed node
     size: int = 0                                   # cells, counted without expanding them
     inputs: Any = field(default=None, repr=False)   # grid.InputDigests: each file hashed once
+    points: List[dict] = field(default_factory=list)   # explicit points (grid.points, a design)
 
     @property
     def name(self) -> str:
@@ -285,10 +286,14 @@ def load_grid(path: str | Path, overrides: list[str] = (),
         raise SweepConfigError(f"{path}: a grid file must be a mapping")
     _reject_code(raw, "")
     grid_raw = raw.get("grid") or {}
-    unknown = set(grid_raw) - {"axes", "zip", "exclude"}
+    unknown = set(grid_raw) - {"axes", "zip", "exclude", "points", "sensitivity"}
     if unknown:
         raise SweepConfigError(f"{path}: grid has unknown key(s) {', '.join(sorted(unknown))} "
-                               f"(allowed: axes, zip, exclude)")
+                               f"(allowed: axes, zip, exclude, points, sensitivity)")
+    points = _points(grid_raw.get("points"), str(path))
+    design = grid_raw.get("sensitivity")
+    if design is not None and not isinstance(design, dict):
+        raise SweepConfigError(f"{path}: grid.sensitivity must be a mapping")
     axes: dict[str, list] = {}
     for key, values in (grid_raw.get("axes") or {}).items():
         if not isinstance(values, list) or not values:
@@ -302,7 +307,9 @@ def load_grid(path: str | Path, overrides: list[str] = (),
         key = ov.key_or_group
         if key == "sweep.plugins" and not ov.is_delete():
             load_plugins(ov.value(), "sweep.plugins override")
-        if key == "grid" or key.startswith("grid."):
+        if key.startswith("grid.sensitivity.") and design is not None:
+            design[key.split(".", 2)[2]] = [] if ov.is_delete() else ov.value()
+        elif key == "grid" or key.startswith("grid."):
             zips, exclude = _grid_override(ov, zips, exclude)
         elif ov.is_delete() and key in axes:
             del axes[key]                          # ~key: drop an axis of the grid file
@@ -322,15 +329,34 @@ def load_grid(path: str | Path, overrides: list[str] = (),
         for option in axes.get(group, []):
             if option not in _options(conf_path, group):
                 raise _unknown_option(option, group, conf_path)
-    base, options = _compose(conf_path, path.stem, base_overrides, axes)
+    if design is not None:
+        from .sensitivity import DesignError, design_points
+        base, _ = _compose(conf_path, path.stem, base_overrides, {})
+        try:
+            points += design_points(design, base, str(path))
+        except DesignError as exc:
+            raise SweepConfigError(str(exc)) from None
+    groups_of_points = {g: list(dict.fromkeys(p[g] for p in points if g in p)) for g in GROUPS}
+    base, options = _compose(conf_path, path.stem, base_overrides,
+                             {**axes, **{g: v for g, v in groups_of_points.items() if v}})
     _expand_input_globs(base, axes, zips)
     base.setdefault("seed", 0)                     # a grid may sweep seed without declaring it
-    grid = Grid(str(path), base, axes, zips, exclude, options)
+    grid = Grid(str(path), base, axes, zips, exclude, options, points=points)
     _validate(grid)
     grid.size = count(grid, max_cells)
     if grid.size > max_cells:
         raise SweepConfigError(too_many(grid.size, max_cells))
     return grid
+
+
+def _points(raw: Any, where: str) -> list[dict]:
+    """grid.points: a list of mappings {key: value} (a group option, seed, parameters)."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not all(isinstance(p, dict) and p for p in raw):
+        raise SweepConfigError(f"{where}: grid.points must be a list of non-empty mappings, "
+                               f"e.g. [{{workload: android_apps, workload.app_forks: 0.2}}]")
+    return [{str(k): v for k, v in p.items()} for p in raw]
 
 
 def _expand_input_globs(base: dict, axes: dict, zips: list) -> None:
@@ -522,9 +548,12 @@ def _validate(grid: Grid) -> None:
         lengths = {len(grid.axes[k]) for k in z}
         if len(lengths) > 1:
             raise SweepConfigError(f"grid.zip {z}: axes must have the same number of values")
+    in_points = {k for p in grid.points for k in p}
+    for key in in_points & set(grid.axes):
+        raise SweepConfigError(f"{key} is both an axis and a key of grid.points")
     for ex in grid.exclude:
         for key in ex:
-            if key not in grid.axes:
+            if key not in grid.axes and key not in in_points:
                 raise SweepConfigError(f"grid.exclude names {key!r}, which is not an axis")
     for combo in combos:
         cfg = grid.resolve(combo)
@@ -538,6 +567,30 @@ def _validate(grid: Grid) -> None:
                 trial = copy.deepcopy(cfg)
                 _set_dotted(trial, key, value)
                 check_cell(trial, key)
+    _validate_points(grid, combos)
+
+
+def _validate_points(grid: Grid, combos: list[dict]) -> None:
+    """Type-check explicit points like axes: per choice of group options, every key's
+    representative values (_representatives), all keys together (keys are independent)."""
+    shapes: dict[str, tuple[dict, dict[str, list]]] = {}
+    for point in grid.points:
+        groups = {g: point[g] for g in GROUPS if g in point}
+        values = shapes.setdefault(json.dumps(groups, sort_keys=True), (groups, {}))[1]
+        for key, value in point.items():
+            if key not in GROUPS:
+                values.setdefault(key, []).append(value)
+    for groups, values in shapes.values():
+        reps = {k: _representatives(v) for k, v in values.items()}
+        for i in range(max((len(r) for r in reps.values()), default=1)):
+            trial = {**groups, **{k: r[min(i, len(r) - 1)] for k, r in reps.items()}}
+            for combo in combos:
+                try:
+                    cfg = grid.resolve({**combo, **trial})
+                except (KeyError, TypeError):
+                    raise SweepConfigError(f"grid.points: {trial} names a key that is not in "
+                                           f"the composed config") from None
+                check_cell(cfg, "grid.points")
 
 
 def _representatives(values: Sequence) -> list:

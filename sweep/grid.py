@@ -1,5 +1,9 @@
 """Grid expansion: cells counted before they are expanded, then streamed; cell ids.
 
+A grid is the product of its factors: each axis, each zip (axes that advance together) and
+the explicit points (``grid.points``, e.g. a sensitivity design: partial assignments of keys,
+each key a point does not set keeps the composed value).
+
 Axes stay lazy (an integer ``range()`` sweep is a Python ``range``), a grid's size is the
 product of its axis lengths (zipped axes counted once) minus its exclusions, computed
 without enumerating a cell, and cells are generated one at a time: driver memory does not
@@ -23,6 +27,7 @@ class GridLike(Protocol):
     axes: dict
     zips: list
     exclude: list
+    points: list            # explicit points: one factor of partial assignments (may be [])
 
 
 DEFAULT_MAX_CELLS = 1_000_000
@@ -35,11 +40,26 @@ LEAD = ("workload", "policy")           # outermost axes: a result partition's c
 MAX_EXCLUDE_TERMS = 16                  # inclusion-exclusion over at most 2^16 subsets
 
 
+class _Unset:
+    """A key an explicit point does not set: the cell keeps the composed value."""
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET = _Unset()
+
+
 def factors(grid: GridLike) -> list[tuple[tuple[str, ...], list[Sequence]]]:
     """The independent factors of the grid's product, outermost first: a zip is one factor
     (its axes advance together), every other axis its own; `workload` and `policy` lead."""
     zipped = {k for z in grid.zips for k in z}
     out = [(tuple(z), [grid.axes[k] for k in z]) for z in grid.zips]
+    points = getattr(grid, "points", None) or []
+    if points:                  # explicit points (a design): one factor, keys unset -> UNSET
+        keys = tuple(dict.fromkeys(k for p in points for k in p))
+        out.append((keys, [[p.get(k, UNSET) for p in points] for k in keys]))
     out += [((k,), [v]) for k, v in grid.axes.items() if k not in zipped]
     rank = {k: i for i, k in enumerate(LEAD)}
     out.sort(key=lambda f: min((rank.get(k, len(LEAD)) for k in f[0]), default=len(LEAD)))
@@ -63,7 +83,10 @@ def points(grid: GridLike) -> Iterator[dict]:
         keys, columns = fs[i]
         for j in range(len(columns[0])):
             for key, column in zip(keys, columns):
-                point[key] = column[j]
+                if column[j] is UNSET:
+                    point.pop(key, None)
+                else:
+                    point[key] = column[j]
             yield from walk(i + 1, point)
 
     return walk(0, {})
@@ -141,13 +164,14 @@ class CellIds:
     place of every parameter, and a cell's text is that template with the parameters'
     own JSON spliced in (JSON is compositional: the same text as cell_id's, byte for
     byte).  A grid whose parameters the template cannot hold (an input file path swept,
-    or one parameter nested in another) takes cell_id's path for every cell."""
+    one parameter nested in another, or explicit points, which set keys and group options
+    outside the axes) takes cell_id's path for every cell."""
 
     def __init__(self, grid: GridLike, digest: Callable[[str], str]) -> None:
         self.grid, self.digest = grid, digest
         self.params = [k for k in grid.axes if k not in GROUPS]
         self.groups = [g for g in GROUPS if g in grid.axes]
-        self.fast = not any(k in INPUT_KEYS or k.startswith("sweep.") or k == "sweep"
+        self.fast = not getattr(grid, "points", None) and not any(k in INPUT_KEYS or k.startswith("sweep.") or k == "sweep"
                             or any(o.startswith(k + ".") for o in self.params)
                             for k in self.params)
         self.templates: dict[tuple, tuple | None] = {}

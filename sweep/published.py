@@ -19,6 +19,7 @@ PUBLISHED = {
                      "anon_vma": (33280, 2648.12)},
 }
 STATE = {"android_boot": "after boot", "android_apps": "after launching 24 apps"}
+ROW_CACHES = ("vm_area_struct", "anon_vma_chain", "anon_vma")     # the cover letter's order
 
 
 def change_pct(before: float, after: float) -> float:

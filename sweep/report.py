@@ -5,9 +5,7 @@ import polars as pl
 
 from simcore.slab import CACHES
 
-from .published import ARCH, PUBLISHED, STATE, change_pct
-
-ROW_CACHES = ("vm_area_struct", "anon_vma_chain", "anon_vma")     # the cover letter's order
+from .published import ARCH, PUBLISHED, ROW_CACHES, STATE, change_pct
 
 
 def load_rows(out: str) -> pl.DataFrame:
@@ -108,10 +106,14 @@ def kb_table(df: pl.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def write_report(df: pl.DataFrame, dest: "Path") -> list["Path"]:
-    """report.md (mailing-list table and KB table) and PNG plots into dest."""
+def write_report(df: pl.DataFrame, dest: "Path",
+                 sensitivity: pl.DataFrame | None = None) -> list["Path"]:
+    """report.md (mailing-list table and KB table) and PNG plots into dest; the sensitivity
+    sections from the rows of a sensitivity sweep (default: df's own design rows)."""
     from pathlib import Path
     from . import plots
+    from .report_sensitivity import baseline_only
+    design, df = df if sensitivity is None else sensitivity, baseline_only(df)
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     made = [plots.kb_by_policy(df, dest / "kb_by_policy.png")]
@@ -124,6 +126,8 @@ def write_report(df: pl.DataFrame, dest: "Path") -> list["Path"]:
     if table:
         text += ["## ANON_VMA_LAZY: lazy vs eager, active KB (the cover letter's numbers "
                  f"beside {ARCH})", "", "```", table, "```", ""]
+    from .report_provenance import section as provenance_section
+    text += provenance_section(df)
     text += ["## Active KB (mean count) per workload, architecture and policy", "", kb_table(df), ""]
     from .realreport import real_programs_table
     real = real_programs_table(df)
@@ -142,6 +146,11 @@ def write_report(df: pl.DataFrame, dest: "Path") -> list["Path"]:
     text += time_section(df)
     from .report_android import android_section
     text += android_section(df)
+    from .report_sensitivity import section as sensitivity_section
+    from .report_heldout import section as heldout_section
+    lines, figures = sensitivity_section(design, dest)
+    text += lines + heldout_section(design, dest)
+    made += figures
     text += [f"![{p.stem}]({p.name})" for p in made]
     (dest / "report.md").write_text("\n".join(text) + "\n")
     return [dest / "report.md", *made]

@@ -13,6 +13,7 @@ import math
 import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from simcore.slab import CACHES
 
@@ -35,7 +36,12 @@ def load(*sources: str) -> pl.LazyFrame:
             warnings.warn(f"{source}: {line}", stacklevel=2)
         if not files:
             raise FileNotFoundError(f"no results under {source}")
-        datasets.append(ds.dataset(files, filesystem=store.fs, format="parquet"))
+        # every file's schema: launches of one sweep may sweep different parameters
+        # (a dataset alone would take the first file's columns and drop the others')
+        file_schema = pa.unify_schemas([pq.read_schema(f, filesystem=store.fs).remove_metadata()
+                                        for f in files])
+        datasets.append(ds.dataset(files, filesystem=store.fs, format="parquet",
+                                   schema=file_schema))
     schema = pa.unify_schemas([d.schema.remove_metadata() for d in datasets])
     frames = [pl.scan_pyarrow_dataset(ds.dataset(d.files, filesystem=d.filesystem,
                                                  format="parquet", schema=schema))

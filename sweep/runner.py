@@ -127,7 +127,7 @@ def row_head(cfg: dict, cell: dict, params: dict[str, type], sweep: str,
         "variant": ",".join(f"{k}={v}" for k, v in sorted(variant.items())),
         "seed": int(cfg.get("seed", 0)), "status": "ok", "error": "", "traceback": "",
         "wall_s": 0.0, "worker_peak_rss_kb": 0, "worker_rss_kb": 0}
-    row.update({name: cell["point"][name] for name in params})
+    row.update({name: cell["point"].get(name) for name in params})   # None: a point's unset key
     return row
 
 
@@ -290,7 +290,13 @@ class WorkerPool:
 def param_types(grid: Grid) -> dict[str, type]:
     """Typed columns for every swept parameter (group axes and seed have their own)."""
     out = {}
-    for key, values in grid.axes.items():
+    columns = dict(grid.axes)
+    for point in grid.points:                       # explicit points: the values they set
+        for key, value in point.items():
+            columns.setdefault(key, [])
+            if key not in grid.axes:
+                columns[key].append(value)
+    for key, values in columns.items():
         if key in GROUPS or key == "seed":
             continue
         kinds = {int} if isinstance(values, range) else {type(v) for v in values}
@@ -340,7 +346,7 @@ def provenance(grid: Grid, code_fingerprint: str) -> dict[str, str]:
         except PackageNotFoundError:
             packages[name] = ""
     config = {"base": grid.base, "axes": axes_json(grid.axes), "zip": grid.zips,
-              "exclude": grid.exclude}
+              "exclude": grid.exclude, "points": grid.points}
     from .fingerprint import code_digest, metric_set
     return json_meta(resolved_config=config, git_commit=commit, git_dirty=dirty,
                      packages=packages, driver_host=platform.node(), ray_version=ray.__version__,

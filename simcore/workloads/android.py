@@ -26,36 +26,81 @@ def _knob(default, source: str, lo, hi, ref: str):
     return field(default=default, metadata={"source": source, "range": (lo, hi), "ref": ref})
 
 
+# Provenance of every knob (simcore.provenance reads it): source class, plausible range and
+# where the value comes from.  W = shared/research/workloads-and-style.md.  "fitted_lazy":
+# set where the cover letter's lazy figures land (a calibration, not a prediction).
+_BOOT = "the boot numbers: set where the cover letter's after-boot figures land"
+
+
 @dataclass
 class AndroidBoot:
     """Android right after boot (workloads-and-style.md 1.3)."""
-    name: str = "android_boot"
-    pressure_every: int = 2000      # an rmap walk (reclaim/migrate/idle) every N ops; 0: none
-    pressure_pages: int = 4
-    boot_apps: int = 130            # zygote-forked app processes at boot (90-160)
-    zygote_libs: int = 200          # libraries zygote64 preloads (~1,700 VMAs, ~900 with AV)
-    zygote_anon: int = 450          # dalvik/malloc anonymous regions in zygote64
-    zygote_anon_written: float = 0.5
-    zygote_file_private: int = 150  # boot image, framework jars and oat files (written)
-    zygote_guards: int = 300
-    zygote_shared: int = 60
-    app_libs: int = 60              # libraries an app loads after it is forked
-    app_anon: int = 400             # an app's own anon regions (~3,300 VMAs per app in all)
-    app_anon_written: float = 0.25  # (~260 VMAs with an anon_vma made after the fork)
-    app_guards: int = 500
-    app_shared: int = 500
-    app_cow: float = 0.3            # inherited written anon regions an app writes again
-    system_server_extra: int = 2    # system_server maps this many app images more
-    sub_zygotes: int = 2            # webview_zygote and app_zygote
-    sub_zygote_children: int = 2    # sandboxed/isolated processes per sub-zygote
-    boot_app_forks: int = 1         # apps that fork a helper during boot
-    init_libs: int = 20             # init's own image (it forks every native daemon)
-    natives: int = 220              # native daemons (init: fork + exec), ~130 VMAs each
-    native_forks: float = 0.1       # daemons that fork a helper (vold, netd, installd, ...)
-    native_libs: int = 22
-    native_anon: int = 25
-    native_guards: int = 15
-    pages: int = 2                  # pages per VMA (1..pages)
+    name: str = field(default="android_boot", metadata={
+        "source": "n/a", "range": None, "ref": "the workload's registered name"})
+    pressure_every: int = field(default=2000, metadata={   # an rmap walk every N ops; 0: none
+        "source": "assumed", "range": (500, 8000),
+        "ref": "reclaim/migrate/idle walks; no source for their rate (walks change no counts)"})
+    pressure_pages: int = field(default=4, metadata={
+        "source": "assumed", "range": (1, 16), "ref": "pages walked per phase; no source"})
+    boot_apps: int = field(default=130, metadata={          # zygote-forked apps at boot
+        "source": "fitted_lazy", "range": (90, 160),
+        "ref": "W 1.3 [D]: 125k inherited links (lazy AVC - lazy AV) / 800-1,400 per child"})
+    zygote_libs: int = field(default=200, metadata={        # ~1,700 VMAs, ~900 with AV
+        "source": "fitted_lazy", "range": (150, 260),
+        "ref": "W 1.3 [D]: zygote64 800-1,400 AV-VMAs, from the lazy links; " + _BOOT})
+    zygote_anon: int = field(default=450, metadata={        # dalvik/malloc regions
+        "source": "fitted_lazy", "range": (300, 600), "ref": "W 1.3 [D]/[K]; " + _BOOT})
+    zygote_anon_written: float = field(default=0.5, metadata={
+        "source": "fitted_lazy", "range": (0.3, 0.7), "ref": "W 1.3 [D]/[K]; " + _BOOT})
+    zygote_file_private: int = field(default=150, metadata={  # boot image, jars, oat (written)
+        "source": "fitted_lazy", "range": (100, 200),
+        "ref": "W 1.3 [A]: 55-63 % of AV-VMAs file-backed private; count: " + _BOOT})
+    zygote_guards: int = field(default=300, metadata={
+        "source": "assumed", "range": (150, 600),
+        "ref": "W 1.3 [K]: zygote64 1,500-2,500 VMAs; PROT_NONE 12-37 % [A]"})
+    zygote_shared: int = field(default=60, metadata={
+        "source": "assumed", "range": (30, 120), "ref": "W 1.3 [K]; shared 6-28 % [A]"})
+    app_libs: int = field(default=60, metadata={            # libraries loaded after the fork
+        "source": "cited", "range": (40, 90),
+        "ref": "W 1.3 [A]: 280-440 libraries per app (zygote's 200 + the app's)"})
+    app_anon: int = field(default=400, metadata={           # ~3,300 VMAs per app in all
+        "source": "assumed", "range": (250, 600),
+        "ref": "fills an app to ~3,300 VMAs (W 1.3 [A]: 2,900-4,100); anon split [A] 5-9 % dalvik"})
+    app_anon_written: float = field(default=0.25, metadata={  # ~260 AV-VMAs made after fork
+        "source": "fitted_lazy", "range": (0.15, 0.4),
+        "ref": "W 1.3 [D]: 200-400 AV-VMAs made after the fork, (33.6k + 13.5k) / processes, "
+               "from baseline minus lazy figures"})
+    app_guards: int = field(default=500, metadata={
+        "source": "cited", "range": (350, 1200), "ref": "W 1.3 [A]: PROT_NONE 12-37 % of VMAs"})
+    app_shared: int = field(default=500, metadata={
+        "source": "cited", "range": (200, 900), "ref": "W 1.3 [A]: shared 6-28 % of VMAs"})
+    app_cow: float = field(default=0.3, metadata={          # inherited anon regions rewritten
+        "source": "assumed", "range": (0.1, 0.6), "ref": "no source (COW share of an app)"})
+    system_server_extra: int = field(default=2, metadata={  # system_server: app images more
+        "source": "assumed", "range": (1, 3), "ref": "W 1.3 [K]: system_server 4-6k VMAs"})
+    sub_zygotes: int = field(default=2, metadata={          # webview_zygote and app_zygote
+        "source": "assumed", "range": (1, 3), "ref": "W 1.3 [K]: fork tree"})
+    sub_zygote_children: int = field(default=2, metadata={  # sandboxed/isolated per sub-zygote
+        "source": "assumed", "range": (0, 6), "ref": "W 1.3 [K]"})
+    boot_app_forks: int = field(default=1, metadata={       # apps that fork a helper at boot
+        "source": "fitted_lazy", "range": (0, 10),
+        "ref": "lazy AV at boot (4,910 objects = upgraded parents); " + _BOOT})
+    init_libs: int = field(default=20, metadata={           # init's image (forks every daemon)
+        "source": "assumed", "range": (10, 40), "ref": "no source"})
+    natives: int = field(default=220, metadata={            # native daemons: fork + exec
+        "source": "assumed", "range": (150, 250), "ref": "W 1.3 [K]: ~150-250 native processes"})
+    native_forks: float = field(default=0.1, metadata={     # daemons that fork a helper
+        "source": "fitted_lazy", "range": (0.0, 0.3),
+        "ref": "vold, netd, installd fork helpers [K]; rate: " + _BOOT})
+    native_libs: int = field(default=22, metadata={
+        "source": "assumed", "range": (10, 40), "ref": "W 1.3 [K]: 50-300 VMAs, median ~120"})
+    native_anon: int = field(default=25, metadata={
+        "source": "assumed", "range": (10, 50), "ref": "W 1.3 [K]: 50-300 VMAs, median ~120"})
+    native_guards: int = field(default=15, metadata={
+        "source": "assumed", "range": (5, 30), "ref": "W 1.3 [K]"})
+    pages: int = field(default=2, metadata={                # pages per VMA (1..pages)
+        "source": "assumed", "range": (1, 8),
+        "ref": "kept small: object counts do not depend on it, only fork PTE terms"})
     # ---- what app processes do after their image (android_life.py); 0: off ----
     arenas: int = _knob(8, "measured", 0, 55, REC.format("java") + ": 12+5 small rw anon "
                         "mmaps per JVM; node.rec: 55 aligned V8 page reservations")
@@ -81,11 +126,20 @@ class AndroidBoot:
 @dataclass
 class AndroidApps(AndroidBoot):
     """The boot, then n_apps apps launched in sequence from zygote64 (1.4)."""
-    name: str = "android_apps"
-    n_apps: int = 24
-    procs_min: float = 2.5          # processes per app (main + :push/:remote/...)
-    procs_max: float = 4.5
-    app_forks: float = 0.5          # launched apps that fork once (watchdogs, helpers)
+    name: str = field(default="android_apps", metadata={
+        "source": "n/a", "range": None, "ref": "the workload's registered name"})
+    n_apps: int = field(default=24, metadata={
+        "source": "cited", "range": (24, 24), "ref": "the cover letter: after launching 24 apps"})
+    procs_min: float = field(default=2.5, metadata={        # processes per app (main + :push...)
+        "source": "fitted_lazy", "range": (1.5, 3.5),
+        "ref": "W 1.4 [D]: +103k inherited links (lazy AVC growth) and +350k VMAs / 3,300"})
+    procs_max: float = field(default=4.5, metadata={
+        "source": "fitted_lazy", "range": (3.5, 5.5),
+        "ref": "W 1.4 [D]: +103k inherited links (lazy AVC growth) and +350k VMAs / 3,300"})
+    app_forks: float = field(default=0.5, metadata={        # launched apps that fork once
+        "source": "fitted_lazy", "range": (0.0, 1.0),
+        "ref": "W 1.4 [D]: lazy anon_vma +16.3k / 1,300 upgraded VMAs = 12.5 forks of 24 apps; "
+               "the author: some apps fork to evade LMKD (no rate)"})
     # ---- the system acting on apps during the launches (android_life.py); 0: off ----
     lmkd_kills: float = _knob(0.25, "assumed", 0.0, 2.0, "LMKD kills of the oldest cached app "
                               "per launch (workloads-and-style.md 1.4: counts are net of kills)")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from bisect import bisect_left, insort
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import wraps
 from typing import Callable, Iterator
 
@@ -96,8 +96,11 @@ WALKS = ("reclaim", "migrate", "idle")
 @dataclass
 class Pressure:
     """Memory pressure: every `pressure_every` ops an rmap walk of a written region."""
-    pressure_every: int = 50        # 0: no pressure phases
-    pressure_pages: int = 4         # pages walked per phase
+    pressure_every: int = field(default=50, metadata={
+        "source": "assumed", "range": (10, 500),
+        "ref": "an rmap walk (reclaim/migrate/idle) every N ops, 0: none; no source for the rate"})
+    pressure_pages: int = field(default=4, metadata={
+        "source": "assumed", "range": (1, 16), "ref": "pages walked per phase; no source"})
 
 
 def with_pressure(ops: Iterator[T.Op], cfg: Pressure, rng: random.Random) -> Iterator[T.Op]:

@@ -3,7 +3,7 @@ measures the sweep framework itself (scheduling, batching, Parquet writes)."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 from .. import trace as T
@@ -13,8 +13,11 @@ from ..registry import register_workload
 @dataclass
 class NoopWorkload:
     """Does nothing and returns a row: measures the framework itself."""
-    name: str = "noop"
-    sleep_ms: float = 0.0            # busy time per cell
+    name: str = field(default="noop", metadata={
+        "source": "n/a", "range": None, "ref": "the workload's registered name"})
+    sleep_ms: float = field(default=0.0, metadata={
+        "source": "assumed", "range": (0.0, 10000.0),
+        "ref": "busy time per cell (framework benchmark)"})
 
 
 @register_workload(NoopWorkload)

@@ -10,7 +10,7 @@ and ``shrink_vma`` of Linux 6.17+).  All of them are expressible in trace format
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .. import trace as T
 from ..layout import DONTCOPY, PROT, UNMAPPED
@@ -241,9 +241,12 @@ def random_trace(seed: int, n_ops: int = 40, kernel_safe: bool = False,
 @dataclass
 class RandomWorkload:
     """A random valid trace (random_trace), seeded by the cell's seed."""
-    name: str = "random"
-    n_ops: int = 40
-    forks: bool = True
+    name: str = field(default="random", metadata={
+        "source": "n/a", "range": None, "ref": "the workload's registered name"})
+    n_ops: int = field(default=40, metadata={
+        "source": "assumed", "range": (1, 10000), "ref": "trace length; a test workload"})
+    forks: bool = field(default=True, metadata={
+        "source": "n/a", "range": None, "ref": "switch: traces with fork"})
 
 
 @register_workload(RandomWorkload)

@@ -16,8 +16,11 @@ class RecordingWorkload(TraceWorkload):
     """One recording; ``path`` may be a glob (``tests/recordings/*.rec``): the sweep
     config expands it into a ``workload.path`` axis, one cell per file (sorted).  The
     file's content is part of the cell id (sweep.grid.INPUT_KEYS)."""
-    name: str = "recording"
-    path: str = ""
+    name: str = field(default="recording", metadata={
+        "source": "n/a", "range": None, "ref": "the workload's registered name"})
+    path: str = field(default="", metadata={
+        "source": "measured", "range": None,
+        "ref": "a recording of a real program on this kernel (sweep record)"})
     # A recording has no rmap walks (the program ran without memory pressure); these add
     # them as the generators' Pressure does (simcore/workloads/common.py), with its
     # defaults, so the walk cost of a policy shows on real programs too.  0: none.

@@ -9,7 +9,7 @@ nothing): fork from pid 0, then exec.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 from .. import trace as T
@@ -37,14 +37,29 @@ def _image(vmas: int, anon_share: float, rng: random.Random) -> Image:
 
 @dataclass
 class ServerBoot(Pressure):
-    name: str = "server_boot"
-    services: int = 40              # systemd services (25-60)
-    vmas_min: int = 40              # VMAs per process (40-400, median ~100)
-    vmas_max: int = 400
-    anon_share: float = 0.44        # VMAs with anon pages (44 %)
-    ssh_sessions: int = 2           # sshd -> session -> bash -> commands (depth 3-5)
-    commands: int = 20              # commands per shell (fork + exec + exit)
-    pages: int = 2
+    name: str = field(default="server_boot", metadata={
+        "source": "n/a", "range": None, "ref": "the workload's registered name"})
+    services: int = field(default=40, metadata={
+        "source": "assumed", "range": (25, 60),
+        "ref": "workloads-and-style.md 1.5 [K]: 25-60 systemd services"})
+    vmas_min: int = field(default=40, metadata={
+        "source": "measured", "range": (37, 60),
+        "ref": "workloads-and-style.md 1.5 [M]: coreutils ~37, bash 44 VMAs"})
+    vmas_max: int = field(default=400, metadata={
+        "source": "measured", "range": (300, 900),
+        "ref": "workloads-and-style.md 1.5 [M]: big python 370-890 VMAs"})
+    anon_share: float = field(default=0.44, metadata={
+        "source": "measured", "range": (0.3, 0.5),
+        "ref": "workloads-and-style.md 1.5 [M]: 44 % of VMAs hold anon pages"})
+    ssh_sessions: int = field(default=2, metadata={
+        "source": "assumed", "range": (0, 10),
+        "ref": "workloads-and-style.md 1.5 [K]: sshd -> session -> bash (depth 3-5)"})
+    commands: int = field(default=20, metadata={
+        "source": "assumed", "range": (0, 200),
+        "ref": "commands per shell (fork + exec + exit); no source"})
+    pages: int = field(default=2, metadata={
+        "source": "assumed", "range": (1, 8),
+        "ref": "pages per VMA: object counts do not depend on it"})
 
 
 @register_workload(ServerBoot)
@@ -70,13 +85,26 @@ def server_boot(cfg: ServerBoot, rng: random.Random, em: Emitter) -> Iterator[T.
 
 @dataclass
 class ApachePrefork(Pressure):
-    name: str = "apache_prefork"
-    parent_vmas: int = 400          # httpd with preloaded modules (mod_php)
-    workers: int = 150              # MaxRequestWorkers (150-256)
-    requests: int = 3               # request batches per worker (each writes heap pages)
-    recycle: float = 0.2            # workers replaced after MaxConnectionsPerChild
-    anon_share: float = 0.4
-    pages: int = 4
+    name: str = field(default="apache_prefork", metadata={
+        "source": "n/a", "range": None, "ref": "the workload's registered name"})
+    parent_vmas: int = field(default=400, metadata={
+        "source": "assumed", "range": (200, 800),
+        "ref": "workloads-and-style.md 1.6 [K]: httpd + mod_php, a few hundred VMAs"})
+    workers: int = field(default=150, metadata={
+        "source": "cited", "range": (5, 256),
+        "ref": "workloads-and-style.md 1.6 [S]: MaxRequestWorkers 150-256 (Debian mpm_prefork.conf)"})
+    requests: int = field(default=3, metadata={
+        "source": "assumed", "range": (1, 10),
+        "ref": "request batches per worker (each writes heap pages); no source"})
+    recycle: float = field(default=0.2, metadata={
+        "source": "assumed", "range": (0.0, 0.5),
+        "ref": "workloads-and-style.md 1.6: MaxConnectionsPerChild 0 or 4,000 [S]; rate assumed"})
+    anon_share: float = field(default=0.4, metadata={
+        "source": "assumed", "range": (0.3, 0.5),
+        "ref": "workloads-and-style.md 1.9: 40 % (server 44 % [M])"})
+    pages: int = field(default=4, metadata={
+        "source": "assumed", "range": (1, 8),
+        "ref": "pages per VMA: object counts do not depend on it"})
 
 
 @register_workload(ApachePrefork)
@@ -106,14 +134,29 @@ def apache_prefork(cfg: ApachePrefork, rng: random.Random, em: Emitter) -> Itera
 
 @dataclass
 class Postgres(Pressure):
-    name: str = "postgres"
-    postmaster_vmas: int = 200
-    auxiliary: int = 6              # checkpointer, walwriter, autovacuum, ...
-    connections: int = 100          # max_connections
-    churn: int = 100                # connections closed and reopened
-    shared_buffers_pages: int = 512 # shared anonymous memory: no anon_vma
-    anon_share: float = 0.35
-    pages: int = 2
+    name: str = field(default="postgres", metadata={
+        "source": "n/a", "range": None, "ref": "the workload's registered name"})
+    postmaster_vmas: int = field(default=200, metadata={
+        "source": "assumed", "range": (100, 400),
+        "ref": "workloads-and-style.md 1.9 [K]: ~200 VMAs"})
+    auxiliary: int = field(default=6, metadata={
+        "source": "cited", "range": (4, 10),
+        "ref": "workloads-and-style.md 1.6 [S]: postmaster + ~6 auxiliary processes"})
+    connections: int = field(default=100, metadata={
+        "source": "cited", "range": (10, 500),
+        "ref": "workloads-and-style.md 1.6 [S]: max_connections default 100"})
+    churn: int = field(default=100, metadata={
+        "source": "assumed", "range": (0, 1000),
+        "ref": "workloads-and-style.md 1.6 [K]: 10-1,000 connections/s without a pooler"})
+    shared_buffers_pages: int = field(default=512, metadata={
+        "source": "assumed", "range": (64, 4096),
+        "ref": "shared anonymous: no anon_vma, scaled down"})
+    anon_share: float = field(default=0.35, metadata={
+        "source": "assumed", "range": (0.25, 0.45),
+        "ref": "workloads-and-style.md 1.9: 35 % (shmem excluded)"})
+    pages: int = field(default=2, metadata={
+        "source": "assumed", "range": (1, 8),
+        "ref": "pages per VMA: object counts do not depend on it"})
 
 
 @register_workload(Postgres)
@@ -144,14 +187,28 @@ def postgres(cfg: Postgres, rng: random.Random, em: Emitter) -> Iterator[T.Op]:
 
 @dataclass
 class RedisBgsave(Pressure):
-    name: str = "redis_bgsave"
-    vmas: int = 200                 # jemalloc extents and libraries
-    heap_regions: int = 64          # large written regions (the data set)
-    heap_pages: int = 256
-    saves: int = 3                  # BGSAVE forks
-    parent_writes: float = 0.3      # share of the heap the parent rewrites during a save
-    anon_share: float = 0.6
-    pages: int = 2
+    name: str = field(default="redis_bgsave", metadata={
+        "source": "n/a", "range": None, "ref": "the workload's registered name"})
+    vmas: int = field(default=200, metadata={
+        "source": "assumed", "range": (50, 500),
+        "ref": "workloads-and-style.md 1.6 [K]: jemalloc, ~50-500 VMAs"})
+    heap_regions: int = field(default=64, metadata={
+        "source": "assumed", "range": (16, 256),
+        "ref": "large written regions (the data set), scaled; no source"})
+    heap_pages: int = field(default=256, metadata={
+        "source": "assumed", "range": (64, 1024),
+        "ref": "pages per heap region, scaled; no source"})
+    saves: int = field(default=3, metadata={
+        "source": "assumed", "range": (1, 10),
+        "ref": "workloads-and-style.md 1.6 [S]: one BGSAVE fork every >= 60 s"})
+    parent_writes: float = field(default=0.3, metadata={
+        "source": "assumed", "range": (0.0, 1.0),
+        "ref": "share of the heap the parent rewrites during a save; no source"})
+    anon_share: float = field(default=0.6, metadata={
+        "source": "assumed", "range": (0.4, 0.8), "ref": "no source"})
+    pages: int = field(default=2, metadata={
+        "source": "assumed", "range": (1, 8),
+        "ref": "pages per VMA: object counts do not depend on it"})
 
 
 @register_workload(RedisBgsave)
@@ -175,9 +232,14 @@ def redis_bgsave(cfg: RedisBgsave, rng: random.Random, em: Emitter) -> Iterator[
 
 @dataclass
 class ShellStorm(Pressure):
-    name: str = "shell_storm"
-    commands: int = 500             # external commands run by one bash (fork + exec + exit)
-    pages: int = 2
+    name: str = field(default="shell_storm", metadata={
+        "source": "n/a", "range": None, "ref": "the workload's registered name"})
+    commands: int = field(default=500, metadata={
+        "source": "assumed", "range": (50, 5000),
+        "ref": "workloads-and-style.md 1.6 [K]: 1-5k forks/s per core"})
+    pages: int = field(default=2, metadata={
+        "source": "assumed", "range": (1, 8),
+        "ref": "pages per VMA: object counts do not depend on it"})
 
 
 @register_workload(ShellStorm)
@@ -194,10 +256,16 @@ def shell_storm(cfg: ShellStorm, rng: random.Random, em: Emitter) -> Iterator[T.
 
 @dataclass
 class MakeJ(Pressure):
-    name: str = "make_j"
-    jobs: int = 200                 # compile jobs
-    pipeline_forks: float = 0.3     # recipe shells that fork for a pipeline or subshell
-    pages: int = 2
+    name: str = field(default="make_j", metadata={
+        "source": "n/a", "range": None, "ref": "the workload's registered name"})
+    jobs: int = field(default=200, metadata={
+        "source": "assumed", "range": (10, 2000), "ref": "compile jobs; no source"})
+    pipeline_forks: float = field(default=0.3, metadata={
+        "source": "assumed", "range": (0.0, 1.0),
+        "ref": "workloads-and-style.md 1.6: recipe shells fork for pipelines/subshells; rate assumed"})
+    pages: int = field(default=2, metadata={
+        "source": "assumed", "range": (1, 8),
+        "ref": "pages per VMA: object counts do not depend on it"})
 
 
 @register_workload(MakeJ)
@@ -221,12 +289,23 @@ def make_j(cfg: MakeJ, rng: random.Random, em: Emitter) -> Iterator[T.Op]:
 
 @dataclass
 class Chrome(Pressure):
-    name: str = "chrome"
-    renderers: int = 25             # 10-20 tabs with site isolation: ~15-40 processes
-    renderer_vmas: int = 1200       # 500-2,000, mostly PROT_NONE pools
-    anon_share: float = 0.25
-    navigations: int = 20           # renderers replaced on navigation / tab close
-    pages: int = 2
+    name: str = field(default="chrome", metadata={
+        "source": "n/a", "range": None, "ref": "the workload's registered name"})
+    renderers: int = field(default=25, metadata={
+        "source": "assumed", "range": (15, 40),
+        "ref": "workloads-and-style.md 1.7 [K]: 10-20 tabs, ~15-40 processes"})
+    renderer_vmas: int = field(default=1200, metadata={
+        "source": "assumed", "range": (500, 2000),
+        "ref": "workloads-and-style.md 1.7 [K]: 500-2,000 VMAs per renderer"})
+    anon_share: float = field(default=0.25, metadata={
+        "source": "assumed", "range": (0.15, 0.35),
+        "ref": "workloads-and-style.md 1.7 [K]: pools mostly PROT_NONE"})
+    navigations: int = field(default=20, metadata={
+        "source": "assumed", "range": (0, 100),
+        "ref": "workloads-and-style.md 1.7 [K]: renderers replaced on navigation"})
+    pages: int = field(default=2, metadata={
+        "source": "assumed", "range": (1, 8),
+        "ref": "pages per VMA: object counts do not depend on it"})
 
 
 @register_workload(Chrome)
@@ -253,13 +332,26 @@ def chrome(cfg: Chrome, rng: random.Random, em: Emitter) -> Iterator[T.Op]:
 
 @dataclass
 class JvmGlibc(Pressure):
-    name: str = "jvm_glibc"
-    threads: int = 400              # Java threads: a stack and its guard each
-    arenas: int = 16                # glibc arenas (8 x cores at most): rw part + reservation
-    large_mallocs: int = 600        # allocations above the mmap threshold: one VMA each
-    libs: int = 120
-    metaspace: int = 300            # Metaspace chunks, CodeCache, G1 regions (written)
-    pages: int = 4
+    name: str = field(default="jvm_glibc", metadata={
+        "source": "n/a", "range": None, "ref": "the workload's registered name"})
+    threads: int = field(default=400, metadata={
+        "source": "assumed", "range": (50, 2000),
+        "ref": "workloads-and-style.md 1.8 [K]: ~2-3 VMAs per Java thread"})
+    arenas: int = field(default=16, metadata={
+        "source": "cited", "range": (8, 64),
+        "ref": "workloads-and-style.md 1.8 [S]: up to 8 x cores arenas (NARENAS_FROM_NCORES)"})
+    large_mallocs: int = field(default=600, metadata={
+        "source": "assumed", "range": (0, 2000),
+        "ref": "workloads-and-style.md 1.8 [K]: mallocs above the mmap threshold"})
+    libs: int = field(default=120, metadata={
+        "source": "assumed", "range": (60, 250),
+        "ref": "workloads-and-style.md 1.8 [K]: JVM 1,000-5,000 VMAs"})
+    metaspace: int = field(default=300, metadata={
+        "source": "assumed", "range": (100, 1000),
+        "ref": "workloads-and-style.md 1.8 [K]: Metaspace, CodeCache, G1 regions"})
+    pages: int = field(default=4, metadata={
+        "source": "assumed", "range": (1, 8),
+        "ref": "pages per VMA: object counts do not depend on it"})
 
 
 @register_workload(JvmGlibc)

@@ -11,7 +11,7 @@ so that mappings the kernel kept apart are not merged by the replay.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 from .. import trace as T
@@ -25,7 +25,8 @@ SPECIAL = ("[vdso]", "[vvar]", "[vvar_vclock]", "[uprobes]", "[sigpage]", "[vect
 @dataclass
 class SnapshotWorkload(TraceWorkload):
     """Replay of a file written by `sweep capture`."""
-    name: str = "snapshot"
+    name: str = field(default="snapshot", metadata={
+        "source": "n/a", "range": None, "ref": "the workload's registered name"})
 
 
 @register_workload(SnapshotWorkload)

@@ -54,13 +54,15 @@ class _WorstCase(Pressure):
         "ref": "share of inherited regions each new process writes again (COW); apache/"
                "postgres children rewrite a few heap regions (servers.py)"})
     exits: str = field(default="parent_first", metadata={
-        "source": "assumed", "range": ("parent_first", "interleaved"),
-        "ref": "exit order, one of " + ", ".join(EXIT_ORDERS) + " (module docstring)"})
+        "source": "n/a", "range": None,
+        "ref": "switch: the exit order, one of " + ", ".join(EXIT_ORDERS) + " (module docstring)"})
     scan_pages: int = field(default=2, metadata={
         "source": "assumed", "range": (0, 4096),
         "ref": "pages of an inherited region walked by the reclaim scan after each fork "
                "and exit (0: none)"})
-    pages: int = 2                  # Emitter's page count (unused: regions have fixed sizes)
+    pages: int = field(default=2, metadata={
+        "source": "assumed", "range": (2, 2),
+        "ref": "the Emitter's page count, unused: regions have region_pages pages"})
 
 
 def _order(rng: random.Random, first: int, rest: list[int], how: str, chain: bool) -> list[int]:
@@ -132,7 +134,8 @@ class _Procs:
 
 @dataclass
 class ForkChain(_WorstCase):
-    name: str = "fork_chain"
+    name: str = field(default="fork_chain", metadata={
+        "source": "n/a", "range": None, "ref": "the workload's registered name"})
 
 
 @register_workload(ForkChain)
@@ -156,7 +159,8 @@ def fork_chain(cfg: ForkChain, rng: random.Random, em: Emitter) -> Iterator[T.Op
 
 @dataclass
 class ForkFanout(_WorstCase):
-    name: str = "fork_fanout"
+    name: str = field(default="fork_fanout", metadata={
+        "source": "n/a", "range": None, "ref": "the workload's registered name"})
     unmap: float = field(default=0.5, metadata={
         "source": "assumed", "range": (0.0, 1.0),
         "ref": "share of inherited regions each child unmaps (a zygote child or a worker "
@@ -186,7 +190,8 @@ def fork_fanout(cfg: ForkFanout, rng: random.Random, em: Emitter) -> Iterator[T.
 
 @dataclass
 class MremapFork(_WorstCase):
-    name: str = "mremap_fork"
+    name: str = field(default="mremap_fork", metadata={
+        "source": "n/a", "range": None, "ref": "the workload's registered name"})
     size: int = field(default=8, metadata={
         "source": "assumed", "range": (1, 256),
         "ref": "moves per inherited region in each child (glibc realloc of an mmapped "
