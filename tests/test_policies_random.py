@@ -49,7 +49,7 @@ class Lockstep(TraceOps):
 
 
 TestLockstep = pytest.mark.long(Lockstep.TestCase)
-TestLockstep.settings = settings(max_examples=size(40, 300), stateful_step_count=40,
+TestLockstep.settings = settings(max_examples=size(25, 300), stateful_step_count=40,
                                  deadline=None, suppress_health_check=list(HealthCheck))
 
 
