@@ -18,7 +18,7 @@ from ..registry import register_workload
 from .android_life import Life
 from .common import Emitter, Image, pressured
 
-REC = "tests/recordings/{}.rec (trace v2, per process; docs/workloads.md)"
+REC = "tests/recordings/{}.rec (trace v2, per process; docs/android-workloads.md)"
 
 
 def _knob(default, source: str, lo, hi, ref: str):

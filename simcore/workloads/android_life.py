@@ -4,7 +4,7 @@ restarts, and the cached-app optimizer's compaction (process_madvise MADV_PAGEOU
 
 Each behaviour's rate is a field of AndroidBoot/AndroidApps with its source (the field
 metadata); with every one of them at 0 the generators emit exactly the op stream they
-emitted before these behaviours existed (tests/test_android_life.py).  docs/workloads.md
+emitted before these behaviours existed (tests/test_android_life.py).  docs/android-workloads.md
 describes the patterns and where each rate comes from (tests/recordings/java.rec and
 node.rec as proxies for ART and V8).
 
