@@ -29,10 +29,14 @@ BASE = "15b86df"
 
 # one cell in a fresh interpreter, in whichever tree is on PYTHONPATH; prints one JSON line
 CELL = r"""
-import dataclasses, gc, json, sys, time
+import contextlib, dataclasses, gc, json, sys, time
 from pathlib import Path
 from sweep.config import load_grid
 from sweep.runner import simulate_cell
+try:                                  # what a sweep worker does around a cell (run_cell)
+    from sweep.workermem import CellMemory
+except ImportError:                   # 15b86df: nothing around the cell
+    CellMemory = contextlib.nullcontext
 a = json.loads(sys.argv[1])
 
 def hwm_rss():
@@ -58,7 +62,8 @@ for policy in a["policies"]:
     with open("/proc/self/clear_refs", "w") as fh:   # reset VmHWM: this cell's own peak
         fh.write("5")
     t0, c0 = time.perf_counter(), time.process_time()
-    row = simulate_cell(cfg, int(cfg["sweep"]["sample_every"]))
+    with CellMemory():
+        row = simulate_cell(cfg, int(cfg["sweep"]["sample_every"]))
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     hwm, rss = hwm_rss()
     ints = {k: v for k, v in sorted(row.items()) if isinstance(v, int)}
