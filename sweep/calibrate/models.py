@@ -19,16 +19,13 @@ are deliberately low and are not estimates.
 """
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import astuple, dataclass
 
 import numpy as np
 
 from simcore import trace as T
 from simcore.machine import Machine
-from simcore.policy.eager import Eager
 from simcore.rmap import WalkCost, rmap_walk
-from simcore.slab import ANON_VMA
 
 
 # ---------------------------------------------------------------------------- fork
@@ -121,33 +118,6 @@ class FaultShape:
         return f"fault {self.mode:8} {self.vmas:4d} VMAs x {self.pages:3d}p"
 
 
-class _CountingEager(Eager):
-    """Mainline, counting what the faults did: folios each fault kind allocated (FAULT_NEW:
-    do_anonymous_page(), FAULT_COW: wp_page_copy()), anon_vmas the fault path allocated
-    (anon_vma_prepare()), and folios reused by a write fault (move_anon_rmap():
-    wp_can_reuse_anon_folio())."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.n: Counter = Counter()
-        self._kind = ""
-
-    def anon_fault(self, m, vma, fault):
-        before = m.slab.allocs[ANON_VMA]
-        out = super().anon_fault(m, vma, fault)
-        self._kind = fault
-        self.n["prepare"] += m.slab.allocs[ANON_VMA] - before
-        return out
-
-    def folios_added(self, m, vma, mkind, n):
-        self.n[self._kind] += n
-        super().folios_added(m, vma, mkind, n)
-
-    def move_anon_rmap(self, m, vma, folio_ids):
-        self.n["reuse"] += len(folio_ids)
-        super().move_anon_rmap(m, vma, folio_ids)
-
-
 class FaultModel:
     """Anonymous write faults: do_anonymous_page() (with or without anon_vma_prepare()),
     wp_page_copy() (COW) and wp_page_reuse()."""
@@ -170,9 +140,9 @@ class FaultModel:
 
     @staticmethod
     def features(s: FaultShape) -> np.ndarray:
-        """[new faults, anon_vmas prepared, COW copies, reuses] of the timed writes."""
-        pol = _CountingEager()
-        m = Machine(pol)
+        """[new faults, anon_vmas prepared, COW copies, reuses] of the timed writes: the
+        fault counts the simulator keeps for the time model (Machine.faults, fault.py)."""
+        m = Machine("eager")
         ops: list[T.Op] = [T.Mmap(0, f"r{i}", s.pages) for i in range(s.vmas)]
         first = 0
         if s.mode == "prepared":
@@ -184,10 +154,10 @@ class FaultModel:
             if s.mode == "reuse":
                 ops.append(T.Exit(1))
         m.run(ops)
-        pol.n.clear()
+        before = dict(m.faults)
         m.run([T.Touch(0, f"r{i}", first, s.pages - first) for i in range(s.vmas)])
-        n = pol.n
-        return np.array([n["new"], n["prepare"], n["cow"], n["reuse"]], float)
+        return np.array([m.faults[k] - before[k] for k in ("new", "prepare", "cow", "reuse")],
+                        float)
 
     @staticmethod
     def argv(s: FaultShape, n: int) -> list[str]:
