@@ -138,7 +138,8 @@ def calibrate(models: tuple = ("fork", "fault", "walk"), rounds: int = 9,
             del s["_shape"]
             if not s["samples"]:
                 raise CalibrateError(f"{s['label']}: no valid sample (forks: every one "
-                                     "preempted; walks: no repetition reclaimed every page)")
+                                     "preempted, as root they run as SCHED_FIFO; walks: no "
+                                     "repetition reclaimed every page)")
             s["ns"], s["spread"] = robust_ns(s["samples"]), spread(s["samples"])
         result["models"][m.name] = {"shapes": shapes[m.name],
                                     **fit_model(m, shapes[m.name], floors)}
