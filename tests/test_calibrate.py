@@ -257,6 +257,21 @@ def test_short_calibration_of_every_model(tmp_path):
     assert json.loads((tmp_path / "raw.json").read_text())["floors"]["syscall"] > 0
 
 
+class AllPreempted(TinyFork):
+    """Every fork reported preempted (as an unprivileged user under load)."""
+    train = [ForkShape(20, 1, 0)]
+    held_out: list = []
+
+    @staticmethod
+    def samples(out: str, s: ForkShape) -> list[float]:
+        return ForkModel.samples(" ".join(f"{v.split(':')[0]}:1" for v in out.split()), s)
+
+
+def test_a_shape_whose_forks_were_all_preempted_stops_the_calibration():
+    with pytest.raises(cal.CalibrateError, match="20 VMAs.*every one preempted"):
+        cal.calibrate([AllPreempted], rounds=1, scale=0.3)
+
+
 def test_cli_errors_are_one_line(monkeypatch):
     runner = CliRunner()
     res = runner.invoke(app, ["calibrate", "--models", "fork,nope"])
