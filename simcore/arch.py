@@ -69,64 +69,69 @@ class ArchConf:
         "source": "fitted_lazy", "range": (0, 8),
         "ref": "vm_rcuref of patch 06 (4 B, 8 with padding); set 8 -> 0 to reproduce the "
                "cover letter's +0.2..1 % vm_area_struct KB (the padding hypothesis)"})
-    fork_a_ns: float = field(default=41843.3, metadata={
-        "source": "fitted_eager", "range": (20778.3, 85889.9),
+    fork_a_ns: float = field(default=42832.6, metadata={
+        "source": "fitted_eager", "range": (21416.3, 86979.0),
         "ref": "sweep calibrate on the 6.18 x86_64 reference VM, 2026-11-30 (3 runs: "
-               "41556.7-42945.0; worst held-out error of the fork model 12 %): per fork: "
+               "42832.6-43489.5; worst held-out error of the fork model 17 %, "
+               "forks of 8-4,000 VMAs): per fork: "
                "copy_process() and the rest of dup_mmap() not per VMA"})
-    fork_vma_ns: float = field(default=354.7, metadata={
-        "source": "fitted_eager", "range": (162.3, 709.4),
+    fork_vma_ns: float = field(default=355.0, metadata={
+        "source": "fitted_eager", "range": (168.3, 709.9),
         "ref": "sweep calibrate on the 6.18 x86_64 reference VM, 2026-11-30 (3 runs: "
-               "324.7-354.7; worst held-out error of the fork model 12 %): per VMA copied: "
+               "336.5-355.0; worst held-out error of the fork model 17 %, "
+               "forks of 8-4,000 VMAs): per VMA copied: "
                "vm_area_dup() + maple tree store"})
-    fork_avc_ns: float = field(default=177.6, metadata={
-        "source": "fitted_eager", "range": (85.7, 355.2),
+    fork_avc_ns: float = field(default=124.5, metadata={
+        "source": "fitted_eager", "range": (61.0, 249.1),
         "ref": "sweep calibrate on the 6.18 x86_64 reference VM, 2026-11-30 (3 runs: "
-               "171.4-177.6; worst held-out error of the fork model 12 %): per "
+               "122.1-124.5; worst held-out error of the fork model 17 %, "
+               "forks of 8-4,000 VMAs): per "
                "anon_vma_chain allocated and linked (anon_vma_clone(), anon_vma_fork())"})
-    fork_av_ns: float = field(default=129.4, metadata={
-        "source": "fitted_eager", "range": (63.9, 375.4),
+    fork_av_ns: float = field(default=217.4, metadata={
+        "source": "fitted_eager", "range": (108.7, 490.5),
         "ref": "sweep calibrate on the 6.18 x86_64 reference VM, 2026-11-30 (3 runs: "
-               "127.7-187.7; worst held-out error of the fork model 12 %): per anon_vma "
+               "217.4-245.2; worst held-out error of the fork model 17 %, "
+               "forks of 8-4,000 VMAs): per anon_vma "
                "allocated by anon_vma_fork(), incl. copy_page_range()'s per-VMA walk"})
-    fork_pte_ns: float = field(default=57.4, metadata={
-        "source": "fitted_eager", "range": (28.7, 126.7),
+    fork_pte_ns: float = field(default=52.2, metadata={
+        "source": "fitted_eager", "range": (25.6, 105.1),
         "ref": "sweep calibrate on the 6.18 x86_64 reference VM, 2026-11-30 (3 runs: "
-               "57.4-63.3; worst held-out error of the fork model 12 %): per page-table "
+               "51.3-52.6; worst held-out error of the fork model 17 %, "
+               "forks of 8-4,000 VMAs): per page-table "
                "entry copied (copy_present_pte(), folio_try_dup_anon_rmap)"})
 
     # time model (simcore/timemodel.py): fitted by `sweep calibrate` (docs/time-calibration.md)
-    fault_new_ns: float = field(default=1597.6, metadata={
-        "source": "fitted_eager", "range": (745.9, 3195.2),
+    fault_new_ns: float = field(default=1383.4, metadata={
+        "source": "fitted_eager", "range": (677.5, 2803.5),
         "ref": "sweep calibrate on the 6.18 x86_64 reference VM, 2026-11-30 (3 runs: "
-               "1491.9-1597.6; worst held-out error of the fault model 6 %): "
+               "1354.9-1401.8; worst held-out error of the fault model 9 %): "
                "do_anonymous_page() write fault, anon_vma present: trap + zeroed folio + "
                "rmap + PTE"})
-    fault_prepare_ns: float = field(default=744.2, metadata={
-        "source": "fitted_eager", "range": (366.2, 1488.4),
+    fault_prepare_ns: float = field(default=647.7, metadata={
+        "source": "fitted_eager", "range": (323.9, 1572.5),
         "ref": "sweep calibrate on the 6.18 x86_64 reference VM, 2026-11-30 (3 runs: "
-               "732.3-744.2; worst held-out error of the fault model 6 %): extra of a fault "
+               "647.7-786.3; worst held-out error of the fault model 9 %): extra of a fault "
                "whose anon_vma_prepare() allocates an anon_vma + AVC"})
-    fault_cow_ns: float = field(default=2180.4, metadata={
-        "source": "fitted_eager", "range": (1041.5, 4377.4),
+    fault_cow_ns: float = field(default=1748.0, metadata={
+        "source": "fitted_eager", "range": (852.0, 3651.2),
         "ref": "sweep calibrate on the 6.18 x86_64 reference VM, 2026-11-30 (3 runs: "
-               "2083.0-2188.7; worst held-out error of the fault model 6 %): wp_page_copy():"
+               "1704.0-1825.6; worst held-out error of the fault model 9 %): wp_page_copy():"
                " trap + new folio + 4 KiB copy + rmap + PTE"})
-    fault_reuse_ns: float = field(default=777.7, metadata={
-        "source": "fitted_eager", "range": (384.0, 1596.9),
+    fault_reuse_ns: float = field(default=721.6, metadata={
+        "source": "fitted_eager", "range": (360.5, 1485.2),
         "ref": "sweep calibrate on the 6.18 x86_64 reference VM, 2026-11-30 (3 runs: "
-               "768.0-798.5; worst held-out error of the fault model 6 %): do_wp_page() "
+               "721.0-742.6; worst held-out error of the fault model 9 %): do_wp_page() "
                "reusing an exclusive folio (wp_page_reuse())"})
-    walk_a_ns: float = field(default=3493.0, metadata={
-        "source": "fitted_eager", "range": (1670.3, 6986.1),
+    walk_a_ns: float = field(default=3231.1, metadata={
+        "source": "fitted_eager", "range": (1612.0, 6518.0),
         "ref": "sweep calibrate on the 6.18 x86_64 reference VM, 2026-11-30 (3 runs: "
-               "3340.6-3493.0; worst held-out error of the walk model 2 %): per rmap walk of"
+               "3223.9-3259.0; worst held-out error of the walk model 2 %): per rmap walk of"
                " try_to_unmap() in MADV_PAGEOUT reclaim onto zram, incl. the rest of "
                "reclaiming the folio (isolation, swap slot, zram store, free)"})
-    walk_vma_ns: float = field(default=162.5, metadata={
-        "source": "fitted_eager", "range": (76.0, 325.1),
+    walk_vma_ns: float = field(default=158.8, metadata={
+        "source": "fitted_eager", "range": (79.4, 320.4),
         "ref": "sweep calibrate on the 6.18 x86_64 reference VM, 2026-11-30 (3 runs: "
-               "151.9-162.5; worst held-out error of the walk model 2 %): per VMA visited in"
+               "158.7-160.2; worst held-out error of the walk model 2 %): per VMA visited in"
                " the anon_vma interval tree"})
     walk_pte_ns: float = field(default=3.6, metadata={
         "source": "measured", "range": (3.6, 100.0),
@@ -141,12 +146,12 @@ class ArchConf:
                "uncontended)"})
     # a design's own fork work (ForkRecord.policy; simcore.fork.policy_fork_ns): ns per unit of
     # the policy fork counter named by the middle of the field name
-    fork_cow_ctx_allocs_ns: float = field(default=129.4, metadata={
+    fork_cow_ctx_allocs_ns: float = field(default=217.4, metadata={
         "source": "assumed", "range": (50.0, 1000.0),
         "ref": "cow_context: mm_init_cow_context() kzalloc of a 96-128 B struct + init, and "
                "dup_cow_context()'s link; assumed equal to fork_av_ns (anon_vma_alloc() + "
                "init + link), not measured: no COW-context kernel was timed"})
-    fork_cow_remap_stores_ns: float = field(default=177.6, metadata={
+    fork_cow_remap_stores_ns: float = field(default=124.5, metadata={
         "source": "assumed", "range": (50.0, 2000.0),
         "ref": "cow_context: one remap maple-tree store at fork (cow_context_do_fork(), "
                "do_map_private_cow()), node allocation included; assumed equal to fork_avc_ns "

@@ -542,11 +542,10 @@ def calibrate_cmd(
                 typer.echo(f"    {s['label']:44} measured {s['ns'] / 1e3:9.1f} us  "
                            f"predicted {s['predicted'] / 1e3:9.1f} us  "
                            f"error {100 * s['error']:+6.1f} %")
-        for s in f["shapes"]:
-            if s.get("extrapolated"):
-                typer.echo(f"  outside the fitted range: {s['label']:30} measured "
-                           f"{s['ns'] / 1e3:9.1f} us  predicted {s['predicted'] / 1e3:9.1f} us  "
-                           f"error {100 * s['error']:+6.1f} %")
+        dropped = sum(s.get("dropped", 0) for s in f["shapes"])
+        if dropped:
+            typer.echo(f"  samples dropped (preempted forks, walks that did not reclaim "
+                       f"every page): {dropped} of {dropped + sum(len(s['samples']) for s in f['shapes'])}")
         ok = "within" if f["worst_held_out"] <= TARGET else "NOT within"
         typer.echo(f"  worst held-out error {100 * f['worst_held_out']:.1f} % ({ok} "
                    f"{100 * TARGET:.0f} %); worst training error {100 * f['worst_train']:.1f} %")

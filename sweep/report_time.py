@@ -87,35 +87,48 @@ def walk_table(df: pl.DataFrame) -> str:
 
 
 # ---- the fork claim ----------------------------------------------------------------
+def _fork_pairs(part: pl.DataFrame, policy: str) -> list[tuple[float, float]]:
+    """Per-fork (eager ns, policy ns) pairs of one workload x arch: the same trace forks in
+    the same order under both policies (seeds matched, equal fork counts)."""
+    by = {p: part.filter(pl.col("policy") == p).sort("seed") for p in ("eager", policy)}
+    pairs: list[tuple[float, float]] = []
+    for e, z in zip(by["eager"].iter_rows(named=True), by[policy].iter_rows(named=True)):
+        if e["seed"] == z["seed"] and len(e["fork_ns"] or []) == len(z["fork_ns"] or []):
+            pairs += list(zip(e["fork_ns"], z["fork_ns"]))
+    return pairs
+
+
 def fork_claim(df: pl.DataFrame) -> pl.DataFrame:
     """Per workload x arch: mean predicted fork latency under eager and lazy (over every fork
     of every seed), the change, lazy's upgrade share, and per-fork pairs (the same trace
     forks in the same order under both policies): how many lazy forks are slower and the
-    largest slowdown."""
+    largest slowdown; and, when the rows have it, the COW-context design's mean and change
+    over its own pairs with eager (`cow_context_us`, `cow_context_change_pct`)."""
     rows = []
     if "fork_ns" not in df.columns:
         return pl.DataFrame()
     for (workload, arch), part in df.group_by(["workload", "arch"], maintain_order=True):
-        by = {p: part.filter(pl.col("policy") == p).sort("seed") for p in ("eager", "lazy")}
-        if not by["eager"].height or not by["lazy"].height:
-            continue
-        pairs = []
-        for e, z in zip(by["eager"].iter_rows(named=True), by["lazy"].iter_rows(named=True)):
-            if e["seed"] == z["seed"] and len(e["fork_ns"] or []) == len(z["fork_ns"] or []):
-                pairs += list(zip(e["fork_ns"], z["fork_ns"]))
+        pairs = _fork_pairs(part, "lazy")
         if not pairs:
             continue
         eager = sum(e for e, _ in pairs) / len(pairs)
         lazy = sum(z for _, z in pairs) / len(pairs)
         slower = [(z - e, e) for e, z in pairs if z > e]
         worst = max(slower, default=(0.0, 1.0))
-        upgrade = float(by["lazy"]["time_fork_upgrade_ns"].sum()) / len(pairs)
-        rows.append({"workload": workload, "arch": arch, "forks": len(pairs),
-                     "eager_us": eager / 1e3, "lazy_us": lazy / 1e3,
-                     "change_pct": 100 * (lazy - eager) / eager,
-                     "lazy_upgrade_us": upgrade / 1e3, "lazy_slower": len(slower),
-                     "worst_slowdown_us": worst[0] / 1e3,
-                     "worst_slowdown_pct": 100 * worst[0] / worst[1]})
+        lazy_rows = part.filter(pl.col("policy") == "lazy")
+        upgrade = float(lazy_rows["time_fork_upgrade_ns"].sum()) / len(pairs)
+        row = {"workload": workload, "arch": arch, "forks": len(pairs),
+               "eager_us": eager / 1e3, "lazy_us": lazy / 1e3,
+               "change_pct": 100 * (lazy - eager) / eager,
+               "lazy_upgrade_us": upgrade / 1e3, "lazy_slower": len(slower),
+               "worst_slowdown_us": worst[0] / 1e3,
+               "worst_slowdown_pct": 100 * worst[0] / worst[1]}
+        ctx = _fork_pairs(part, "cow_context")
+        if ctx:
+            e_ns = sum(e for e, _ in ctx) / len(ctx)
+            c_ns = sum(c for _, c in ctx) / len(ctx)
+            row.update(cow_context_us=c_ns / 1e3, cow_context_change_pct=100 * (c_ns - e_ns) / e_ns)
+        rows.append(row)
     return pl.DataFrame(rows)
 
 

@@ -60,6 +60,23 @@ def test_fork_shapes_separate_anon_vmas_avcs_and_ptes():
     assert ForkModel.features(ForkShape(10, 4, 0, 0)).tolist() == [1, 10, 0, 0, 0]
 
 
+def test_fork_design_covers_the_predicted_forks_without_extrapolation():
+    """The training shapes reach the largest predicted fork in every feature, and every
+    held-out shape lies inside the training range (large ones included)."""
+    train = np.array([ForkModel.features(s) for s in ForkModel.train])
+    held = np.array([ForkModel.features(s) for s in ForkModel.held_out])
+    assert (train.max(0)[1:] >= [ForkModel.MAX_VMAS, ForkModel.MAX_AVCS, ForkModel.MAX_VMAS,
+                                 ForkModel.MAX_PTES]).all()
+    assert (held <= train.max(0)).all() and (held >= train.min(0)).all()
+    assert held[:, 1].max() >= ForkModel.MAX_VMAS        # a held-out shape as large as Android's
+
+
+def test_fork_samples_drop_preempted_forks():
+    """forkbench prints <ns>:<involuntary context switches> per fork; preempted ones go."""
+    assert ForkModel.samples("1200:0 5000:1 1300:0 9000:3", ForkShape(10, 1, 1)) == [1200.0,
+                                                                                     1300.0]
+
+
 def test_fault_shapes_count_each_fault_kind():
     assert FaultModel.features(FaultShape("new", 3, 4)).tolist() == [12, 3, 0, 0]
     assert FaultModel.features(FaultShape("prepared", 3, 4)).tolist() == [9, 0, 0, 0]
@@ -206,7 +223,6 @@ class TinyFork(ForkModel):
     train = [ForkShape(*a) for a in ((20, 1, 0), (200, 1, 0), (20, 1, 1), (200, 2, 1, 1),
                                      (100, 2, 2), (100, 1, 1, 2, True), (200, 4, 1))]
     held_out = [ForkShape(100, 2, 1, 1)]
-    extrapolated = [ForkShape(300, 1, 0)]
     per_run = 3
 
 
@@ -233,13 +249,27 @@ def test_short_calibration_of_every_model(tmp_path):
         assert all(s["ns"] > 0 and s["predicted"] > 0 and s["samples"] for s in f["shapes"])
         assert any(s["held_out"] for s in f["shapes"])
     fork = result["models"]["fork"]
-    outside, = [s for s in fork["shapes"] if s["extrapolated"]]        # reported, not fitted
-    assert fork["worst_extrapolated"] == pytest.approx(abs(outside["error"]))
+    assert all(s["dropped"] + len(s["samples"]) == 3 for s in fork["shapes"])   # 1 run x 3
     cal.write_host_yaml(tmp_path / "host.yaml", result)
     cal.write_raw(tmp_path / "raw.json", result)
     text = (tmp_path / "host.yaml").read_text()
     assert "fork_av_ns:" in text and "fault_cow_ns:" in text
     assert json.loads((tmp_path / "raw.json").read_text())["floors"]["syscall"] > 0
+
+
+class AllPreempted(TinyFork):
+    """Every fork reported preempted (as an unprivileged user under load)."""
+    train = [ForkShape(20, 1, 0)]
+    held_out: list = []
+
+    @staticmethod
+    def samples(out: str, s: ForkShape) -> list[float]:
+        return ForkModel.samples(" ".join(f"{v.split(':')[0]}:1" for v in out.split()), s)
+
+
+def test_a_shape_whose_forks_were_all_preempted_stops_the_calibration():
+    with pytest.raises(cal.CalibrateError, match="20 VMAs.*every one preempted"):
+        cal.calibrate([AllPreempted], rounds=1, scale=0.3)
 
 
 def test_cli_errors_are_one_line(monkeypatch):

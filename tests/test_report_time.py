@@ -39,6 +39,18 @@ def test_time_section_has_every_policy_and_the_fork_pairs(rows):
     assert claim["eager_us"][0] == pytest.approx(
         eager["fork_ns_predicted"].sum() / eager["forks"].sum() / 1e3)
     assert "walk kind" in walk_table(rows)
+    assert "cow_context_us" not in claim.columns               # no cow_context rows here
+
+
+def test_fork_claim_adds_cow_context_over_its_own_pairs(rows):
+    """cow_context rows (here: eager's renamed, forks scaled x0.5): their mean and change
+    against eager over matched per-fork pairs."""
+    ctx = rows.filter(pl.col("policy") == "eager").with_columns(
+        pl.lit("cow_context").alias("policy"),
+        pl.col("fork_ns").list.eval(pl.element() * 0.5))
+    claim = fork_claim(pl.concat([rows, ctx], how="diagonal_relaxed"))
+    assert claim["cow_context_change_pct"][0] == pytest.approx(-50.0)
+    assert claim["cow_context_us"][0] == pytest.approx(claim["eager_us"][0] / 2)
 
 
 def test_walk_time_per_compaction_when_rows_count_compactions(rows):

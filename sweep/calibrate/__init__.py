@@ -71,14 +71,13 @@ def measure_floors(tmp: Path) -> dict[str, float]:
 
 
 def fit_model(model, shapes: list[dict], floors: dict) -> dict:
-    """Fit one model on its training shapes (each {"features", "ns", "held_out"}, and
-    "extrapolated" for shapes outside the fitted range: reported only), with its
+    """Fit one model on its training shapes (each {"features", "ns", "held_out"}) with its
     floors as lower bounds and its `fixed` coefficients held there; fills in each shape's
     prediction and error; returns {"coefficients", "lower", "worst_held_out", ...}."""
     low = model.floors(floors)
     lower = np.array([low[c] for c in model.coeffs])
     free = np.array([c not in model.fixed for c in model.coeffs])
-    train = [s for s in shapes if not s["held_out"] and not s.get("extrapolated")]
+    train = [s for s in shapes if not s["held_out"]]
     coef = fit(np.array([s["features"] for s in train]), np.array([s["ns"] for s in train]),
                lower, free)
     X = np.array([s["features"] for s in shapes])
@@ -86,8 +85,7 @@ def fit_model(model, shapes: list[dict], floors: dict) -> dict:
     for s, p, e in zip(shapes, X @ coef, rel_errors(X, y, coef)):
         s["predicted"], s["error"] = float(p), float(e)
     held = [abs(s["error"]) for s in shapes if s["held_out"]]
-    extra = [abs(s["error"]) for s in shapes if s.get("extrapolated")]
-    return {"worst_extrapolated": max(extra, default=None),"coefficients": {c: float(v) for c, v in zip(model.coeffs, coef)},
+    return {"coefficients": {c: float(v) for c, v in zip(model.coeffs, coef)},
             "lower": {c: float(v) for c, v in zip(model.coeffs, lower)},
             "fixed": list(model.fixed), "features": list(model.features_names),
             "worst_held_out": max(held), "worst_train": max(abs(s["error"]) for s in train)}
@@ -113,11 +111,9 @@ def calibrate(models: tuple = ("fork", "fault", "walk"), rounds: int = 9,
         floors = measure_floors(tmpdir)
         say("simulating the shapes (eager) for their features")
         shapes = {m.name: [{"label": s.label(), "params": shape_params(s), "held_out": held,
-                            "extrapolated": extra, "features": m.features(s).tolist(),
-                            "samples": [], "_shape": s}
-                           for held, extra, group in ((False, False, m.train),
-                                                      (True, False, m.held_out),
-                                                      (False, True, getattr(m, "extrapolated", [])))
+                            "features": m.features(s).tolist(), "samples": [], "dropped": 0,
+                            "_shape": s}
+                           for held, group in ((False, m.train), (True, m.held_out))
                            for s in group] for m in chosen}
         rng = random.Random(seed)
         for m in chosen:                 # the swap device exists only while walks run
@@ -129,7 +125,9 @@ def calibrate(models: tuple = ("fork", "fault", "walk"), rounds: int = 9,
                     for i, s in enumerate(jobs):
                         n = max(3, round(m.per_run * scale))
                         out = run(exes[m.name], m.argv(s["_shape"], n))
-                        s["samples"] += m.samples(out, s["_shape"])
+                        got = m.samples(out, s["_shape"])
+                        s["samples"] += got
+                        s["dropped"] += n - len(got)       # preempted forks, partial walks
                         say(f"{m.name} round {r + 1}/{rounds} [{i + 1}/{len(jobs)}] {s['label']}")
     result = {"host": {"kernel": platform.release(), "machine": platform.machine(),
                        "cpus": os.cpu_count(), "loadavg": list(os.getloadavg())},
@@ -139,8 +137,9 @@ def calibrate(models: tuple = ("fork", "fault", "walk"), rounds: int = 9,
         for s in shapes[m.name]:
             del s["_shape"]
             if not s["samples"]:
-                raise CalibrateError(f"{s['label']}: no valid sample (walks: no repetition "
-                                     "reclaimed every page)")
+                raise CalibrateError(f"{s['label']}: no valid sample (forks: every one "
+                                     "preempted, as root they run as SCHED_FIFO; walks: no "
+                                     "repetition reclaimed every page)")
             s["ns"], s["spread"] = robust_ns(s["samples"]), spread(s["samples"])
         result["models"][m.name] = {"shapes": shapes[m.name],
                                     **fit_model(m, shapes[m.name], floors)}
