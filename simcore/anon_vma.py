@@ -114,16 +114,24 @@ def anon_vma_clone(m: Machine, dst: VMA, src: VMA) -> None:
     """anon_vma_clone(): link dst into every anon_vma of src's chain (oldest first).
 
     With ``dst.anon_vma`` unset (only from anon_vma_fork) the first anon_vma with
-    ``num_children < 2 and num_active_vmas == 0`` is reused.
+    ``num_children < 2 and num_active_vmas == 0`` is reused.  (anon_vma_chain_link() of
+    each AVC, inline; the AVCs are counted together: nothing reads the slab in between.)
     """
-    if src.chain:                         # lock_anon_vma_root(): once, one root per chain
-        lock_write(m, src.chain[0].anon_vma.root, len(src.chain))
-    for pavc in src.chain:
-        av = pavc.anon_vma
-        anon_vma_chain_link(m, dst, av)
-        if (dst.anon_vma is None and src.anon_vma is not None
-                and av.num_children < 2 and av.num_active_vmas == 0):
-            dst.anon_vma = av
+    chain = src.chain
+    if chain:                             # lock_anon_vma_root(): once, one root per chain
+        lock_write(m, chain[0].anon_vma.root, len(chain))
+        links = dst.chain if dst.chain else []
+        reuse = dst.anon_vma is None and src.anon_vma is not None
+        for pavc in chain:
+            av = pavc.anon_vma
+            avc = AnonVMAChain(dst, av)
+            links.append(avc)
+            av.tree[avc] = None
+            if reuse and av.num_children < 2 and av.num_active_vmas == 0:
+                dst.anon_vma = av
+                reuse = False
+        dst.chain = links
+        m.slab.alloc(AVC, len(chain))
     if dst.anon_vma is not None:
         dst.anon_vma.num_active_vmas += 1
 
@@ -151,15 +159,17 @@ def anon_vma_fork(m: Machine, vma: VMA, pvma: VMA) -> None:
 def unlink_anon_vmas(m: Machine, vma: VMA) -> None:
     """unlink_anon_vmas(): free every AVC of vma; put each anon_vma whose tree emptied."""
     emptied = []
-    if vma.chain:                                   # lock_anon_vma_root()
-        lock_write(m, vma.chain[0].anon_vma.root, len(vma.chain))
-    for avc in reversed(vma.chain):                 # kernel list order: newest first
-        av = avc.anon_vma
-        del av.tree[avc]
-        if not av.tree:
-            av.parent.num_children -= 1
-            emptied.append(av)
-        m.slab.free(AVC)
+    chain = vma.chain
+    if chain:                                       # lock_anon_vma_root()
+        lock_write(m, chain[0].anon_vma.root, len(chain))
+        for avc in reversed(chain):                 # kernel list order: newest first
+            av = avc.anon_vma
+            tree = av.tree
+            del tree[avc]
+            if not tree:
+                av.parent.num_children -= 1
+                emptied.append(av)
+        m.slab.free(AVC, len(chain))
     if vma.anon_vma is not None:
         vma.anon_vma.num_active_vmas -= 1
         vma.anon_vma = None

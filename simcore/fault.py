@@ -1,10 +1,11 @@
 """Page faults and population (mm/memory.c, mm/huge_memory.c, mm/gup.c)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
+from . import trace as T
 from .mm import MM, for_each_vma_range
 from .policy.base import FAULT_COW, FAULT_NEW, FAULT_PREPARE
 from .pagetable import pmd_range, split_huge_pmd
@@ -15,7 +16,6 @@ from .vma import (F_EXCL, F_HUGE, F_WRITE, PTE_FILE, PTE_NONE, PTE_ZERO, VM_HUGE
                   pt_ensure)
 
 if TYPE_CHECKING:
-    from . import trace as T
     from .machine import Machine
 
 _WX = np.uint8(F_WRITE | F_EXCL)
@@ -213,3 +213,136 @@ def do_user_addr_fault(m: Machine, op: T.Touch) -> None:
         return
     for vma, a, b in for_each_vma_range(mm, start, start + count):
         handle_mm_fault(m, vma, a - vma.vm_start, b - vma.vm_start, op.write)
+
+
+# ---- a run of write touches as one array pass ---------------------------------
+class CowBatch:
+    """Consecutive write `touch`es of one process, each of a range inside one VMA that has an
+    anon_vma (no two of the same VMA), collected so that their copy-on-write faults
+    (wp_page_copy() of every page) are carried out as one array operation.
+
+    Only where the order of those faults cannot be observed: the policy says its
+    anon_fault()/folios_added() of a VMA with an anon_vma touch no folio or page table
+    (Policy.batch_cow_faults); only small folios and no swap entries; the pages of distinct
+    VMAs of one mm map distinct small folios, so no fault of the run reads what another
+    changed; the shared folios keep a mapping (mapcount > 1), so nothing is freed and the
+    folio ids come out in the order one fault after another would allocate them.  A range
+    whose entries are not all COW-shared goes through Machine.apply() in its place in the
+    run, after the ranges before it."""
+    __slots__ = ("m", "pid", "ops", "vmas", "los", "his", "seen")
+
+    def __init__(self, m: Machine) -> None:
+        self.m = m
+        self.pid = -1
+        self.ops: list[T.Touch] = []
+        self.vmas: list[VMA] = []
+        self.los: list[int] = []
+        self.his: list[int] = []
+        self.seen: set[int] = set()
+
+    def add(self, op: T.Touch) -> bool:
+        """Queue op; False: op is not one for the batch (the caller flushes, then applies it)."""
+        m = self.m
+        if not op.write or m.swapped or m.folios.large:
+            return False
+        if op.pid != self.pid and self.ops:
+            self.flush()
+        self.pid = op.pid
+        mm = m.procs.get(op.pid)
+        if mm is None:
+            return False
+        try:
+            start, count = m.layout.access(op)
+        except Exception:            # a bad op: Machine.apply() raises it, the run before it done
+            return False
+        vma = mm.vma_lookup(start)
+        if (vma is None or vma.vm_end < start + count or vma.pte is None or vma.anon_vma is None
+                or vma.vm_flags & (VM_SHARED | VM_HUGEPAGE) or vma.id in self.seen):
+            return False
+        self.seen.add(vma.id)
+        self.ops.append(op)
+        self.vmas.append(vma)
+        self.los.append(start - vma.vm_start)
+        self.his.append(start + count - vma.vm_start)
+        return True
+
+    def flush(self) -> None:
+        """Carry out the queued touches in order (handle_mm_fault() -> _fault_ptes()), the
+        runs of all-COW-shared ranges as one wp_page_copy() pass each."""
+        m, ops, vmas, los, his = self.m, self.ops, self.vmas, self.los, self.his
+        self.ops, self.vmas, self.los, self.his = [], [], [], []
+        self.seen = set()
+        n = len(ops)
+        if not n:
+            return
+        old = np.concatenate([v.pte[a:b] for v, a, b in zip(vmas, los, his)])
+        flg = np.concatenate([v.ptef[a:b] for v, a, b in zip(vmas, los, his)])
+        sizes = np.subtract(his, los)
+        ends = np.cumsum(sizes)
+        starts = ends - sizes
+        shared = (old >= 0) & ((flg & _WX) == 0)          # present, read-only, not exclusive
+        shared &= m.folios.mapcount[np.where(shared, old, 0)] > 1
+        ok = np.logical_and.reduceat(shared, starts).tolist()
+        i = 0
+        while i < n:
+            if not ok[i]:
+                m.apply(ops[i])                          # the general fault path
+                i += 1
+                continue
+            j = i + 1
+            while j < n and ok[j]:
+                j += 1
+            self._copy(vmas[i:j], los[i:j], his[i:j], old[starts[i]:ends[j - 1]],
+                       sizes[i:j])
+            m.ops_done += j - i
+            i = j
+
+    def _copy(self, vmas: list[VMA], los: list[int], his: list[int], old: np.ndarray,
+              sizes: np.ndarray) -> None:
+        """wp_page_copy() of every page of each range, as _fault_ptes() would one after
+        another: vmf_anon_prepare() (the anon_vma is there), a new exclusive folio per page,
+        the old mapping dropped (nothing freed: each old folio is mapped elsewhere too)."""
+        m = self.m
+        policy, folios, pmd = m.policy, m.folios, m.pmd_pages
+        targets = []
+        for v, a, b in zip(vmas, los, his):
+            targets.append(policy.anon_fault(m, v, FAULT_COW))
+            v.mm.pt_pmds.update(pmd_range(v.vm_start + a, v.vm_start + b, pmd))
+        ends = np.cumsum(sizes)
+        pgoff = np.array([v.vm_pgoff + a for v, a in zip(vmas, los)])
+        index = np.repeat(pgoff - (ends - sizes), sizes) + np.arange(len(old))
+        mkind = targets[0][1]
+        if folios.nfree or any(t[1] != mkind for t in targets):
+            # freed rows are reused from the top of the stack: one range after another
+            ids = np.concatenate([folios.alloc(mapping, kind, index[e - n:e])
+                                  for (mapping, kind), n, e in zip(targets, sizes.tolist(),
+                                                                   ends.tolist())])
+        else:                                            # fresh rows, in fault order
+            ids = folios.alloc(np.repeat([t[0] for t in targets], sizes), mkind, index)
+        m.faults[FAULT_COW] += len(old)
+        a = 0
+        for v, lo, hi, (_, kind) in zip(vmas, los, his, targets):
+            b = a + hi - lo
+            v.pte[lo:hi] = ids[a:b]
+            v.ptef[lo:hi] = _WX
+            policy.folios_added(m, v, kind, b - a)
+            a = b
+        folios.put(old)
+
+
+def run_batched(m: Machine, ops: Iterable[T.Op]) -> None:
+    """Machine.run() without checks and observers: runs of write touches go through
+    CowBatch, every other operation through Machine.apply()."""
+    batch = CowBatch(m)
+    apply, add, touch = m.apply, batch.add, T.Touch
+    if not m.policy.batch_cow_faults:
+        for op in ops:
+            apply(op)
+        return
+    for op in ops:
+        if op.__class__ is touch and add(op):
+            continue
+        if batch.ops:
+            batch.flush()
+        apply(op)
+    batch.flush()
