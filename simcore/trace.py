@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Union
 
+from orjson import loads as _loads
+
 KINDS = ("anon", "shared_anon", "file", "shared_file")
 PROTS = ("rw", "r", "rx", "rwx", "none")
 ADVICES = ("dontneed", "dontfork", "dofork", "wipeonfork", "keeponfork", "hugepage",
@@ -171,32 +173,33 @@ _MREMAP_MOVE = ({"pid": _INT, "region": _STR, "to": _STR},
 _ENUMS = {"kind": KINDS, "prot": PROTS, "advice": ADVICES, "walk": WALKS}
 
 
-_TABLES: dict[int, tuple[dict[str, tuple[type, tuple | None]], tuple[str, ...]]] = {}
+# spec -> ({field: (type, allowed values or None)}, required fields, the same as a set)
+_Table = tuple[dict[str, tuple[type, tuple | None]], tuple[str, ...], frozenset]
 
 
-def _table(spec: tuple[dict[str, type], dict[str, type]]):
-    """spec -> ({field: (type, allowed values or None)}, required fields), built once."""
-    table = _TABLES.get(id(spec))
-    if table is None:
-        required, optional = spec
-        table = _TABLES[id(spec)] = ({k: (t, _ENUMS.get(k)) for k, t in {**optional, **required}.items()},
-                                     tuple(required))
-    return table
+def _table(spec: tuple[dict[str, type], dict[str, type]]) -> _Table:
+    required, optional = spec
+    return ({k: (t, _ENUMS.get(k)) for k, t in {**optional, **required}.items()},
+            tuple(required), frozenset(required))
 
 
-def _check_fields(obj: dict, spec: tuple[dict[str, type], dict[str, type]], lineno: int) -> dict:
-    fields, required = _table(spec)
+_TABLES: dict[str, _Table] = {name: _table(spec) for name, spec in _SPEC.items()}
+_MREMAP_RESIZE_T, _MREMAP_MOVE_T = _table(_MREMAP_RESIZE), _table(_MREMAP_MOVE)
+
+
+def _check_fields(obj: dict, table: _Table, lineno: int) -> dict:
+    fields, required, need = table
     args: dict = {}
     low = False                                # some integer <= 0: checked after the loop
     for key, value in obj.items():
-        if key == "op":
-            continue
         known = fields.get(key)
         if known is None:
+            if key == "op":
+                continue
             allowed = ", ".join(sorted(fields))
             raise TraceError(lineno, f"unknown field {key!r} for op {obj['op']!r} (allowed: {allowed})")
         typ, enum = known
-        if type(value) is not typ:             # exact types pass at once (JSON gives no subclasses)
+        if value.__class__ is not typ:         # exact types pass at once (JSON gives no subclasses)
             if typ is int and (isinstance(value, bool) or not isinstance(value, int)):
                 raise TraceError(lineno, f"field {key!r} must be an integer, got {value!r}")
             if typ is not int and not isinstance(value, typ):
@@ -206,7 +209,7 @@ def _check_fields(obj: dict, spec: tuple[dict[str, type], dict[str, type]], line
         if value.__class__ is int and value <= 0:
             low = True
         args[key] = value
-    if len(args) < len(required) or any(k not in args for k in required):
+    if len(args) < len(required) or not args.keys() >= need:
         missing = [k for k in required if k not in obj]
         raise TraceError(lineno, f"op {obj['op']!r} needs field(s) {', '.join(missing)}")
     if low:
@@ -219,20 +222,27 @@ def _check_fields(obj: dict, spec: tuple[dict[str, type], dict[str, type]], line
     return args
 
 
+_CLASSES = {"touch": Touch, "mprotect": Mprotect, "munmap": Munmap, "madvise": Madvise,
+            "fork": Fork, "exec": Exec, "exit": Exit, "rmap": Rmap}
+
+
 def parse_op(obj: object, lineno: int = 0) -> Op:
     """One decoded JSON object -> a typed operation."""
-    if not isinstance(obj, dict):
+    if obj.__class__ is not dict and not isinstance(obj, dict):
         raise TraceError(lineno, "each line must be a JSON object")
     name = obj.get("op")
+    cls = _CLASSES.get(name)
+    if cls is not None:                         # the ops without cross-field rules
+        return cls(**_check_fields(obj, _TABLES[name], lineno), line=lineno)
     if name == "mremap":
         if "to" in obj:
-            return MremapMove(**_check_fields(obj, _MREMAP_MOVE, lineno), line=lineno)
+            return MremapMove(**_check_fields(obj, _MREMAP_MOVE_T, lineno), line=lineno)
         if "pages" in obj:
-            return MremapResize(**_check_fields(obj, _MREMAP_RESIZE, lineno), line=lineno)
+            return MremapResize(**_check_fields(obj, _MREMAP_RESIZE_T, lineno), line=lineno)
         raise TraceError(lineno, "mremap needs either 'pages' (resize) or 'to' (move)")
     if name not in _SPEC:
         raise TraceError(lineno, f"unknown op {name!r} (known: {', '.join(sorted([*_SPEC, 'mremap']))})")
-    args = _check_fields(obj, _SPEC[name], lineno)
+    args = _check_fields(obj, _TABLES[name], lineno)
     if name == "mmap":
         kind = args.get("kind", "anon")
         if kind in ("file", "shared_file") and "file" not in args:
@@ -240,23 +250,25 @@ def parse_op(obj: object, lineno: int = 0) -> Op:
         if kind in ("anon", "shared_anon") and ("file" in args or "offset" in args):
             raise TraceError(lineno, f"mmap of kind {kind!r} takes no 'file'/'offset'")
         return Mmap(**args, line=lineno)
-    cls = {"touch": Touch, "mprotect": Mprotect, "munmap": Munmap, "madvise": Madvise,
-           "fork": Fork, "exec": Exec, "exit": Exit, "rmap": Rmap}.get(name)
-    if cls is not None:
-        return cls(**args, line=lineno)
     return Mlock(**args, lock=(name == "mlock"), line=lineno)
 
 
 def parse_lines(lines: Iterable[str], source: str = "") -> Iterator[Op]:
     """Stream typed ops from JSONL text lines (comments and blank lines skipped)."""
+    loads = _loads
     for lineno, raw in enumerate(lines, 1):
-        text = raw.strip()
-        if not text or text.startswith("#"):
-            continue
         try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise TraceError(lineno, f"not valid JSON: {exc.msg}", source) from None
+            obj = loads(raw)
+        except ValueError:
+            # blank or comment, or what orjson refuses and the standard decoder takes (NaN,
+            # integers beyond 64 bits, lone surrogates) or names the error of
+            text = raw.strip()
+            if not text or text.startswith("#"):
+                continue
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise TraceError(lineno, f"not valid JSON: {exc.msg}", source) from None
         try:
             yield parse_op(obj, lineno)
         except TraceError as exc:
