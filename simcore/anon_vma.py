@@ -138,7 +138,8 @@ def anon_vma_clone(m: Machine, dst: VMA, src: VMA) -> None:
 
 def anon_vma_fork(m: Machine, vma: VMA, pvma: VMA) -> None:
     """anon_vma_fork(): clone the parent's chain, then reuse or allocate the child's anon_vma."""
-    if pvma.anon_vma is None:
+    pav = pvma.anon_vma
+    if pav is None:
         return
     vma.anon_vma = None
     vma.chain = NO_CHAIN
@@ -146,13 +147,13 @@ def anon_vma_fork(m: Machine, vma: VMA, pvma: VMA) -> None:
     if vma.anon_vma is not None:
         return
     av = anon_vma_alloc(m)
-    av.num_active_vmas += 1
-    av.root = pvma.anon_vma.root
-    av.parent = pvma.anon_vma
-    get_anon_vma(av.root)
-    av.parent.num_children += 1
+    av.num_active_vmas = 1
+    av.root = root = pav.root
+    av.parent = pav
+    root.refcount += 1                    # get_anon_vma(anon_vma->root)
+    pav.num_children += 1
     vma.anon_vma = av
-    lock_write(m, av.root, 1)             # anon_vma_lock_write(anon_vma) for the new link
+    lock_write(m, root, 1)                # anon_vma_lock_write(anon_vma) for the new link
     anon_vma_chain_link(m, vma, av)
 
 
