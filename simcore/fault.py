@@ -229,15 +229,12 @@ class CowBatch:
     folio ids come out in the order one fault after another would allocate them.  A range
     whose entries are not all COW-shared goes through Machine.apply() in its place in the
     run, after the ranges before it."""
-    __slots__ = ("m", "pid", "ops", "vmas", "los", "his", "seen")
+    __slots__ = ("m", "pid", "queue", "seen")
 
     def __init__(self, m: Machine) -> None:
         self.m = m
         self.pid = -1
-        self.ops: list[T.Touch] = []
-        self.vmas: list[VMA] = []
-        self.los: list[int] = []
-        self.his: list[int] = []
+        self.queue: list[tuple[T.Touch, VMA, int, int]] = []   # (op, vma, lo, hi)
         self.seen: set[int] = set()
 
     def add(self, op: T.Touch) -> bool:
@@ -245,7 +242,7 @@ class CowBatch:
         m = self.m
         if not op.write or m.swapped or m.folios.large:
             return False
-        if op.pid != self.pid and self.ops:
+        if op.pid != self.pid and self.queue:
             self.flush()
         self.pid = op.pid
         mm = m.procs.get(op.pid)
@@ -260,56 +257,58 @@ class CowBatch:
                 or vma.vm_flags & (VM_SHARED | VM_HUGEPAGE) or vma.id in self.seen):
             return False
         self.seen.add(vma.id)
-        self.ops.append(op)
-        self.vmas.append(vma)
-        self.los.append(start - vma.vm_start)
-        self.his.append(start + count - vma.vm_start)
+        lo = start - vma.vm_start
+        self.queue.append((op, vma, lo, lo + count))
         return True
 
     def flush(self) -> None:
         """Carry out the queued touches in order (handle_mm_fault() -> _fault_ptes()), the
         runs of all-COW-shared ranges as one wp_page_copy() pass each."""
-        m, ops, vmas, los, his = self.m, self.ops, self.vmas, self.los, self.his
-        self.ops, self.vmas, self.los, self.his = [], [], [], []
-        self.seen = set()
-        n = len(ops)
-        if not n:
+        m, queue = self.m, self.queue
+        if not queue:
             return
-        old = np.concatenate([v.pte[a:b] for v, a, b in zip(vmas, los, his)])
-        flg = np.concatenate([v.ptef[a:b] for v, a, b in zip(vmas, los, his)])
-        sizes = np.subtract(his, los)
-        ends = np.cumsum(sizes)
-        starts = ends - sizes
+        self.queue, self.seen = [], set()
+        old = np.concatenate([v.pte[a:b] for _, v, a, b in queue])
+        flg = np.concatenate([v.ptef[a:b] for _, v, a, b in queue])
+        ends = np.cumsum([b - a for _, _, a, b in queue])
         shared = (old >= 0) & ((flg & _WX) == 0)          # present, read-only, not exclusive
         shared &= m.folios.mapcount[np.where(shared, old, 0)] > 1
+        starts = np.empty_like(ends)
+        starts[0], starts[1:] = 0, ends[:-1]
         ok = np.logical_and.reduceat(shared, starts).tolist()
-        i = 0
+        n, i = len(queue), 0
         while i < n:
             if not ok[i]:
-                m.apply(ops[i])                          # the general fault path
+                m.apply(queue[i][0])                     # the general fault path
                 i += 1
                 continue
             j = i + 1
             while j < n and ok[j]:
                 j += 1
-            self._copy(vmas[i:j], los[i:j], his[i:j], old[starts[i]:ends[j - 1]],
-                       sizes[i:j])
+            self._copy(queue[i:j], old[starts[i]:ends[j - 1]])
             m.ops_done += j - i
             i = j
 
-    def _copy(self, vmas: list[VMA], los: list[int], his: list[int], old: np.ndarray,
-              sizes: np.ndarray) -> None:
+    def _copy(self, run: list[tuple[T.Touch, VMA, int, int]], old: np.ndarray) -> None:
         """wp_page_copy() of every page of each range, as _fault_ptes() would one after
         another: vmf_anon_prepare() (the anon_vma is there), a new exclusive folio per page,
         the old mapping dropped (nothing freed: each old folio is mapped elsewhere too)."""
         m = self.m
-        policy, folios, pmd = m.policy, m.folios, m.pmd_pages
-        targets = []
-        for v, a, b in zip(vmas, los, his):
-            targets.append(policy.anon_fault(m, v, FAULT_COW))
-            v.mm.pt_pmds.update(pmd_range(v.vm_start + a, v.vm_start + b, pmd))
+        policy, folios, p = m.policy, m.folios, m.pmd_pages
+        anon_fault = policy.anon_fault
+        targets = [anon_fault(m, v, FAULT_COW) for _, v, _, _ in run]
+        sizes = np.array([b - a for _, _, a, b in run])
+        first = np.array([v.vm_start + a for _, v, a, _ in run])     # one mm: the run's pid
+        pmds, last = first // p, (first + sizes - 1) // p
+        pt_pmds = run[0][1].mm.pt_pmds
+        if (last - pmds).max() <= 1:
+            pt_pmds.update(pmds.tolist())
+            pt_pmds.update(last.tolist())
+        else:
+            for a, b in zip(pmds.tolist(), last.tolist()):
+                pt_pmds.update(range(a, b + 1))
         ends = np.cumsum(sizes)
-        pgoff = np.array([v.vm_pgoff + a for v, a in zip(vmas, los)])
+        pgoff = np.array([v.vm_pgoff + a for _, v, a, _ in run])
         index = np.repeat(pgoff - (ends - sizes), sizes) + np.arange(len(old))
         mkind = targets[0][1]
         if folios.nfree or any(t[1] != mkind for t in targets):
@@ -320,12 +319,13 @@ class CowBatch:
         else:                                            # fresh rows, in fault order
             ids = folios.alloc(np.repeat([t[0] for t in targets], sizes), mkind, index)
         m.faults[FAULT_COW] += len(old)
+        added = policy.folios_added
         a = 0
-        for v, lo, hi, (_, kind) in zip(vmas, los, his, targets):
+        for (_, v, lo, hi), (_, kind) in zip(run, targets):
             b = a + hi - lo
             v.pte[lo:hi] = ids[a:b]
             v.ptef[lo:hi] = _WX
-            policy.folios_added(m, v, kind, b - a)
+            added(m, v, kind, b - a)
             a = b
         folios.put(old)
 
@@ -342,7 +342,7 @@ def run_batched(m: Machine, ops: Iterable[T.Op]) -> None:
     for op in ops:
         if op.__class__ is touch and add(op):
             continue
-        if batch.ops:
+        if batch.queue:
             batch.flush()
         apply(op)
     batch.flush()
