@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from .errors import InvariantError
 from .slab import ANON_VMA, AVC
-from .vma import NO_CHAIN
+from .vma import NO_CHAIN, find_mergeable_anon_vma
 from .timemodel import lock_write
 
 if TYPE_CHECKING:
@@ -99,8 +99,7 @@ def anon_vma_prepare(m: Machine, vma: VMA) -> None:
     """anon_vma_prepare() / __anon_vma_prepare(): attach an anon_vma before the first anon folio."""
     if vma.anon_vma is not None:
         return
-    from .vma import find_mergeable_anon_vma   # mm/vma.c
-    av = find_mergeable_anon_vma(vma)
+    av = find_mergeable_anon_vma(vma)             # mm/vma.c
     if av is None:
         av = anon_vma_alloc(m)
         av.num_children += 1          # self-parent link for a new root
