@@ -40,8 +40,9 @@ class FolioTable:
         new = max(old * 2, old + need)
         for name, fill in (("mapping", -1), ("mkind", 0), ("index", 0), ("nr", 0), ("mapcount", 0)):
             col = getattr(self, name)
-            grown = np.full(new, fill, col.dtype)
+            grown = np.empty(new, col.dtype)         # each element written once
             grown[:old] = col
+            grown[old:] = fill
             setattr(self, name, grown)
         free = np.empty(new, np.int32)
         free[:self.nfree] = self.free[:self.nfree]
