@@ -320,11 +320,15 @@ class CowBatch:
             ids = folios.alloc(np.repeat([t[0] for t in targets], sizes), mkind, index)
         m.faults[FAULT_COW] += len(old)
         added = policy.folios_added
+        wx = np.full(len(ids), _WX, np.uint8)
         a = 0
         for (_, v, lo, hi), (_, kind) in zip(run, targets):
             b = a + hi - lo
-            v.pte[lo:hi] = ids[a:b]
-            v.ptef[lo:hi] = _WX
+            if b - a == len(v.pte):      # every entry of the VMA: it takes slices of the new
+                v.pte, v.ptef = ids[a:b], wx[a:b]        # arrays, as copy_page_ranges() gives
+            else:
+                v.pte[lo:hi] = ids[a:b]
+                v.ptef[lo:hi] = _WX
             added(m, v, kind, b - a)
             a = b
         folios.put(old)

@@ -40,9 +40,12 @@ class FolioTable:
         new = max(old * 2, old + need)
         for name, fill in (("mapping", -1), ("mkind", 0), ("index", 0), ("nr", 0), ("mapcount", 0)):
             col = getattr(self, name)
-            grown = np.empty(new, col.dtype)         # each element written once
+            if fill:
+                grown = np.empty(new, col.dtype)
+                grown[old:] = fill
+            else:
+                grown = np.zeros(new, col.dtype)     # calloc: the new rows cost nothing yet
             grown[:old] = col
-            grown[old:] = fill
             setattr(self, name, grown)
         free = np.empty(new, np.int32)
         free[:self.nfree] = self.free[:self.nfree]
