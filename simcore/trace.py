@@ -187,7 +187,32 @@ _TABLES: dict[str, _Table] = {name: _table(spec) for name, spec in _SPEC.items()
 _MREMAP_RESIZE_T, _MREMAP_MOVE_T = _table(_MREMAP_RESIZE), _table(_MREMAP_MOVE)
 
 
+# (table, the keys of a line in order) -> (key, type, allowed values, least value) of each
+# field: a shape whose fields are all known and complete, checked in full once
+_SHAPES: dict[tuple[int, tuple[str, ...]], tuple[tuple[str, type, tuple | None, int | None], ...]] = {}
+_LEAST = {"pages": 1, "count": 1, "first": 0, "offset": 0, "pid": 0, "child": 0}
+
+
 def _check_fields(obj: dict, table: _Table, lineno: int) -> dict:
+    """The fields of one line (all but "op") after their checks; TraceError names the first
+    that fails, in the order _check_each() checks them."""
+    shape = (id(table), tuple(obj))
+    checks = _SHAPES.get(shape)
+    if checks is None:
+        args = _check_each(obj, table, lineno)
+        _SHAPES[shape] = tuple((k, *table[0][k], _LEAST.get(k)) for k in shape[1] if k != "op")
+        return args
+    for key, typ, enum, least in checks:
+        value = obj[key]
+        if value.__class__ is not typ or (enum is not None and value not in enum) or \
+                (least is not None and value < least):
+            return _check_each(obj, table, lineno)      # it raises (or takes an odd type)
+    args = dict(obj)
+    del args["op"]
+    return args
+
+
+def _check_each(obj: dict, table: _Table, lineno: int) -> dict:
     fields, required, need = table
     args: dict = {}
     low = False                                # some integer <= 0: checked after the loop
@@ -294,9 +319,15 @@ def parse_lines(lines: Iterable[str], source: str = "") -> Iterator[Op]:
             except json.JSONDecodeError as exc:
                 raise TraceError(lineno, f"not valid JSON: {exc.msg}", source) from None
         try:
-            yield parse_op(obj, lineno)
+            op = parse_op(obj, lineno)
         except TraceError as exc:
-            raise TraceError(lineno, exc.msg, source) from None
+            if obj.__class__ is not dict or not any(v.__class__ is float for v in obj.values()):
+                raise TraceError(lineno, exc.msg, source) from None
+            try:        # orjson reads an integer beyond 64 bits as a float: json's reading rules
+                op = parse_op(json.loads(raw), lineno)
+            except TraceError as exc:
+                raise TraceError(lineno, exc.msg, source) from None
+        yield op
 
 
 def load(path: str | Path) -> list[Op]:
