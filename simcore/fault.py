@@ -343,10 +343,16 @@ def run_batched(m: Machine, ops: Iterable[T.Op]) -> None:
         for op in ops:
             apply(op)
         return
-    for op in ops:
-        if op.__class__ is touch and add(op):
-            continue
-        if batch.queue:
-            batch.flush()
-        apply(op)
+    try:
+        for op in ops:
+            if op.__class__ is touch and add(op):
+                continue
+            if batch.queue:
+                batch.flush()
+            apply(op)
+    except BaseException:
+        # `ops` itself raised (a bad trace line): the touches queued before it are done, as
+        # one after another; elsewhere the queue is empty (flush() empties it first)
+        batch.flush()
+        raise
     batch.flush()

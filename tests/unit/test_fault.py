@@ -133,3 +133,18 @@ def test_cow_batch_stops_at_a_bad_touch_with_the_run_before_it_done() -> None:
     with pytest.raises(T.TraceError, match="unknown region 'zz'"):
         m.run(ops)
     assert m.ops_done == 6 and m.faults["cow"] == 4
+
+
+def test_cow_batch_is_done_before_a_bad_trace_line() -> None:
+    """A trace line that does not parse, after queued touches: they are done before the
+    TraceError, as one op after another would have done them."""
+    import pytest
+    from simcore.machine import Machine
+
+    lines = [T.dumps([op]) for op in (T.Mmap(0, "a", 4), T.Mmap(0, "b", 4), T.Touch(0, "a"),
+                                      T.Touch(0, "b"), T.Fork(0, 1), T.Touch(1, "a"),
+                                      T.Touch(1, "b"))] + ["{not json\n"]
+    m = Machine("eager")
+    with pytest.raises(T.TraceError, match="line 8: not valid JSON"):
+        m.run(T.parse_lines(lines))
+    assert m.ops_done == 7 and m.faults["cow"] == 8
