@@ -13,7 +13,7 @@ gap there is ``EFAULT``).  Traces valid under version 1 are unchanged by this.
 from __future__ import annotations
 
 import json
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Union
 
@@ -187,32 +187,10 @@ _TABLES: dict[str, _Table] = {name: _table(spec) for name, spec in _SPEC.items()
 _MREMAP_RESIZE_T, _MREMAP_MOVE_T = _table(_MREMAP_RESIZE), _table(_MREMAP_MOVE)
 
 
-# (table, the keys of a line in order) -> (key, type, allowed values, least value) of each
-# field: a shape whose fields are all known and complete, checked in full once
-_SHAPES: dict[tuple[int, tuple[str, ...]], tuple[tuple[str, type, tuple | None, int | None], ...]] = {}
 _LEAST = {"pages": 1, "count": 1, "first": 0, "offset": 0, "pid": 0, "child": 0}
 
 
 def _check_fields(obj: dict, table: _Table, lineno: int) -> dict:
-    """The fields of one line (all but "op") after their checks; TraceError names the first
-    that fails, in the order _check_each() checks them."""
-    shape = (id(table), tuple(obj))
-    checks = _SHAPES.get(shape)
-    if checks is None:
-        args = _check_each(obj, table, lineno)
-        _SHAPES[shape] = tuple((k, *table[0][k], _LEAST.get(k)) for k in shape[1] if k != "op")
-        return args
-    for key, typ, enum, least in checks:
-        value = obj[key]
-        if value.__class__ is not typ or (enum is not None and value not in enum) or \
-                (least is not None and value < least):
-            return _check_each(obj, table, lineno)      # it raises (or takes an odd type)
-    args = dict(obj)
-    del args["op"]
-    return args
-
-
-def _check_each(obj: dict, table: _Table, lineno: int) -> dict:
     fields, required, need = table
     args: dict = {}
     low = False                                # some integer <= 0: checked after the loop
@@ -238,40 +216,49 @@ def _check_each(obj: dict, table: _Table, lineno: int) -> dict:
         missing = [k for k in required if k not in obj]
         raise TraceError(lineno, f"op {obj['op']!r} needs field(s) {', '.join(missing)}")
     if low:
-        for key in ("pages", "count"):
+        for key in ("pages", "count"):              # _LEAST 1
             if key in args and args[key] <= 0:
                 raise TraceError(lineno, f"{key} must be positive, got {args[key]}")
-        for key in ("first", "offset", "pid", "child"):
+        for key in ("first", "offset", "pid", "child"):      # _LEAST 0
             if key in args and args[key] < 0:
                 raise TraceError(lineno, f"{key} must not be negative, got {args[key]}")
     return args
 
 
-def _maker(cls: type) -> Callable[[dict, int], Op]:
-    """make(args, line) == cls(**args, line=line) for checked fields `args`: the frozen
-    dataclass's __init__ sets every field through object.__setattr__, this one sets the slots
-    directly (building the ops was a third of the parse time of a large trace)."""
+def _reader(cls: type, table: _Table, keys: tuple[str, ...]) -> Callable[[dict, int], Op | None]:
+    """read(obj, line): the op of a line whose keys are `keys` (in that order; a shape that
+    _check_fields() has passed once), or None where a value fails a check of
+    _check_fields(), which then names it.  Each value is read and checked once, into the
+    slots of the new op (cls(**args, line=line) without the args)."""
     ns: dict = {"new": object.__new__, "cls": cls}
-    body = ["def make(args, line):", "    o = new(cls)", "    get = args.get"]
-    for i, f in enumerate(fields(cls)):
-        ns[f"set{i}"] = cls.__dict__[f.name].__set__      # the slot's member descriptor
-        if f.name == "line":
-            value = "line"
-        elif f.default is MISSING:
-            value = f"args[{f.name!r}]"
-        else:
-            ns[f"d{i}"] = f.default
-            value = f"get({f.name!r}, d{i})"
-        body.append(f"    set{i}(o, {value})")
+    body = ["def read(obj, line):"]
+    given = {}
+    for i, key in enumerate(keys):
+        if key == "op":
+            continue
+        typ, enum = table[0][key]
+        ns[f"t{i}"], ns[f"e{i}"] = typ, enum
+        test = f"v{i}.__class__ is not t{i}"
+        if enum is not None:
+            test += f" or v{i} not in e{i}"
+        if key in _LEAST:
+            test += f" or v{i} < {_LEAST[key]}"
+        body += [f"    v{i} = obj[{key!r}]", f"    if {test}:", "        return None"]
+        given[key] = f"v{i}"
+    body.append("    o = new(cls)")
+    for j, f in enumerate(fields(cls)):
+        ns[f"s{j}"], ns[f"d{j}"] = cls.__dict__[f.name].__set__, f.default   # slot descriptor
+        body.append(f"    s{j}(o, {'line' if f.name == 'line' else given.get(f.name, f'd{j}')})")
     exec("\n".join([*body, "    return o"]), ns)
-    return ns["make"]
+    return ns["read"]
 
 
-# op name -> (the constructor of its class, its field table)
-_MAKE = {name: (_maker(cls), _TABLES[name]) for name, cls in (
-    ("touch", Touch), ("mprotect", Mprotect), ("munmap", Munmap), ("madvise", Madvise),
-    ("fork", Fork), ("exec", Exec), ("exit", Exit), ("rmap", Rmap))}
-_MAKE_MMAP, _MAKE_MOVE, _MAKE_RESIZE = _maker(Mmap), _maker(MremapMove), _maker(MremapResize)
+# op name -> (its class, its field table), for the ops without cross-field rules
+_PLAIN = {"touch": (Touch, _TABLES["touch"]), "mprotect": (Mprotect, _TABLES["mprotect"]),
+          "munmap": (Munmap, _TABLES["munmap"]), "madvise": (Madvise, _TABLES["madvise"]),
+          "fork": (Fork, _TABLES["fork"]), "exec": (Exec, _TABLES["exec"]),
+          "exit": (Exit, _TABLES["exit"]), "rmap": (Rmap, _TABLES["rmap"])}
+_READERS: dict[tuple[str, tuple[str, ...]], Callable[[dict, int], Op | None]] = {}
 
 
 def parse_op(obj: object, lineno: int = 0) -> Op:
@@ -279,15 +266,24 @@ def parse_op(obj: object, lineno: int = 0) -> Op:
     if obj.__class__ is not dict and not isinstance(obj, dict):
         raise TraceError(lineno, "each line must be a JSON object")
     name = obj.get("op")
-    plain = _MAKE.get(name)
+    plain = _PLAIN.get(name)
     if plain is not None:                       # the ops without cross-field rules
-        make, table = plain
-        return make(_check_fields(obj, table, lineno), lineno)
+        shape = (name, tuple(obj))
+        read = _READERS.get(shape)
+        if read is not None:
+            op = read(obj, lineno)
+            if op is not None:
+                return op
+        cls, table = plain
+        op = cls(**_check_fields(obj, table, lineno), line=lineno)   # or the error it names
+        if read is None:
+            _READERS[shape] = _reader(cls, table, shape[1])
+        return op
     if name == "mremap":
         if "to" in obj:
-            return _MAKE_MOVE(_check_fields(obj, _MREMAP_MOVE_T, lineno), lineno)
+            return MremapMove(**_check_fields(obj, _MREMAP_MOVE_T, lineno), line=lineno)
         if "pages" in obj:
-            return _MAKE_RESIZE(_check_fields(obj, _MREMAP_RESIZE_T, lineno), lineno)
+            return MremapResize(**_check_fields(obj, _MREMAP_RESIZE_T, lineno), line=lineno)
         raise TraceError(lineno, "mremap needs either 'pages' (resize) or 'to' (move)")
     if name not in _SPEC:
         raise TraceError(lineno, f"unknown op {name!r} (known: {', '.join(sorted([*_SPEC, 'mremap']))})")
@@ -298,7 +294,7 @@ def parse_op(obj: object, lineno: int = 0) -> Op:
             raise TraceError(lineno, f"mmap of kind {kind!r} needs a 'file' name")
         if kind in ("anon", "shared_anon") and ("file" in args or "offset" in args):
             raise TraceError(lineno, f"mmap of kind {kind!r} takes no 'file'/'offset'")
-        return _MAKE_MMAP(args, lineno)
+        return Mmap(**args, line=lineno)
     return Mlock(**args, lock=(name == "mlock"), line=lineno)
 
 
