@@ -149,7 +149,7 @@ def anon_vma_fork(m: Machine, vma: VMA, pvma: VMA) -> None:
     av.num_active_vmas = 1
     av.root = root = pav.root
     av.parent = pav
-    root.refcount += 1                    # get_anon_vma(anon_vma->root)
+    get_anon_vma(root)
     pav.num_children += 1
     vma.anon_vma = av
     lock_write(m, root, 1)                # anon_vma_lock_write(anon_vma) for the new link
