@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from .errors import InvariantError
 from .slab import ANON_VMA, AVC
-from .vma import NO_CHAIN
+from .vma import NO_CHAIN, find_mergeable_anon_vma
 from .timemodel import lock_write
 
 if TYPE_CHECKING:
@@ -99,8 +99,7 @@ def anon_vma_prepare(m: Machine, vma: VMA) -> None:
     """anon_vma_prepare() / __anon_vma_prepare(): attach an anon_vma before the first anon folio."""
     if vma.anon_vma is not None:
         return
-    from .vma import find_mergeable_anon_vma   # mm/vma.c
-    av = find_mergeable_anon_vma(vma)
+    av = find_mergeable_anon_vma(vma)             # mm/vma.c
     if av is None:
         av = anon_vma_alloc(m)
         av.num_children += 1          # self-parent link for a new root
@@ -114,23 +113,32 @@ def anon_vma_clone(m: Machine, dst: VMA, src: VMA) -> None:
     """anon_vma_clone(): link dst into every anon_vma of src's chain (oldest first).
 
     With ``dst.anon_vma`` unset (only from anon_vma_fork) the first anon_vma with
-    ``num_children < 2 and num_active_vmas == 0`` is reused.
+    ``num_children < 2 and num_active_vmas == 0`` is reused.  (anon_vma_chain_link() of
+    each AVC, inline; the AVCs are counted together: nothing reads the slab in between.)
     """
-    if src.chain:                         # lock_anon_vma_root(): once, one root per chain
-        lock_write(m, src.chain[0].anon_vma.root, len(src.chain))
-    for pavc in src.chain:
-        av = pavc.anon_vma
-        anon_vma_chain_link(m, dst, av)
-        if (dst.anon_vma is None and src.anon_vma is not None
-                and av.num_children < 2 and av.num_active_vmas == 0):
-            dst.anon_vma = av
+    chain = src.chain
+    if chain:                             # lock_anon_vma_root(): once, one root per chain
+        lock_write(m, chain[0].anon_vma.root, len(chain))
+        links = dst.chain if dst.chain else []
+        reuse = dst.anon_vma is None and src.anon_vma is not None
+        for pavc in chain:
+            av = pavc.anon_vma
+            avc = AnonVMAChain(dst, av)
+            links.append(avc)
+            av.tree[avc] = None
+            if reuse and av.num_children < 2 and av.num_active_vmas == 0:
+                dst.anon_vma = av
+                reuse = False
+        dst.chain = links
+        m.slab.alloc(AVC, len(chain))
     if dst.anon_vma is not None:
         dst.anon_vma.num_active_vmas += 1
 
 
 def anon_vma_fork(m: Machine, vma: VMA, pvma: VMA) -> None:
     """anon_vma_fork(): clone the parent's chain, then reuse or allocate the child's anon_vma."""
-    if pvma.anon_vma is None:
+    pav = pvma.anon_vma
+    if pav is None:
         return
     vma.anon_vma = None
     vma.chain = NO_CHAIN
@@ -138,28 +146,30 @@ def anon_vma_fork(m: Machine, vma: VMA, pvma: VMA) -> None:
     if vma.anon_vma is not None:
         return
     av = anon_vma_alloc(m)
-    av.num_active_vmas += 1
-    av.root = pvma.anon_vma.root
-    av.parent = pvma.anon_vma
-    get_anon_vma(av.root)
-    av.parent.num_children += 1
+    av.num_active_vmas = 1
+    av.root = root = pav.root
+    av.parent = pav
+    get_anon_vma(root)
+    pav.num_children += 1
     vma.anon_vma = av
-    lock_write(m, av.root, 1)             # anon_vma_lock_write(anon_vma) for the new link
+    lock_write(m, root, 1)                # anon_vma_lock_write(anon_vma) for the new link
     anon_vma_chain_link(m, vma, av)
 
 
 def unlink_anon_vmas(m: Machine, vma: VMA) -> None:
     """unlink_anon_vmas(): free every AVC of vma; put each anon_vma whose tree emptied."""
     emptied = []
-    if vma.chain:                                   # lock_anon_vma_root()
-        lock_write(m, vma.chain[0].anon_vma.root, len(vma.chain))
-    for avc in reversed(vma.chain):                 # kernel list order: newest first
-        av = avc.anon_vma
-        del av.tree[avc]
-        if not av.tree:
-            av.parent.num_children -= 1
-            emptied.append(av)
-        m.slab.free(AVC)
+    chain = vma.chain
+    if chain:                                       # lock_anon_vma_root()
+        lock_write(m, chain[0].anon_vma.root, len(chain))
+        for avc in reversed(chain):                 # kernel list order: newest first
+            av = avc.anon_vma
+            tree = av.tree
+            del tree[avc]
+            if not tree:
+                av.parent.num_children -= 1
+                emptied.append(av)
+        m.slab.free(AVC, len(chain))
     if vma.anon_vma is not None:
         vma.anon_vma.num_active_vmas -= 1
         vma.anon_vma = None

@@ -1,10 +1,11 @@
 """Page faults and population (mm/memory.c, mm/huge_memory.c, mm/gup.c)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
+from . import trace as T
 from .mm import MM, for_each_vma_range
 from .policy.base import FAULT_COW, FAULT_NEW, FAULT_PREPARE
 from .pagetable import pmd_range, split_huge_pmd
@@ -15,7 +16,6 @@ from .vma import (F_EXCL, F_HUGE, F_WRITE, PTE_FILE, PTE_NONE, PTE_ZERO, VM_HUGE
                   pt_ensure)
 
 if TYPE_CHECKING:
-    from . import trace as T
     from .machine import Machine
 
 _WX = np.uint8(F_WRITE | F_EXCL)
@@ -213,3 +213,146 @@ def do_user_addr_fault(m: Machine, op: T.Touch) -> None:
         return
     for vma, a, b in for_each_vma_range(mm, start, start + count):
         handle_mm_fault(m, vma, a - vma.vm_start, b - vma.vm_start, op.write)
+
+
+# ---- a run of write touches as one array pass ---------------------------------
+class CowBatch:
+    """Consecutive write `touch`es of one process, each of a range inside one VMA that has an
+    anon_vma (no two of the same VMA), collected so that their copy-on-write faults
+    (wp_page_copy() of every page) are carried out as one array operation.
+
+    Only where the order of those faults cannot be observed: the policy says its
+    anon_fault()/folios_added() of a VMA with an anon_vma touch no folio or page table
+    (Policy.batch_cow_faults); only small folios and no swap entries; the pages of distinct
+    VMAs of one mm map distinct small folios, so no fault of the run reads what another
+    changed; the shared folios keep a mapping (mapcount > 1), so nothing is freed and the
+    folio ids come out in the order one fault after another would allocate them.  A range
+    whose entries are not all COW-shared goes through Machine.apply() in its place in the
+    run, after the ranges before it."""
+    __slots__ = ("m", "pid", "queue", "seen")
+
+    def __init__(self, m: Machine) -> None:
+        self.m = m
+        self.pid = -1
+        self.queue: list[tuple[T.Touch, VMA, int, int]] = []   # (op, vma, lo, hi)
+        self.seen: set[int] = set()
+
+    def add(self, op: T.Touch) -> bool:
+        """Queue op; False: op is not one for the batch (the caller flushes, then applies it)."""
+        m = self.m
+        if not op.write or m.swapped or m.folios.large:
+            return False
+        if op.pid != self.pid and self.queue:
+            self.flush()
+        self.pid = op.pid
+        mm = m.procs.get(op.pid)
+        if mm is None:
+            return False
+        try:
+            start, count = m.layout.access(op)
+        except Exception:            # a bad op: Machine.apply() raises it, the run before it done
+            return False
+        vma = mm.vma_lookup(start)
+        if (vma is None or vma.vm_end < start + count or vma.pte is None or vma.anon_vma is None
+                or vma.vm_flags & (VM_SHARED | VM_HUGEPAGE) or vma.id in self.seen):
+            return False
+        self.seen.add(vma.id)
+        lo = start - vma.vm_start
+        self.queue.append((op, vma, lo, lo + count))
+        return True
+
+    def flush(self) -> None:
+        """Carry out the queued touches in order (handle_mm_fault() -> _fault_ptes()), the
+        runs of all-COW-shared ranges as one wp_page_copy() pass each."""
+        m, queue = self.m, self.queue
+        if not queue:
+            return
+        self.queue, self.seen = [], set()
+        old = np.concatenate([v.pte[a:b] for _, v, a, b in queue])
+        flg = np.concatenate([v.ptef[a:b] for _, v, a, b in queue])
+        ends = np.cumsum([b - a for _, _, a, b in queue])
+        shared = (old >= 0) & ((flg & _WX) == 0)          # present, read-only, not exclusive
+        shared &= m.folios.mapcount[np.where(shared, old, 0)] > 1
+        starts = np.empty_like(ends)
+        starts[0], starts[1:] = 0, ends[:-1]
+        ok = np.logical_and.reduceat(shared, starts).tolist()
+        n, i = len(queue), 0
+        while i < n:
+            if not ok[i]:
+                m.apply(queue[i][0])                     # the general fault path
+                i += 1
+                continue
+            j = i + 1
+            while j < n and ok[j]:
+                j += 1
+            self._copy(queue[i:j], old[starts[i]:ends[j - 1]])
+            m.ops_done += j - i
+            i = j
+
+    def _copy(self, run: list[tuple[T.Touch, VMA, int, int]], old: np.ndarray) -> None:
+        """wp_page_copy() of every page of each range, as _fault_ptes() would one after
+        another: vmf_anon_prepare() (the anon_vma is there), a new exclusive folio per page,
+        the old mapping dropped (nothing freed: each old folio is mapped elsewhere too)."""
+        m = self.m
+        policy, folios, p = m.policy, m.folios, m.pmd_pages
+        anon_fault = policy.anon_fault
+        targets = [anon_fault(m, v, FAULT_COW) for _, v, _, _ in run]
+        sizes = np.array([b - a for _, _, a, b in run])
+        first = np.array([v.vm_start + a for _, v, a, _ in run])     # one mm: the run's pid
+        pmds, last = first // p, (first + sizes - 1) // p
+        pt_pmds = run[0][1].mm.pt_pmds
+        if (last - pmds).max() <= 1:
+            pt_pmds.update(pmds.tolist())
+            pt_pmds.update(last.tolist())
+        else:
+            for a, b in zip(pmds.tolist(), last.tolist()):
+                pt_pmds.update(range(a, b + 1))
+        ends = np.cumsum(sizes)
+        pgoff = np.array([v.vm_pgoff + a for _, v, a, _ in run])
+        index = np.repeat(pgoff - (ends - sizes), sizes) + np.arange(len(old))
+        mkind = targets[0][1]
+        if folios.nfree or any(t[1] != mkind for t in targets):
+            # freed rows are reused from the top of the stack: one range after another
+            ids = np.concatenate([folios.alloc(mapping, kind, index[e - n:e])
+                                  for (mapping, kind), n, e in zip(targets, sizes.tolist(),
+                                                                   ends.tolist())])
+        else:                                            # fresh rows, in fault order
+            ids = folios.alloc(np.repeat([t[0] for t in targets], sizes), mkind, index)
+        m.faults[FAULT_COW] += len(old)
+        added = policy.folios_added
+        wx = np.full(len(ids), _WX, np.uint8)
+        a = 0
+        for (_, v, lo, hi), (_, kind) in zip(run, targets):
+            b = a + hi - lo
+            if b - a == len(v.pte):      # every entry of the VMA: it takes slices of the new
+                v.pte, v.ptef = ids[a:b], wx[a:b]        # arrays, as copy_page_ranges() gives
+            else:
+                v.pte[lo:hi] = ids[a:b]
+                v.ptef[lo:hi] = _WX
+            added(m, v, kind, b - a)
+            a = b
+        folios.put(old)
+
+
+def run_batched(m: Machine, ops: Iterable[T.Op]) -> None:
+    """Machine.run() without checks and observers: runs of write touches go through
+    CowBatch, every other operation through Machine.apply()."""
+    batch = CowBatch(m)
+    apply, add, touch = m.apply, batch.add, T.Touch
+    if not m.policy.batch_cow_faults:
+        for op in ops:
+            apply(op)
+        return
+    try:
+        for op in ops:
+            if op.__class__ is touch and add(op):
+                continue
+            if batch.queue:
+                batch.flush()
+            apply(op)
+    except BaseException:
+        # `ops` itself raised (a bad trace line): the touches queued before it are done, as
+        # one after another; elsewhere the queue is empty (flush() empties it first)
+        batch.flush()
+        raise
+    batch.flush()

@@ -40,7 +40,11 @@ class FolioTable:
         new = max(old * 2, old + need)
         for name, fill in (("mapping", -1), ("mkind", 0), ("index", 0), ("nr", 0), ("mapcount", 0)):
             col = getattr(self, name)
-            grown = np.full(new, fill, col.dtype)
+            if fill:
+                grown = np.empty(new, col.dtype)
+                grown[old:] = fill
+            else:
+                grown = np.zeros(new, col.dtype)     # calloc: the new rows cost nothing yet
             grown[:old] = col
             setattr(self, name, grown)
         free = np.empty(new, np.int32)

@@ -59,21 +59,22 @@ def dup_mmap(m: Machine, parent: MM, child: MM) -> None:
     PoC's dup_cow_context())."""
     child.files = dict(parent.files)
     anon_vma_fork = m.policy.anon_vma_fork
-    vmas, starts = child.vmas, child.starts
+    add_vma, add_start = child.vmas.append, child.starts.append
     copy: list[tuple[VMA, VMA]] = []
     for mpnt in parent.vmas:
         flags = mpnt.vm_flags
         if flags & VM_DONTCOPY:
             continue
         tmp = vm_area_dup(m, mpnt, child)
-        if flags & VM_WIPEONFORK:
+        wipe = flags & VM_WIPEONFORK
+        if wipe:
             tmp.anon_vma = None
         else:
             anon_vma_fork(m, tmp, mpnt)
         tmp.vm_flags = flags & ~VM_LOCKED_MASK
-        vmas.append(tmp)
-        starts.append(tmp.vm_start)
-        if not flags & VM_WIPEONFORK and vma_needs_copy(m, tmp, mpnt):
+        add_vma(tmp)
+        add_start(tmp.vm_start)
+        if not wipe and vma_needs_copy(m, tmp, mpnt):
             copy.append((tmp, mpnt))
     copy_page_ranges(m, copy)
     m.policy.mm_fork(m, parent, child)

@@ -12,7 +12,7 @@ from typing import Callable, Iterable
 from . import trace as T
 from .check import check_machine
 from .errors import InvariantError
-from .fault import do_user_addr_fault
+from .fault import do_user_addr_fault, run_batched
 from .folio import FolioTable
 from .fork import ForkRecord, copy_mm
 from .layout import Layout
@@ -72,8 +72,11 @@ class Machine:
         return self._next_id
 
     def run(self, ops: Iterable[T.Op]) -> Machine:
-        for op in ops:
-            self.apply(op)
+        if self.check or self.observers:
+            for op in ops:
+                self.apply(op)
+        else:                     # nothing looks between ops: runs of touches together
+            run_batched(self, ops)
         return self
 
     def apply(self, op: T.Op) -> None:

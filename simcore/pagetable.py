@@ -63,7 +63,7 @@ def copy_page_ranges(m: Machine, pairs: list[tuple[VMA, VMA]]) -> None:
     """copy_page_range() for every (dst, src) pair of one dup_mmap() (one source mm, one
     destination mm), as one array operation: the sources' entries are concatenated, their
     folios get one more mapping each and lose write/exclusive at once, and every VMA keeps
-    its slice (a view) of the source or the copied arrays."""
+    its slice (a view) of the copied arrays, every source its slice of the flags."""
     if not pairs:
         return
     p = m.pmd_pages
@@ -105,9 +105,9 @@ def copy_page_ranges(m: Machine, pairs: list[tuple[VMA, VMA]]) -> None:
         return
     cpte, cptef = pte.copy(), ptef.copy()
     a = 0
-    for dst, src in with_pt:
+    for dst, src in with_pt:        # the sources' entries are unchanged, their flags are these
         b = a + len(src.pte)
-        src.pte, src.ptef = pte[a:b], ptef[a:b]
+        src.ptef = ptef[a:b]
         dst.pte, dst.ptef = cpte[a:b], cptef[a:b]
         a = b
 

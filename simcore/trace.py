@@ -13,9 +13,11 @@ gap there is ``EFAULT``).  Traces valid under version 1 are unchanged by this.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Iterable, Iterator, Union
+from typing import Callable, Iterable, Iterator, Union
+
+from orjson import loads as _loads
 
 KINDS = ("anon", "shared_anon", "file", "shared_file")
 PROTS = ("rw", "r", "rx", "rwx", "none")
@@ -171,32 +173,36 @@ _MREMAP_MOVE = ({"pid": _INT, "region": _STR, "to": _STR},
 _ENUMS = {"kind": KINDS, "prot": PROTS, "advice": ADVICES, "walk": WALKS}
 
 
-_TABLES: dict[int, tuple[dict[str, tuple[type, tuple | None]], tuple[str, ...]]] = {}
+# spec -> ({field: (type, allowed values or None)}, required fields, the same as a set)
+_Table = tuple[dict[str, tuple[type, tuple | None]], tuple[str, ...], frozenset]
 
 
-def _table(spec: tuple[dict[str, type], dict[str, type]]):
-    """spec -> ({field: (type, allowed values or None)}, required fields), built once."""
-    table = _TABLES.get(id(spec))
-    if table is None:
-        required, optional = spec
-        table = _TABLES[id(spec)] = ({k: (t, _ENUMS.get(k)) for k, t in {**optional, **required}.items()},
-                                     tuple(required))
-    return table
+def _table(spec: tuple[dict[str, type], dict[str, type]]) -> _Table:
+    required, optional = spec
+    return ({k: (t, _ENUMS.get(k)) for k, t in {**optional, **required}.items()},
+            tuple(required), frozenset(required))
 
 
-def _check_fields(obj: dict, spec: tuple[dict[str, type], dict[str, type]], lineno: int) -> dict:
-    fields, required = _table(spec)
+_TABLES: dict[str, _Table] = {name: _table(spec) for name, spec in _SPEC.items()}
+_MREMAP_RESIZE_T, _MREMAP_MOVE_T = _table(_MREMAP_RESIZE), _table(_MREMAP_MOVE)
+
+
+_LEAST = {"pages": 1, "count": 1, "first": 0, "offset": 0, "pid": 0, "child": 0}
+
+
+def _check_fields(obj: dict, table: _Table, lineno: int) -> dict:
+    fields, required, need = table
     args: dict = {}
     low = False                                # some integer <= 0: checked after the loop
     for key, value in obj.items():
-        if key == "op":
-            continue
         known = fields.get(key)
         if known is None:
+            if key == "op":
+                continue
             allowed = ", ".join(sorted(fields))
             raise TraceError(lineno, f"unknown field {key!r} for op {obj['op']!r} (allowed: {allowed})")
         typ, enum = known
-        if type(value) is not typ:             # exact types pass at once (JSON gives no subclasses)
+        if value.__class__ is not typ:         # exact types pass at once (JSON gives no subclasses)
             if typ is int and (isinstance(value, bool) or not isinstance(value, int)):
                 raise TraceError(lineno, f"field {key!r} must be an integer, got {value!r}")
             if typ is not int and not isinstance(value, typ):
@@ -206,33 +212,82 @@ def _check_fields(obj: dict, spec: tuple[dict[str, type], dict[str, type]], line
         if value.__class__ is int and value <= 0:
             low = True
         args[key] = value
-    if len(args) < len(required) or any(k not in args for k in required):
+    if len(args) < len(required) or not args.keys() >= need:
         missing = [k for k in required if k not in obj]
         raise TraceError(lineno, f"op {obj['op']!r} needs field(s) {', '.join(missing)}")
     if low:
-        for key in ("pages", "count"):
+        for key in ("pages", "count"):              # _LEAST 1
             if key in args and args[key] <= 0:
                 raise TraceError(lineno, f"{key} must be positive, got {args[key]}")
-        for key in ("first", "offset", "pid", "child"):
+        for key in ("first", "offset", "pid", "child"):      # _LEAST 0
             if key in args and args[key] < 0:
                 raise TraceError(lineno, f"{key} must not be negative, got {args[key]}")
     return args
 
 
+def _reader(cls: type, table: _Table, keys: tuple[str, ...]) -> Callable[[dict, int], Op | None]:
+    """read(obj, line): the op of a line whose keys are `keys` (in that order; a shape that
+    _check_fields() has passed once), or None where a value fails a check of
+    _check_fields(), which then names it.  Each value is read and checked once, into the
+    slots of the new op (cls(**args, line=line) without the args)."""
+    ns: dict = {"new": object.__new__, "cls": cls}
+    body = ["def read(obj, line):"]
+    given = {}
+    for i, key in enumerate(keys):
+        if key == "op":
+            continue
+        typ, enum = table[0][key]
+        ns[f"t{i}"], ns[f"e{i}"] = typ, enum
+        test = f"v{i}.__class__ is not t{i}"
+        if enum is not None:
+            test += f" or v{i} not in e{i}"
+        if key in _LEAST:
+            test += f" or v{i} < {_LEAST[key]}"
+        body += [f"    v{i} = obj[{key!r}]", f"    if {test}:", "        return None"]
+        given[key] = f"v{i}"
+    body.append("    o = new(cls)")
+    for j, f in enumerate(fields(cls)):
+        ns[f"s{j}"], ns[f"d{j}"] = cls.__dict__[f.name].__set__, f.default   # slot descriptor
+        body.append(f"    s{j}(o, {'line' if f.name == 'line' else given.get(f.name, f'd{j}')})")
+    exec("\n".join([*body, "    return o"]), ns)
+    return ns["read"]
+
+
+# op name -> (its class, its field table), for the ops without cross-field rules
+_PLAIN = {"touch": (Touch, _TABLES["touch"]), "mprotect": (Mprotect, _TABLES["mprotect"]),
+          "munmap": (Munmap, _TABLES["munmap"]), "madvise": (Madvise, _TABLES["madvise"]),
+          "fork": (Fork, _TABLES["fork"]), "exec": (Exec, _TABLES["exec"]),
+          "exit": (Exit, _TABLES["exit"]), "rmap": (Rmap, _TABLES["rmap"])}
+_READERS: dict[tuple[str, tuple[str, ...]], Callable[[dict, int], Op | None]] = {}
+
+
 def parse_op(obj: object, lineno: int = 0) -> Op:
     """One decoded JSON object -> a typed operation."""
-    if not isinstance(obj, dict):
+    if obj.__class__ is not dict and not isinstance(obj, dict):
         raise TraceError(lineno, "each line must be a JSON object")
     name = obj.get("op")
+    plain = _PLAIN.get(name)
+    if plain is not None:                       # the ops without cross-field rules
+        shape = (name, tuple(obj))
+        read = _READERS.get(shape)
+        if read is not None:
+            op = read(obj, lineno)
+            if op is not None:
+                return op
+        cls, table = plain
+        op = cls(**_check_fields(obj, table, lineno), line=lineno)   # or the error it names
+        if read is None:
+            _READERS[shape] = _reader(cls, table, shape[1])
+        return op
     if name == "mremap":
         if "to" in obj:
-            return MremapMove(**_check_fields(obj, _MREMAP_MOVE, lineno), line=lineno)
+            return MremapMove(**_check_fields(obj, _MREMAP_MOVE_T, lineno), line=lineno)
         if "pages" in obj:
-            return MremapResize(**_check_fields(obj, _MREMAP_RESIZE, lineno), line=lineno)
+            return MremapResize(**_check_fields(obj, _MREMAP_RESIZE_T, lineno), line=lineno)
         raise TraceError(lineno, "mremap needs either 'pages' (resize) or 'to' (move)")
     if name not in _SPEC:
         raise TraceError(lineno, f"unknown op {name!r} (known: {', '.join(sorted([*_SPEC, 'mremap']))})")
-    args = _check_fields(obj, _SPEC[name], lineno)
+    args = _check_fields(obj, _TABLES[name], lineno)
     if name == "mmap":
         kind = args.get("kind", "anon")
         if kind in ("file", "shared_file") and "file" not in args:
@@ -240,27 +295,35 @@ def parse_op(obj: object, lineno: int = 0) -> Op:
         if kind in ("anon", "shared_anon") and ("file" in args or "offset" in args):
             raise TraceError(lineno, f"mmap of kind {kind!r} takes no 'file'/'offset'")
         return Mmap(**args, line=lineno)
-    cls = {"touch": Touch, "mprotect": Mprotect, "munmap": Munmap, "madvise": Madvise,
-           "fork": Fork, "exec": Exec, "exit": Exit, "rmap": Rmap}.get(name)
-    if cls is not None:
-        return cls(**args, line=lineno)
     return Mlock(**args, lock=(name == "mlock"), line=lineno)
 
 
 def parse_lines(lines: Iterable[str], source: str = "") -> Iterator[Op]:
     """Stream typed ops from JSONL text lines (comments and blank lines skipped)."""
+    loads = _loads
     for lineno, raw in enumerate(lines, 1):
-        text = raw.strip()
-        if not text or text.startswith("#"):
-            continue
         try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise TraceError(lineno, f"not valid JSON: {exc.msg}", source) from None
+            obj = loads(raw)
+        except ValueError:
+            # blank or comment, or what orjson refuses and the standard decoder takes (NaN,
+            # integers beyond 64 bits, lone surrogates) or names the error of
+            text = raw.strip()
+            if not text or text.startswith("#"):
+                continue
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise TraceError(lineno, f"not valid JSON: {exc.msg}", source) from None
         try:
-            yield parse_op(obj, lineno)
+            op = parse_op(obj, lineno)
         except TraceError as exc:
-            raise TraceError(lineno, exc.msg, source) from None
+            if obj.__class__ is not dict or not any(v.__class__ is float for v in obj.values()):
+                raise TraceError(lineno, exc.msg, source) from None
+            try:        # orjson reads an integer beyond 64 bits as a float: json's reading rules
+                op = parse_op(json.loads(raw), lineno)
+            except TraceError as exc:
+                raise TraceError(lineno, exc.msg, source) from None
+        yield op
 
 
 def load(path: str | Path) -> list[Op]:

@@ -12,8 +12,58 @@ import typer
 from simcore.slab import CACHES
 from sweep.grid import DEFAULT_MAX_CELLS
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="anonsim: simulate anonymous rmap designs and sweep experiments.")
+
+class SweepApp(typer.Typer):
+    """typer.Typer, with one shortcut for the console script: a plain `sweep trace simulate
+    PATH [--policy P] [--variant K=V]... [--json] [--check]` runs trace_simulate() at once,
+    without building the click command tree and typer's parameter adapters (pydantic), which
+    take longer than many a trace (benchmarks/fork_cow.py times the whole command).  Any other
+    command line -- help, another command, an unknown or malformed option -- goes to typer."""
+
+    def __call__(self, *args, **kwargs):
+        if not args and not kwargs:
+            simulate = _simulate_args(sys.argv[1:])
+            if simulate is not None:
+                try:
+                    trace_simulate(*simulate)
+                except typer.Exit as exc:
+                    sys.exit(exc.exit_code)
+                sys.exit(0)
+        return super().__call__(*args, **kwargs)
+
+
+def _simulate_args(argv: list[str]) -> tuple | None:
+    """trace_simulate()'s arguments from a `trace simulate` command line, or None where
+    typer must parse it."""
+    if argv[:2] != ["trace", "simulate"]:
+        return None
+    path, opts, variant = None, {"--policy": "eager"}, []
+    args = iter(argv[2:])
+    for arg in args:
+        if arg in ("--json", "--check"):
+            opts[arg] = True
+            continue
+        name, eq, value = arg.partition("=")
+        if name in ("--policy", "--variant"):
+            value = value if eq else next(args, None)
+            if value is None or value.startswith("-"):
+                return None
+            if name == "--variant":
+                variant.append(value)
+            else:
+                opts[name] = value
+        elif arg.startswith("-") or path is not None:
+            return None
+        else:
+            path = arg
+    if path is None:
+        return None
+    return Path(path), opts["--policy"], variant, opts.get("--json", False), \
+        opts.get("--check", False)
+
+
+app = SweepApp(add_completion=False, no_args_is_help=True,
+               help="anonsim: simulate anonymous rmap designs and sweep experiments.")
 trace_app = typer.Typer(no_args_is_help=True, help="Run one scenario trace.")
 app.add_typer(trace_app, name="trace")
 

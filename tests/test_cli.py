@@ -49,3 +49,35 @@ def test_bad_trace_is_a_one_line_error(tmp_path):
 def test_unknown_policy_is_rejected():
     res = runner.invoke(app, ["trace", "simulate", EXAMPLE, "--policy", "nope"])
     assert res.exit_code == 2 and "unknown policy" in res.output
+
+
+def test_console_shortcut_takes_only_plain_simulate_lines():
+    """SweepApp runs a plain `trace simulate` itself; everything else goes to typer."""
+    from pathlib import Path
+
+    from sweep.cli import _simulate_args
+    assert _simulate_args(["trace", "simulate", "t.jsonl"]) == \
+        (Path("t.jsonl"), "eager", [], False, False)
+    assert _simulate_args(["trace", "simulate", "--policy=lazy", "t.jsonl", "--json",
+                           "--variant", "child_cow=own", "--check"]) == \
+        (Path("t.jsonl"), "lazy", ["child_cow=own"], True, True)
+    for argv in (["trace", "simulate"], ["trace", "simulate", "t.jsonl", "--help"],
+                 ["trace", "simulate", "a.jsonl", "b.jsonl"], ["trace", "simulate", "--policy"],
+                 ["trace", "simulate", "t.jsonl", "--bogus"], ["trace", "kernel", "t.jsonl"],
+                 ["validate"], []):
+        assert _simulate_args(argv) is None, argv
+
+
+def test_console_shortcut_prints_what_typer_prints(tmp_path):
+    """The console script's shortcut and typer: the same output and exit code, for a good
+    trace and for a bad one."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"op": "touch", "pid": 0, "region": "zz"}\n')
+    for args in (["trace", "simulate", EXAMPLE, "--json", "--check"], ["trace", "simulate", str(bad)]):
+        proc = subprocess.run([sys.executable, "-c", "from sweep.cli import app; app()", *args],
+                              cwd=ROOT, capture_output=True, text=True)
+        res = runner.invoke(app, args)
+        assert (proc.returncode, proc.stdout + proc.stderr) == (res.exit_code, res.output)

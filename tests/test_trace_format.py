@@ -70,3 +70,28 @@ def test_invalid_traces_name_the_line(lines, message):
         run(*lines)
     assert message in str(err.value)
     assert f"{len(lines)}:" in str(err.value) or "line" in str(err.value)
+
+
+TOUCH = {"op": "touch", "pid": 0, "region": "a", "count": 2}
+
+
+@pytest.mark.parametrize("value, message", [
+    ({"count": 0}, "count must be positive, got 0"), ({"pid": -1}, "pid must not be negative"),
+    ({"pid": True}, "field 'pid' must be an integer, got True"),
+    ({"count": 1.5}, "field 'count' must be an integer, got 1.5"),
+    ({"region": 3}, "field 'region' must be a str, got 3"),
+    ({"count": 2**70}, None),           # json's integer (orjson reads a float): a valid count
+])
+def test_a_line_shape_seen_before_checks_its_values_alike(value, message):
+    """The second line of one shape (its keys, in order) is read by the reader made from
+    the first: a bad value is named as on its first reading, the op equals a fresh parse."""
+    lines = [json.dumps(TOUCH), json.dumps({**TOUCH, **value})]
+    fresh = {**TOUCH, **value, "op": "touch"}
+    for text in (lines, [lines[1]]):                   # after the good line, and alone
+        if message is None:
+            op = list(trace.parse_lines(text))[-1]
+            assert op == trace.Touch(**{k: v for k, v in fresh.items() if k != "op"},
+                                     line=len(text))
+            continue
+        with pytest.raises(TraceError, match=f"line {len(text)}: {message}"):
+            list(trace.parse_lines(text))

@@ -41,6 +41,10 @@ class Policy(ABC):
     folio_targets: dict[int, str] = {}       # folio mkind (>= MAP_VMA) -> what `mapping` names
     walk_counters: tuple[str, ...] = ()      # WalkCost.extra counters of this design's walks
     fork_counters: tuple[str, ...] = ()      # ForkRecord.policy: this design's own fork work
+    # True: anon_fault(FAULT_COW) and folios_added() of a VMA that has an anon_vma read and
+    # change no folio and no page-table entry, so the COW faults of a run of write touches
+    # may allocate their folios together (fault.CowBatch, Machine.run without checks)
+    batch_cow_faults = False
 
     def __init__(self, **variant: object) -> None:
         if variant:

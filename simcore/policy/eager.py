@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 class Eager(Policy):
     """The exact mainline model."""
     name = "eager"
+    batch_cow_faults = True     # anon_fault() of a VMA with an anon_vma only reads it
 
     def anon_fault(self, m: Machine, vma: VMA, fault: str) -> tuple[int, int]:
         av.anon_vma_prepare(m, vma)                         # vmf_anon_prepare()

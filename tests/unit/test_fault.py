@@ -65,3 +65,86 @@ def test_write_reuses_a_folio_no_one_else_maps() -> None:
     step(m, T.Touch(0, "a"))
     assert (vma(m, 0).pte == folios).all() and (vma(m, 0).ptef & F_WRITE).all()
     assert counts(m) == (1, 1, 1, 4)
+
+
+# ---- CowBatch: a run of write touches as one COW pass (Machine.run without checks) -----------
+def _state(m) -> dict:
+    """Everything a batched run could get wrong: folio rows (ids, targets, indices, mapcounts,
+    the free stack), every page-table entry and flag, PMDs, anon_vmas and counters."""
+    f = m.folios
+    cols = [c[:f.top].tolist() for c in (f.mapping, f.mkind, f.index, f.nr, f.mapcount)]
+    return {
+        "folios": (cols, f.free[:f.nfree].tolist(), f.live),
+        "vmas": {pid: [(v.id, v.vm_start, v.vm_end, None if v.pte is None else v.pte.tolist(),
+                        None if v.ptef is None else v.ptef.tolist(),
+                        v.anon_vma and v.anon_vma.id) for v in mm.vmas]
+                 for pid, mm in m.procs.items()},
+        "pmds": {pid: sorted(mm.pt_pmds) for pid, mm in m.procs.items()},
+        "counts": m.counts(), "faults": dict(m.faults), "ops": m.ops_done,
+        "slab": (m.slab.live, m.slab.peak, m.slab.allocs),
+    }
+
+
+BATCH_TRACE = [
+    T.Mmap(0, "a", 8), T.Mmap(0, "b", 8), T.Mmap(0, "c", 4), T.Mmap(0, "d", 6), T.Mmap(0, "e", 4),
+    T.Touch(0, "a"), T.Touch(0, "b"), T.Touch(0, "c"), T.Touch(0, "d", 0, 3), T.Touch(0, "e"),
+    T.Fork(0, 1),
+    # one run: all-shared ranges (whole and part of a VMA), a VMA half without entries (the
+    # general path in its place), a second touch of one VMA (the run ends before it)
+    T.Touch(1, "a"), T.Touch(1, "b", 2, 3), T.Touch(1, "d"), T.Touch(1, "c"), T.Touch(1, "a", 0, 2),
+    T.Touch(1, "c", write=False), T.Touch(1, "b"),
+    # the parent writes what the child copied: its folios are its own again (reuse), and
+    # what the child did not copy is still shared (a COW copy in the same run)
+    T.Touch(0, "a"), T.Touch(0, "b"), T.Touch(0, "c"),
+    # freed folios: the next copies reuse rows from the free stack, one range after another
+    T.Munmap(0, "e"), T.Exit(1), T.Fork(0, 2),
+    T.Touch(2, "b"), T.Touch(2, "a", 4, 4), T.Touch(2, "c"),
+    T.Exit(2), T.Exit(0),
+]
+
+
+def test_cow_batch_equals_one_touch_after_another(monkeypatch) -> None:
+    """Machine.run() (runs of touches batched) leaves exactly the state of Machine.apply() of
+    each op, folio ids included, under eager and lazy; the batched path is taken."""
+    from simcore.fault import CowBatch
+    from simcore.machine import Machine
+
+    copies: list[int] = []
+    real = CowBatch._copy
+    monkeypatch.setattr(CowBatch, "_copy", lambda self, run, old: (copies.append(len(run)),
+                                                                    real(self, run, old)))
+    for policy in ("eager", "lazy"):
+        for upto in range(len(BATCH_TRACE) + 1):     # the state after every prefix
+            one = Machine(policy)
+            for op in BATCH_TRACE[:upto]:
+                one.apply(op)
+            assert _state(Machine(policy).run(BATCH_TRACE[:upto])) == _state(one), (policy, upto)
+    assert copies and max(copies) >= 2                # some run of ranges went as one pass
+
+
+def test_cow_batch_stops_at_a_bad_touch_with_the_run_before_it_done() -> None:
+    """A touch the layout rejects raises its TraceError after the touches before it."""
+    import pytest
+    from simcore.machine import Machine
+
+    ops = [T.Mmap(0, "a", 4), T.Mmap(0, "b", 4), T.Touch(0, "a"), T.Touch(0, "b"), T.Fork(0, 1),
+           T.Touch(1, "a"), T.Touch(1, "zz"), T.Touch(1, "b")]
+    m = Machine("eager")
+    with pytest.raises(T.TraceError, match="unknown region 'zz'"):
+        m.run(ops)
+    assert m.ops_done == 6 and m.faults["cow"] == 4
+
+
+def test_cow_batch_is_done_before_a_bad_trace_line() -> None:
+    """A trace line that does not parse, after queued touches: they are done before the
+    TraceError, as one op after another would have done them."""
+    import pytest
+    from simcore.machine import Machine
+
+    lines = [T.dumps([op]) for op in (T.Mmap(0, "a", 4), T.Mmap(0, "b", 4), T.Touch(0, "a"),
+                                      T.Touch(0, "b"), T.Fork(0, 1), T.Touch(1, "a"),
+                                      T.Touch(1, "b"))] + ["{not json\n"]
+    m = Machine("eager")
+    with pytest.raises(T.TraceError, match="line 8: not valid JSON"):
+        m.run(T.parse_lines(lines))
+    assert m.ops_done == 7 and m.faults["cow"] == 8
