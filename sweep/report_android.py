@@ -53,16 +53,16 @@ def android_section(df: pl.DataFrame) -> list[str]:
     t = vma_change_table(df)
     if t.is_empty() or not t["vma_merges"].sum():
         return []
-    head = ("| workload | policy | variant | seeds | VMAs | VMA change % | VMA KB change % "
+    head = ("| workload | arch | policy | variant | seeds | VMAs | VMA change % | VMA KB change % "
             "| published % | pinned | merges | munmaps (partial) | exits | compactions "
             "| pages out | swap-ins | walk VMAs / compaction | root locks / compaction |")
     lines = ["## Android activity and the VMA change per lazy variant", "",
              "Means over seeds; change % = ratio of means against eager (published.change_pct)"
              "; published: the cover letter's vm_area_struct KB change.", "", head,
              "|" + "---|" * (head.count("|") - 1)]
-    for r in t.sort("workload", "policy", "variant").iter_rows(named=True):
+    for r in t.sort("workload", "arch", "policy", "variant", nulls_last=False).iter_rows(named=True):
         lines.append(
-            f"| {r['workload']} | {r['policy']} | {r['variant'] or '-'} | {r['seeds']} "
+            f"| {r['workload']} | {r['arch']} | {r['policy']} | {r['variant'] or '-'} | {r['seeds']} "
             f"| {r['vm_area_struct']:,.0f} | {_f(r['vma_change_pct'], '+.3f')} "
             f"| {_f(r['vma_kb_change_pct'], '+.3f')} | {_f(r['published_vma_kb_change_pct'], '+.1f')} "
             f"| {r.get('lazy_pinned_vmas') or 0:,.0f} | {r['vma_merges']:,.0f} "
