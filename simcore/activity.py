@@ -41,22 +41,33 @@ class OpTally:
 
     def wrap(self, ops: Iterable[T.Op]) -> Iterator[T.Op]:
         n = self.n
-        for op in ops:
-            kind = _KIND.get(type(op))
-            if kind is not None:
-                n[kind] += 1
-                if kind == "ops_munmap" and (op.first or op.count is not None):
-                    n["ops_munmap_partial"] += 1
-            pid = None
-            if type(op) is T.Madvise:
-                if op.advice == "pageout":
-                    pid = op.pid
-                    if self._pageout_pid != pid:
-                        n["compactions"] += 1
-                elif op.advice == "dontneed":
-                    n["ops_madvise_dontneed"] += 1
-            self._pageout_pid = pid
-            yield op
+        by_type: dict[type, int] = dict.fromkeys(_KIND, 0)   # summed into n at the end
+        pageout_pid = self._pageout_pid
+        try:
+            for op in ops:
+                t = type(op)
+                if t in by_type:
+                    by_type[t] += 1
+                    if t is T.Munmap and (op.first or op.count is not None):
+                        n["ops_munmap_partial"] += 1
+                    pageout_pid = None
+                elif t is T.Madvise:
+                    if op.advice == "pageout":
+                        if pageout_pid != op.pid:
+                            n["compactions"] += 1
+                        pageout_pid = op.pid
+                    else:
+                        pageout_pid = None
+                        if op.advice == "dontneed":
+                            n["ops_madvise_dontneed"] += 1
+                else:
+                    pageout_pid = None
+                yield op
+        finally:
+            self._pageout_pid = pageout_pid
+            for t, k in by_type.items():
+                if k:
+                    n[_KIND[t]] += k
 
 
 def counts(m: Machine, tally: OpTally) -> dict[str, int]:

@@ -42,9 +42,9 @@ class Region:
     def same(self) -> int | None:
         """The protection shared by every page, or None."""
         if self.uniform is None:
-            first = int(self.prot[0])
-            if first != UNMAPPED and (self.prot == first).all():
-                self.uniform = first
+            raw = self.prot.tobytes()     # regions are small: a bytes scan, not numpy calls
+            if raw[0] != UNMAPPED_BYTE and raw.count(raw[0]) == len(raw):
+                self.uniform = raw[0]     # a protection (0..15) is the same as a byte
         return self.uniform
 
     @property
@@ -54,6 +54,34 @@ class Region:
     @property
     def end(self) -> int:
         return self.start + len(self.prot)
+
+
+# The layout's per-page checks and updates run on the bytes of the (int8) prot arrays: a
+# region has a few pages, where one numpy call costs more than the whole bytes operation.
+# Tables map the byte of a page's protection to the byte of a result (bytes.translate).
+UNMAPPED_BYTE = UNMAPPED & 0xFF
+
+
+def _table(fn) -> bytes:
+    """256-byte translate table: signed page protection -> fn(protection) as a byte."""
+    return bytes(fn(b - 256 if b > 127 else b) & 0xFF for b in range(256))
+
+
+# page -> 1 if mapped with MADV_DONTFORK
+_DONTCOPY_MAPPED = _table(lambda p: int(p != UNMAPPED and p & DONTCOPY != 0))
+# page -> 1 if it lacks PROT_READ / PROT_WRITE (touch permission check)
+_LACKS = {need: _table(lambda p, need=need: int(p & need == 0)) for need in (PROT_READ, PROT_WRITE)}
+# page -> its protection after mprotect(prot) (the DONTCOPY bit stays)
+_SET_PROT = {prot: _table(lambda p, prot=prot: (p & DONTCOPY) | prot) for prot in PROT.values()}
+# page -> after MADV_DONTFORK / MADV_DOFORK
+_FORK_ADVICE = {"dontfork": _table(lambda p: p | DONTCOPY), "dofork": _table(lambda p: p & ~DONTCOPY)}
+
+
+def _translated(prot: np.ndarray, first: int, count: int, table: bytes) -> np.ndarray:
+    """A new read-only prot array: pages [first, first + count) of `prot` mapped by table."""
+    raw = prot.tobytes()
+    end = first + count
+    return np.frombuffer(raw[:first] + raw[first:end].translate(table) + raw[end:], np.int8)
 
 
 def _frozen(prot: np.ndarray) -> np.ndarray:
@@ -96,9 +124,9 @@ class Regions(dict):
         self._note_dontcopy(name, region)
 
     def _note_dontcopy(self, name: str, region: Region) -> None:
-        same, prot = region.same(), region.prot
+        same = region.same()
         if (same & DONTCOPY if same is not None else
-                ((prot & DONTCOPY != 0) & (prot != UNMAPPED)).any()):
+                1 in region.prot.tobytes().translate(_DONTCOPY_MAPPED)):
             self.dontcopy.add(name)
         else:
             self.dontcopy.discard(name)
@@ -158,7 +186,10 @@ class Layout:
         return regions
 
     def _region(self, op: Op, name: str) -> Region:
-        region = self._proc(op).get(name)
+        regions = self.regions.get(op.pid)
+        if regions is None or op.pid in self.exited:
+            regions = self._proc(op)                         # raises
+        region = regions.get(name)
         if region is None:
             raise TraceError(op.line, f"unknown region {name!r} in pid {op.pid}")
         return region
@@ -177,7 +208,8 @@ class Layout:
         if first >= region.extent or count <= 0 or first + count > region.extent:
             raise TraceError(op.line, f"range first={first} count={op.count} is outside region "
                                       f"{op.region!r} ({region.extent} pages)")
-        if mapped and region.same() is None and (region.prot[first:first + count] == UNMAPPED).any():
+        if mapped and region.same() is None and \
+                UNMAPPED_BYTE in region.prot[first:first + count].tobytes():
             raise TraceError(op.line, f"range first={first} count={count} of region "
                                       f"{op.region!r} covers unmapped pages")
         return first, count
@@ -217,37 +249,44 @@ class Layout:
 
     # ---- operations ----------------------------------------------------
     def mmap(self, op: Mmap) -> Span:
-        regions = self._proc(op)
-        self._new_name(op, regions, op.region)
-        start = self._place(op, regions, op.after, op.pages)
-        dict.__setitem__(regions, op.region, Region(start, const_prot(op.pages, PROT[op.prot]),
-                                                     PROT[op.prot]))
-        insort(regions.starts, (start, op.region))   # Regions.__setitem__, no DONTCOPY pages
-        regions.widest = max(regions.widest, op.pages)
-        return Span(start, op.pages)
+        return Span(self.mmap_start(op), op.pages)
+
+    def mmap_start(self, op: Mmap) -> int:
+        """mmap() -> the first page only (the simulator's mmap path: no Span per op)."""
+        regions = self.regions.get(op.pid)
+        if regions is None or op.pid in self.exited:
+            self._proc(op)                                   # raises
+        name, pages = op.region, op.pages
+        if name in regions:
+            self._new_name(op, regions, name)                # raises
+        start = (self._slot(pages, op.line) if op.after is None else
+                 self._place(op, regions, op.after, pages))
+        prot = PROT[op.prot]
+        dict.__setitem__(regions, name, Region(start, const_prot(pages, prot), prot))
+        insort(regions.starts, (start, name))   # Regions.__setitem__, no DONTCOPY pages
+        if pages > regions.widest:
+            regions.widest = pages
+        return start
 
     def access(self, op: Touch | Mprotect | Madvise | Mlock | Rmap) -> Span:
         """A ranged op over mapped pages (touch also checks permissions)."""
         region = self._region(op, op.region)
-        first, count = self._range(op, region, mapped=not isinstance(op, Rmap))
-        if isinstance(op, Touch):
+        kind = type(op)                                  # op types are final (no subclasses)
+        first, count = self._range(op, region, mapped=kind is not Rmap)
+        if kind is Touch:
             need = PROT_WRITE if op.write else PROT_READ
             same = region.same()
             if ((same & need) == 0) if same is not None else \
-                    ((region.prot[first:first + count] & need) == 0).any():
+                    1 in region.prot[first:first + count].tobytes().translate(_LACKS[need]):
                 what = "write to pages that are not writable" if op.write else \
                     "read of pages that are not readable"
                 raise TraceError(op.line, f"touch: {what} in region {op.region!r}")
-        elif isinstance(op, Mprotect):
-            prot = region.prot.copy()
-            part = prot[first:first + count]
-            part[:] = (part & DONTCOPY) | PROT[op.prot]
-            self.regions[op.pid].replace(op.region, prot)
-        elif isinstance(op, Madvise) and op.advice in ("dontfork", "dofork"):
-            prot = region.prot.copy()
-            part = prot[first:first + count]
-            part[:] = part | DONTCOPY if op.advice == "dontfork" else part & ~DONTCOPY
-            self.regions[op.pid].replace(op.region, prot)
+        elif kind is Mprotect:
+            self.regions[op.pid].replace(op.region, _translated(
+                region.prot, first, count, _SET_PROT[PROT[op.prot]]))
+        elif kind is Madvise and op.advice in _FORK_ADVICE:
+            self.regions[op.pid].replace(op.region, _translated(
+                region.prot, first, count, _FORK_ADVICE[op.advice]))
         return Span(region.start + first, count)
 
     def peek(self, op: MremapMove | MremapResize) -> Span:

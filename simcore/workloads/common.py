@@ -36,13 +36,16 @@ class Emitter:
 
     def __init__(self, rng: random.Random, pages: int) -> None:
         self.rng, self.pages, self.n = rng, pages, 0
+        # randint(1, pages) is randrange(1, pages + 1) = 1 + _randbelow(pages) (Lib/random.py):
+        # the same draws, without two Python frames per page count
+        self._below = rng._randbelow
 
     def _name(self, tag: str) -> str:
         self.n += 1
         return f"{tag}{self.n}"
 
     def _p(self) -> int:
-        return self.rng.randint(1, self.pages)
+        return 1 + self._below(self.pages)
 
     def library(self, pid: int, lib: str, bss: float) -> Iterator[T.Op]:
         """The loader's pattern: text and rodata, then .data written (relocations) with its
@@ -111,27 +114,35 @@ def with_pressure(ops: Iterator[T.Op], cfg: Pressure, rng: random.Random) -> Ite
     phase costs a bisect, not a sort of every key."""
     written: dict[tuple[int, str], tuple[int, int]] = {}
     keys: list[tuple[int, str]] = []                   # sorted(written), kept incrementally
-    for n, op in enumerate(ops, 1):
+    every, pages = cfg.pressure_every, cfg.pressure_pages
+    Touch, Exit, Exec, Munmap, MremapMove = T.Touch, T.Exit, T.Exec, T.Munmap, T.MremapMove
+    n = 0
+    for op in ops:
         yield op
-        if isinstance(op, T.Touch) and op.write:        # a whole-region touch: its size is
-            count = min(op.count, cfg.pressure_pages) if op.count else 1   # not known here
-            key = (op.pid, op.region)
-            if key not in written:
-                insort(keys, key)
-            written[key] = (op.first, count)
-        elif isinstance(op, (T.Exit, T.Exec)):
+        t = type(op)                                    # op types are final (no subclasses)
+        if t is Touch:
+            if op.write:                                # a whole-region touch: its size is
+                count = min(op.count, pages) if op.count else 1   # not known here
+                key = (op.pid, op.region)
+                if key not in written:
+                    insort(keys, key)
+                written[key] = (op.first, count)
+        elif t is Exit or t is Exec:
             lo, hi = bisect_left(keys, (op.pid, "")), bisect_left(keys, (op.pid + 1, ""))
             for key in keys[lo:hi]:
                 del written[key]
             del keys[lo:hi]
-        elif isinstance(op, (T.Munmap, T.MremapMove)):      # the region is gone or cut
+        elif t is Munmap or t is MremapMove:            # the region is gone or cut
             key = (op.pid, op.region)
             if written.pop(key, None) is not None:
                 del keys[bisect_left(keys, key)]
-        if cfg.pressure_every and n % cfg.pressure_every == 0 and written:
-            pid, region = rng.choice(keys)
-            first, count = written[(pid, region)]
-            yield T.Rmap(pid, region, rng.choice(WALKS), first, count)
+        n += 1
+        if n == every:
+            n = 0
+            if written:
+                pid, region = rng.choice(keys)
+                first, count = written[(pid, region)]
+                yield T.Rmap(pid, region, rng.choice(WALKS), first, count)
 
 
 def pressured(body: Callable[..., Iterator[T.Op]] | None = None, *, own_walk_rng: bool = False):
