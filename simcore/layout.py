@@ -90,6 +90,7 @@ def _frozen(prot: np.ndarray) -> np.ndarray:
 
 
 _CONST: dict[tuple[int, int], np.ndarray] = {}
+_dict_set = dict.__setitem__
 
 
 def const_prot(pages: int, prot: int) -> np.ndarray:
@@ -262,8 +263,15 @@ class Layout:
         start = (self._slot(pages, op.line) if op.after is None else
                  self._place(op, regions, op.after, pages))
         prot = PROT[op.prot]
-        dict.__setitem__(regions, name, Region(start, const_prot(pages, prot), prot))
-        insort(regions.starts, (start, name))   # Regions.__setitem__, no DONTCOPY pages
+        arr = _CONST.get((pages, prot))
+        if arr is None:
+            arr = const_prot(pages, prot)
+        _dict_set(regions, name, Region(start, arr, prot))
+        starts = regions.starts                  # Regions.__setitem__, no DONTCOPY pages
+        if not starts or starts[-1][0] < start:  # a fresh slot: above every region
+            starts.append((start, name))
+        else:
+            insort(starts, (start, name))
         if pages > regions.widest:
             regions.widest = pages
         return start

@@ -116,10 +116,11 @@ class Machine:
         machine frees it by reference counting at once instead of waiting for the cyclic
         GC (which a cell runs without).  The machine is unusable afterwards."""
         for mm in self.procs.values():
-            for vma in mm.vmas:
-                vma.mm = None
-                vma.chain = NO_CHAIN
-                vma.priv = None
+            for vma in mm.vmas:          # vma.mm needs no reset: mm.vmas goes below
+                if vma.chain is not NO_CHAIN:
+                    vma.chain = NO_CHAIN
+                if vma.priv is not None:
+                    vma.priv = None
             mm.vmas, mm.starts, mm.priv = [], [], None
         for av in self.anon_vmas.values():
             av.root = av.parent = None

@@ -67,23 +67,28 @@ def mmap_region(m: Machine, mm: MM, start: int, end: int, pgoff: int, flags: int
     neighbour or gets a new VMA; only then are the old VMAs freed
     (vms_complete_munmap_vmas() -> remove_vma()), so the new VMA and the old ones are
     alive together for a moment."""
-    # Nothing at or above start (the common case, a fresh slot): no VMA to detach, and no
-    # neighbour to merge with (none above, none whose end touches start).
-    top = not mm.vmas or mm.vmas[-1].vm_end < start
-    old = [] if top else vms_gather_munmap_vmas(m, mm, start, end)
-    for vma in old:
-        zap_pte_range(m, vma, 0, vma.pages)
-        m.policy.remove_vma(m, vma)
-        mm.remove(vma)
-        m.policy.unlink_anon_vmas(m, vma)
-    if old:
-        free_pgtables(m, mm, start, end)
-    vma = None if top else vma_merge_new_range(m, mm, start, end, pgoff, flags, file)
-    if vma is None:
-        vma = vm_area_alloc(m, mm, start, end, pgoff, flags, file)
-        mm.insert(vma)
-    for gone in old:
-        vm_area_free(m, gone)
+    vmas = mm.vmas
+    if not vmas or vmas[-1].vm_end < start:
+        # Nothing at or above start (the common case, a fresh slot): no VMA to detach, no
+        # neighbour to merge with (none above, none whose end touches start); the new VMA
+        # is the last (mm.insert(), which would append it)
+        vmas.append(vm_area_alloc(m, mm, start, end, pgoff, flags, file))
+        mm.starts.append(start)
+    else:
+        old = vms_gather_munmap_vmas(m, mm, start, end)
+        for vma in old:
+            zap_pte_range(m, vma, 0, vma.pages)
+            m.policy.remove_vma(m, vma)
+            mm.remove(vma)
+            m.policy.unlink_anon_vmas(m, vma)
+        if old:
+            free_pgtables(m, mm, start, end)
+        vma = vma_merge_new_range(m, mm, start, end, pgoff, flags, file)
+        if vma is None:
+            vma = vm_area_alloc(m, mm, start, end, pgoff, flags, file)
+            mm.insert(vma)
+        for gone in old:
+            vm_area_free(m, gone)
     if populate:
         mm_populate(m, mm, start, end)
 

@@ -67,24 +67,25 @@ class Emitter:
                  + ["guard"] * img.guards + ["shared"] * img.shared)
         self.rng.shuffle(kinds)
         nlib = 0
+        Mmap, random, written = T.Mmap, self.rng.random, img.anon_written
         for kind in kinds:
             if kind == "lib":
                 yield from self.library(pid, libs[nlib % len(libs)], img.bss)
                 nlib += 1
             elif kind == "anon":
                 name = self._name("A")
-                yield T.Mmap(pid, name, self._p())
-                if self.rng.random() < img.anon_written:
+                yield Mmap(pid, name, self._p())
+                if random() < written:
                     yield T.Touch(pid, name)
             elif kind == "file":
                 name = self._name("F")
-                yield T.Mmap(pid, name, self._p(), kind="file", prot="rw",
-                             file=f"boot{self.rng.randrange(40)}.art", offset=self.rng.randrange(512))
+                yield Mmap(pid, name, self._p(), kind="file", prot="rw",
+                           file=f"boot{self.rng.randrange(40)}.art", offset=self.rng.randrange(512))
                 yield T.Touch(pid, name)
             elif kind == "guard":
-                yield T.Mmap(pid, self._name("G"), self._p(), prot="none")
+                yield Mmap(pid, self._name("G"), self._p(), prot="none")
             else:
-                yield T.Mmap(pid, self._name("S"), self._p(), kind="shared_anon")
+                yield Mmap(pid, self._name("S"), self._p(), kind="shared_anon")
 
     def cow(self, pid: int, regions: list[str], fraction: float) -> Iterator[T.Op]:
         """A forked process writes some inherited anon regions again (COW)."""
