@@ -98,8 +98,13 @@ class MM:
         del self.starts[i]
 
     def reindex(self, vma: VMA) -> None:
-        """Call after vma.vm_start changed (split/merge keep the order)."""
-        i = self.vmas.index(vma)
+        """Call after vma.vm_start changed (split/merge keep the order): its entry in
+        starts is the one at or just before where the new start sorts."""
+        vmas, i = self.vmas, bisect_left(self.starts, vma.vm_start)
+        if not (i < len(vmas) and vmas[i] is vma):
+            i -= 1
+            if not (i >= 0 and vmas[i] is vma):
+                i = vmas.index(vma)
         self.starts[i] = vma.vm_start
 
 

@@ -40,11 +40,22 @@ class WalkCost:
 
 def maps_folio(vma, fid: int, index: int, nr: int) -> bool:
     """page_vma_mapped_walk() found something: vma maps some page of folio fid."""
-    if vma.pte is None:
-        return False
+    return bool(folio_pages(vma, fid, index, nr))
+
+
+def folio_pages(vma, fid: int, index: int, nr: int) -> list[int]:
+    """page_vma_mapped_walk(): the pages (addresses) at which vma maps folio fid, whose
+    first page has index `index` and which has nr pages."""
+    pte = vma.pte
+    if pte is None:
+        return []
     lo = index - vma.vm_pgoff
-    a, b = max(lo, 0), min(lo + nr, vma.pages)
-    return a < b and bool((vma.pte[a:b] == fid).any())
+    a, b = max(lo, 0), min(lo + nr, vma.vm_end - vma.vm_start)
+    if b - a == 1:                  # one entry to look at (a small folio): no numpy call
+        return [vma.vm_start + a] if pte.item(a) == fid else []
+    if a >= b:
+        return []
+    return (np.flatnonzero(pte[a:b] == fid) + (vma.vm_start + a)).tolist()
 
 
 # walk kind -> passes over the folio's rmap, each (stops once every mapping is found,
@@ -75,17 +86,25 @@ def rmap_walk(m: Machine, fid: int, cost: WalkCost | None = None, early_exit: bo
         cost.root_lock_read += 1                         # anon_vma_lock_read(root)
         visited = cost.vmas_visited
     want = int(f.mapcount[fid])
+    last = index + nr - 1
     for avc in av.tree:
         vma = avc.vma
-        if not full_tree and (vma.vm_pgoff > index + nr - 1 or vma.last_pgoff < index):
-            continue                                     # not an interval-tree overlap
+        # not an interval-tree overlap: [vm_pgoff, vma_last_pgoff()] misses the folio
+        if not full_tree and (vma.vm_pgoff > last
+                              or vma.vm_pgoff + vma.vm_end - vma.vm_start - 1 < index):
+            continue
         if cost is not None:
             cost.avcs_visited += 1
             cost.vmas_visited += 1
-        if maps_folio(vma, fid, index, nr):
-            lo = index - vma.vm_pgoff
-            hits = np.flatnonzero(vma.pte[max(lo, 0):min(lo + nr, vma.pages)] == fid)
-            found.extend((vma.mm.pid, vma.vm_start + max(lo, 0) + int(h)) for h in hits)
+        if nr == 1 and vma.pte is not None:      # folio_pages() of a small folio, inline
+            a = index - vma.vm_pgoff
+            pages = ([vma.vm_start + a] if 0 <= a < vma.vm_end - vma.vm_start
+                     and vma.pte.item(a) == fid else None)
+        else:
+            pages = folio_pages(vma, fid, index, nr)
+        if pages:
+            pid = vma.mm.pid
+            found.extend((pid, page) for page in pages)
             if early_exit and len(found) >= want:
                 break                                    # rwc->done(): all mappings handled
         elif cost is not None:
