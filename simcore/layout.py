@@ -235,8 +235,9 @@ class Layout:
     def _check_free(op: Op, regions: Regions, start: int, pages: int) -> None:
         end = start + pages
         for name, other in regions.near(start, end):
-            lo, hi = max(start, other.start), min(end, other.end)
-            if lo < hi and (other.prot[lo - other.start:hi - other.start] != UNMAPPED).any():
+            first = other.start
+            lo, hi = max(start, first), min(end, first + len(other.prot))
+            if lo < hi and (other.prot[lo - first:hi - first] != UNMAPPED).any():
                 raise TraceError(op.line, f"placement overlaps region {name!r}")
 
     def _new_name(self, op: Op, regions: dict[str, Region], name: str) -> None:

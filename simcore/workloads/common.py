@@ -50,15 +50,19 @@ class Emitter:
     def library(self, pid: int, lib: str, bss: float) -> Iterator[T.Op]:
         """The loader's pattern: text and rodata, then .data written (relocations) with its
         relro head made read-only (one anon_vma, two VMAs), and often a written .bss."""
-        a, b, c, d = (self._name("L") for _ in range(4))
-        ra, rx, relro, data = self._p(), self._p(), self._p(), self._p()
-        yield T.Mmap(pid, a, ra, kind="file", prot="r", file=lib)
-        yield T.Mmap(pid, b, rx, kind="file", prot="rx", file=lib, offset=ra, after=a)
-        yield T.Mmap(pid, c, relro + data, kind="file", prot="rw", file=lib, offset=ra + rx, after=b)
+        n = self.n                          # four _name("L") and four _p(), inline
+        self.n = n + 4
+        a, b, c, d = f"L{n + 1}", f"L{n + 2}", f"L{n + 3}", f"L{n + 4}"
+        below, pages = self._below, self.pages
+        ra, rx, relro, data = 1 + below(pages), 1 + below(pages), 1 + below(pages), 1 + below(pages)
+        # Mmap fields by position: pid, region, pages, kind, prot, after, populate, file, offset
+        yield T.Mmap(pid, a, ra, "file", "r", None, False, lib)
+        yield T.Mmap(pid, b, rx, "file", "rx", a, False, lib, ra)
+        yield T.Mmap(pid, c, relro + data, "file", "rw", b, False, lib, ra + rx)
         yield T.Touch(pid, c)
         yield T.Mprotect(pid, c, "r", 0, relro)
         if self.rng.random() < bss:
-            yield T.Mmap(pid, d, self._p(), after=c)
+            yield T.Mmap(pid, d, 1 + below(pages), "anon", "rw", c)
             yield T.Touch(pid, d)
 
     def image(self, pid: int, img: Image, libs: list[str]) -> Iterator[T.Op]:
@@ -79,13 +83,13 @@ class Emitter:
                     yield T.Touch(pid, name)
             elif kind == "file":
                 name = self._name("F")
-                yield Mmap(pid, name, self._p(), kind="file", prot="rw",
-                           file=f"boot{self.rng.randrange(40)}.art", offset=self.rng.randrange(512))
+                yield Mmap(pid, name, self._p(), "file", "rw", None, False,
+                           f"boot{self.rng.randrange(40)}.art", self.rng.randrange(512))
                 yield T.Touch(pid, name)
             elif kind == "guard":
-                yield Mmap(pid, self._name("G"), self._p(), prot="none")
+                yield Mmap(pid, self._name("G"), self._p(), "anon", "none")
             else:
-                yield Mmap(pid, self._name("S"), self._p(), kind="shared_anon")
+                yield Mmap(pid, self._name("S"), self._p(), "shared_anon")
 
     def cow(self, pid: int, regions: list[str], fraction: float) -> Iterator[T.Op]:
         """A forked process writes some inherited anon regions again (COW)."""
