@@ -84,34 +84,38 @@ def rmap_walk(m: Machine, fid: int, cost: WalkCost | None = None, early_exit: bo
     av = m.anon_vmas[int(f.mapping[fid])]
     if cost is not None:
         cost.root_lock_read += 1                         # anon_vma_lock_read(root)
-        visited = cost.vmas_visited
     want = int(f.mapcount[fid])
-    last = index + nr - 1
+    visits = misses = 0                                  # added to cost at the end
     for avc in av.tree:
         vma = avc.vma
+        first = index - vma.vm_pgoff                     # the folio's first page in vma
         # not an interval-tree overlap: [vm_pgoff, vma_last_pgoff()] misses the folio
-        if not full_tree and (vma.vm_pgoff > last
-                              or vma.vm_pgoff + vma.vm_end - vma.vm_start - 1 < index):
+        if not full_tree and (first + nr <= 0 or first >= vma.vm_end - vma.vm_start):
             continue
-        if cost is not None:
-            cost.avcs_visited += 1
-            cost.vmas_visited += 1
-        if nr == 1 and vma.pte is not None:      # folio_pages() of a small folio, inline
-            a = index - vma.vm_pgoff
-            pages = ([vma.vm_start + a] if 0 <= a < vma.vm_end - vma.vm_start
-                     and vma.pte.item(a) == fid else None)
+        visits += 1
+        if nr == 1:                  # folio_pages() of a small folio, inline: one entry
+            pte = vma.pte
+            if pte is not None and 0 <= first < vma.vm_end - vma.vm_start \
+                    and pte.item(first) == fid:
+                found.append((vma.mm.pid, vma.vm_start + first))
+            else:
+                misses += 1
+                continue
         else:
             pages = folio_pages(vma, fid, index, nr)
-        if pages:
+            if not pages:
+                misses += 1
+                continue
             pid = vma.mm.pid
             found.extend((pid, page) for page in pages)
-            if early_exit and len(found) >= want:
-                break                                    # rwc->done(): all mappings handled
-        elif cost is not None:
-            cost.vmas_not_mapping += 1
+        if early_exit and len(found) >= want:
+            break                                        # rwc->done(): all mappings handled
     if cost is not None:                                 # the read hold, for timemodel
+        cost.avcs_visited += visits
+        cost.vmas_visited += visits
+        cost.vmas_not_mapping += misses
         cost.ptes += len(found)
-        m.locks.read(av.root.id, cost.vmas_visited - visited, len(found))
+        m.locks.read(av.root.id, visits, len(found))
     return found
 
 
