@@ -144,7 +144,13 @@ class Regions(dict):
     def __delitem__(self, name: str) -> None:
         region = self[name]
         super().__delitem__(name)
-        self.starts.remove((region.start, name))
+        key = (region.start, name)
+        starts = self.starts                      # sorted: bisect, not list.remove()'s scan
+        i = bisect_left(starts, key)
+        if i < len(starts) and starts[i] == key:
+            del starts[i]
+        else:
+            starts.remove(key)                    # raises ValueError as before
         self.dontcopy.discard(name)
 
     def clear(self) -> None:
