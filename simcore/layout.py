@@ -224,10 +224,10 @@ class Layout:
     def _place(self, op: Op, regions: dict[str, Region], after: str | None, pages: int) -> int:
         if after is None:
             return self._slot(pages, op.line)
-        anchor = self._region(op, after)
-        if anchor.prot[-1] == UNMAPPED:
+        anchor = regions.get(after) or self._region(op, after)   # the latter raises
+        if anchor.uniform is None and anchor.prot[-1] == UNMAPPED:
             raise TraceError(op.line, f"after={after!r}: the last page of {after!r} is not mapped")
-        start = anchor.end
+        start = anchor.start + len(anchor.prot)
         self._check_free(op, regions, start, pages)
         self._reserve(start + pages)
         return start
@@ -240,7 +240,11 @@ class Layout:
     @staticmethod
     def _check_free(op: Op, regions: Regions, start: int, pages: int) -> None:
         end = start + pages
-        for name, other in regions.near(start, end):
+        starts = regions.starts                          # Regions.near(), without its list
+        near = bisect_left(starts, (start - regions.widest, ""))
+        for i in range(near, bisect_left(starts, (end, ""), near)):
+            name = starts[i][1]
+            other = regions[name]
             first = other.start
             lo, hi = max(start, first), min(end, first + len(other.prot))
             if lo < hi and (other.prot[lo - first:hi - first] != UNMAPPED).any():
