@@ -88,15 +88,14 @@ def rmap_walk(m: Machine, fid: int, cost: WalkCost | None = None, early_exit: bo
     visits = misses = 0                                  # added to cost at the end
     for avc in av.tree:
         vma = avc.vma
-        first = index - vma.vm_pgoff                     # the folio's first page in vma
+        first, size = index - vma.vm_pgoff, vma.vm_end - vma.vm_start   # folio's page in vma
         # not an interval-tree overlap: [vm_pgoff, vma_last_pgoff()] misses the folio
-        if not full_tree and (first + nr <= 0 or first >= vma.vm_end - vma.vm_start):
+        if not full_tree and (first + nr <= 0 or first >= size):
             continue
         visits += 1
         if nr == 1:                  # folio_pages() of a small folio, inline: one entry
             pte = vma.pte
-            if pte is not None and 0 <= first < vma.vm_end - vma.vm_start \
-                    and pte.item(first) == fid:
+            if pte is not None and 0 <= first < size and pte.item(first) == fid:
                 found.append((vma.mm.pid, vma.vm_start + first))
             else:
                 misses += 1
