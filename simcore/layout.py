@@ -243,9 +243,10 @@ class Layout:
         starts = regions.starts                          # Regions.near(), without its list
         near = bisect_left(starts, (start - regions.widest, ""))
         for i in range(near, bisect_left(starts, (end, ""), near)):
-            name = starts[i][1]
+            first, name = starts[i]
             other = regions[name]
-            first = other.start
+            if first + len(other.prot) <= start:         # ends below (an after-chain)
+                continue
             lo, hi = max(start, first), min(end, first + len(other.prot))
             if lo < hi and (other.prot[lo - first:hi - first] != UNMAPPED).any():
                 raise TraceError(op.line, f"placement overlaps region {name!r}")

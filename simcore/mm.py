@@ -67,6 +67,11 @@ class MM:
         i = self._index(vma) + 1
         return self.vmas[i] if i < len(self.vmas) else None
 
+    def neighbours(self, vma: VMA) -> tuple[VMA | None, VMA | None]:
+        """(vma_prev(), vma_next()) with one lookup."""
+        i, vmas = self._index(vma), self.vmas
+        return vmas[i - 1] if i else None, vmas[i + 1] if i + 1 < len(vmas) else None
+
     def vmas_in_range(self, start: int, end: int) -> list[VMA]:
         """The VMAs for_each_vma_range() visits: those overlapping [start, end)."""
         # VMAs do not overlap, so their ends are sorted like their starts: those overlapping

@@ -169,13 +169,11 @@ def reusable_anon_vma(old: VMA, a: VMA, b: VMA) -> AnonVMA | None:
 
 def find_mergeable_anon_vma(vma: VMA) -> AnonVMA | None:
     """find_mergeable_anon_vma(): try the next VMA first, then the previous one."""
-    mm = vma.mm
-    nxt = mm.vma_lookup(vma.vm_end)
-    if nxt is not None:
+    prev, nxt = vma.mm.neighbours(vma)
+    if nxt is not None and nxt.vm_start == vma.vm_end:     # vma_lookup(vma->vm_end)
         av = reusable_anon_vma(nxt, vma, nxt)
         if av is not None:
             return av
-    prev = mm.vma_prev(vma)
     if prev is not None:
         return reusable_anon_vma(prev, prev, vma)
     return None
@@ -299,7 +297,7 @@ def vma_merge_existing_range(m: Machine, vma: VMA, start: int, end: int,
     left_side, right_side = start == vma.vm_start, end == vma.vm_end
     if not left_side and not right_side:
         return None
-    prev, nxt = mm.vma_prev(vma), mm.vma_next(vma)
+    prev, nxt = mm.neighbours(vma)
     pgoff = vma.vm_pgoff + (start - vma.vm_start)
     req = MergeReq(start, end, pgoff, flags, vma.vm_file, m.policy.vma_anon_vma(vma), vma, prev,
                    nxt)

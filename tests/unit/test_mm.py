@@ -33,6 +33,7 @@ def test_lookup_at_every_page() -> None:
     # find_vma_prev: the last VMA ending at or below addr
     assert "".join(names[mm.find_vma_prev(i)] for i in range(16)) == "...AAAAAABBBBBCC"
     assert (mm.vma_prev(a), mm.vma_prev(b), mm.vma_next(b), mm.vma_next(c)) == (None, a, c, None)
+    assert [mm.neighbours(v) for v in (a, b, c)] == [(None, b), (a, c), (b, None)]
 
 
 def test_vmas_in_range_overlapping_only() -> None:
