@@ -6,6 +6,7 @@ rmap walks reclaim made for them.  The sweep puts these in every row
 from __future__ import annotations
 
 from collections import Counter
+from itertools import islice
 from typing import TYPE_CHECKING, Iterable, Iterator
 
 from . import trace as T
@@ -40,23 +41,38 @@ class OpTally:
         self._pageout_pid: int | None = None
 
     def wrap(self, ops: Iterable[T.Op]) -> Iterator[T.Op]:
+        """ops, counted as they pass, a chunk at a time: types are counted in C, only munmaps
+        and madvises are looked at one by one (the workloads are open-loop generators, so
+        reading a few hundred ops ahead of the machine changes nothing)."""
+        it = iter(ops)
+        while chunk := list(islice(it, 256)):
+            self._count(chunk)
+            yield from chunk
+
+    def _count(self, chunk: list[T.Op]) -> None:
         n = self.n
-        for op in ops:
-            kind = _KIND.get(type(op))
-            if kind is not None:
-                n[kind] += 1
-                if kind == "ops_munmap" and (op.first or op.count is not None):
-                    n["ops_munmap_partial"] += 1
-            pid = None
+        types = Counter(map(type, chunk))
+        for t, k in types.items():
+            if t in _KIND:
+                n[_KIND[t]] += k
+        if T.Munmap in types:
+            n["ops_munmap_partial"] += sum(1 for op in chunk if type(op) is T.Munmap
+                                           and (op.first or op.count is not None))
+        if T.Madvise not in types:
+            self._pageout_pid = None
+            return
+        pid = self._pageout_pid
+        for op in chunk:
             if type(op) is T.Madvise:
                 if op.advice == "pageout":
-                    pid = op.pid
-                    if self._pageout_pid != pid:
+                    if pid != op.pid:
                         n["compactions"] += 1
-                elif op.advice == "dontneed":
+                    pid = op.pid
+                    continue
+                if op.advice == "dontneed":
                     n["ops_madvise_dontneed"] += 1
-            self._pageout_pid = pid
-            yield op
+            pid = None
+        self._pageout_pid = pid
 
 
 def counts(m: Machine, tally: OpTally) -> dict[str, int]:

@@ -42,9 +42,9 @@ class Region:
     def same(self) -> int | None:
         """The protection shared by every page, or None."""
         if self.uniform is None:
-            first = int(self.prot[0])
-            if first != UNMAPPED and (self.prot == first).all():
-                self.uniform = first
+            raw = self.prot.tobytes()     # regions are small: a bytes scan, not numpy calls
+            if raw[0] != UNMAPPED_BYTE and raw.count(raw[0]) == len(raw):
+                self.uniform = raw[0]     # a protection (0..15) is the same as a byte
         return self.uniform
 
     @property
@@ -56,12 +56,41 @@ class Region:
         return self.start + len(self.prot)
 
 
+# The layout's per-page checks and updates run on the bytes of the (int8) prot arrays: a
+# region has a few pages, where one numpy call costs more than the whole bytes operation.
+# Tables map the byte of a page's protection to the byte of a result (bytes.translate).
+UNMAPPED_BYTE = UNMAPPED & 0xFF
+
+
+def _table(fn) -> bytes:
+    """256-byte translate table: signed page protection -> fn(protection) as a byte."""
+    return bytes(fn(b - 256 if b > 127 else b) & 0xFF for b in range(256))
+
+
+# page -> 1 if mapped with MADV_DONTFORK
+_DONTCOPY_MAPPED = _table(lambda p: int(p != UNMAPPED and p & DONTCOPY != 0))
+# page -> 1 if it lacks PROT_READ / PROT_WRITE (touch permission check)
+_LACKS = {need: _table(lambda p, need=need: int(p & need == 0)) for need in (PROT_READ, PROT_WRITE)}
+# page -> its protection after mprotect(prot) (the DONTCOPY bit stays)
+_SET_PROT = {prot: _table(lambda p, prot=prot: (p & DONTCOPY) | prot) for prot in PROT.values()}
+# page -> after MADV_DONTFORK / MADV_DOFORK
+_FORK_ADVICE = {"dontfork": _table(lambda p: p | DONTCOPY), "dofork": _table(lambda p: p & ~DONTCOPY)}
+
+
+def _translated(prot: np.ndarray, first: int, count: int, table: bytes) -> np.ndarray:
+    """A new read-only prot array: pages [first, first + count) of `prot` mapped by table."""
+    raw = prot.tobytes()
+    end = first + count
+    return np.frombuffer(raw[:first] + raw[first:end].translate(table) + raw[end:], np.int8)
+
+
 def _frozen(prot: np.ndarray) -> np.ndarray:
     prot.flags.writeable = False
     return prot
 
 
 _CONST: dict[tuple[int, int], np.ndarray] = {}
+_dict_set = dict.__setitem__
 
 
 def const_prot(pages: int, prot: int) -> np.ndarray:
@@ -96,9 +125,9 @@ class Regions(dict):
         self._note_dontcopy(name, region)
 
     def _note_dontcopy(self, name: str, region: Region) -> None:
-        same, prot = region.same(), region.prot
+        same = region.same()
         if (same & DONTCOPY if same is not None else
-                ((prot & DONTCOPY != 0) & (prot != UNMAPPED)).any()):
+                1 in region.prot.tobytes().translate(_DONTCOPY_MAPPED)):
             self.dontcopy.add(name)
         else:
             self.dontcopy.discard(name)
@@ -115,7 +144,13 @@ class Regions(dict):
     def __delitem__(self, name: str) -> None:
         region = self[name]
         super().__delitem__(name)
-        self.starts.remove((region.start, name))
+        key = (region.start, name)
+        starts = self.starts                      # sorted: bisect, not list.remove()'s scan
+        i = bisect_left(starts, key)
+        if i < len(starts) and starts[i] == key:
+            del starts[i]
+        else:
+            starts.remove(key)                    # raises ValueError as before
         self.dontcopy.discard(name)
 
     def clear(self) -> None:
@@ -158,7 +193,10 @@ class Layout:
         return regions
 
     def _region(self, op: Op, name: str) -> Region:
-        region = self._proc(op).get(name)
+        regions = self.regions.get(op.pid)
+        if regions is None or op.pid in self.exited:
+            regions = self._proc(op)                         # raises
+        region = regions.get(name)
         if region is None:
             raise TraceError(op.line, f"unknown region {name!r} in pid {op.pid}")
         return region
@@ -177,7 +215,8 @@ class Layout:
         if first >= region.extent or count <= 0 or first + count > region.extent:
             raise TraceError(op.line, f"range first={first} count={op.count} is outside region "
                                       f"{op.region!r} ({region.extent} pages)")
-        if mapped and region.same() is None and (region.prot[first:first + count] == UNMAPPED).any():
+        if mapped and region.same() is None and \
+                UNMAPPED_BYTE in region.prot[first:first + count].tobytes():
             raise TraceError(op.line, f"range first={first} count={count} of region "
                                       f"{op.region!r} covers unmapped pages")
         return first, count
@@ -185,10 +224,10 @@ class Layout:
     def _place(self, op: Op, regions: dict[str, Region], after: str | None, pages: int) -> int:
         if after is None:
             return self._slot(pages, op.line)
-        anchor = self._region(op, after)
-        if anchor.prot[-1] == UNMAPPED:
+        anchor = regions.get(after) or self._region(op, after)   # the latter raises
+        if anchor.uniform is None and anchor.prot[-1] == UNMAPPED:
             raise TraceError(op.line, f"after={after!r}: the last page of {after!r} is not mapped")
-        start = anchor.end
+        start = anchor.start + len(anchor.prot)
         self._check_free(op, regions, start, pages)
         self._reserve(start + pages)
         return start
@@ -201,9 +240,15 @@ class Layout:
     @staticmethod
     def _check_free(op: Op, regions: Regions, start: int, pages: int) -> None:
         end = start + pages
-        for name, other in regions.near(start, end):
-            lo, hi = max(start, other.start), min(end, other.end)
-            if lo < hi and (other.prot[lo - other.start:hi - other.start] != UNMAPPED).any():
+        starts = regions.starts                          # Regions.near(), without its list
+        near = bisect_left(starts, (start - regions.widest, ""))
+        for i in range(near, bisect_left(starts, (end, ""), near)):
+            first, name = starts[i]
+            other = regions[name]
+            if first + len(other.prot) <= start:         # ends below (an after-chain)
+                continue
+            lo, hi = max(start, first), min(end, first + len(other.prot))
+            if lo < hi and (other.prot[lo - first:hi - first] != UNMAPPED).any():
                 raise TraceError(op.line, f"placement overlaps region {name!r}")
 
     def _new_name(self, op: Op, regions: dict[str, Region], name: str) -> None:
@@ -217,37 +262,51 @@ class Layout:
 
     # ---- operations ----------------------------------------------------
     def mmap(self, op: Mmap) -> Span:
-        regions = self._proc(op)
-        self._new_name(op, regions, op.region)
-        start = self._place(op, regions, op.after, op.pages)
-        dict.__setitem__(regions, op.region, Region(start, const_prot(op.pages, PROT[op.prot]),
-                                                     PROT[op.prot]))
-        insort(regions.starts, (start, op.region))   # Regions.__setitem__, no DONTCOPY pages
-        regions.widest = max(regions.widest, op.pages)
-        return Span(start, op.pages)
+        return Span(self.mmap_start(op), op.pages)
+
+    def mmap_start(self, op: Mmap) -> int:
+        """mmap() -> the first page only (the simulator's mmap path: no Span per op)."""
+        regions = self.regions.get(op.pid)
+        if regions is None or op.pid in self.exited:
+            self._proc(op)                                   # raises
+        name, pages = op.region, op.pages
+        if name in regions:
+            self._new_name(op, regions, name)                # raises
+        start = (self._slot(pages, op.line) if op.after is None else
+                 self._place(op, regions, op.after, pages))
+        prot = PROT[op.prot]
+        arr = _CONST.get((pages, prot))
+        if arr is None:
+            arr = const_prot(pages, prot)
+        _dict_set(regions, name, Region(start, arr, prot))
+        starts = regions.starts                  # Regions.__setitem__, no DONTCOPY pages
+        if not starts or starts[-1][0] < start:  # a fresh slot: above every region
+            starts.append((start, name))
+        else:
+            insort(starts, (start, name))
+        if pages > regions.widest:
+            regions.widest = pages
+        return start
 
     def access(self, op: Touch | Mprotect | Madvise | Mlock | Rmap) -> Span:
         """A ranged op over mapped pages (touch also checks permissions)."""
         region = self._region(op, op.region)
-        first, count = self._range(op, region, mapped=not isinstance(op, Rmap))
-        if isinstance(op, Touch):
+        kind = type(op)                                  # op types are final (no subclasses)
+        first, count = self._range(op, region, mapped=kind is not Rmap)
+        if kind is Touch:
             need = PROT_WRITE if op.write else PROT_READ
             same = region.same()
             if ((same & need) == 0) if same is not None else \
-                    ((region.prot[first:first + count] & need) == 0).any():
+                    1 in region.prot[first:first + count].tobytes().translate(_LACKS[need]):
                 what = "write to pages that are not writable" if op.write else \
                     "read of pages that are not readable"
                 raise TraceError(op.line, f"touch: {what} in region {op.region!r}")
-        elif isinstance(op, Mprotect):
-            prot = region.prot.copy()
-            part = prot[first:first + count]
-            part[:] = (part & DONTCOPY) | PROT[op.prot]
-            self.regions[op.pid].replace(op.region, prot)
-        elif isinstance(op, Madvise) and op.advice in ("dontfork", "dofork"):
-            prot = region.prot.copy()
-            part = prot[first:first + count]
-            part[:] = part | DONTCOPY if op.advice == "dontfork" else part & ~DONTCOPY
-            self.regions[op.pid].replace(op.region, prot)
+        elif kind is Mprotect:
+            self.regions[op.pid].replace(op.region, _translated(
+                region.prot, first, count, _SET_PROT[PROT[op.prot]]))
+        elif kind is Madvise and op.advice in _FORK_ADVICE:
+            self.regions[op.pid].replace(op.region, _translated(
+                region.prot, first, count, _FORK_ADVICE[op.advice]))
         return Span(region.start + first, count)
 
     def peek(self, op: MremapMove | MremapResize) -> Span:

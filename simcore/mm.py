@@ -1,7 +1,7 @@
 """struct mm_struct: one process address space, VMAs ordered by address (the maple tree)."""
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from typing import TYPE_CHECKING, Iterator
 
 from .errors import InvariantError, LayoutMismatch
@@ -67,19 +67,28 @@ class MM:
         i = self._index(vma) + 1
         return self.vmas[i] if i < len(self.vmas) else None
 
+    def neighbours(self, vma: VMA) -> tuple[VMA | None, VMA | None]:
+        """(vma_prev(), vma_next()) with one lookup."""
+        i, vmas = self._index(vma), self.vmas
+        return vmas[i - 1] if i else None, vmas[i + 1] if i + 1 < len(vmas) else None
+
     def vmas_in_range(self, start: int, end: int) -> list[VMA]:
         """The VMAs for_each_vma_range() visits: those overlapping [start, end)."""
-        i = max(bisect_right(self.starts, start) - 1, 0)
-        out = []
+        # VMAs do not overlap, so their ends are sorted like their starts: those overlapping
+        # [start, end) are the run ending below the first VMA that starts at or above end
         vmas = self.vmas
-        while i < len(vmas) and vmas[i].vm_start < end:
-            if vmas[i].vm_end > start:
-                out.append(vmas[i])
-            i += 1
-        return out
+        hi = lo = bisect_left(self.starts, end)
+        while lo and vmas[lo - 1].vm_end > start:
+            lo -= 1
+        return vmas[lo:hi]
 
     def insert(self, vma: VMA) -> None:
         """vma_link() / vma_iter_store(): the range must be free."""
+        vmas = self.vmas
+        if not vmas or vmas[-1].vm_end <= vma.vm_start:     # above every VMA: the last
+            vmas.append(vma)
+            self.starts.append(vma.vm_start)
+            return
         i = bisect_right(self.starts, vma.vm_start)
         if (i and self.vmas[i - 1].vm_end > vma.vm_start) or \
                 (i < len(self.vmas) and self.vmas[i].vm_start < vma.vm_end):
@@ -94,8 +103,13 @@ class MM:
         del self.starts[i]
 
     def reindex(self, vma: VMA) -> None:
-        """Call after vma.vm_start changed (split/merge keep the order)."""
-        i = self.vmas.index(vma)
+        """Call after vma.vm_start changed (split/merge keep the order): its entry in
+        starts is the one at or just before where the new start sorts."""
+        vmas, i = self.vmas, bisect_left(self.starts, vma.vm_start)
+        if not (i < len(vmas) and vmas[i] is vma):
+            i -= 1
+            if not (i >= 0 and vmas[i] is vma):
+                i = vmas.index(vma)
         self.starts[i] = vma.vm_start
 
 

@@ -25,27 +25,38 @@ def calc_vm_prot_bits(prot: int) -> int:
             | (VM_EXEC if prot & PROT_EXEC else 0))
 
 
+def mmap_vm_flags(prot: int, kind: str) -> int:
+    """do_mmap()'s vm_flags: calc_vm_prot_bits() | VM_MAY*, VM_SHARED | VM_MAYSHARE for a
+    shared mapping, VM_ACCOUNT for a private writable one (accountable_mapping())."""
+    flags = calc_vm_prot_bits(prot) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
+    if kind in ("shared_anon", "shared_file"):
+        flags |= VM_SHARED | VM_MAYSHARE
+    elif flags & VM_WRITE:
+        flags |= VM_ACCOUNT
+    return flags
+
+
+# (trace prot, trace kind) -> vm_flags of the mmap (looked up once per mmap op)
+MMAP_FLAGS = {(p, kind): mmap_vm_flags(PROT[p], kind) for p in T.PROTS for kind in T.KINDS}
+
+
 def do_mmap(m: Machine, op: T.Mmap) -> None:
     """do_mmap() -> mmap_region(): vm_flags from prot and kind, merge with a neighbour
     (vma_merge_new_range()) or a new VMA; MAP_POPULATE -> __mm_populate()."""
-    span = m.layout.mmap(op)
+    start = m.layout.mmap_start(op)
     mm = m.procs[op.pid]
-    flags = calc_vm_prot_bits(PROT[op.prot]) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
-    shared = op.kind in ("shared_anon", "shared_file")
-    if shared:
-        flags |= VM_SHARED | VM_MAYSHARE
-    elif flags & VM_WRITE:
-        flags |= VM_ACCOUNT                            # accountable_mapping()
-    if op.kind == "anon":
-        file, pgoff = None, span.start                 # do_mmap(): pgoff = addr >> PAGE_SHIFT
-    elif op.kind == "shared_anon":
+    kind = op.kind
+    if kind == "anon":
+        file, pgoff = None, start                      # do_mmap(): pgoff = addr >> PAGE_SHIFT
+    elif kind == "shared_anon":
         file, pgoff = File("dev/zero", shmem=True), 0  # shmem_zero_setup(): a file of its own
     else:
         file = mm.files.get(op.file)
         if file is None:
             file = mm.files[op.file] = File(op.file)
         pgoff = op.offset
-    mmap_region(m, mm, span.start, span.start + span.count, pgoff, flags, file, op.populate)
+    mmap_region(m, mm, start, start + op.pages, pgoff, MMAP_FLAGS[op.prot, kind], file,
+                op.populate)
 
 
 def mmap_region(m: Machine, mm: MM, start: int, end: int, pgoff: int, flags: int,
@@ -56,20 +67,28 @@ def mmap_region(m: Machine, mm: MM, start: int, end: int, pgoff: int, flags: int
     neighbour or gets a new VMA; only then are the old VMAs freed
     (vms_complete_munmap_vmas() -> remove_vma()), so the new VMA and the old ones are
     alive together for a moment."""
-    old = vms_gather_munmap_vmas(m, mm, start, end)
-    for vma in old:
-        zap_pte_range(m, vma, 0, vma.pages)
-        m.policy.remove_vma(m, vma)
-        mm.remove(vma)
-        m.policy.unlink_anon_vmas(m, vma)
-    if old:
-        free_pgtables(m, mm, start, end)
-    vma = vma_merge_new_range(m, mm, start, end, pgoff, flags, file)
-    if vma is None:
-        vma = vm_area_alloc(m, mm, start, end, pgoff, flags, file)
-        mm.insert(vma)
-    for gone in old:
-        vm_area_free(m, gone)
+    vmas = mm.vmas
+    if not vmas or vmas[-1].vm_end < start:
+        # Nothing at or above start (the common case, a fresh slot): no VMA to detach, no
+        # neighbour to merge with (none above, none whose end touches start); the new VMA
+        # is the last (mm.insert(), which would append it)
+        vmas.append(vm_area_alloc(m, mm, start, end, pgoff, flags, file))
+        mm.starts.append(start)
+    else:
+        old = vms_gather_munmap_vmas(m, mm, start, end)
+        for vma in old:
+            zap_pte_range(m, vma, 0, vma.pages)
+            m.policy.remove_vma(m, vma)
+            mm.remove(vma)
+            m.policy.unlink_anon_vmas(m, vma)
+        if old:
+            free_pgtables(m, mm, start, end)
+        vma = vma_merge_new_range(m, mm, start, end, pgoff, flags, file)
+        if vma is None:
+            vma = vm_area_alloc(m, mm, start, end, pgoff, flags, file)
+            mm.insert(vma)
+        for gone in old:
+            vm_area_free(m, gone)
     if populate:
         mm_populate(m, mm, start, end)
 

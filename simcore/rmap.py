@@ -40,11 +40,22 @@ class WalkCost:
 
 def maps_folio(vma, fid: int, index: int, nr: int) -> bool:
     """page_vma_mapped_walk() found something: vma maps some page of folio fid."""
-    if vma.pte is None:
-        return False
+    return bool(folio_pages(vma, fid, index, nr))
+
+
+def folio_pages(vma, fid: int, index: int, nr: int) -> list[int]:
+    """page_vma_mapped_walk(): the pages (addresses) at which vma maps folio fid, whose
+    first page has index `index` and which has nr pages."""
+    pte = vma.pte
+    if pte is None:
+        return []
     lo = index - vma.vm_pgoff
-    a, b = max(lo, 0), min(lo + nr, vma.pages)
-    return a < b and bool((vma.pte[a:b] == fid).any())
+    a, b = max(lo, 0), min(lo + nr, vma.vm_end - vma.vm_start)
+    if b - a == 1:                  # one entry to look at (a small folio): no numpy call
+        return [vma.vm_start + a] if pte.item(a) == fid else []
+    if a >= b:
+        return []
+    return (np.flatnonzero(pte[a:b] == fid) + (vma.vm_start + a)).tolist()
 
 
 # walk kind -> passes over the folio's rmap, each (stops once every mapping is found,
@@ -73,26 +84,37 @@ def rmap_walk(m: Machine, fid: int, cost: WalkCost | None = None, early_exit: bo
     av = m.anon_vmas[int(f.mapping[fid])]
     if cost is not None:
         cost.root_lock_read += 1                         # anon_vma_lock_read(root)
-        visited = cost.vmas_visited
     want = int(f.mapcount[fid])
+    visits = misses = 0                                  # added to cost at the end
     for avc in av.tree:
         vma = avc.vma
-        if not full_tree and (vma.vm_pgoff > index + nr - 1 or vma.last_pgoff < index):
-            continue                                     # not an interval-tree overlap
-        if cost is not None:
-            cost.avcs_visited += 1
-            cost.vmas_visited += 1
-        if maps_folio(vma, fid, index, nr):
-            lo = index - vma.vm_pgoff
-            hits = np.flatnonzero(vma.pte[max(lo, 0):min(lo + nr, vma.pages)] == fid)
-            found.extend((vma.mm.pid, vma.vm_start + max(lo, 0) + int(h)) for h in hits)
-            if early_exit and len(found) >= want:
-                break                                    # rwc->done(): all mappings handled
-        elif cost is not None:
-            cost.vmas_not_mapping += 1
+        first, size = index - vma.vm_pgoff, vma.vm_end - vma.vm_start   # folio's page in vma
+        # not an interval-tree overlap: [vm_pgoff, vma_last_pgoff()] misses the folio
+        if not full_tree and (first + nr <= 0 or first >= size):
+            continue
+        visits += 1
+        if nr == 1:                  # folio_pages() of a small folio, inline: one entry
+            pte = vma.pte
+            if pte is not None and 0 <= first < size and pte.item(first) == fid:
+                found.append((vma.mm.pid, vma.vm_start + first))
+            else:
+                misses += 1
+                continue
+        else:
+            pages = folio_pages(vma, fid, index, nr)
+            if not pages:
+                misses += 1
+                continue
+            pid = vma.mm.pid
+            found.extend((pid, page) for page in pages)
+        if early_exit and len(found) >= want:
+            break                                        # rwc->done(): all mappings handled
     if cost is not None:                                 # the read hold, for timemodel
+        cost.avcs_visited += visits
+        cost.vmas_visited += visits
+        cost.vmas_not_mapping += misses
         cost.ptes += len(found)
-        m.locks.read(av.root.id, cost.vmas_visited - visited, len(found))
+        m.locks.read(av.root.id, visits, len(found))
     return found
 
 

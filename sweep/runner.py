@@ -58,17 +58,21 @@ def simulate_cell(cfg: dict, sample_every: int = 0) -> dict[str, Any]:
                 pmd_pages=int(cfg["arch"]["pmd_pages"]), swap=bool(cfg["arch"].get("swap")))
     m.locks.set_weights(cfg["arch"])          # per-root lock hold ns with this profile's costs
     series: list[list[int]] = [[], [], []]
-    if sample_every:
-        def sample(machine: Machine, op: object) -> None:
-            if machine.ops_done % sample_every == 0:
-                for i in range(3):
-                    series[i].append(machine.slab.live[i])
-        m.observers.append(sample)
     import gc
     was_on = gc.isenabled()
     gc.disable()           # the model frees by refcount; cyclic GC passes over ~10^6 objects cost
     try:
-        m.run(ops)
+        if sample_every:   # the live objects after every sample_every-th op: run in chunks
+            ops = iter(ops)
+            while True:
+                before = m.ops_done
+                m.run(itertools.islice(ops, sample_every))
+                if m.ops_done - before < sample_every:
+                    break
+                for i in range(3):
+                    series[i].append(m.slab.live[i])
+        else:
+            m.run(ops)
     finally:
         if was_on:
             gc.enable()

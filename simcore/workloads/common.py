@@ -36,26 +36,33 @@ class Emitter:
 
     def __init__(self, rng: random.Random, pages: int) -> None:
         self.rng, self.pages, self.n = rng, pages, 0
+        # randint(1, pages) is randrange(1, pages + 1) = 1 + _randbelow(pages) (Lib/random.py):
+        # the same draws, without two Python frames per page count
+        self._below = rng._randbelow
 
     def _name(self, tag: str) -> str:
         self.n += 1
         return f"{tag}{self.n}"
 
     def _p(self) -> int:
-        return self.rng.randint(1, self.pages)
+        return 1 + self._below(self.pages)
 
     def library(self, pid: int, lib: str, bss: float) -> Iterator[T.Op]:
         """The loader's pattern: text and rodata, then .data written (relocations) with its
         relro head made read-only (one anon_vma, two VMAs), and often a written .bss."""
-        a, b, c, d = (self._name("L") for _ in range(4))
-        ra, rx, relro, data = self._p(), self._p(), self._p(), self._p()
-        yield T.Mmap(pid, a, ra, kind="file", prot="r", file=lib)
-        yield T.Mmap(pid, b, rx, kind="file", prot="rx", file=lib, offset=ra, after=a)
-        yield T.Mmap(pid, c, relro + data, kind="file", prot="rw", file=lib, offset=ra + rx, after=b)
+        n = self.n                          # four _name("L") and four _p(), inline
+        self.n = n + 4
+        a, b, c, d = f"L{n + 1}", f"L{n + 2}", f"L{n + 3}", f"L{n + 4}"
+        below, pages = self._below, self.pages
+        ra, rx, relro, data = 1 + below(pages), 1 + below(pages), 1 + below(pages), 1 + below(pages)
+        # Mmap fields by position: pid, region, pages, kind, prot, after, populate, file, offset
+        yield T.Mmap(pid, a, ra, "file", "r", None, False, lib)
+        yield T.Mmap(pid, b, rx, "file", "rx", a, False, lib, ra)
+        yield T.Mmap(pid, c, relro + data, "file", "rw", b, False, lib, ra + rx)
         yield T.Touch(pid, c)
         yield T.Mprotect(pid, c, "r", 0, relro)
         if self.rng.random() < bss:
-            yield T.Mmap(pid, d, self._p(), after=c)
+            yield T.Mmap(pid, d, 1 + below(pages), "anon", "rw", c)
             yield T.Touch(pid, d)
 
     def image(self, pid: int, img: Image, libs: list[str]) -> Iterator[T.Op]:
@@ -64,24 +71,25 @@ class Emitter:
                  + ["guard"] * img.guards + ["shared"] * img.shared)
         self.rng.shuffle(kinds)
         nlib = 0
+        Mmap, random, written = T.Mmap, self.rng.random, img.anon_written
         for kind in kinds:
             if kind == "lib":
                 yield from self.library(pid, libs[nlib % len(libs)], img.bss)
                 nlib += 1
             elif kind == "anon":
                 name = self._name("A")
-                yield T.Mmap(pid, name, self._p())
-                if self.rng.random() < img.anon_written:
+                yield Mmap(pid, name, self._p())
+                if random() < written:
                     yield T.Touch(pid, name)
             elif kind == "file":
                 name = self._name("F")
-                yield T.Mmap(pid, name, self._p(), kind="file", prot="rw",
-                             file=f"boot{self.rng.randrange(40)}.art", offset=self.rng.randrange(512))
+                yield Mmap(pid, name, self._p(), "file", "rw", None, False,
+                           f"boot{self.rng.randrange(40)}.art", self.rng.randrange(512))
                 yield T.Touch(pid, name)
             elif kind == "guard":
-                yield T.Mmap(pid, self._name("G"), self._p(), prot="none")
+                yield Mmap(pid, self._name("G"), self._p(), "anon", "none")
             else:
-                yield T.Mmap(pid, self._name("S"), self._p(), kind="shared_anon")
+                yield Mmap(pid, self._name("S"), self._p(), "shared_anon")
 
     def cow(self, pid: int, regions: list[str], fraction: float) -> Iterator[T.Op]:
         """A forked process writes some inherited anon regions again (COW)."""
@@ -111,27 +119,35 @@ def with_pressure(ops: Iterator[T.Op], cfg: Pressure, rng: random.Random) -> Ite
     phase costs a bisect, not a sort of every key."""
     written: dict[tuple[int, str], tuple[int, int]] = {}
     keys: list[tuple[int, str]] = []                   # sorted(written), kept incrementally
-    for n, op in enumerate(ops, 1):
+    every, pages = cfg.pressure_every, cfg.pressure_pages
+    Touch, Exit, Exec, Munmap, MremapMove = T.Touch, T.Exit, T.Exec, T.Munmap, T.MremapMove
+    n = 0
+    for op in ops:
         yield op
-        if isinstance(op, T.Touch) and op.write:        # a whole-region touch: its size is
-            count = min(op.count, cfg.pressure_pages) if op.count else 1   # not known here
-            key = (op.pid, op.region)
-            if key not in written:
-                insort(keys, key)
-            written[key] = (op.first, count)
-        elif isinstance(op, (T.Exit, T.Exec)):
+        t = type(op)                                    # op types are final (no subclasses)
+        if t is Touch:
+            if op.write:                                # a whole-region touch: its size is
+                count = min(op.count, pages) if op.count else 1   # not known here
+                key = (op.pid, op.region)
+                if key not in written:
+                    insort(keys, key)
+                written[key] = (op.first, count)
+        elif t is Exit or t is Exec:
             lo, hi = bisect_left(keys, (op.pid, "")), bisect_left(keys, (op.pid + 1, ""))
             for key in keys[lo:hi]:
                 del written[key]
             del keys[lo:hi]
-        elif isinstance(op, (T.Munmap, T.MremapMove)):      # the region is gone or cut
+        elif t is Munmap or t is MremapMove:            # the region is gone or cut
             key = (op.pid, op.region)
             if written.pop(key, None) is not None:
                 del keys[bisect_left(keys, key)]
-        if cfg.pressure_every and n % cfg.pressure_every == 0 and written:
-            pid, region = rng.choice(keys)
-            first, count = written[(pid, region)]
-            yield T.Rmap(pid, region, rng.choice(WALKS), first, count)
+        n += 1
+        if n == every:
+            n = 0
+            if written:
+                pid, region = rng.choice(keys)
+                first, count = written[(pid, region)]
+                yield T.Rmap(pid, region, rng.choice(WALKS), first, count)
 
 
 def pressured(body: Callable[..., Iterator[T.Op]] | None = None, *, own_walk_rng: bool = False):

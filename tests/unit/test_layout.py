@@ -77,3 +77,27 @@ def test_fork_exec_exit_and_dontfork() -> None:
     assert lt.alive() == [1]
     with pytest.raises(T.TraceError, match="pid 0 has exited"):
         lt.mmap(T.Mmap(0, "c", 1))
+
+
+def test_mprotect_and_fork_advice_rewrite_only_their_pages() -> None:
+    """The per-page updates and checks run on the bytes of the prot arrays: the results are
+    those of the int8 arithmetic (DONTCOPY kept by mprotect, unmapped pages untouched)."""
+    lt = lay()
+    lt.mmap(T.Mmap(0, "a", 6))
+    lt.munmap(T.Munmap(0, "a", 5, 1))
+    # rw rw rw rw rw ..   dontfork 1-2, mprotect r 2-3, dofork 2
+    lt.access(T.Madvise(0, "a", "dontfork", 1, 2))
+    lt.access(T.Mprotect(0, "a", "r", 2, 2))
+    region = lt.regions[0]["a"]
+    rw, r, dc = PROT["rw"], PROT["r"], 8
+    assert region.prot.tolist() == [rw, rw | dc, r | dc, r, rw, UNMAPPED]
+    assert "a" in lt.regions[0].dontcopy and region.same() is None
+    lt.access(T.Madvise(0, "a", "dofork", 1, 2))
+    assert lt.regions[0]["a"].prot.tolist() == [rw, rw, r, r, rw, UNMAPPED]
+    assert "a" not in lt.regions[0].dontcopy
+    assert not lt.regions[0]["a"].prot.flags.writeable          # regions are values
+    with pytest.raises(T.TraceError, match="write to pages that are not writable"):
+        lt.access(T.Touch(0, "a", 1, 2))
+    lt.access(T.Touch(0, "a", 2, 2, write=False))               # r pages: readable
+    lt.access(T.Mprotect(0, "a", "rw", 0, 5))
+    assert lt.regions[0]["a"].prot.tolist()[:5] == [rw] * 5

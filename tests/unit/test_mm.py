@@ -33,6 +33,7 @@ def test_lookup_at_every_page() -> None:
     # find_vma_prev: the last VMA ending at or below addr
     assert "".join(names[mm.find_vma_prev(i)] for i in range(16)) == "...AAAAAABBBBBCC"
     assert (mm.vma_prev(a), mm.vma_prev(b), mm.vma_next(b), mm.vma_next(c)) == (None, a, c, None)
+    assert [mm.neighbours(v) for v in (a, b, c)] == [(None, b), (a, c), (b, None)]
 
 
 def test_vmas_in_range_overlapping_only() -> None:
@@ -59,3 +60,30 @@ def test_insert_refuses_overlap_and_remove_keeps_order() -> None:
     assert mm.vmas == [a, x, c] and mm.starts == [0, 9, 12] and mm.vma_lookup(6) is None
     with pytest.raises(InvariantError):
         mm.remove(b)                              # not in the tree any more
+
+
+def test_reindex_after_start_moves_either_way() -> None:
+    mm, a, b, c = mm_abc()
+    # AAA..BBBB...CC..  -> AAA...BBB...CC..  B's start grows (a split gave its head away)
+    b.vm_start = 6
+    mm.reindex(b)
+    assert mm.starts == [0, 6, 12] and mm.vma_lookup(5) is None and mm.vma_lookup(6) is b
+    # AAA..BBBB...CC..  -> AAA.BBBBB...CC..  B extends down (a merge), then C down to 10
+    b.vm_start = 4
+    mm.reindex(b)
+    c.vm_start = 10
+    mm.reindex(c)
+    assert mm.starts == [0, 4, 10] and mm.vmas == [a, b, c]
+    assert "".join("ABC"[mm.vmas.index(v)] if v else "." for v in
+                   (mm.vma_lookup(i) for i in range(16))) == "AAA.BBBBB.CCCC.."
+
+
+def test_insert_above_every_vma_appends() -> None:
+    mm, a, b, c = mm_abc()
+    # AAA..BBBB...CC..D   D starts right at C's end, E far above
+    d, e = VMA(4, mm, 14, 16, 14, 0, None), VMA(5, mm, 40, 41, 40, 0, None)
+    mm.insert(d)
+    mm.insert(e)
+    assert mm.vmas == [a, b, c, d, e] and mm.starts == [0, 5, 12, 14, 40]
+    with pytest.raises(InvariantError, match="overlap"):
+        mm.insert(VMA(6, mm, 40, 42, 40, 0, None))

@@ -1,0 +1,44 @@
+"""simcore.workloads.common.Emitter draws region sizes as randint(1, pages) always did (it
+calls Random._randbelow directly, which randint reaches through randrange): the op streams
+of every seed stay the same."""
+from __future__ import annotations
+
+import random
+
+from simcore import trace as T
+from simcore.workloads.common import Emitter, Image
+
+
+def test_sizes_are_randint_draws() -> None:
+    for pages in (1, 2, 3, 8, 100):
+        em, ref = Emitter(random.Random(pages), pages), random.Random(pages)
+        assert [em._p() for _ in range(200)] == [ref.randint(1, pages) for _ in range(200)]
+
+
+def test_library_ops_and_draws() -> None:
+    """library(): four names, four sizes, then the .bss draw, in the order the stream had."""
+    em, ref = Emitter(random.Random(3), 4), random.Random(3)
+    ops = list(em.library(7, "lib.so", bss=1.0))
+    ra, rx, relro, data = (ref.randint(1, 4) for _ in range(4))
+    ref.random()
+    bss = ref.randint(1, 4)
+    assert ops == [
+        T.Mmap(7, "L1", ra, kind="file", prot="r", file="lib.so"),
+        T.Mmap(7, "L2", rx, kind="file", prot="rx", file="lib.so", offset=ra, after="L1"),
+        T.Mmap(7, "L3", relro + data, kind="file", prot="rw", file="lib.so", offset=ra + rx,
+               after="L2"),
+        T.Touch(7, "L3"), T.Mprotect(7, "L3", "r", 0, relro),
+        T.Mmap(7, "L4", bss, after="L3"), T.Touch(7, "L4")]
+    assert em.n == 4 and em.rng.random() == ref.random()
+
+
+def test_image_kinds() -> None:
+    em = Emitter(random.Random(1), 2)
+    ops = list(em.image(3, Image(libs=1, anon=2, anon_written=1.0, file_private=1, guards=1,
+                                 shared=1), ["x.so"]))
+    mmaps = [op for op in ops if isinstance(op, T.Mmap)]
+    kinds = sorted((op.region[0], op.kind, op.prot) for op in mmaps)
+    assert kinds[:2] == [("A", "anon", "rw"), ("A", "anon", "rw")]
+    assert ("F", "file", "rw") in kinds and ("G", "anon", "none") in kinds
+    assert ("S", "shared_anon", "rw") in kinds
+    assert [op.file for op in mmaps if op.region[0] == "F"][0].startswith("boot")
