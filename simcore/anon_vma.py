@@ -136,24 +136,52 @@ def anon_vma_clone(m: Machine, dst: VMA, src: VMA) -> None:
 
 
 def anon_vma_fork(m: Machine, vma: VMA, pvma: VMA) -> None:
-    """anon_vma_fork(): clone the parent's chain, then reuse or allocate the child's anon_vma."""
+    """anon_vma_fork(): clone the parent's chain, then reuse or allocate the child's anon_vma.
+    (anon_vma_clone(), anon_vma_alloc(), get_anon_vma() and anon_vma_chain_link() inline:
+    once per faulted VMA of every fork; the AVCs are counted together, nothing reads the
+    slab in between.)"""
     pav = pvma.anon_vma
     if pav is None:
         return
     vma.anon_vma = None
-    vma.chain = NO_CHAIN
-    anon_vma_clone(m, vma, pvma)
-    if vma.anon_vma is not None:
-        return
-    av = anon_vma_alloc(m)
+    chain = pvma.chain
+    links: list[AnonVMAChain] = []
+    n = len(chain)
+    locks = m.locks
+    if n:                                 # anon_vma_clone(): lock_anon_vma_root() once
+        m.root_lock_write += 1
+        locks.write(chain[0].anon_vma.root.id, n)
+        reuse = True
+        for pavc in chain:
+            av = pavc.anon_vma
+            avc = AnonVMAChain(vma, av)
+            links.append(avc)
+            av.tree[avc] = None
+            if reuse and av.num_children < 2 and av.num_active_vmas == 0:
+                vma.anon_vma = av
+                reuse = False
+        reused = vma.anon_vma
+        if reused is not None:
+            vma.chain = links
+            reused.num_active_vmas += 1
+            m.slab.alloc(AVC, n)
+            return
+    m.slab.alloc(ANON_VMA)                # anon_vma_alloc()
+    av = AnonVMA(m.new_id())
+    m.anon_vmas[av.id] = av
     av.num_active_vmas = 1
     av.root = root = pav.root
     av.parent = pav
-    get_anon_vma(root)
+    root.refcount += 1                    # get_anon_vma(root)
     pav.num_children += 1
     vma.anon_vma = av
-    lock_write(m, root, 1)                # anon_vma_lock_write(anon_vma) for the new link
-    anon_vma_chain_link(m, vma, av)
+    m.root_lock_write += 1                # anon_vma_lock_write(anon_vma) for the new link
+    locks.write(root.id, 1)
+    avc = AnonVMAChain(vma, av)           # anon_vma_chain_link()
+    links.append(avc)
+    av.tree[avc] = None
+    vma.chain = links
+    m.slab.alloc(AVC, n + 1)
 
 
 def unlink_anon_vmas(m: Machine, vma: VMA) -> None:
