@@ -109,6 +109,21 @@ def anon_vma_prepare(m: Machine, vma: VMA) -> None:
     lock_write(m, av.root, 1)             # anon_vma_lock_write(anon_vma->root)
 
 
+def _link_chain(dst: VMA, chain: list[AnonVMAChain], links: list[AnonVMAChain],
+                reuse: bool) -> None:
+    """anon_vma_chain_link() of dst into each anon_vma of chain, oldest first (the new AVCs
+    appended to links, not counted); reuse: dst.anon_vma becomes the first anon_vma with
+    ``num_children < 2 and num_active_vmas == 0`` (anon_vma_clone()'s reuse rule)."""
+    for pavc in chain:
+        av = pavc.anon_vma
+        avc = AnonVMAChain(dst, av)
+        links.append(avc)
+        av.tree[avc] = None
+        if reuse and av.num_children < 2 and av.num_active_vmas == 0:
+            dst.anon_vma = av
+            reuse = False
+
+
 def anon_vma_clone(m: Machine, dst: VMA, src: VMA) -> None:
     """anon_vma_clone(): link dst into every anon_vma of src's chain (oldest first).
 
@@ -120,15 +135,7 @@ def anon_vma_clone(m: Machine, dst: VMA, src: VMA) -> None:
     if chain:                             # lock_anon_vma_root(): once, one root per chain
         lock_write(m, chain[0].anon_vma.root, len(chain))
         links = dst.chain if dst.chain else []
-        reuse = dst.anon_vma is None and src.anon_vma is not None
-        for pavc in chain:
-            av = pavc.anon_vma
-            avc = AnonVMAChain(dst, av)
-            links.append(avc)
-            av.tree[avc] = None
-            if reuse and av.num_children < 2 and av.num_active_vmas == 0:
-                dst.anon_vma = av
-                reuse = False
+        _link_chain(dst, chain, links, dst.anon_vma is None and src.anon_vma is not None)
         dst.chain = links
         m.slab.alloc(AVC, len(chain))
     if dst.anon_vma is not None:
@@ -151,15 +158,7 @@ def anon_vma_fork(m: Machine, vma: VMA, pvma: VMA) -> None:
     if n:                                 # anon_vma_clone(): lock_anon_vma_root() once
         m.root_lock_write += 1
         locks.write(chain[0].anon_vma.root.id, n)
-        reuse = True
-        for pavc in chain:
-            av = pavc.anon_vma
-            avc = AnonVMAChain(vma, av)
-            links.append(avc)
-            av.tree[avc] = None
-            if reuse and av.num_children < 2 and av.num_active_vmas == 0:
-                vma.anon_vma = av
-                reuse = False
+        _link_chain(vma, chain, links, True)
         reused = vma.anon_vma
         if reused is not None:
             vma.chain = links
