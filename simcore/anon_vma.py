@@ -156,11 +156,11 @@ def anon_vma_fork(m: Machine, vma: VMA, pvma: VMA) -> None:
     n = len(chain)
     locks = m.locks
     if n:                                 # anon_vma_clone(): lock_anon_vma_root() once
-        m.root_lock_write += 1
-        locks.write(chain[0].anon_vma.root.id, n)
         _link_chain(vma, chain, links, True)
         reused = vma.anon_vma
         if reused is not None:
+            m.root_lock_write += 1
+            locks.write(chain[0].anon_vma.root.id, n)
             vma.chain = links
             reused.num_active_vmas += 1
             m.slab.alloc(AVC, n)
@@ -174,8 +174,12 @@ def anon_vma_fork(m: Machine, vma: VMA, pvma: VMA) -> None:
     root.refcount += 1                    # get_anon_vma(root)
     pav.num_children += 1
     vma.anon_vma = av
-    m.root_lock_write += 1                # anon_vma_lock_write(anon_vma) for the new link
-    locks.write(root.id, 1)
+    if n:                                 # the clone's lock, then anon_vma_lock_write(anon_vma)
+        m.root_lock_write += 2            # for the new link: one root (the chain's first AVC
+        locks.write_twice(root.id, n, 1)  # links the root)
+    else:
+        m.root_lock_write += 1
+        locks.write(root.id, 1)
     avc = AnonVMAChain(vma, av)           # anon_vma_chain_link()
     links.append(avc)
     av.tree[avc] = None
