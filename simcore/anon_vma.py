@@ -109,6 +109,21 @@ def anon_vma_prepare(m: Machine, vma: VMA) -> None:
     lock_write(m, av.root, 1)             # anon_vma_lock_write(anon_vma->root)
 
 
+def _link_chain(dst: VMA, chain: list[AnonVMAChain], links: list[AnonVMAChain],
+                reuse: bool) -> None:
+    """anon_vma_chain_link() of dst into each anon_vma of chain, oldest first (the new AVCs
+    appended to links, not counted); reuse: dst.anon_vma becomes the first anon_vma with
+    ``num_children < 2 and num_active_vmas == 0`` (anon_vma_clone()'s reuse rule)."""
+    for pavc in chain:
+        av = pavc.anon_vma
+        avc = AnonVMAChain(dst, av)
+        links.append(avc)
+        av.tree[avc] = None
+        if reuse and av.num_children < 2 and av.num_active_vmas == 0:
+            dst.anon_vma = av
+            reuse = False
+
+
 def anon_vma_clone(m: Machine, dst: VMA, src: VMA) -> None:
     """anon_vma_clone(): link dst into every anon_vma of src's chain (oldest first).
 
@@ -120,15 +135,7 @@ def anon_vma_clone(m: Machine, dst: VMA, src: VMA) -> None:
     if chain:                             # lock_anon_vma_root(): once, one root per chain
         lock_write(m, chain[0].anon_vma.root, len(chain))
         links = dst.chain if dst.chain else []
-        reuse = dst.anon_vma is None and src.anon_vma is not None
-        for pavc in chain:
-            av = pavc.anon_vma
-            avc = AnonVMAChain(dst, av)
-            links.append(avc)
-            av.tree[avc] = None
-            if reuse and av.num_children < 2 and av.num_active_vmas == 0:
-                dst.anon_vma = av
-                reuse = False
+        _link_chain(dst, chain, links, dst.anon_vma is None and src.anon_vma is not None)
         dst.chain = links
         m.slab.alloc(AVC, len(chain))
     if dst.anon_vma is not None:
@@ -136,24 +143,48 @@ def anon_vma_clone(m: Machine, dst: VMA, src: VMA) -> None:
 
 
 def anon_vma_fork(m: Machine, vma: VMA, pvma: VMA) -> None:
-    """anon_vma_fork(): clone the parent's chain, then reuse or allocate the child's anon_vma."""
+    """anon_vma_fork(): clone the parent's chain, then reuse or allocate the child's anon_vma.
+    (anon_vma_clone(), anon_vma_alloc(), get_anon_vma() and anon_vma_chain_link() inline:
+    once per faulted VMA of every fork; the AVCs are counted together, nothing reads the
+    slab in between.)"""
     pav = pvma.anon_vma
     if pav is None:
         return
     vma.anon_vma = None
-    vma.chain = NO_CHAIN
-    anon_vma_clone(m, vma, pvma)
-    if vma.anon_vma is not None:
-        return
-    av = anon_vma_alloc(m)
+    chain = pvma.chain
+    links: list[AnonVMAChain] = []
+    n = len(chain)
+    locks = m.locks
+    if n:                                 # anon_vma_clone(): lock_anon_vma_root() once
+        _link_chain(vma, chain, links, True)
+        reused = vma.anon_vma
+        if reused is not None:
+            m.root_lock_write += 1
+            locks.write(chain[0].anon_vma.root.id, n)
+            vma.chain = links
+            reused.num_active_vmas += 1
+            m.slab.alloc(AVC, n)
+            return
+    m.slab.alloc(ANON_VMA)                # anon_vma_alloc()
+    av = AnonVMA(m.new_id())
+    m.anon_vmas[av.id] = av
     av.num_active_vmas = 1
     av.root = root = pav.root
     av.parent = pav
-    get_anon_vma(root)
+    root.refcount += 1                    # get_anon_vma(root)
     pav.num_children += 1
     vma.anon_vma = av
-    lock_write(m, root, 1)                # anon_vma_lock_write(anon_vma) for the new link
-    anon_vma_chain_link(m, vma, av)
+    if n:                                 # the clone's lock, then anon_vma_lock_write(anon_vma)
+        m.root_lock_write += 2            # for the new link: one root (the chain's first AVC
+        locks.write_twice(root.id, n, 1)  # links the root)
+    else:
+        m.root_lock_write += 1
+        locks.write(root.id, 1)
+    avc = AnonVMAChain(vma, av)           # anon_vma_chain_link()
+    links.append(avc)
+    av.tree[avc] = None
+    vma.chain = links
+    m.slab.alloc(AVC, n + 1)
 
 
 def unlink_anon_vmas(m: Machine, vma: VMA) -> None:

@@ -8,7 +8,8 @@ from . import trace as T
 from .mm import MM, mm_alloc
 from .pagetable import copy_page_ranges
 from .slab import ANON_VMA, AVC, VMA as VMA_CACHE
-from .vma import VM_DONTCOPY, VM_LOCKED_MASK, VM_WIPEONFORK, VMA, vm_area_dup
+from .policy.base import Policy
+from .vma import VM_DONTCOPY, VM_LOCKED_MASK, VM_WIPEONFORK, VMA
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -46,38 +47,51 @@ def policy_fork_ns(f: ForkRecord, arch: Mapping) -> float:
                if f"fork_{k}_ns" in arch)
 
 
-def vma_needs_copy(m: Machine, dst: VMA, src: VMA) -> bool:
-    """vma_needs_copy(): page tables are copied only for VMAs with an anon_vma (no PFNMAP/uffd-wp
-    here); the child refaults everything else."""
-    return m.policy.vma_anon_vma(src) is not None
-
-
 def dup_mmap(m: Machine, parent: MM, child: MM) -> None:
-    """dup_mmap(): copy every VMA but VM_DONTCOPY; WIPEONFORK VMAs start empty; the page
-    tables of the VMAs that need them are copied together at the end (copy_page_ranges():
-    nothing in between reads them); then the policy links the two mms (the COW-context
-    PoC's dup_cow_context())."""
+    """dup_mmap(): copy every VMA but VM_DONTCOPY (vm_area_dup(), inline); WIPEONFORK VMAs
+    start empty; the page tables of the VMAs that need them are copied together at the end
+    (copy_page_ranges(): nothing in between reads them); then the policy links the two mms
+    (the COW-context PoC's dup_cow_context()).  Unless the policy's anon_vma_fork() may free
+    a VMA, the copies are counted in the slab once, at the end (nothing in between reads
+    or changes the VMA cache's counts); anon_vma_fork() is not called for a VMA that never
+    faulted where the policy says it does nothing (Policy.fork_skips_unfaulted)."""
     child.files = dict(parent.files)
-    anon_vma_fork = m.policy.anon_vma_fork
-    add_vma, add_start = child.vmas.append, child.starts.append
+    policy = m.policy
+    anon_vma_fork = policy.anon_vma_fork
+    skip = policy.fork_skips_unfaulted
+    direct = type(policy).vma_anon_vma is Policy.vma_anon_vma    # vma_anon_vma(): .anon_vma
+    each = policy.fork_frees_vmas()
+    slab, new_id = m.slab, m.new_id
+    vmas: list[VMA] = []
+    add_vma = vmas.append
     copy: list[tuple[VMA, VMA]] = []
     for mpnt in parent.vmas:
         flags = mpnt.vm_flags
         if flags & VM_DONTCOPY:
             continue
-        tmp = vm_area_dup(m, mpnt, child)
-        wipe = flags & VM_WIPEONFORK
-        if wipe:
-            tmp.anon_vma = None
-        else:
-            anon_vma_fork(m, tmp, mpnt)
-        tmp.vm_flags = flags & ~VM_LOCKED_MASK
+        if each:
+            slab.alloc(VMA_CACHE)
+        tmp = VMA(new_id(), child, mpnt.vm_start, mpnt.vm_end, mpnt.vm_pgoff, flags,
+                  mpnt.vm_file)
         add_vma(tmp)
-        add_start(tmp.vm_start)
-        if not wipe and vma_needs_copy(m, tmp, mpnt):
-            copy.append((tmp, mpnt))
+        if flags & VM_LOCKED_MASK:
+            tmp.vm_flags = flags & ~VM_LOCKED_MASK     # after anon_vma_fork() in the kernel;
+        #                                             nothing there reads the child's flags
+        pav = mpnt.anon_vma
+        if skip and pav is None and mpnt.priv is None and mpnt.pte is None and not mpnt.chain:
+            continue                                   # never faulted: nothing to fork
+        if flags & VM_WIPEONFORK:
+            continue                                   # starts empty: no anon_vma, no copy
+        tmp.anon_vma = pav                             # vm_area_dup() copies the pointer
+        anon_vma_fork(m, tmp, mpnt)
+        if (mpnt.anon_vma is not None) if direct else (policy.vma_anon_vma(mpnt) is not None):
+            copy.append((tmp, mpnt))                   # vma_needs_copy()
+    if not each and vmas:
+        slab.alloc(VMA_CACHE, len(vmas))
+    child.vmas.extend(vmas)
+    child.starts.extend([v.vm_start for v in vmas])
     copy_page_ranges(m, copy)
-    m.policy.mm_fork(m, parent, child)
+    policy.mm_fork(m, parent, child)
 
 
 def copy_mm(m: Machine, op: T.Fork) -> None:

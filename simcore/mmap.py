@@ -55,6 +55,13 @@ def do_mmap(m: Machine, op: T.Mmap) -> None:
         if file is None:
             file = mm.files[op.file] = File(op.file)
         pgoff = op.offset
+    vmas = mm.vmas
+    if not op.populate and (not vmas or vmas[-1].vm_end < start):
+        # mmap_region()'s fresh-slot case (most mmaps), without the call
+        vmas.append(vm_area_alloc(m, mm, start, start + op.pages, pgoff,
+                                  MMAP_FLAGS[op.prot, kind], file))
+        mm.starts.append(start)
+        return
     mmap_region(m, mm, start, start + op.pages, pgoff, MMAP_FLAGS[op.prot, kind], file,
                 op.populate)
 

@@ -68,17 +68,14 @@ def copy_page_ranges(m: Machine, pairs: list[tuple[VMA, VMA]]) -> None:
         return
     p = m.pmd_pages
     dst_mm, src_mm = pairs[0][0].mm, pairs[0][1].mm
-    want: set[int] = set()
-    with_pt = []
-    for dst, src in pairs:
-        lo, hi = src.vm_start // p, (src.vm_end - 1) // p
-        if lo == hi:
-            want.add(lo)
-        else:
-            want.update(range(lo, hi + 1))
-        if src.pte is not None:
-            with_pt.append((dst, src))
-    dst_mm.pt_pmds |= want & src_mm.pt_pmds         # the PTE tables that exist in the source
+    lo = np.array([src.vm_start for _, src in pairs]) // p
+    span = (np.array([src.vm_end for _, src in pairs]) - 1) // p - lo + 1   # PMDs of each
+    if span.max() > 1:                              # every PMD of each range, in one array
+        ends = np.cumsum(span)
+        lo = np.repeat(lo - (ends - span), span) + np.arange(int(ends[-1]))
+    # the PTE tables that exist in the source
+    dst_mm.pt_pmds |= src_mm.pt_pmds.intersection(lo.tolist())
+    with_pt = [(dst, src) for dst, src in pairs if src.pte is not None]
     if not with_pt:
         return
     if len(with_pt) == 1:

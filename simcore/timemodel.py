@@ -78,6 +78,14 @@ class RootLocks:
         self.write_items += items
         self._root(ident)[0] += self.w_item * items
 
+    def write_twice(self, ident: int, items: int, then: int) -> None:
+        """write(ident, items) and then write(ident, then) (anon_vma_fork(): the clone's
+        lock and the new link's), with one lookup of the root."""
+        self.write_items += items + then
+        slot = self._root(ident)
+        slot[0] += self.w_item * items
+        slot[0] += self.w_item * then
+
     def read(self, ident: int, vmas: int, ptes: int) -> None:
         """anon_vma_lock_read(root) for an rmap walk visiting vmas and finding ptes."""
         self.read_vmas += vmas

@@ -73,26 +73,28 @@ def simulate_cell(cfg: dict, sample_every: int = 0) -> dict[str, Any]:
                     series[i].append(m.slab.live[i])
         else:
             m.run(ops)
+        counts = m.counts()
+        counts.update(activity.counts(m, tally))             # merges, munmaps, exits, compactions
+        ints, floats = metric_columns(plugins_of(cfg))
+        out: dict[str, Any] = {k: int(counts.get(k, 0)) for k in ints if k != "forks"}
+        out.update(dict.fromkeys(floats, 0.0))      # other policies' caches: 0 KB, not null
+        for key in WALK_KEYS:
+            out[f"rmap_{key}"] = sum(getattr(c, key) for c in m.walk_costs.values())
+        for key in m.policy.walk_counters:
+            out[f"rmap_{key}"] = sum(c.extra[key] for c in m.walk_costs.values())
+        out.update(slab_metrics(counts, cfg["arch"], cfg["policy"]["name"], m.policy.caches))
+        fork_ns = fork_cost(m.forks, cfg["arch"])
+        out.update(forks=len(fork_ns), fork_ns_predicted=float(sum(fork_ns)), fork_ns=fork_ns)
+        out.update(fork_metrics(m.forks, m.policy.fork_counters))
+        out.update(time_metrics(m, cfg["arch"]))
+        for i, cache in enumerate(CACHES):
+            out[f"{cache}_series"] = series[i]
+        m.release()          # break the model's cycles: freed now (sweep.workermem trims the heap)
     finally:
+        # after release(): the run's objects are freed already; re-enabled before it, the
+        # first collection would scan them all (~0.4 s per android cell)
         if was_on:
             gc.enable()
-    counts = m.counts()
-    counts.update(activity.counts(m, tally))             # merges, munmaps, exits, compactions
-    ints, floats = metric_columns(plugins_of(cfg))
-    out: dict[str, Any] = {k: int(counts.get(k, 0)) for k in ints if k != "forks"}
-    out.update(dict.fromkeys(floats, 0.0))      # other policies' caches: 0 KB, not null
-    for key in WALK_KEYS:
-        out[f"rmap_{key}"] = sum(getattr(c, key) for c in m.walk_costs.values())
-    for key in m.policy.walk_counters:
-        out[f"rmap_{key}"] = sum(c.extra[key] for c in m.walk_costs.values())
-    out.update(slab_metrics(counts, cfg["arch"], cfg["policy"]["name"], m.policy.caches))
-    fork_ns = fork_cost(m.forks, cfg["arch"])
-    out.update(forks=len(fork_ns), fork_ns_predicted=float(sum(fork_ns)), fork_ns=fork_ns)
-    out.update(fork_metrics(m.forks, m.policy.fork_counters))
-    out.update(time_metrics(m, cfg["arch"]))
-    for i, cache in enumerate(CACHES):
-        out[f"{cache}_series"] = series[i]
-    m.release()          # break the model's cycles: freed now (sweep.workermem trims the heap)
     return out
 
 

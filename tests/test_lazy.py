@@ -66,6 +66,17 @@ def test_a_vma_pinned_by_folios_outlives_its_unmapping():
     check_no_leaks(m)
 
 
+def test_a_fork_that_frees_a_pinned_vma_counts_each_copy_before_it():
+    # the fork upgrades the lower piece: its folios leave the detached VMA, which is freed
+    # inside dup_mmap(), after the piece's copy was allocated (peak 3, not 2)
+    m = sim(mmap(), touch(), {"op": "munmap", "pid": 0, "region": "a", "first": 4, "count": 4})
+    allocs = m.slab.allocs[0]
+    assert (m.slab.live[0], m.slab.peak[0], m.policy.pinned_vmas()) == (2, 2, 1)
+    m.run([trace.Fork(0, 1)])
+    assert (m.slab.live[0], m.slab.peak[0], m.policy.pinned_vmas()) == (2, 3, 0)
+    assert m.slab.allocs[0] == allocs + 1 and m.forks[-1].vmas == 1
+
+
 def test_lazy_walks_take_no_lock():
     m = sim(mmap(), touch(), {"op": "rmap", "pid": 0, "region": "a"})
     cost = m.walk_costs["reclaim"]

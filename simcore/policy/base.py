@@ -45,6 +45,10 @@ class Policy(ABC):
     # change no folio and no page-table entry, so the COW faults of a run of write touches
     # may allocate their folios together (fault.CowBatch, Machine.run without checks)
     batch_cow_faults = False
+    # True: anon_vma_fork() of a VMA with no anon_vma, no chain, no priv and no page table
+    # does nothing (the child's copy keeps vm_area_dup()'s NULL anon_vma), so dup_mmap()
+    # skips the call for such a VMA
+    fork_skips_unfaulted = False
 
     def __init__(self, **variant: object) -> None:
         if variant:
@@ -192,6 +196,12 @@ class Policy(ABC):
         """Running totals of fork_counters, in that order: copy_mm() records each fork's
         difference (from before mm_init() of the child to the end of dup_mmap())."""
         return ()
+
+    def fork_frees_vmas(self) -> bool:
+        """Can anon_vma_fork() free a vm_area_struct now (the last reference of one kept
+        alive outside every mm)?  False: dup_mmap() counts the VMAs it copies in the slab
+        once, at the end (the same live, peak and allocated counts)."""
+        return False
 
     def upgrade_ptes(self) -> int:
         """Page-table entries the design's own scans have visited so far (a lazy design's

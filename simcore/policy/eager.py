@@ -20,6 +20,7 @@ class Eager(Policy):
     """The exact mainline model."""
     name = "eager"
     batch_cow_faults = True     # anon_fault() of a VMA with an anon_vma only reads it
+    fork_skips_unfaulted = True  # anon_vma_fork(): nothing without the parent's anon_vma
 
     def anon_fault(self, m: Machine, vma: VMA, fault: str) -> tuple[int, int]:
         av.anon_vma_prepare(m, vma)                         # vmf_anon_prepare()

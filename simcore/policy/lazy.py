@@ -387,6 +387,9 @@ class Lazy(Eager):
             cost.vmas_not_mapping += 1
         return found
 
+    def fork_frees_vmas(self) -> bool:
+        return bool(self.detached)       # an upgrade may drop a detached VMA's last pin
+
     def upgrade_ptes(self) -> int:
         return self.counters["lazy_upgrade_ptes"]
 
