@@ -3,8 +3,10 @@
 A VMA's chain is kept oldest-first (``vma.chain[0]`` links the root); the
 kernel's ``same_vma`` list is newest-first, so kernel loops "in list order"
 are ``reversed(vma.chain)`` here.  An anon_vma's interval tree is an
-insertion-ordered dict of its AVCs; the key of an AVC is its VMA's current
-pgoff range, read at walk time (``rmap.py``).
+insertion-ordered list of its AVCs while it holds at most TREE_LIST_MAX (most anon_vmas
+link one or two AVCs, and a list of one costs a third of a dict of one), then an
+insertion-ordered dict (unlinking from a long list would scan it); the key of an AVC is
+its VMA's current pgoff range, read at walk time (``rmap.py``).
 """
 from __future__ import annotations
 
@@ -20,6 +22,9 @@ if TYPE_CHECKING:
     from .vma import VMA
 
 
+TREE_LIST_MAX = 16          # an anon_vma's tree: a list up to this many AVCs, then a dict
+
+
 class AnonVMA:
     """struct anon_vma (include/linux/rmap.h)."""
     __slots__ = ("id", "root", "parent", "refcount", "num_children", "num_active_vmas", "tree",
@@ -32,7 +37,7 @@ class AnonVMA:
         self.refcount = 1
         self.num_children = 0
         self.num_active_vmas = 0
-        self.tree: dict[AnonVMAChain, None] = {}
+        self.tree: list[AnonVMAChain] | dict[AnonVMAChain, None] = []
         self.freed = False
 
     def __repr__(self) -> str:
@@ -77,7 +82,18 @@ def anon_vma_chain_link(m: Machine, vma: VMA, av: AnonVMA) -> None:
         vma.chain.append(avc)
     else:
         vma.chain = [avc]             # NO_CHAIN or an emptied list: a list of its own
-    av.tree[avc] = None
+    _tree_add(av, avc)
+
+
+def _tree_add(av: AnonVMA, avc: AnonVMAChain) -> None:
+    """anon_vma_interval_tree_insert(): avc last in av's tree (a dict once the list is long)."""
+    tree = av.tree
+    if tree.__class__ is list:
+        tree.append(avc)
+        if len(tree) > TREE_LIST_MAX:
+            av.tree = dict.fromkeys(tree)
+    else:
+        tree[avc] = None
 
 
 def get_anon_vma(av: AnonVMA) -> None:
@@ -118,7 +134,13 @@ def _link_chain(dst: VMA, chain: list[AnonVMAChain], links: list[AnonVMAChain],
         av = pavc.anon_vma
         avc = AnonVMAChain(dst, av)
         links.append(avc)
-        av.tree[avc] = None
+        tree = av.tree                # _tree_add(), inline (~10^5 links per fork burst)
+        if tree.__class__ is not list:
+            tree[avc] = None
+        elif len(tree) < TREE_LIST_MAX:
+            tree.append(avc)
+        else:
+            _tree_add(av, avc)
         if reuse and av.num_children < 2 and av.num_active_vmas == 0:
             dst.anon_vma = av
             reuse = False
@@ -182,7 +204,7 @@ def anon_vma_fork(m: Machine, vma: VMA, pvma: VMA) -> None:
         locks.write(root.id, 1)
     avc = AnonVMAChain(vma, av)           # anon_vma_chain_link()
     links.append(avc)
-    av.tree[avc] = None
+    av.tree.append(avc)                   # a new anon_vma: its tree is an empty list
     vma.chain = links
     m.slab.alloc(AVC, n + 1)
 
@@ -196,7 +218,10 @@ def unlink_anon_vmas(m: Machine, vma: VMA) -> None:
         for avc in reversed(chain):                 # kernel list order: newest first
             av = avc.anon_vma
             tree = av.tree
-            del tree[avc]
+            if tree.__class__ is list:
+                tree.remove(avc)          # AVCs compare by identity
+            else:
+                del tree[avc]
             if not tree:
                 av.parent.num_children -= 1
                 emptied.append(av)

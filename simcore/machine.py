@@ -128,7 +128,7 @@ class Machine:
             mm.vmas, mm.starts, mm.priv = [], [], None
         for av in self.anon_vmas.values():
             av.root = av.parent = None
-            av.tree = {}
+            av.tree = []
         self.folios.on_free = None
         self.procs, self.anon_vmas, self.observers = {}, {}, []
 

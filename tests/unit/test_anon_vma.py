@@ -90,3 +90,36 @@ def test_unlink_frees_an_anon_vma_when_its_tree_empties() -> None:
     step(m, T.Exit(1))
     assert counts(m) == (0, 0, 0, 0)
     assert av1.freed and not m.anon_vmas
+
+
+def test_unlink_from_the_middle_keeps_the_tree_in_link_order() -> None:
+    m = machine()
+    # P(AV1) -> C1, C2, C3: AV1's tree holds P's AVC, then one per child, in fork order
+    step(m, T.Mmap(0, "a", 4), T.Touch(0, "a"), T.Fork(0, 1), T.Fork(0, 2), T.Fork(0, 3))
+    av1 = m.procs[0].vmas[0].anon_vma
+    assert [avc.vma.mm.pid for avc in av1.tree] == [0, 1, 2, 3]
+    assert counts(m) == (4, 4, 7, 4)
+    # C2 exits: only its AVC leaves AV1's tree, the others keep their order (rmap walks
+    # visit the tree in that order)
+    step(m, T.Exit(2))
+    assert [avc.vma.mm.pid for avc in av1.tree] == [0, 1, 3]
+    assert counts(m) == (3, 3, 5, 4)
+    # P exits, then C1: C3's AVC is the last one left
+    step(m, T.Exit(0), T.Exit(1))
+    assert [avc.vma.mm.pid for avc in av1.tree] == [3]
+    assert not av1.freed and counts(m) == (1, 2, 2, 4)
+
+
+def test_a_tree_past_tree_list_max_keeps_its_link_order() -> None:
+    from simcore.anon_vma import TREE_LIST_MAX
+    m = machine()
+    # P(AV1) -> C1 .. Cn, n = TREE_LIST_MAX + 2: AV1's tree outgrows its list
+    n = TREE_LIST_MAX + 2
+    step(m, T.Mmap(0, "a", 4), T.Touch(0, "a"), *(T.Fork(0, c) for c in range(1, n + 1)))
+    av1 = m.procs[0].vmas[0].anon_vma
+    assert [avc.vma.mm.pid for avc in av1.tree] == list(range(n + 1))
+    assert counts(m) == (n + 1, n + 1, 2 * n + 1, 4)
+    # C2 and the last child exit: their AVCs leave, the rest keep their order
+    step(m, T.Exit(2), T.Exit(n))
+    assert [avc.vma.mm.pid for avc in av1.tree] == [0, 1, *range(3, n)]
+    assert counts(m) == (n - 1, n - 1, 2 * n - 3, 4)
