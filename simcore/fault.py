@@ -1,13 +1,12 @@
 """Page faults and population (mm/memory.c, mm/huge_memory.c, mm/gup.c)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import trace as T
 from .mm import MM, for_each_vma_range
-from .errors import InvariantError
 from .policy.base import FAULT_COW, FAULT_NEW, FAULT_PREPARE
 from .pagetable import pmd_range, split_huge_pmd
 from .slab import AVC
@@ -333,37 +332,3 @@ class CowBatch:
             added(m, v, kind, b - a)
             a = b
         folios.put(old)
-
-
-def run_batched(m: Machine, ops: Iterable[T.Op]) -> None:
-    """Machine.run() without checks and observers: runs of write touches go through
-    CowBatch, every other operation straight to its kernel function (Machine.run()'s
-    direct loop: machine.DISPATCH, ops_done counted, an InvariantError gets its op)."""
-    from .machine import DISPATCH, _attach     # machine.py imports this module
-    if not m.policy.batch_cow_faults:
-        for op in ops:
-            m.apply(op)
-        return
-    batch = CowBatch(m)
-    add, touch, dispatch = batch.add, T.Touch, DISPATCH
-    done = 0
-    try:
-        for op in ops:
-            if op.__class__ is touch and add(op):
-                continue
-            if batch.queue:
-                batch.flush()
-            try:
-                dispatch[op.__class__](m, op)
-            except InvariantError as exc:
-                _attach(exc, op)
-                raise
-            done += 1
-    except BaseException:
-        # `ops` itself raised (a bad trace line): the touches queued before it are done, as
-        # one after another; elsewhere the queue is empty (flush() empties it first)
-        batch.flush()
-        raise
-    finally:
-        m.ops_done += done
-    batch.flush()

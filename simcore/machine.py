@@ -13,7 +13,7 @@ from typing import Callable, Iterable
 from . import trace as T
 from .check import check_machine
 from .errors import InvariantError
-from .fault import do_user_addr_fault, run_batched
+from .fault import CowBatch, do_user_addr_fault
 from .folio import FolioTable
 from .fork import ForkRecord, copy_mm
 from .layout import Layout
@@ -79,25 +79,37 @@ class Machine:
     def run(self, ops: Iterable[T.Op]) -> Machine:
         """apply() each op.  Without checked mode and observers the loop dispatches itself
         (the same steps as apply(), without a call per op: the android cells apply ~10^5-10^6
-        ops), and a policy that allows it takes runs of write touches together
-        (fault.run_batched)."""
+        ops), and a policy that allows it takes runs of write touches together."""
         if self.check or self.observers:
             for op in ops:
                 self.apply(op)
             return self
-        if self.policy.batch_cow_faults:
-            run_batched(self, ops)
-            return self
-        dispatch, done = DISPATCH, 0
+        # a policy that allows it takes runs of write touches as one COW pass (fault.CowBatch)
+        batch = CowBatch(self) if self.policy.batch_cow_faults else None
+        touch, dispatch, done = T.Touch, DISPATCH, 0
         try:
             for op in ops:
-                dispatch[type(op)](self, op)
+                if batch is not None:
+                    if op.__class__ is touch and batch.add(op):
+                        continue
+                    if batch.queue:
+                        batch.flush()
+                try:
+                    dispatch[op.__class__](self, op)
+                except InvariantError as exc:
+                    _attach(exc, op)
+                    raise
                 done += 1
-        except InvariantError as exc:
-            _attach(exc, op)
+        except BaseException:
+            # `ops` itself raised (a bad trace line): the touches queued before it are done,
+            # as one after another; elsewhere the queue is empty (flush() empties it first)
+            if batch is not None:
+                batch.flush()
             raise
         finally:
             self.ops_done += done
+        if batch is not None:
+            batch.flush()
         return self
 
     def apply(self, op: T.Op) -> None:
