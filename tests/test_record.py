@@ -571,11 +571,17 @@ def test_record_then_replay_matches_the_kernel(tmp_path, argv):
     out = tmp_path / "r.rec"
     record(out, argv)
     table = validate(out)
-    order = trace2.load(out)[2]["summary"]["peak_in_op_order"]   # for the message
+    order = trace2.load(out)[2]["summary"]["peak_in_op_order"]
     for cache, row in table.items():
-        for what in ("allocs", "peak", "final"):
+        for what in ("allocs", "final"):
             k, s = row[f"kernel_{what}"], row[f"sim_{what}"]
             assert abs(s - k) <= 0.01 * k, (cache, what, table, order)
+        # A replay carries the operations out one after another: its peak is the kernel's
+        # with the operations in file order (each with its own allocations and frees).  That
+        # differs from the kernel's own peak only where the kmem events of two operations
+        # running at once on two CPUs interleaved (pipeline stages on an idle machine: seen
+        # 64 in op order against 61), which no one-after-another replay can give.
+        assert row["sim_peak"] == order[cache], (cache, table, order)
     assert table["vm_area_struct"]["kernel_peak"] >= 10
 
 
