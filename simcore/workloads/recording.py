@@ -7,31 +7,22 @@ from typing import Iterator
 
 from ..registry import register_workload
 from ..replay import RecordedOp, RecordedWalk, recorded_ops
-from .common import WALKS
+from .common import WALKS, Pressure
 from .tracefile import TraceWorkload
 
 
 @dataclass
-class RecordingWorkload(TraceWorkload):
-    """One recording; ``path`` may be a glob (``tests/recordings/*.rec``): the sweep
-    config expands it into a ``workload.path`` axis, one cell per file (sorted).  The
-    file's content is part of the cell id (sweep.grid.INPUT_KEYS)."""
+class RecordingWorkload(TraceWorkload, Pressure):
+    """One recording, with the generators' memory-pressure walks mixed in (Pressure: a
+    recording has none, the program ran without memory pressure; ``pressure_every`` 0 turns
+    them off).  ``path`` may be a glob (``tests/recordings/*.rec``): the sweep config expands
+    it into a ``workload.path`` axis, one cell per file (sorted).  The file's content is part
+    of the cell id (sweep.grid.INPUT_KEYS)."""
     name: str = field(default="recording", metadata={
         "source": "n/a", "range": None, "ref": "the workload's registered name"})
     path: str = field(default="", metadata={
         "source": "measured", "range": None,
         "ref": "a recording of a real program on this kernel (sweep record)"})
-    # A recording has no rmap walks (the program ran without memory pressure); these add
-    # them as the generators' Pressure does (simcore/workloads/common.py), with its
-    # defaults, so the walk cost of a policy shows on real programs too.  0: none.
-    pressure_every: int = field(default=50, metadata={
-        "source": "assumed", "range": (0, 1000),
-        "ref": "one rmap walk phase (reclaim, migrate or idle) every 50 recorded operations, "
-               "as the generators' Pressure.pressure_every default"})
-    pressure_pages: int = field(default=4, metadata={
-        "source": "assumed", "range": (1, 512),
-        "ref": "pages walked per phase from a page the program wrote, as the generators' "
-               "Pressure.pressure_pages default"})
 
 
 @register_workload(RecordingWorkload)
