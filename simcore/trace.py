@@ -13,7 +13,7 @@ gap there is ``EFAULT``).  Traces valid under version 1 are unchanged by this.
 from __future__ import annotations
 
 import json
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Union
 
@@ -36,26 +36,12 @@ class TraceError(ValueError):
 
 
 def _op(cls: type) -> type:
-    """@dataclass(slots=True, frozen=True) (immutable, hashable, compared by value) whose
-    __init__ stores each argument through its slot's descriptor: the frozen dataclass's own
-    __init__ goes through object.__setattr__ per field, twice as slow (the android
-    workloads make ~10^5-10^6 ops per cell)."""
-    cls = dataclass(slots=True, frozen=True)(cls)
-    ns: dict = {}
-    params, body = [], []
-    for j, f in enumerate(fields(cls)):
-        ns[f"s{j}"] = cls.__dict__[f.name].__set__          # the slot's descriptor
-        if f.default is MISSING:
-            params.append(f.name)
-        else:
-            ns[f"d{j}"] = f.default
-            params.append(f"{f.name}=d{j}")
-        body.append(f"    s{j}(self, {f.name})")
-    exec(f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body), ns)
-    init = ns["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    cls.__init__ = init
-    return cls
+    """@dataclass(slots=True), compared and hashed by value.  Not frozen: a frozen
+    dataclass's __init__ sets each field through object.__setattr__ (or a slot descriptor's
+    __set__), three times the cost of the plain one (the android workloads make ~10^5-10^6
+    ops per cell).  Ops are values all the same: nothing assigns to an op's field (a
+    changed op is a new one: dataclasses.replace)."""
+    return dataclass(slots=True, unsafe_hash=True)(cls)
 
 
 @_op

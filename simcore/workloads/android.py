@@ -154,90 +154,86 @@ class AndroidApps(AndroidBoot):
                                    "compacted app back (its anonymous memory written: swap-in)")
 
 
-def _zygote(em: Emitter, cfg: AndroidBoot) -> Iterator[T.Op]:
-    """init (pid 0) maps its image and starts zygote64 (pid 1) by fork + exec."""
+def _zygote(em: Emitter, cfg: AndroidBoot) -> tuple[list[T.Op], list[str]]:
+    """init (pid 0) maps its image and starts zygote64 (pid 1) by fork + exec.
+    -> the ops, zygote64's written anonymous regions (what its children inherit)."""
     img = Image(cfg.init_libs, 20, 0.5, 0, 10, 2)
-    yield from em.image(0, img, [f"/system/lib64/i{i}.so" for i in range(cfg.init_libs)])
-    yield T.Fork(0, 1)
-    yield T.Exec(1)
+    ops = [*em.image(0, img, [f"/system/lib64/i{i}.so" for i in range(cfg.init_libs)])]
+    ops += (T.Fork(0, 1), T.Exec(1))
     img = Image(cfg.zygote_libs, cfg.zygote_anon, cfg.zygote_anon_written, cfg.zygote_file_private,
                 cfg.zygote_guards, cfg.zygote_shared)
-    yield from em.image(1, img, [f"/system/lib64/z{i}.so" for i in range(cfg.zygote_libs)])
+    written: list[str] = []
+    ops += em.image(1, img, [f"/system/lib64/z{i}.so" for i in range(cfg.zygote_libs)], written)
+    return ops, written
 
 
 def _app(em: Emitter, cfg: AndroidBoot, parent: int, pid: int, inherited: list[str],
-         tag: str, extra: int = 1, life: Life | None = None) -> Iterator[T.Op]:
+         tag: str, extra: int = 1, life: Life | None = None) -> list[T.Op]:
     """A zygote child specialises: writes inherited pages and maps the app's own image;
-    then (life) it runs: android_life.Life.runtime()."""
-    yield T.Fork(parent, pid)
-    yield from em.cow(pid, inherited, cfg.app_cow)
-    image: list[T.Op] = []
+    then (life) it runs: android_life.Life.runtime().  -> its ops."""
+    ops: list[T.Op] = [T.Fork(parent, pid)]
+    ops += em.cow(pid, inherited, cfg.app_cow)
+    written = [*inherited]                              # its anonymous regions, written
     for k in range(extra):
         img = Image(cfg.app_libs, cfg.app_anon, cfg.app_anon_written, 0, cfg.app_guards,
                     cfg.app_shared)
-        for op in em.image(pid, img, [f"/data/app/{tag}/lib{k}_{i}.so" for i in range(cfg.app_libs)]):
-            image.append(op)
-            yield op
+        ops += em.image(pid, img, [f"/data/app/{tag}/lib{k}_{i}.so" for i in range(cfg.app_libs)],
+                        written)
     if life is not None:
-        yield from life.runtime(pid, [*inherited, *_written_anon(image)])
+        ops += life.runtime(pid, written)
+    return ops
 
 
-def _written_anon(ops: list[T.Op]) -> list[str]:
-    written = {op.region for op in ops if isinstance(op, T.Touch)}
-    return [op.region for op in ops if isinstance(op, T.Mmap) and op.kind == "anon"
-            and op.region in written]
-
-
-def _boot(em: Emitter, cfg: AndroidBoot, rng: random.Random, life: Life) -> Iterator[T.Op]:
-    """-> ops; em.pid, em.inherited and em.apps (each boot app's pids, oldest first) are
-    left for a later phase."""
-    zygote = list(_zygote(em, cfg))
-    yield from zygote
-    inherited = em.inherited = _written_anon([op for op in zygote if op.pid == 1])
+def _boot(em: Emitter, cfg: AndroidBoot, rng: random.Random,
+          life: Life) -> Iterator[list[T.Op]]:
+    """-> ops, a list at a time (a process's, or a few); em.pid, em.inherited and em.apps
+    (each boot app's pids, oldest first) are left for a later phase."""
+    zygote, inherited = _zygote(em, cfg)
+    em.inherited = inherited
+    yield zygote
     pid = 2
-    yield from _app(em, cfg, 1, pid, inherited, "system_server", 1 + cfg.system_server_extra,
-                    life)
+    yield _app(em, cfg, 1, pid, inherited, "system_server", 1 + cfg.system_server_extra, life)
     pid += 1
     for z in range(cfg.sub_zygotes):                      # webview_zygote, app_zygote
         sub = pid
-        yield from _app(em, cfg, 1, sub, inherited, f"subzygote{z}")
+        yield _app(em, cfg, 1, sub, inherited, f"subzygote{z}")
         pid += 1
         for _ in range(cfg.sub_zygote_children):
-            yield T.Fork(sub, pid)
-            yield from em.cow(pid, inherited, cfg.app_cow)
+            yield [T.Fork(sub, pid), *em.cow(pid, inherited, cfg.app_cow)]
             pid += 1
     em.apps = []
     for a in range(cfg.boot_apps):
         app = pid
-        yield from _app(em, cfg, 1, app, inherited, f"app{a}", life=life)
+        ops = _app(em, cfg, 1, app, inherited, f"app{a}", life=life)
         em.apps.append([app])
         pid += 1
         if a < cfg.boot_app_forks:
-            yield T.Fork(app, pid)
+            ops.append(T.Fork(app, pid))
             em.apps[-1].append(pid)
             pid += 1
+        yield ops
     for n in range(cfg.natives):                          # init: fork + exec per daemon
         daemon = pid
-        yield T.Fork(0, daemon)
-        yield T.Exec(daemon)
         img = Image(cfg.native_libs, cfg.native_anon, 0.5, 0, cfg.native_guards, 2)
-        yield from em.image(daemon, img, [f"/system/lib64/n{i}.so" for i in range(cfg.native_libs)])
+        ops = [T.Fork(0, daemon), T.Exec(daemon),
+               *em.image(daemon, img, [f"/system/lib64/n{i}.so" for i in range(cfg.native_libs)])]
         pid += 1
         if rng.random() < cfg.native_forks:
-            yield T.Fork(daemon, pid)
+            ops.append(T.Fork(daemon, pid))
             pid += 1
+        yield ops
     em.pid = pid
 
 
 @register_workload(AndroidBoot)
-@pressured(own_walk_rng=True)
-def android_boot(cfg: AndroidBoot, rng: random.Random, em: Emitter) -> Iterator[T.Op]:
+@pressured(own_walk_rng=True, lists=True)
+def android_boot(cfg: AndroidBoot, rng: random.Random, em: Emitter) -> Iterator[list[T.Op]]:
     yield from _boot(em, cfg, rng, Life(cfg, rng))
 
 
 @register_workload(AndroidApps)
-@pressured(own_walk_rng=True)
-def android_apps(cfg: AndroidApps, rng: random.Random, em: Emitter) -> Iterator[T.Op]:
+@pressured(own_walk_rng=True, lists=True)
+def android_apps(cfg: AndroidApps, rng: random.Random, em: Emitter) -> Iterator[list[T.Op]]:
     """The boot, then the launches (one generator for both phases).  After each launch the
     app before it turns cached and may be compacted; LMKD kills the oldest cached apps and
     some of them start again (android_life.py)."""
@@ -248,40 +244,42 @@ def android_apps(cfg: AndroidApps, rng: random.Random, em: Emitter) -> Iterator[
     compacted: list[list[int]] = []
     prev: list[int] | None = None
     kills = 0.0
-    for a in range(cfg.n_apps):
+    for a in range(cfg.n_apps):                           # a launch: its ops in one list
         procs = rng.uniform(cfg.procs_min, cfg.procs_max)
         n = int(procs) + (rng.random() < procs - int(procs))
         main = pid
         mine = []
+        ops: list[T.Op] = []
         for p in range(n):                                # main, :push, :remote, ...
-            yield from _app(em, cfg, 1, pid, inherited, f"launch{a}", 1 if p == 0 else 0, life)
+            ops += _app(em, cfg, 1, pid, inherited, f"launch{a}", 1 if p == 0 else 0, life)
             mine.append(pid)
             pid += 1
         if int((a + 1) * cfg.app_forks) > int(a * cfg.app_forks):
-            yield T.Fork(main, pid)                       # a helper forked by the app (evenly
+            ops.append(T.Fork(main, pid))                 # a helper forked by the app (evenly
             mine.append(pid)                              # spread: app_forks x n_apps forks)
             pid += 1
         if prev is not None:                              # the previous app turns cached
             cached.append(prev)
             if cfg.compactions and life.rng.random() < cfg.compactions:
                 for p in prev:
-                    yield from life.compact(p)
+                    ops += life.compact(p)
                 compacted.append(prev)
         if cfg.compact_returns and compacted and life.rng.random() < cfg.compact_returns:
             back = life.rng.choice(compacted)             # brought back to the foreground
             for p in back:
-                yield from life.come_back(p)
+                ops += life.come_back(p)
         kills += cfg.lmkd_kills
         while kills >= 1 and cached:                      # LMKD: the oldest cached app
             kills -= 1
             dead = cached.pop(0)
             for p in reversed(dead):
-                yield T.Exit(p)
+                ops.append(T.Exit(p))
                 life.died(p)
             if dead in compacted:
                 compacted.remove(dead)
             if cfg.app_restarts and life.rng.random() < cfg.app_restarts:
-                yield from _app(em, cfg, 1, pid, inherited, f"restart{a}_{pid}", 1, life)
+                ops += _app(em, cfg, 1, pid, inherited, f"restart{a}_{pid}", 1, life)
                 cached.append([pid])                      # started in the background
                 pid += 1
         prev = mine
+        yield ops

@@ -14,7 +14,8 @@ import random
 from bisect import bisect_left, insort
 from dataclasses import dataclass, field
 from functools import wraps
-from typing import Callable, Iterator
+from itertools import chain, islice
+from typing import Callable, Iterable, Iterator
 
 from .. import trace as T
 
@@ -32,7 +33,9 @@ class Image:
 
 
 class Emitter:
-    """Builds the ops of process images with unique region names."""
+    """Builds the ops of process images with unique region names.  Its methods are
+    generators that draw as their ops are taken: a body that shares its generator with the
+    pressure walks (own_walk_rng=False) has its draws and the walks' in op order."""
 
     def __init__(self, rng: random.Random, pages: int) -> None:
         self.rng, self.pages, self.n = rng, pages, 0
@@ -40,17 +43,12 @@ class Emitter:
         # the same draws, without two Python frames per page count
         self._below = rng._randbelow
 
-    def _name(self, tag: str) -> str:
-        self.n += 1
-        return f"{tag}{self.n}"
-
-    def _p(self) -> int:
-        return 1 + self._below(self.pages)
-
-    def library(self, pid: int, lib: str, bss: float) -> Iterator[T.Op]:
+    def library(self, pid: int, lib: str, bss: float,
+                written: list[str] | None = None) -> Iterator[T.Op]:
         """The loader's pattern: text and rodata, then .data written (relocations) with its
-        relro head made read-only (one anon_vma, two VMAs), and often a written .bss."""
-        n = self.n                          # four _name("L") and four _p(), inline
+        relro head made read-only (one anon_vma, two VMAs), and often a written .bss
+        (appended to `written`)."""
+        n = self.n                          # four names and four sizes
         self.n = n + 4
         a, b, c, d = f"L{n + 1}", f"L{n + 2}", f"L{n + 3}", f"L{n + 4}"
         below, pages = self._below, self.pages
@@ -63,38 +61,50 @@ class Emitter:
         yield T.Mprotect(pid, c, "r", 0, relro)
         if self.rng.random() < bss:
             yield T.Mmap(pid, d, 1 + below(pages), "anon", "rw", c)
+            if written is not None:
+                written.append(d)
             yield T.Touch(pid, d)
 
-    def image(self, pid: int, img: Image, libs: list[str]) -> Iterator[T.Op]:
-        """Every mapping of an image, kinds interleaved as a process would create them."""
+    def image(self, pid: int, img: Image, libs: list[str],
+              written: list[str] | None = None) -> Iterator[T.Op]:
+        """Every mapping of an image, kinds interleaved as a process would create them; the
+        anonymous regions it writes whole (.bss, written anon) are appended to `written`,
+        in op order."""
         kinds = (["lib"] * img.libs + ["anon"] * img.anon + ["file"] * img.file_private
                  + ["guard"] * img.guards + ["shared"] * img.shared)
-        self.rng.shuffle(kinds)
-        nlib = 0
-        Mmap, random, written = T.Mmap, self.rng.random, img.anon_written
+        rng = self.rng
+        rng.shuffle(kinds)
+        nlib, nlibs, bss = 0, len(libs), img.bss
+        Mmap, Touch, random, share = T.Mmap, T.Touch, rng.random, img.anon_written
+        below, pages = self._below, self.pages          # sizes: 1 + below(pages)
         for kind in kinds:
             if kind == "lib":
-                yield from self.library(pid, libs[nlib % len(libs)], img.bss)
+                yield from self.library(pid, libs[nlib % nlibs], bss, written)
                 nlib += 1
-            elif kind == "anon":
-                name = self._name("A")
-                yield Mmap(pid, name, self._p())
-                if random() < written:
-                    yield T.Touch(pid, name)
+                continue
+            self.n = n = self.n + 1                     # a unique name
+            if kind == "anon":
+                name = f"A{n}"
+                yield Mmap(pid, name, 1 + below(pages))
+                if random() < share:
+                    if written is not None:
+                        written.append(name)
+                    yield Touch(pid, name)
             elif kind == "file":
-                name = self._name("F")
-                yield Mmap(pid, name, self._p(), "file", "rw", None, False,
-                           f"boot{self.rng.randrange(40)}.art", self.rng.randrange(512))
-                yield T.Touch(pid, name)
+                name = f"F{n}"
+                yield Mmap(pid, name, 1 + below(pages), "file", "rw", None, False,
+                           f"boot{rng.randrange(40)}.art", rng.randrange(512))
+                yield Touch(pid, name)
             elif kind == "guard":
-                yield Mmap(pid, self._name("G"), self._p(), "anon", "none")
+                yield Mmap(pid, f"G{n}", 1 + below(pages), "anon", "none")
             else:
-                yield Mmap(pid, self._name("S"), self._p(), "shared_anon")
+                yield Mmap(pid, f"S{n}", 1 + below(pages), "shared_anon")
 
     def cow(self, pid: int, regions: list[str], fraction: float) -> Iterator[T.Op]:
         """A forked process writes some inherited anon regions again (COW)."""
+        random = self.rng.random
         for name in regions:
-            if self.rng.random() < fraction:
+            if random() < fraction:
                 yield T.Touch(pid, name)
 
 
@@ -111,55 +121,82 @@ class Pressure:
         "source": "assumed", "range": (1, 16), "ref": "pages walked per phase; no source"})
 
 
-def with_pressure(ops: Iterator[T.Op], cfg: Pressure, rng: random.Random) -> Iterator[T.Op]:
-    """Interleave rmap walks (reclaim, compaction/migration, idle sampling) over written pages.
+def with_pressure(chunks: Iterable[list[T.Op]], cfg: Pressure,
+                  rng: random.Random) -> Iterator[list[T.Op]]:
+    """Interleave rmap walks (reclaim, compaction/migration, idle sampling) over written pages:
+    after every `pressure_every`-th op of the stream (0: never) a walk of a written region.
+    Takes and gives the stream as lists of ops (a chunk passes whole when no walk falls in it).
 
     A walk picks uniformly among the written (pid, region) keys in sorted order; the keys
     are kept sorted as they come and go (pids are contiguous runs of that order), so each
     phase costs a bisect, not a sort of every key."""
+    every, pages = cfg.pressure_every, cfg.pressure_pages
+    if every <= 0:
+        yield from chunks
+        return
     written: dict[tuple[int, str], tuple[int, int]] = {}
     keys: list[tuple[int, str]] = []                   # sorted(written), kept incrementally
-    every, pages = cfg.pressure_every, cfg.pressure_pages
-    Touch, Exit, Exec, Munmap, MremapMove = T.Touch, T.Exit, T.Exec, T.Munmap, T.MremapMove
-    n = 0
-    for op in ops:
-        yield op
-        t = type(op)                                    # op types are final (no subclasses)
-        if t is Touch:
-            if op.write:                                # a whole-region touch: its size is
-                count = min(op.count, pages) if op.count else 1   # not known here
-                key = (op.pid, op.region)
-                if key not in written:
-                    insort(keys, key)
-                written[key] = (op.first, count)
-        elif t is Exit or t is Exec:
-            lo, hi = bisect_left(keys, (op.pid, "")), bisect_left(keys, (op.pid + 1, ""))
-            for key in keys[lo:hi]:
-                del written[key]
-            del keys[lo:hi]
-        elif t is Munmap or t is MremapMove:            # the region is gone or cut
-            key = (op.pid, op.region)
-            if written.pop(key, None) is not None:
-                del keys[bisect_left(keys, key)]
-        n += 1
-        if n == every:
-            n = 0
+    Mmap, Touch, Exit, Exec = T.Mmap, T.Touch, T.Exit, T.Exec
+    Munmap, MremapMove, Rmap = T.Munmap, T.MremapMove, T.Rmap
+    n = 0                                               # ops since the last walk
+    for chunk in chunks:
+        start, size = 0, len(chunk)
+        while start < size:
+            end = start + every - n                     # the op after which a walk comes
+            seg = chunk if start == 0 and end >= size else chunk[start:end]
+            for op in seg:
+                t = op.__class__                        # op types are final (no subclasses)
+                if t is Mmap:                           # most ops: nothing to note
+                    continue
+                if t is Touch:
+                    if op.write:                        # a whole-region touch: its size is
+                        count = min(op.count, pages) if op.count else 1   # not known here
+                        key = (op.pid, op.region)
+                        if key not in written:
+                            insort(keys, key)
+                        written[key] = (op.first, count)
+                elif t is Exit or t is Exec:
+                    lo, hi = bisect_left(keys, (op.pid, "")), bisect_left(keys, (op.pid + 1, ""))
+                    for key in keys[lo:hi]:
+                        del written[key]
+                    del keys[lo:hi]
+                elif t is Munmap or t is MremapMove:    # the region is gone or cut
+                    key = (op.pid, op.region)
+                    if written.pop(key, None) is not None:
+                        del keys[bisect_left(keys, key)]
+            yield seg
+            if end > size:
+                n += size - start
+                break
+            n, start = 0, end
             if written:
                 pid, region = rng.choice(keys)
                 first, count = written[(pid, region)]
-                yield T.Rmap(pid, region, rng.choice(WALKS), first, count)
+                yield [Rmap(pid, region, rng.choice(WALKS), first, count)]
 
 
-def pressured(body: Callable[..., Iterator[T.Op]] | None = None, *, own_walk_rng: bool = False):
+def pressured(body: Callable[..., Iterator[T.Op]] | None = None, *, own_walk_rng: bool = False,
+              lists: bool = False):
     """Decorator: body(cfg, rng, emitter) -> generator(cfg, seed), the body's ops seeded
-    with the memory-pressure walks mixed in (RNG discipline: the module docstring)."""
-    def wrap(body: Callable[..., Iterator[T.Op]]) -> Callable[[Pressure, int], Iterator[T.Op]]:
+    with the memory-pressure walks mixed in (RNG discipline: the module docstring).
+
+    lists: the body yields lists of ops (needs own_walk_rng: a list is made before the
+    walks that fall in it, so with one generator its draws would come before theirs).
+    A body that yields ops is read in runs of pressure_every ops: the body draws nothing
+    for the ops after a walk before the walk has drawn."""
+    if lists and not own_walk_rng:
+        raise ValueError("pressured(lists=True) needs own_walk_rng=True")
+
+    def wrap(body: Callable[..., Iterator]) -> Callable[[Pressure, int], Iterator[T.Op]]:
         @wraps(body)
         def generator(cfg: Pressure, seed: int) -> Iterator[T.Op]:
             rng = random.Random(seed)
             walks = random.Random(seed + 1) if own_walk_rng else rng
-            yield from with_pressure(body(cfg, rng, Emitter(rng, cfg.pages)), cfg, walks)
+            out = body(cfg, rng, Emitter(rng, cfg.pages))
+            if not lists:
+                ops, run = iter(out), cfg.pressure_every if cfg.pressure_every > 0 else 256
+                out = iter(lambda: list(islice(ops, run)), [])
+            # the ops one by one, without a Python frame per op
+            return chain.from_iterable(with_pressure(out, cfg, walks))
         return generator
     return wrap(body) if body is not None else wrap
-
-

@@ -10,15 +10,21 @@ from simcore.workloads.common import Emitter, Image
 
 
 def test_sizes_are_randint_draws() -> None:
+    """An image of guards only: the shuffle of its kinds, then one size per region."""
     for pages in (1, 2, 3, 8, 100):
         em, ref = Emitter(random.Random(pages), pages), random.Random(pages)
-        assert [em._p() for _ in range(200)] == [ref.randint(1, pages) for _ in range(200)]
+        ops = list(em.image(1, Image(libs=0, anon=0, anon_written=0.0, file_private=0,
+                                     guards=200, shared=0), []))
+        ref.shuffle(["guard"] * 200)
+        assert [op.pages for op in ops] == [ref.randint(1, pages) for _ in range(200)]
+        assert em.rng.random() == ref.random()
 
 
 def test_library_ops_and_draws() -> None:
     """library(): four names, four sizes, then the .bss draw, in the order the stream had."""
     em, ref = Emitter(random.Random(3), 4), random.Random(3)
-    ops = list(em.library(7, "lib.so", bss=1.0))
+    written: list[str] = []
+    ops = list(em.library(7, "lib.so", bss=1.0, written=written))
     ra, rx, relro, data = (ref.randint(1, 4) for _ in range(4))
     ref.random()
     bss = ref.randint(1, 4)
@@ -30,6 +36,7 @@ def test_library_ops_and_draws() -> None:
         T.Touch(7, "L3"), T.Mprotect(7, "L3", "r", 0, relro),
         T.Mmap(7, "L4", bss, after="L3"), T.Touch(7, "L4")]
     assert em.n == 4 and em.rng.random() == ref.random()
+    assert written == ["L4"]
 
 
 def test_image_kinds() -> None:
@@ -42,3 +49,16 @@ def test_image_kinds() -> None:
     assert ("F", "file", "rw") in kinds and ("G", "anon", "none") in kinds
     assert ("S", "shared_anon", "rw") in kinds
     assert [op.file for op in mmaps if op.region[0] == "F"][0].startswith("boot")
+
+
+def test_image_reports_the_anon_regions_it_writes() -> None:
+    """written: the anon regions touched whole (.bss of a library, written anon), in the
+    order of their mmaps; not the file-backed ones, guards or shared mappings."""
+    em = Emitter(random.Random(5), 2)
+    written: list[str] = []
+    ops = list(em.image(3, Image(libs=4, anon=6, anon_written=0.5, file_private=2, guards=2,
+                                 shared=2), ["x.so"], written))
+    touched = {op.region for op in ops if isinstance(op, T.Touch)}
+    assert written == [op.region for op in ops if isinstance(op, T.Mmap)
+                       and op.kind == "anon" and op.region in touched]
+    assert written and all(name[0] in "AL" for name in written)
