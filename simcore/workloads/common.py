@@ -121,21 +121,43 @@ class Pressure:
         "source": "assumed", "range": (1, 16), "ref": "pages walked per phase; no source"})
 
 
+class _Written:
+    """The written (pid, region) keys of a stream in sorted order, as a sequence (what a
+    walk's rng.choice picks from): per pid its regions, sorted, and the pids sorted, so a
+    new key costs a bisect among its process's regions and an exit drops a whole entry."""
+    __slots__ = ("pids", "names", "size")
+
+    def __init__(self) -> None:
+        self.pids: list[int] = []                   # sorted
+        self.names: dict[int, list[str]] = {}       # pid -> its written regions, sorted
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, i: int) -> tuple[int, str]:
+        names = self.names
+        for pid in self.pids:
+            n = len(names[pid])
+            if i < n:
+                return pid, names[pid][i]
+            i -= n
+        raise IndexError(i)
+
+
 def with_pressure(chunks: Iterable[list[T.Op]], cfg: Pressure,
                   rng: random.Random) -> Iterator[list[T.Op]]:
     """Interleave rmap walks (reclaim, compaction/migration, idle sampling) over written pages:
-    after every `pressure_every`-th op of the stream (0: never) a walk of a written region.
-    Takes and gives the stream as lists of ops (a chunk passes whole when no walk falls in it).
-
-    A walk picks uniformly among the written (pid, region) keys in sorted order; the keys
-    are kept sorted as they come and go (pids are contiguous runs of that order), so each
-    phase costs a bisect, not a sort of every key."""
+    after every `pressure_every`-th op of the stream (0: never) a walk of a written region,
+    picked uniformly among the written (pid, region) keys in sorted order (_Written).
+    Takes and gives the stream as lists of ops (a chunk passes whole when no walk falls in it)."""
     every, pages = cfg.pressure_every, cfg.pressure_pages
     if every <= 0:
         yield from chunks
         return
-    written: dict[tuple[int, str], tuple[int, int]] = {}
-    keys: list[tuple[int, str]] = []                   # sorted(written), kept incrementally
+    keys = _Written()
+    pids, names = keys.pids, keys.names
+    written: dict[int, dict[str, tuple[int, int]]] = {}     # pid -> region -> (first, count)
     Mmap, Touch, Exit, Exec = T.Mmap, T.Touch, T.Exit, T.Exec
     Munmap, MremapMove, Rmap = T.Munmap, T.MremapMove, T.Rmap
     n = 0                                               # ops since the last walk
@@ -151,27 +173,34 @@ def with_pressure(chunks: Iterable[list[T.Op]], cfg: Pressure,
                 if t is Touch:
                     if op.write:                        # a whole-region touch: its size is
                         count = min(op.count, pages) if op.count else 1   # not known here
-                        key = (op.pid, op.region)
-                        if key not in written:
-                            insort(keys, key)
-                        written[key] = (op.first, count)
+                        pid, region = op.pid, op.region
+                        mine = written.get(pid)
+                        if mine is None:
+                            mine = written[pid] = {}
+                            names[pid] = []
+                            insort(pids, pid)
+                        if region not in mine:
+                            insort(names[pid], region)
+                            keys.size += 1
+                        mine[region] = (op.first, count)
                 elif t is Exit or t is Exec:
-                    lo, hi = bisect_left(keys, (op.pid, "")), bisect_left(keys, (op.pid + 1, ""))
-                    for key in keys[lo:hi]:
-                        del written[key]
-                    del keys[lo:hi]
+                    if written.pop(op.pid, None) is not None:
+                        keys.size -= len(names.pop(op.pid))
+                        del pids[bisect_left(pids, op.pid)]
                 elif t is Munmap or t is MremapMove:    # the region is gone or cut
-                    key = (op.pid, op.region)
-                    if written.pop(key, None) is not None:
-                        del keys[bisect_left(keys, key)]
+                    mine = written.get(op.pid)
+                    if mine and mine.pop(op.region, None) is not None:
+                        regions = names[op.pid]
+                        del regions[bisect_left(regions, op.region)]
+                        keys.size -= 1
             yield seg
             if end > size:
                 n += size - start
                 break
             n, start = 0, end
-            if written:
+            if keys.size:
                 pid, region = rng.choice(keys)
-                first, count = written[(pid, region)]
+                first, count = written[pid][region]
                 yield [Rmap(pid, region, rng.choice(WALKS), first, count)]
 
 
