@@ -32,12 +32,29 @@ class Image:
     bss: float = 0.6          # fraction of libraries with an anonymous .bss after .data
 
 
+def shuffle(rng: random.Random, x: list) -> None:
+    """rng.shuffle(x), the same draws: Lib/random.py's Random.shuffle with its call of
+    _randbelow_with_getrandbits(i + 1) per element inline (Python 3.11-3.13; an image
+    shuffles ~1,500 kinds, and the call per element was a third of the shuffle).  The
+    Emitter checks that rng draws that way; tests/unit/test_emitter.py compares the two."""
+    getrandbits = rng.getrandbits
+    for i in range(len(x) - 1, 0, -1):
+        n = i + 1
+        k = n.bit_length()
+        j = getrandbits(k)
+        while j >= n:
+            j = getrandbits(k)
+        x[i], x[j] = x[j], x[i]
+
+
 class Emitter:
     """Builds the ops of process images with unique region names.  Its methods are
     generators that draw as their ops are taken: a body that shares its generator with the
     pressure walks (own_walk_rng=False) has its draws and the walks' in op order."""
 
     def __init__(self, rng: random.Random, pages: int) -> None:
+        if type(rng)._randbelow is not random.Random._randbelow_with_getrandbits:
+            raise TypeError(f"Emitter draws as random.Random does, not as {type(rng).__name__}")
         self.rng, self.pages, self.n = rng, pages, 0
         # randint(1, pages) is randrange(1, pages + 1) = 1 + _randbelow(pages) (Lib/random.py):
         # the same draws, without two Python frames per page count
@@ -73,32 +90,37 @@ class Emitter:
         kinds = (["lib"] * img.libs + ["anon"] * img.anon + ["file"] * img.file_private
                  + ["guard"] * img.guards + ["shared"] * img.shared)
         rng = self.rng
-        rng.shuffle(kinds)
+        shuffle(rng, kinds)
         nlib, nlibs, bss = 0, len(libs), img.bss
         Mmap, Touch, random, share = T.Mmap, T.Touch, rng.random, img.anon_written
-        below, pages = self._below, self.pages          # sizes: 1 + below(pages)
+        getrandbits, pages = rng.getrandbits, self.pages
+        bits = pages.bit_length()
         for kind in kinds:
             if kind == "lib":
                 yield from self.library(pid, libs[nlib % nlibs], bss, written)
                 nlib += 1
                 continue
             self.n = n = self.n + 1                     # a unique name
+            size = getrandbits(bits)                    # its size: 1 + _randbelow(pages)
+            while size >= pages:                        # inline (_randbelow_with_getrandbits)
+                size = getrandbits(bits)
+            size += 1
             if kind == "anon":
                 name = f"A{n}"
-                yield Mmap(pid, name, 1 + below(pages))
+                yield Mmap(pid, name, size)
                 if random() < share:
                     if written is not None:
                         written.append(name)
                     yield Touch(pid, name)
             elif kind == "file":
                 name = f"F{n}"
-                yield Mmap(pid, name, 1 + below(pages), "file", "rw", None, False,
+                yield Mmap(pid, name, size, "file", "rw", None, False,
                            f"boot{rng.randrange(40)}.art", rng.randrange(512))
                 yield Touch(pid, name)
             elif kind == "guard":
-                yield Mmap(pid, f"G{n}", 1 + below(pages), "anon", "none")
+                yield Mmap(pid, f"G{n}", size, "anon", "none")
             else:
-                yield Mmap(pid, f"S{n}", 1 + below(pages), "shared_anon")
+                yield Mmap(pid, f"S{n}", size, "shared_anon")
 
     def cow(self, pid: int, regions: list[str], fraction: float) -> Iterator[T.Op]:
         """A forked process writes some inherited anon regions again (COW)."""

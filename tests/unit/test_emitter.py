@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from simcore import trace as T
-from simcore.workloads.common import Emitter, Image
+from simcore.workloads.common import Emitter, Image, shuffle
 
 
 def test_sizes_are_randint_draws() -> None:
@@ -62,3 +64,27 @@ def test_image_reports_the_anon_regions_it_writes() -> None:
     assert written == [op.region for op in ops if isinstance(op, T.Mmap)
                        and op.kind == "anon" and op.region in touched]
     assert written and all(name[0] in "AL" for name in written)
+
+
+def test_shuffle_draws_as_random_shuffle() -> None:
+    """common.shuffle (Random.shuffle with its _randbelow inline) against Random.shuffle:
+    the same permutation and the same generator state after it, for sizes around powers
+    of two (where the rejection loop of _randbelow_with_getrandbits differs)."""
+    for seed in range(4):
+        for size in (0, 1, 2, 3, 4, 5, 7, 8, 9, 31, 32, 33, 1000, 1460):
+            mine, ref = random.Random(seed), random.Random(seed)
+            a, b = list(range(size)), list(range(size))
+            shuffle(mine, a)
+            ref.shuffle(b)
+            assert a == b and mine.getstate() == ref.getstate()
+
+
+def test_emitter_refuses_a_generator_that_draws_otherwise() -> None:
+    """A Random subclass with its own random() and no getrandbits() draws below n from
+    random(): the Emitter's inline draws would differ from it, so it is refused."""
+    class Floats(random.Random):
+        def random(self) -> float:
+            return super().random()
+
+    with pytest.raises(TypeError, match="draws as random.Random"):
+        Emitter(Floats(1), 2)
