@@ -6,7 +6,7 @@ rmap walks reclaim made for them.  The sweep puts these in every row
 from __future__ import annotations
 
 from collections import Counter
-from itertools import islice
+from itertools import chain, islice
 from typing import TYPE_CHECKING, Iterable, Iterator
 
 from . import trace as T
@@ -43,13 +43,14 @@ class OpTally:
     def wrap(self, ops: Iterable[T.Op]) -> Iterator[T.Op]:
         """ops, counted as they pass, a chunk at a time: types are counted in C, only munmaps
         and madvises are looked at one by one (the workloads are open-loop generators, so
-        reading a few hundred ops ahead of the machine changes nothing)."""
+        reading a few hundred ops ahead of the machine changes nothing).  The ops are handed
+        on by itertools in C, without a Python frame per op."""
         it = iter(ops)
-        while chunk := list(islice(it, 256)):
-            self._count(chunk)
-            yield from chunk
+        chunks = iter(lambda: list(islice(it, 256)), [])
+        return chain.from_iterable(map(self._count, chunks))
 
-    def _count(self, chunk: list[T.Op]) -> None:
+    def _count(self, chunk: list[T.Op]) -> list[T.Op]:
+        """Counts a chunk's ops; -> the chunk."""
         n = self.n
         types = Counter(map(type, chunk))
         for t, k in types.items():
@@ -60,7 +61,7 @@ class OpTally:
                                            and (op.first or op.count is not None))
         if T.Madvise not in types:
             self._pageout_pid = None
-            return
+            return chunk
         pid = self._pageout_pid
         for op in chunk:
             if type(op) is T.Madvise:
@@ -73,6 +74,7 @@ class OpTally:
                     n["ops_madvise_dontneed"] += 1
             pid = None
         self._pageout_pid = pid
+        return chunk
 
 
 def counts(m: Machine, tally: OpTally) -> dict[str, int]:
