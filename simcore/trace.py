@@ -237,9 +237,9 @@ def _check_fields(obj: dict, table: _Table, lineno: int) -> dict:
 def _reader(cls: type, table: _Table, keys: tuple[str, ...]) -> Callable[[dict, int], Op | None]:
     """read(obj, line): the op of a line whose keys are `keys` (in that order; a shape that
     _check_fields() has passed once), or None where a value fails a check of
-    _check_fields(), which then names it.  Each value is read and checked once, into the
-    slots of the new op (cls(**args, line=line) without the args)."""
-    ns: dict = {"new": object.__new__, "cls": cls}
+    _check_fields(), which then names it.  Each value is read and checked once, and given
+    to the class by position (cls(**args, line=line) without the args)."""
+    ns: dict = {"cls": cls}
     body = ["def read(obj, line):"]
     given = {}
     for i, key in enumerate(keys):
@@ -254,11 +254,11 @@ def _reader(cls: type, table: _Table, keys: tuple[str, ...]) -> Callable[[dict, 
             test += f" or v{i} < {_LEAST[key]}"
         body += [f"    v{i} = obj[{key!r}]", f"    if {test}:", "        return None"]
         given[key] = f"v{i}"
-    body.append("    o = new(cls)")
+    args = []
     for j, f in enumerate(fields(cls)):
-        ns[f"s{j}"], ns[f"d{j}"] = cls.__dict__[f.name].__set__, f.default   # slot descriptor
-        body.append(f"    s{j}(o, {'line' if f.name == 'line' else given.get(f.name, f'd{j}')})")
-    exec("\n".join([*body, "    return o"]), ns)
+        ns[f"d{j}"] = f.default
+        args.append("line" if f.name == "line" else given.get(f.name, f"d{j}"))
+    exec("\n".join([*body, f"    return cls({', '.join(args)})"]), ns)
     return ns["read"]
 
 
