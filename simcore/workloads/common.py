@@ -7,6 +7,11 @@ pressure walks draw either from that same generator (``own_walk_rng=False``, the
 server workloads) or from their own ``Random(seed + 1)`` (Android), as the op streams of
 the published figures were made.  With its own generator the body's ops do not depend on
 the pressure settings.
+
+Cost: the android cells take ~4-5 x 10^5 ops from here.  Bodies with their own walk
+generator yield a list of ops per process (``pressured(lists=True)``), with_pressure() cuts
+the lists where walks fall, and the ops reach the consumer through itertools in C: no
+Python generator frame per op.  The Emitter's generators are drained into those lists.
 """
 from __future__ import annotations
 
