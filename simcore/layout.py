@@ -266,21 +266,29 @@ class Layout:
 
     def mmap_start(self, op: Mmap) -> int:
         """mmap() -> the first page only (the simulator's mmap path: no Span per op)."""
-        regions = self.regions.get(op.pid)
-        if regions is None or op.pid in self.exited:
+        pid, name, pages = op.pid, op.region, op.pages
+        regions = self.regions.get(pid)
+        if regions is None or pid in self.exited:
             self._proc(op)                                   # raises
-        name, pages = op.region, op.pages
         if name in regions:
             self._new_name(op, regions, name)                # raises
-        start = (self._slot(pages, op.line) if op.after is None else
-                 self._place(op, regions, op.after, pages))
+        after = op.after
+        if after is None:                   # _slot(), inline: a fresh slot above every region
+            start = self.cursor
+            pmd = self.pmd_pages
+            cursor = self.cursor = start + -(-pages // pmd) * pmd + self.gap_pages
+            if cursor > ARENA_LIMIT:
+                raise TraceError(op.line, "trace maps more address space than the layout "
+                                          "arena holds")
+        else:
+            start = self._place(op, regions, after, pages)
         prot = PROT[op.prot]
         arr = _CONST.get((pages, prot))
         if arr is None:
             arr = const_prot(pages, prot)
         _dict_set(regions, name, Region(start, arr, prot))
         starts = regions.starts                  # Regions.__setitem__, no DONTCOPY pages
-        if not starts or starts[-1][0] < start:  # a fresh slot: above every region
+        if after is None or starts[-1][0] < start:   # above every region (a fresh slot is)
             starts.append((start, name))
         else:
             insort(starts, (start, name))

@@ -96,10 +96,21 @@ class VMA:
 
 
 # ---- page-table slices that travel with VMAs ---------------------------------
+# pt_ensure()'s source of empty entries: a copy of a slice costs a third of np.full()
+_NO_PTES = np.full(512, PTE_NONE, np.int32)
+_NO_PTES.flags.writeable = False
+
+
+def pt_none(n: int) -> np.ndarray:
+    """A new array of n empty entries (PTE_NONE)."""
+    return _NO_PTES[:n].copy() if n <= 512 else np.full(n, PTE_NONE, np.int32)
+
+
 def pt_ensure(vma: VMA) -> None:
     if vma.pte is None:
-        vma.pte = np.full(vma.pages, PTE_NONE, np.int32)
-        vma.ptef = np.zeros(vma.pages, np.uint8)
+        n = vma.vm_end - vma.vm_start
+        vma.pte = pt_none(n)
+        vma.ptef = np.zeros(n, np.uint8)
 
 
 def pt_take(vma: VMA, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -119,7 +130,7 @@ def pt_set(vma: VMA, parts: list[tuple[int, tuple[np.ndarray, np.ndarray] | None
     if all(p is None for _, p in parts):
         vma.pte = vma.ptef = None
         return
-    pte = [p[0] if p is not None else np.full(n, PTE_NONE, np.int32) for n, p in parts]
+    pte = [p[0] if p is not None else pt_none(n) for n, p in parts]
     ptef = [p[1] if p is not None else np.zeros(n, np.uint8) for n, p in parts]
     vma.pte = np.concatenate(pte)
     vma.ptef = np.concatenate(ptef)
