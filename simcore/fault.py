@@ -202,10 +202,11 @@ def mm_populate(m: Machine, mm: MM, start: int, end: int) -> None:
         populate_vma_page_range(m, vma, a - vma.vm_start, b - vma.vm_start)
 
 
-def do_user_addr_fault(m: Machine, op: T.Touch) -> None:
+def do_user_addr_fault(m: Machine, op: T.Touch, span: tuple[int, int] | None = None) -> None:
     """The trace's `touch`: the process accesses each page of the range (one
-    handle_mm_fault() per page, via do_user_addr_fault())."""
-    start, count = m.layout.access(op)
+    handle_mm_fault() per page, via do_user_addr_fault()).  span: the (start, count) that
+    m.layout.access(op) already gave (CowBatch.add() of a touch it did not take)."""
+    start, count = m.layout.access(op) if span is None else span
     mm = m.procs[op.pid]
     vma = mm.vma_lookup(start)
     if vma is not None and vma.vm_end >= start + count:        # one VMA: no iterator
@@ -230,7 +231,7 @@ class CowBatch:
     (mapcount > 1), so nothing is freed and the folio ids come out in the order one fault
     after another would allocate them.  A range whose entries are not all COW-shared goes
     through Machine.apply() in its place in the run, after the ranges before it."""
-    __slots__ = ("m", "pid", "queue", "seen", "batchable")
+    __slots__ = ("m", "pid", "queue", "seen", "batchable", "span")
 
     def __init__(self, m: Machine) -> None:
         self.m = m
@@ -238,10 +239,14 @@ class CowBatch:
         self.pid = -1
         self.queue: list[tuple[T.Touch, VMA, int, int]] = []   # (op, vma, lo, hi)
         self.seen: set[int] = set()
+        self.span: tuple[int, int] | None = None   # add(): the layout's span of a refused op
 
     def add(self, op: T.Touch) -> bool:
-        """Queue op; False: op is not one for the batch (the caller flushes, then applies it)."""
+        """Queue op; False: op is not one for the batch (the caller flushes, then applies it,
+        with ``span`` -- if not None, the (start, count) the layout gave op -- for
+        do_user_addr_fault())."""
         m = self.m
+        self.span = None
         if not op.write or m.swapped or m.folios.large:
             return False
         if op.pid != self.pid and self.queue:
@@ -258,6 +263,7 @@ class CowBatch:
         if (vma is None or vma.vm_end < start + count or vma.pte is None
                 or vma.vm_flags & (VM_SHARED | VM_HUGEPAGE) or vma.id in self.seen
                 or not self.batchable(vma)):
+            self.span = (start, count)    # touches change no layout: still op's after a flush
             return False
         self.seen.add(vma.id)
         lo = start - vma.vm_start

@@ -300,10 +300,15 @@ class Layout:
         """A ranged op over mapped pages (touch also checks permissions)."""
         region = self._region(op, op.region)
         kind = type(op)                                  # op types are final (no subclasses)
-        first, count = self._range(op, region, mapped=kind is not Rmap)
+        same = region.uniform
+        if same is not None and op.first == 0 and op.count is None:
+            first, count = 0, len(region.prot)           # _range() of a whole mapped region
+        else:
+            first, count = self._range(op, region, mapped=kind is not Rmap)
         if kind is Touch:
             need = PROT_WRITE if op.write else PROT_READ
-            same = region.same()
+            if same is None:
+                same = region.same()
             if ((same & need) == 0) if same is not None else \
                     1 in region.prot[first:first + count].tobytes().translate(_LACKS[need]):
                 what = "write to pages that are not writable" if op.write else \
