@@ -132,13 +132,15 @@ class Regions(dict):
         else:
             self.dontcopy.discard(name)
 
-    def replace(self, name: str, prot: np.ndarray) -> Region:
+    def replace(self, name: str, prot: np.ndarray, same_dontcopy: bool = False) -> Region:
         """Region `name` gets a new protection array (same start): a new Region, so that
-        processes sharing the old one (fork) keep theirs."""
+        processes sharing the old one (fork) keep theirs.  same_dontcopy: every page keeps
+        its DONTCOPY bit (mprotect), so the region's DONTCOPY state needs no new scan."""
         region = Region(self[name].start, _frozen(prot))
         super().__setitem__(name, region)
         self.widest = max(self.widest, region.extent)
-        self._note_dontcopy(name, region)
+        if not same_dontcopy:
+            self._note_dontcopy(name, region)
         return region
 
     def __delitem__(self, name: str) -> None:
@@ -314,9 +316,9 @@ class Layout:
                 what = "write to pages that are not writable" if op.write else \
                     "read of pages that are not readable"
                 raise TraceError(op.line, f"touch: {what} in region {op.region!r}")
-        elif kind is Mprotect:
+        elif kind is Mprotect:                           # _SET_PROT keeps the DONTCOPY bit
             self.regions[op.pid].replace(op.region, _translated(
-                region.prot, first, count, _SET_PROT[PROT[op.prot]]))
+                region.prot, first, count, _SET_PROT[PROT[op.prot]]), same_dontcopy=True)
         elif kind is Madvise and op.advice in _FORK_ADVICE:
             self.regions[op.pid].replace(op.region, _translated(
                 region.prot, first, count, _FORK_ADVICE[op.advice]))

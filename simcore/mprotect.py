@@ -33,6 +33,9 @@ def modify_flags_range(m: Machine, mm: MM, start: int, end: int, newflags: Calla
             after(vma, a, b, old)
 
 
+_WRITE, _NOT_WRITE = np.uint8(F_WRITE), ~np.uint8(F_WRITE)
+
+
 def change_protection(vma: VMA, a: int, b: int) -> None:
     """change_protection(): write-protect, or make exclusive anon entries writable again."""
     if vma.ptef is None:
@@ -41,9 +44,9 @@ def change_protection(vma: VMA, a: int, b: int) -> None:
     flags = vma.ptef[lo:hi]
     if vma.vm_flags & VM_WRITE:
         excl = (flags & F_EXCL) != 0
-        flags[excl] |= np.uint8(F_WRITE)
+        flags[excl] |= _WRITE
     else:
-        flags &= ~np.uint8(F_WRITE)
+        flags &= _NOT_WRITE
 
 
 # PROT_* of a trace's prot -> VM_READ/VM_WRITE/VM_EXEC (calc_vm_prot_bits(), once per prot)

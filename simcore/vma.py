@@ -276,21 +276,20 @@ def split_vma(m: Machine, vma: VMA, addr: int, new_below: bool) -> VMA:
     if not vma.vm_start < addr < vma.vm_end:
         raise InvariantError("split", f"split of {vma} at {addr:#x} outside it")
     mm = vma.mm
-    new = vm_area_dup(m, vma)
+    new = vm_area_dup(m, vma)                # no page table of its own yet
     cut = addr - vma.vm_start
-    low, high = pt_take(vma, 0, cut), pt_take(vma, cut, vma.pages)
+    pte, ptef = vma.pte, vma.ptef
     if new_below:
         new.vm_end = addr
         vma.vm_start = addr
         vma.vm_pgoff += cut
-        new_pt, old_pt = low, high
     else:
         new.vm_start = addr
         new.vm_pgoff += cut
         vma.vm_end = addr
-        new_pt, old_pt = high, low
-    pt_set(new, [(new.pages, new_pt)])
-    pt_set(vma, [(vma.pages, old_pt)])
+    if pte is not None:                      # pt_take() of each side of the cut, pt_set()
+        low, high = (pte[:cut].copy(), ptef[:cut].copy()), (pte[cut:].copy(), ptef[cut:].copy())
+        (new.pte, new.ptef), (vma.pte, vma.ptef) = (low, high) if new_below else (high, low)
     m.policy.split(m, new, vma)
     if new_below:
         mm.reindex(vma)
