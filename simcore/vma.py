@@ -185,7 +185,7 @@ def find_mergeable_anon_vma(vma: VMA) -> AnonVMA | None:
         av = reusable_anon_vma(nxt, vma, nxt)
         if av is not None:
             return av
-    if prev is not None:
+    if prev is not None and prev.vm_end == vma.vm_start:   # anon_vma_compatible() needs it
         return reusable_anon_vma(prev, prev, vma)
     return None
 
