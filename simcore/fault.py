@@ -202,10 +202,11 @@ def mm_populate(m: Machine, mm: MM, start: int, end: int) -> None:
         populate_vma_page_range(m, vma, a - vma.vm_start, b - vma.vm_start)
 
 
-def do_user_addr_fault(m: Machine, op: T.Touch) -> None:
+def do_user_addr_fault(m: Machine, op: T.Touch, span: tuple[int, int] | None = None) -> None:
     """The trace's `touch`: the process accesses each page of the range (one
-    handle_mm_fault() per page, via do_user_addr_fault())."""
-    start, count = m.layout.access(op)
+    handle_mm_fault() per page, via do_user_addr_fault()).  span: the (start, count) that
+    m.layout.access(op) already gave (CowBatch.add() of a touch it did not take)."""
+    start, count = m.layout.access(op) if span is None else span
     mm = m.procs[op.pid]
     vma = mm.vma_lookup(start)
     if vma is not None and vma.vm_end >= start + count:        # one VMA: no iterator
@@ -217,29 +218,35 @@ def do_user_addr_fault(m: Machine, op: T.Touch) -> None:
 
 # ---- a run of write touches as one array pass ---------------------------------
 class CowBatch:
-    """Consecutive write `touch`es of one process, each of a range inside one VMA that has an
-    anon_vma (no two of the same VMA), collected so that their copy-on-write faults
-    (wp_page_copy() of every page) are carried out as one array operation.
+    """Consecutive write `touch`es of one process, each of a range inside one VMA the policy
+    accepts (Policy.cow_batchable: mainline, a VMA that has an anon_vma; no two of the same
+    VMA), collected so that their copy-on-write faults (wp_page_copy() of every page) are
+    carried out as one array operation.
 
     Only where the order of those faults cannot be observed: the policy says its
-    anon_fault()/folios_added() of a VMA with an anon_vma touch no folio or page table
-    (Policy.batch_cow_faults); only small folios and no swap entries; the pages of distinct
-    VMAs of one mm map distinct small folios, so no fault of the run reads what another
-    changed; the shared folios keep a mapping (mapcount > 1), so nothing is freed and the
-    folio ids come out in the order one fault after another would allocate them.  A range
-    whose entries are not all COW-shared goes through Machine.apply() in its place in the
-    run, after the ranges before it."""
-    __slots__ = ("m", "pid", "queue", "seen")
+    anon_fault()/folios_added() of such a VMA touch no folio or page table and no state
+    another fault reads (Policy.batch_cow_faults, Policy.cow_batchable); only small folios
+    and no swap entries; the pages of distinct VMAs of one mm map distinct small folios, so
+    no fault of the run reads what another changed; the shared folios keep a mapping
+    (mapcount > 1), so nothing is freed and the folio ids come out in the order one fault
+    after another would allocate them.  A range whose entries are not all COW-shared goes
+    through Machine.apply() in its place in the run, after the ranges before it."""
+    __slots__ = ("m", "pid", "queue", "seen", "batchable", "span")
 
     def __init__(self, m: Machine) -> None:
         self.m = m
+        self.batchable = m.policy.cow_batchable
         self.pid = -1
         self.queue: list[tuple[T.Touch, VMA, int, int]] = []   # (op, vma, lo, hi)
         self.seen: set[int] = set()
+        self.span: tuple[int, int] | None = None   # add(): the layout's span of a refused op
 
     def add(self, op: T.Touch) -> bool:
-        """Queue op; False: op is not one for the batch (the caller flushes, then applies it)."""
+        """Queue op; False: op is not one for the batch (the caller flushes, then applies it,
+        with ``span`` -- if not None, the (start, count) the layout gave op -- for
+        do_user_addr_fault())."""
         m = self.m
+        self.span = None
         if not op.write or m.swapped or m.folios.large:
             return False
         if op.pid != self.pid and self.queue:
@@ -253,8 +260,10 @@ class CowBatch:
         except Exception:            # a bad op: Machine.apply() raises it, the run before it done
             return False
         vma = mm.vma_lookup(start)
-        if (vma is None or vma.vm_end < start + count or vma.pte is None or vma.anon_vma is None
-                or vma.vm_flags & (VM_SHARED | VM_HUGEPAGE) or vma.id in self.seen):
+        if (vma is None or vma.vm_end < start + count or vma.pte is None
+                or vma.vm_flags & (VM_SHARED | VM_HUGEPAGE) or vma.id in self.seen
+                or not self.batchable(vma)):
+            self.span = (start, count)    # touches change no layout: still op's after a flush
             return False
         self.seen.add(vma.id)
         lo = start - vma.vm_start
@@ -291,8 +300,9 @@ class CowBatch:
 
     def _copy(self, run: list[tuple[T.Touch, VMA, int, int]], old: np.ndarray) -> None:
         """wp_page_copy() of every page of each range, as _fault_ptes() would one after
-        another: vmf_anon_prepare() (the anon_vma is there), a new exclusive folio per page,
-        the old mapping dropped (nothing freed: each old folio is mapped elsewhere too)."""
+        another: vmf_anon_prepare() (nothing to prepare: Policy.cow_batchable), a new
+        exclusive folio per page, the old mapping dropped (nothing freed: each old folio is
+        mapped elsewhere too)."""
         m = self.m
         policy, folios, p = m.policy, m.folios, m.pmd_pages
         anon_fault = policy.anon_fault

@@ -54,20 +54,23 @@ class FolioTable:
     def alloc(self, mapping: int, mkind: int, index: np.ndarray, nr: int = 1) -> np.ndarray:
         """folio_alloc() + folio_add_new_anon_rmap(): len(index) folios, each mapped once per page."""
         n = len(index)
-        take = min(n, self.nfree)
-        fresh = n - take
-        if self.top + fresh > len(self.mapping):
-            self._grow(self.top + fresh - len(self.mapping))
-        new = np.arange(self.top, self.top + fresh, dtype=np.int32)
-        if take == 0:                     # only fresh rows: slices are cheaper than fancy indexing
-            ids, rows = new, slice(self.top, self.top + fresh)
-        else:
-            ids = self.free[self.nfree - take:self.nfree].copy()
-            self.nfree -= take
+        nfree, top = self.nfree, self.top
+        if not nfree:                     # only fresh rows: slices are cheaper than fancy indexing
+            end = top + n
+            if end > len(self.mapping):
+                self._grow(end - len(self.mapping))
+            ids, rows = np.arange(top, end, dtype=np.int32), slice(top, end)
+            self.top = end
+        else:                             # freed rows first, from the top of the stack
+            take = min(n, nfree)
+            fresh = n - take
+            if top + fresh > len(self.mapping):
+                self._grow(top + fresh - len(self.mapping))
+            ids = rows = self.free[nfree - take:nfree].copy()
+            self.nfree = nfree - take
             if fresh:
-                ids = np.concatenate([ids, new])
-            rows = ids
-        self.top += fresh
+                ids = rows = np.concatenate([ids, np.arange(top, top + fresh, dtype=np.int32)])
+            self.top = top + fresh
         self.mapping[rows] = mapping
         self.mkind[rows] = mkind
         self.index[rows] = index

@@ -132,13 +132,15 @@ class Regions(dict):
         else:
             self.dontcopy.discard(name)
 
-    def replace(self, name: str, prot: np.ndarray) -> Region:
+    def replace(self, name: str, prot: np.ndarray, same_dontcopy: bool = False) -> Region:
         """Region `name` gets a new protection array (same start): a new Region, so that
-        processes sharing the old one (fork) keep theirs."""
+        processes sharing the old one (fork) keep theirs.  same_dontcopy: every page keeps
+        its DONTCOPY bit (mprotect), so the region's DONTCOPY state needs no new scan."""
         region = Region(self[name].start, _frozen(prot))
         super().__setitem__(name, region)
         self.widest = max(self.widest, region.extent)
-        self._note_dontcopy(name, region)
+        if not same_dontcopy:
+            self._note_dontcopy(name, region)
         return region
 
     def __delitem__(self, name: str) -> None:
@@ -266,21 +268,29 @@ class Layout:
 
     def mmap_start(self, op: Mmap) -> int:
         """mmap() -> the first page only (the simulator's mmap path: no Span per op)."""
-        regions = self.regions.get(op.pid)
-        if regions is None or op.pid in self.exited:
+        pid, name, pages = op.pid, op.region, op.pages
+        regions = self.regions.get(pid)
+        if regions is None or pid in self.exited:
             self._proc(op)                                   # raises
-        name, pages = op.region, op.pages
         if name in regions:
             self._new_name(op, regions, name)                # raises
-        start = (self._slot(pages, op.line) if op.after is None else
-                 self._place(op, regions, op.after, pages))
+        after = op.after
+        if after is None:                   # _slot(), inline: a fresh slot above every region
+            start = self.cursor
+            pmd = self.pmd_pages
+            cursor = self.cursor = start + -(-pages // pmd) * pmd + self.gap_pages
+            if cursor > ARENA_LIMIT:
+                raise TraceError(op.line, "trace maps more address space than the layout "
+                                          "arena holds")
+        else:
+            start = self._place(op, regions, after, pages)
         prot = PROT[op.prot]
         arr = _CONST.get((pages, prot))
         if arr is None:
             arr = const_prot(pages, prot)
         _dict_set(regions, name, Region(start, arr, prot))
         starts = regions.starts                  # Regions.__setitem__, no DONTCOPY pages
-        if not starts or starts[-1][0] < start:  # a fresh slot: above every region
+        if after is None or starts[-1][0] < start:   # above every region (a fresh slot is)
             starts.append((start, name))
         else:
             insort(starts, (start, name))
@@ -292,18 +302,23 @@ class Layout:
         """A ranged op over mapped pages (touch also checks permissions)."""
         region = self._region(op, op.region)
         kind = type(op)                                  # op types are final (no subclasses)
-        first, count = self._range(op, region, mapped=kind is not Rmap)
+        same = region.uniform
+        if same is not None and op.first == 0 and op.count is None:
+            first, count = 0, len(region.prot)           # _range() of a whole mapped region
+        else:
+            first, count = self._range(op, region, mapped=kind is not Rmap)
         if kind is Touch:
             need = PROT_WRITE if op.write else PROT_READ
-            same = region.same()
+            if same is None:
+                same = region.same()
             if ((same & need) == 0) if same is not None else \
                     1 in region.prot[first:first + count].tobytes().translate(_LACKS[need]):
                 what = "write to pages that are not writable" if op.write else \
                     "read of pages that are not readable"
                 raise TraceError(op.line, f"touch: {what} in region {op.region!r}")
-        elif kind is Mprotect:
+        elif kind is Mprotect:                           # _SET_PROT keeps the DONTCOPY bit
             self.regions[op.pid].replace(op.region, _translated(
-                region.prot, first, count, _SET_PROT[PROT[op.prot]]))
+                region.prot, first, count, _SET_PROT[PROT[op.prot]]), same_dontcopy=True)
         elif kind is Madvise and op.advice in _FORK_ADVICE:
             self.regions[op.pid].replace(op.region, _translated(
                 region.prot, first, count, _FORK_ADVICE[op.advice]))

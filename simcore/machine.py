@@ -79,7 +79,8 @@ class Machine:
     def run(self, ops: Iterable[T.Op]) -> Machine:
         """apply() each op.  Without checked mode and observers the loop dispatches itself
         (the same steps as apply(), without a call per op: the android cells apply ~10^5-10^6
-        ops), and a policy that allows it takes runs of write touches together."""
+        ops), and a policy that allows it takes runs of write touches together (a touch the
+        batch does not take is faulted with the span its layout lookup gave: CowBatch.span)."""
         if self.check or self.observers:
             for op in ops:
                 self.apply(op)
@@ -89,13 +90,19 @@ class Machine:
         touch, dispatch, done = T.Touch, DISPATCH, 0
         try:
             for op in ops:
+                span = None
                 if batch is not None:
-                    if op.__class__ is touch and batch.add(op):
-                        continue
+                    if op.__class__ is touch:
+                        if batch.add(op):
+                            continue
+                        span = batch.span             # the layout's span of op, or None
                     if batch.queue:
                         batch.flush()
                 try:
-                    dispatch[op.__class__](self, op)
+                    if span is None:
+                        dispatch[op.__class__](self, op)
+                    else:
+                        do_user_addr_fault(self, op, span)
                 except InvariantError as exc:
                     _attach(exc, op)
                     raise

@@ -82,7 +82,8 @@ def mmap_region(m: Machine, mm: MM, start: int, end: int, pgoff: int, flags: int
         vmas.append(vm_area_alloc(m, mm, start, end, pgoff, flags, file))
         mm.starts.append(start)
     else:
-        old = vms_gather_munmap_vmas(m, mm, start, end)
+        # a range at or above the end of the last VMA (placed `after` it) detaches nothing
+        old = vms_gather_munmap_vmas(m, mm, start, end) if vmas[-1].vm_end > start else []
         for vma in old:
             zap_pte_range(m, vma, 0, vma.pages)
             m.policy.remove_vma(m, vma)

@@ -33,6 +33,9 @@ def modify_flags_range(m: Machine, mm: MM, start: int, end: int, newflags: Calla
             after(vma, a, b, old)
 
 
+_WRITE, _NOT_WRITE = np.uint8(F_WRITE), ~np.uint8(F_WRITE)
+
+
 def change_protection(vma: VMA, a: int, b: int) -> None:
     """change_protection(): write-protect, or make exclusive anon entries writable again."""
     if vma.ptef is None:
@@ -41,30 +44,44 @@ def change_protection(vma: VMA, a: int, b: int) -> None:
     flags = vma.ptef[lo:hi]
     if vma.vm_flags & VM_WRITE:
         excl = (flags & F_EXCL) != 0
-        flags[excl] |= np.uint8(F_WRITE)
+        flags[excl] |= _WRITE
     else:
-        flags &= ~np.uint8(F_WRITE)
+        flags &= _NOT_WRITE
+
+
+# PROT_* of a trace's prot -> VM_READ/VM_WRITE/VM_EXEC (calc_vm_prot_bits(), once per prot)
+PROT_BITS = {name: calc_vm_prot_bits(prot) for name, prot in PROT.items()}
+
+
+def mprotect_fixup(m: Machine, mm: MM, vma: VMA, a: int, b: int, access: int) -> None:
+    """mprotect_fixup() of [a, b) inside vma: the new vm_flags (VM_ACCOUNT kept or dropped),
+    vma_modify_flags() if they change, change_protection(); a private VM_LOCKED VMA becoming
+    writable is populated to break COW."""
+    old = vma.vm_flags
+    new = (old & ~(VM_READ | VM_WRITE | VM_EXEC)) | access
+    if new & VM_WRITE:
+        if not old & (VM_ACCOUNT | VM_WRITE | VM_SHARED | VM_NORESERVE):
+            new |= VM_ACCOUNT
+    elif old & VM_ACCOUNT and vma.is_anonymous() and not m.policy.vma_has_anon(vma):
+        new &= ~VM_ACCOUNT
+    if new != old:
+        split_huge_edges(m, mm, a, b)
+        vma = vma_modify_flags(m, vma, a, b, new)
+    change_protection(vma, a, b)
+    if (old & (VM_WRITE | VM_SHARED | VM_LOCKED)) == VM_LOCKED and vma.vm_flags & VM_WRITE:
+        populate_vma_page_range(m, vma, a - vma.vm_start, b - vma.vm_start)
 
 
 def do_mprotect_pkey(m: Machine, op: T.Mprotect) -> None:
-    """do_mprotect_pkey(): mprotect_fixup() on each VMA of the range."""
-    span = m.layout.access(op)
-    access = calc_vm_prot_bits(PROT[op.prot])
-
-    def newflags(vma: VMA) -> int:                     # mprotect_fixup(): VM_ACCOUNT
-        old = vma.vm_flags
-        new = (old & ~(VM_READ | VM_WRITE | VM_EXEC)) | access
-        if new & VM_WRITE:
-            if not old & (VM_ACCOUNT | VM_WRITE | VM_SHARED | VM_NORESERVE):
-                new |= VM_ACCOUNT
-        elif old & VM_ACCOUNT and vma.is_anonymous() and not m.policy.vma_has_anon(vma):
-            new &= ~VM_ACCOUNT
-        return new
-
-    def fixup(vma: VMA, a: int, b: int, old: int) -> None:
-        change_protection(vma, a, b)
-        # mprotect_fixup(): a private VM_LOCKED VMA becoming writable is populated to break COW
-        if (old & (VM_WRITE | VM_SHARED | VM_LOCKED)) == VM_LOCKED and vma.vm_flags & VM_WRITE:
-            populate_vma_page_range(m, vma, a - vma.vm_start, b - vma.vm_start)
-
-    modify_flags_range(m, m.procs[op.pid], span.start, span.start + span.count, newflags, fixup)
+    """do_mprotect_pkey(): mprotect_fixup() on each VMA of the range (the loop of
+    modify_flags_range(), with mprotect's own steps)."""
+    start, count = m.layout.access(op)
+    end = start + count
+    mm = m.procs[op.pid]
+    access = PROT_BITS[op.prot]
+    vma = mm.vma_lookup(start)
+    if vma is not None and vma.vm_end >= end:           # one VMA (most calls): no iterator
+        mprotect_fixup(m, mm, vma, start, end, access)
+        return
+    for vma, a, b in for_each_vma_range(mm, start, end):
+        mprotect_fixup(m, mm, vma, a, b, access)

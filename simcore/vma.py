@@ -96,10 +96,21 @@ class VMA:
 
 
 # ---- page-table slices that travel with VMAs ---------------------------------
+# pt_ensure()'s source of empty entries: a copy of a slice costs a third of np.full()
+_NO_PTES = np.full(512, PTE_NONE, np.int32)
+_NO_PTES.flags.writeable = False
+
+
+def pt_none(n: int) -> np.ndarray:
+    """A new array of n empty entries (PTE_NONE)."""
+    return _NO_PTES[:n].copy() if n <= 512 else np.full(n, PTE_NONE, np.int32)
+
+
 def pt_ensure(vma: VMA) -> None:
     if vma.pte is None:
-        vma.pte = np.full(vma.pages, PTE_NONE, np.int32)
-        vma.ptef = np.zeros(vma.pages, np.uint8)
+        n = vma.vm_end - vma.vm_start
+        vma.pte = pt_none(n)
+        vma.ptef = np.zeros(n, np.uint8)
 
 
 def pt_take(vma: VMA, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -119,7 +130,7 @@ def pt_set(vma: VMA, parts: list[tuple[int, tuple[np.ndarray, np.ndarray] | None
     if all(p is None for _, p in parts):
         vma.pte = vma.ptef = None
         return
-    pte = [p[0] if p is not None else np.full(n, PTE_NONE, np.int32) for n, p in parts]
+    pte = [p[0] if p is not None else pt_none(n) for n, p in parts]
     ptef = [p[1] if p is not None else np.zeros(n, np.uint8) for n, p in parts]
     vma.pte = np.concatenate(pte)
     vma.ptef = np.concatenate(ptef)
@@ -174,7 +185,7 @@ def find_mergeable_anon_vma(vma: VMA) -> AnonVMA | None:
         av = reusable_anon_vma(nxt, vma, nxt)
         if av is not None:
             return av
-    if prev is not None:
+    if prev is not None and prev.vm_end == vma.vm_start:   # anon_vma_compatible() needs it
         return reusable_anon_vma(prev, prev, vma)
     return None
 
@@ -265,21 +276,20 @@ def split_vma(m: Machine, vma: VMA, addr: int, new_below: bool) -> VMA:
     if not vma.vm_start < addr < vma.vm_end:
         raise InvariantError("split", f"split of {vma} at {addr:#x} outside it")
     mm = vma.mm
-    new = vm_area_dup(m, vma)
+    new = vm_area_dup(m, vma)                # no page table of its own yet
     cut = addr - vma.vm_start
-    low, high = pt_take(vma, 0, cut), pt_take(vma, cut, vma.pages)
+    pte, ptef = vma.pte, vma.ptef
     if new_below:
         new.vm_end = addr
         vma.vm_start = addr
         vma.vm_pgoff += cut
-        new_pt, old_pt = low, high
     else:
         new.vm_start = addr
         new.vm_pgoff += cut
         vma.vm_end = addr
-        new_pt, old_pt = high, low
-    pt_set(new, [(new.pages, new_pt)])
-    pt_set(vma, [(vma.pages, old_pt)])
+    if pte is not None:                      # pt_take() of each side of the cut, pt_set()
+        low, high = (pte[:cut].copy(), ptef[:cut].copy()), (pte[cut:].copy(), ptef[cut:].copy())
+        (new.pte, new.ptef), (vma.pte, vma.ptef) = (low, high) if new_below else (high, low)
     m.policy.split(m, new, vma)
     if new_below:
         mm.reindex(vma)

@@ -41,9 +41,9 @@ class Policy(ABC):
     folio_targets: dict[int, str] = {}       # folio mkind (>= MAP_VMA) -> what `mapping` names
     walk_counters: tuple[str, ...] = ()      # WalkCost.extra counters of this design's walks
     fork_counters: tuple[str, ...] = ()      # ForkRecord.policy: this design's own fork work
-    # True: anon_fault(FAULT_COW) and folios_added() of a VMA that has an anon_vma read and
-    # change no folio and no page-table entry, so the COW faults of a run of write touches
-    # may allocate their folios together (fault.CowBatch, Machine.run without checks)
+    # True: anon_fault(FAULT_COW) and folios_added() of a VMA that cow_batchable() accepts
+    # read and change no folio and no page-table entry, so the COW faults of a run of write
+    # touches may allocate their folios together (fault.CowBatch, Machine.run without checks)
     batch_cow_faults = False
     # True: anon_vma_fork() of a VMA with no anon_vma, no chain, no priv and no page table
     # does nothing (the child's copy keeps vm_area_dup()'s NULL anon_vma), so dup_mmap()
@@ -95,6 +95,14 @@ class Policy(ABC):
         if not exclusive and mkind == MAP_ANON_VMA:
             mapping = m.anon_vmas[mapping].root.id
         return mapping, mkind
+
+    def cow_batchable(self, vma: VMA) -> bool:
+        """Under batch_cow_faults: may vma's COW faults join a batch (fault.CowBatch)?  True
+        only where anon_fault(FAULT_COW) and folios_added() of vma change no state that
+        another fault of the run reads (the faults of a batch run in order, but their folios
+        are allocated before any of them maps one).  Mainline: vma has its anon_vma
+        (vmf_anon_prepare() then only reads it)."""
+        return vma.anon_vma is not None
 
     @abstractmethod
     def move_anon_rmap(self, m: Machine, vma: VMA, folio_ids: np.ndarray) -> None:

@@ -245,6 +245,13 @@ class Lazy(Eager):
             vma.priv = LazyRoot()
         return vma.id, MAP_VMA                        # ANON_VMA_LAZY: the VMA itself
 
+    def cow_batchable(self, vma: VMA) -> bool:
+        """A VMA with an anon_vma (as eager), or an ANON_VMA_TREE_PARENT one under
+        child_cow=parent: its anon_fault() only returns the parent's anon_vma, and
+        folios_added() of a MAP_ANON_VMA folio pins nothing."""
+        return vma.anon_vma is not None or (isinstance(vma.priv, TreeParent)
+                                            and self.variant["child_cow"] == "parent")
+
     def move_anon_rmap(self, m: Machine, vma: VMA, folio_ids: np.ndarray) -> None:
         if vma.anon_vma is not None:
             self._repoint(m, folio_ids, vma.anon_vma.id, MAP_ANON_VMA)

@@ -101,3 +101,47 @@ def test_mprotect_and_fork_advice_rewrite_only_their_pages() -> None:
     lt.access(T.Touch(0, "a", 2, 2, write=False))               # r pages: readable
     lt.access(T.Mprotect(0, "a", "rw", 0, 5))
     assert lt.regions[0]["a"].prot.tolist()[:5] == [rw] * 5
+
+
+def test_whole_region_access_and_dontcopy_state_match_the_general_path() -> None:
+    """access() of a whole, fully mapped region skips _range(), and mprotect keeps a region's
+    DONTCOPY state without a scan: the spans, the errors and the dontcopy set are those of
+    the general path (a region that does not know it is uniform, a full rescan)."""
+    import random
+
+    from simcore.layout import DONTCOPY, Region
+
+    def general(lt: Layout, op: T.Op) -> Span | str:
+        region = lt.regions[op.pid].get(op.region)
+        if region is not None:                   # forget the uniform protection it knows
+            dict.__setitem__(lt.regions[op.pid], op.region, Region(region.start, region.prot))
+        return outcome(lt, op)
+
+    def outcome(lt: Layout, op: T.Op) -> Span | str:
+        try:
+            return lt.access(op)
+        except T.TraceError as exc:
+            return str(exc)
+
+    rng = random.Random(5)
+    fast, slow = lay(), lay()
+    names = [f"r{i}" for i in range(8)]
+    for name in names:
+        op = T.Mmap(0, name, rng.randint(1, 6), prot=rng.choice(["r", "rw", "rx", "none"]))
+        for lt in (fast, slow):
+            lt.mmap(op)
+    for i in range(400):
+        name = rng.choice(names)
+        extent = fast.regions[0][name].extent
+        first, count = (0, None) if rng.random() < 0.6 else (rng.randrange(extent), 1)
+        op = rng.choice([T.Touch(0, name, first, count, write=rng.random() < 0.5, line=i),
+                         T.Mprotect(0, name, rng.choice(["r", "rw", "none"]), first, count),
+                         T.Madvise(0, name, rng.choice(["dontfork", "dofork"]), first, count),
+                         T.Rmap(0, name, "reclaim", first, count or 1)])
+        assert outcome(fast, op) == general(slow, op), op
+        for lt in (fast, slow):
+            regions = lt.regions[0]
+            rescan = {n for n, r in regions.items() if ((r.prot != UNMAPPED)
+                                                        & (r.prot & DONTCOPY != 0)).any()}
+            assert regions.dontcopy == rescan, op
+    assert fast.regions[0].dontcopy                  # some region got DONTCOPY pages

@@ -5,7 +5,7 @@ from __future__ import annotations
 from kstate import base, counts, machine, step, vmas
 from simcore import trace as T
 from simcore.check import check_machine
-from simcore.vma import VM_DONTCOPY, VM_WRITE, split_vma
+from simcore.vma import F_WRITE, VM_DONTCOPY, VM_WRITE, split_vma
 
 
 def test_split_clones_the_chain() -> None:
@@ -99,3 +99,22 @@ def test_modify_flags_splits_then_merges_back() -> None:
     step(m, T.Madvise(0, "a", "dofork", 2, 4))
     assert vmas(m) == [(0, 8)]
     assert counts(m) == (1, 1, 1, 8)
+
+
+def test_mprotect_over_several_vmas() -> None:
+    """do_mprotect_pkey(): a range in one VMA (no iterator) and a range over several
+    (mprotect_fixup() per VMA, each split or merged as it comes)."""
+    m = machine()
+    # AAAABBBBCCCC          as after the split above: r-- in the middle
+    step(m, T.Mmap(0, "a", 12), T.Touch(0, "a"), T.Mprotect(0, "a", "r", 4, 4))
+    # AADDDDDDDDCC          mprotect r of 2-9: A splits at 2, B already r, C splits at 10,
+    #                       the pieces merge with B as they come (one VMA for 2-9)
+    step(m, T.Mprotect(0, "a", "r", 2, 8))
+    assert vmas(m) == [(0, 2), (2, 10), (10, 12)]
+    assert [bool(v.vm_flags & VM_WRITE) for v in m.procs[0].vmas] == [True, False, True]
+    assert counts(m) == (3, 1, 3, 12)
+    # AAAAAAAAAAAA          mprotect rw of the whole region: all three become one again
+    step(m, T.Mprotect(0, "a", "rw"))
+    assert vmas(m) == [(0, 12)]
+    assert counts(m) == (1, 1, 1, 12)
+    assert (m.procs[0].vmas[0].ptef & F_WRITE).all()   # change_protection(): exclusive again
