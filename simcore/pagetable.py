@@ -56,33 +56,37 @@ def reclaim_empty_pt(m: Machine, mm: MM, start: int, end: int) -> None:
 def copy_page_range(m: Machine, dst: VMA, src: VMA) -> None:
     """copy_page_range(): share every present entry; anon folios become COW (write-protected,
     not exclusive) in both processes (folio_try_dup_anon_rmap_pte + ptep_set_wrprotect)."""
-    copy_page_ranges(m, [(dst, src)])
+    copy_page_ranges(m, [dst], [src])
 
 
-def copy_page_ranges(m: Machine, pairs: list[tuple[VMA, VMA]]) -> None:
-    """copy_page_range() for every (dst, src) pair of one dup_mmap() (one source mm, one
-    destination mm), as one array operation: the sources' entries are concatenated, their
+def copy_page_ranges(m: Machine, dsts: list[VMA], srcs: list[VMA]) -> None:
+    """copy_page_range() for every (dsts[i], srcs[i]) pair of one dup_mmap() (one source mm,
+    one destination mm), as one array operation: the sources' entries are concatenated, their
     folios get one more mapping each and lose write/exclusive at once, and every VMA keeps
     its slice (a view) of the copied arrays, every source its slice of the flags."""
-    if not pairs:
+    if not srcs:
         return
     p = m.pmd_pages
-    dst_mm, src_mm = pairs[0][0].mm, pairs[0][1].mm
-    lo = np.array([src.vm_start for _, src in pairs]) // p
-    span = (np.array([src.vm_end for _, src in pairs]) - 1) // p - lo + 1   # PMDs of each
+    dst_mm, src_mm = dsts[0].mm, srcs[0].mm
+    lo = np.array([src.vm_start for src in srcs]) // p
+    span = (np.array([src.vm_end for src in srcs]) - 1) // p - lo + 1   # PMDs of each
     if span.max() > 1:                              # every PMD of each range, in one array
         ends = np.cumsum(span)
         lo = np.repeat(lo - (ends - span), span) + np.arange(int(ends[-1]))
     # the PTE tables that exist in the source
     dst_mm.pt_pmds |= src_mm.pt_pmds.intersection(lo.tolist())
-    with_pt = [(dst, src) for dst, src in pairs if src.pte is not None]
-    if not with_pt:
-        return
-    if len(with_pt) == 1:
-        pte, ptef = with_pt[0][1].pte, with_pt[0][1].ptef
+    ptes = [src.pte for src in srcs]
+    with_pt = [i for i, t in enumerate(ptes) if t is not None]
+    if len(with_pt) < len(srcs):                    # only the sources with entries
+        if not with_pt:
+            return
+        dsts, srcs = [dsts[i] for i in with_pt], [srcs[i] for i in with_pt]
+        ptes = [src.pte for src in srcs]
+    if len(srcs) == 1:
+        pte, ptef = ptes[0], srcs[0].ptef
     else:
-        pte = np.concatenate([src.pte for _, src in with_pt])
-        ptef = np.concatenate([src.ptef for _, src in with_pt])
+        pte = np.concatenate(ptes)
+        ptef = np.concatenate([src.ptef for src in srcs])
     anon = pte >= 0
     nanon = int(np.count_nonzero(anon))
     if nanon == len(pte):                           # every entry is an anon folio
@@ -96,16 +100,17 @@ def copy_page_ranges(m: Machine, pairs: list[tuple[VMA, VMA]]) -> None:
             ptef[anon] &= ~np.uint8(F_WRITE | F_EXCL)
         if m.swapped:                               # copy_nonpresent_pte(): swap entries
             ptef[pte == PTE_SWAP] &= ~np.uint8(F_EXCL)   # lose pte_swp_exclusive
-    if len(with_pt) == 1:
-        dst = with_pt[0][0]
+    if len(srcs) == 1:
+        dst = dsts[0]
         dst.pte, dst.ptef = pte.copy(), ptef.copy()
         return
     cpte, cptef = pte.copy(), ptef.copy()
     a = 0
-    for dst, src in with_pt:        # the sources' entries are unchanged, their flags are these
-        b = a + len(src.pte)
+    for dst, src, t in zip(dsts, srcs, ptes):   # the sources' entries are unchanged,
+        b = a + len(t)                          # their flags are these
         src.ptef = ptef[a:b]
-        dst.pte, dst.ptef = cpte[a:b], cptef[a:b]
+        dst.pte = cpte[a:b]
+        dst.ptef = cptef[a:b]
         a = b
 
 

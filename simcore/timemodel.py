@@ -82,7 +82,10 @@ class RootLocks:
         """write(ident, items) and then write(ident, then) (anon_vma_fork(): the clone's
         lock and the new link's), with one lookup of the root."""
         self.write_items += items + then
-        slot = self._root(ident)
+        slot = self.live.get(ident)                 # _root(), inline (once per forked VMA)
+        if slot is None:
+            slot = self.live[ident] = [0.0, 0.0]
+            self.roots += 1
         slot[0] += self.w_item * items
         slot[0] += self.w_item * then
 
