@@ -1,6 +1,7 @@
 """Page-table work that moves or drops entries (mm/memory.c, mm/mremap.c)."""
 from __future__ import annotations
 
+from itertools import accumulate
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -62,8 +63,9 @@ def copy_page_range(m: Machine, dst: VMA, src: VMA) -> None:
 def copy_page_ranges(m: Machine, dsts: list[VMA], srcs: list[VMA]) -> None:
     """copy_page_range() for every (dsts[i], srcs[i]) pair of one dup_mmap() (one source mm,
     one destination mm), as one array operation: the sources' entries are concatenated, their
-    folios get one more mapping each and lose write/exclusive at once, and every VMA keeps
-    its slice (a view) of the copied arrays, every source its slice of the flags."""
+    folios get one more mapping each and lose write/exclusive at once, and every copy keeps
+    its slice (a view) of the new arrays; every source its slice of the new flags, unless no
+    flag changed (a parent forking again with every entry COW already keeps its arrays)."""
     if not srcs:
         return
     p = m.pmd_pages
@@ -82,36 +84,43 @@ def copy_page_ranges(m: Machine, dsts: list[VMA], srcs: list[VMA]) -> None:
             return
         dsts, srcs = [dsts[i] for i in with_pt], [srcs[i] for i in with_pt]
         ptes = [src.pte for src in srcs]
+    wx = F_WRITE | F_EXCL
     if len(srcs) == 1:
-        pte, ptef = ptes[0], srcs[0].ptef
+        pte, ptef = ptes[0], srcs[0].ptef           # the source's flags change in place
     else:
-        pte = np.concatenate(ptes)
-        ptef = np.concatenate([src.ptef for src in srcs])
+        pte = np.concatenate(ptes)                  # new arrays: the sources' flags become
+        ptef = np.concatenate([src.ptef for src in srcs])   # views of ptef if any change
     anon = pte >= 0
     nanon = int(np.count_nonzero(anon))
     if nanon == len(pte):                           # every entry is an anon folio
         m.fork_ptes += nanon
         m.folios.get(pte)
-        ptef &= ~np.uint8(F_WRITE | F_EXCL)
+        changed = bool(np.bitwise_or.reduce(ptef) & wx)   # else all are COW already
+        if changed:
+            ptef &= ~np.uint8(wx)
     else:
         m.fork_ptes += int(np.count_nonzero(pte != PTE_NONE))
+        changed = bool(m.swapped)
         if nanon:
             m.folios.get(pte[anon])
-            ptef[anon] &= ~np.uint8(F_WRITE | F_EXCL)
+            flags = ptef[anon]
+            if np.bitwise_or.reduce(flags) & wx:
+                ptef[anon] = flags & ~np.uint8(wx)
+                changed = True
         if m.swapped:                               # copy_nonpresent_pte(): swap entries
             ptef[pte == PTE_SWAP] &= ~np.uint8(F_EXCL)   # lose pte_swp_exclusive
     if len(srcs) == 1:
         dst = dsts[0]
         dst.pte, dst.ptef = pte.copy(), ptef.copy()
         return
-    cpte, cptef = pte.copy(), ptef.copy()
-    a = 0
-    for dst, src, t in zip(dsts, srcs, ptes):   # the sources' entries are unchanged,
-        b = a + len(t)                          # their flags are these
-        src.ptef = ptef[a:b]
-        dst.pte = cpte[a:b]
-        dst.ptef = cptef[a:b]
-        a = b
+    bounds = list(accumulate([len(t) for t in ptes], initial=0))
+    if changed:                 # the sources' entries are unchanged, their flags are these
+        for src, a, b in zip(srcs, bounds, bounds[1:]):
+            src.ptef = ptef[a:b]
+        ptef = ptef.copy()
+    for dst, a, b in zip(dsts, bounds, bounds[1:]):   # pte is a new array already
+        dst.pte = pte[a:b]
+        dst.ptef = ptef[a:b]
 
 
 def split_huge_pmd(m: Machine, vma: VMA, pmd: int) -> None:
