@@ -157,8 +157,7 @@ def anon_vma_clone(m: Machine, dst: VMA, src: VMA, allocs: list[int] | None = No
     chain = src.chain
     if chain:                             # lock_anon_vma_root(): once, one root per chain
         n = len(chain)
-        m.root_lock_write += 1
-        m.locks.write(chain[0].anon_vma.root.id, n)
+        lock_write(m, chain[0].anon_vma.root, n)
         links = dst.chain if dst.chain else []
         _link_chain(dst, chain, links, dst.anon_vma is None and src.anon_vma is not None)
         dst.chain = links
@@ -187,22 +186,8 @@ def anon_vma_fork(m: Machine, vma: VMA, pvma: VMA, allocs: list[int] | None = No
     links: list[AnonVMAChain] = []
     n = len(chain)
     locks = m.locks
-    if n == 1:                            # _link_chain() of a singular chain, inline (most
-        first = chain[0].anon_vma         # forked VMAs link only the root)
-        avc = AnonVMAChain(vma, first)
-        links.append(avc)
-        tree = first.tree
-        if tree.__class__ is not list:
-            tree[avc] = None
-        elif len(tree) < TREE_LIST_MAX:
-            tree.append(avc)
-        else:
-            _tree_add(first, avc)
-        if first.num_children < 2 and first.num_active_vmas == 0:
-            vma.anon_vma = first
-    elif n:                               # anon_vma_clone(): lock_anon_vma_root() once
+    if n:                                 # anon_vma_clone(): lock_anon_vma_root() once
         _link_chain(vma, chain, links, True)
-    if n:
         reused = vma.anon_vma
         if reused is not None:
             m.root_lock_write += 1
