@@ -85,8 +85,9 @@ def copy_page_ranges(m: Machine, dsts: list[VMA], srcs: list[VMA]) -> None:
         return
     p = m.pmd_pages
     dst_mm, src_mm = dsts[0].mm, srcs[0].mm
-    lo = np.array([src.vm_start for src in srcs]) // p
-    span = (np.array([src.vm_end for src in srcs]) - 1) // p - lo + 1   # PMDs of each
+    # the PMDs of each range (np.array() given the dtype: ~3x faster than finding it)
+    lo = np.array([src.vm_start for src in srcs], np.int64) // p
+    span = (np.array([src.vm_end for src in srcs], np.int64) - 1) // p - lo + 1
     if span.max() > 1:                              # every PMD of each range, in one array
         ends = np.cumsum(span)
         lo = np.repeat(lo - (ends - span), span) + np.arange(int(ends[-1]))
