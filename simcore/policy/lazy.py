@@ -23,7 +23,6 @@ from .. import anon_vma as av
 from ..errors import InvariantError
 from ..folio import MAP_ANON_VMA, MAP_VMA
 from ..slab import VMA as VMA_CACHE
-from ..vma import NO_CHAIN
 from ..timemodel import lock_write
 from .eager import Eager
 
