@@ -146,29 +146,38 @@ def _link_chain(dst: VMA, chain: list[AnonVMAChain], links: list[AnonVMAChain],
             reuse = False
 
 
-def anon_vma_clone(m: Machine, dst: VMA, src: VMA) -> None:
+def anon_vma_clone(m: Machine, dst: VMA, src: VMA, allocs: list[int] | None = None) -> None:
     """anon_vma_clone(): link dst into every anon_vma of src's chain (oldest first).
 
     With ``dst.anon_vma`` unset (only from anon_vma_fork) the first anon_vma with
     ``num_children < 2 and num_active_vmas == 0`` is reused.  (anon_vma_chain_link() of
     each AVC, inline; the AVCs are counted together: nothing reads the slab in between.)
+    allocs: as anon_vma_fork()'s.
     """
     chain = src.chain
     if chain:                             # lock_anon_vma_root(): once, one root per chain
-        lock_write(m, chain[0].anon_vma.root, len(chain))
+        n = len(chain)
+        lock_write(m, chain[0].anon_vma.root, n)
         links = dst.chain if dst.chain else []
         _link_chain(dst, chain, links, dst.anon_vma is None and src.anon_vma is not None)
         dst.chain = links
-        m.slab.alloc(AVC, len(chain))
+        if allocs is None:
+            m.slab.alloc(AVC, n)
+        else:
+            allocs[AVC] += n
     if dst.anon_vma is not None:
         dst.anon_vma.num_active_vmas += 1
 
 
-def anon_vma_fork(m: Machine, vma: VMA, pvma: VMA) -> None:
+def anon_vma_fork(m: Machine, vma: VMA, pvma: VMA, allocs: list[int] | None = None) -> None:
     """anon_vma_fork(): clone the parent's chain, then reuse or allocate the child's anon_vma.
     (anon_vma_clone(), anon_vma_alloc(), get_anon_vma() and anon_vma_chain_link() inline:
-    once per faulted VMA of every fork; the AVCs are counted together, nothing reads the
-    slab in between.)"""
+    once per faulted VMA of every fork.)
+
+    allocs (dup_mmap()): the AVCs and the anon_vma allocated are added to allocs[AVC] and
+    allocs[ANON_VMA] for the caller to count in the slab once per fork (nothing reads the
+    slab in between, and a fork frees no anon_vma and no AVC: the same live and peak
+    counts); None: counted here."""
     pav = pvma.anon_vma
     if pav is None:
         return
@@ -185,10 +194,12 @@ def anon_vma_fork(m: Machine, vma: VMA, pvma: VMA) -> None:
             locks.write(chain[0].anon_vma.root.id, n)
             vma.chain = links
             reused.num_active_vmas += 1
-            m.slab.alloc(AVC, n)
+            if allocs is None:
+                m.slab.alloc(AVC, n)
+            else:
+                allocs[AVC] += n
             return
-    m.slab.alloc(ANON_VMA)                # anon_vma_alloc()
-    av = AnonVMA(m.new_id())
+    av = AnonVMA(m.new_id())              # anon_vma_alloc()
     m.anon_vmas[av.id] = av
     av.num_active_vmas = 1
     av.root = root = pav.root
@@ -206,7 +217,12 @@ def anon_vma_fork(m: Machine, vma: VMA, pvma: VMA) -> None:
     links.append(avc)
     av.tree.append(avc)                   # a new anon_vma: its tree is an empty list
     vma.chain = links
-    m.slab.alloc(AVC, n + 1)
+    if allocs is None:
+        m.slab.alloc(ANON_VMA)
+        m.slab.alloc(AVC, n + 1)
+    else:
+        allocs[ANON_VMA] += 1
+        allocs[AVC] += n + 1
 
 
 def unlink_anon_vmas(m: Machine, vma: VMA) -> None:

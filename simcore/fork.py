@@ -51,10 +51,12 @@ def dup_mmap(m: Machine, parent: MM, child: MM) -> None:
     """dup_mmap(): copy every VMA but VM_DONTCOPY (vm_area_dup(), inline); WIPEONFORK VMAs
     start empty; the page tables of the VMAs that need them are copied together at the end
     (copy_page_ranges(): nothing in between reads them); then the policy links the two mms
-    (the COW-context PoC's dup_cow_context()).  Unless the policy's anon_vma_fork() may free
-    a VMA, the copies are counted in the slab once, at the end (nothing in between reads
-    or changes the VMA cache's counts); anon_vma_fork() is not called for a VMA that never
-    faulted where the policy says it does nothing (Policy.fork_skips_unfaulted)."""
+    (the COW-context PoC's dup_cow_context()).  The anon_vmas and AVCs anon_vma_fork()
+    allocates are counted in the slab once, at the end (its `allocs`), and so are the
+    copies unless the policy's anon_vma_fork() may free a VMA (nothing in between reads or
+    changes those counts, and a fork frees no anon_vma and no AVC);
+    anon_vma_fork() is not called for a VMA that never faulted where the policy says it
+    does nothing (Policy.fork_skips_unfaulted)."""
     child.files = dict(parent.files)
     policy = m.policy
     anon_vma_fork = policy.anon_vma_fork
@@ -62,35 +64,46 @@ def dup_mmap(m: Machine, parent: MM, child: MM) -> None:
     direct = type(policy).vma_anon_vma is Policy.vma_anon_vma    # vma_anon_vma(): .anon_vma
     each = policy.fork_frees_vmas()
     slab, new_id = m.slab, m.new_id
+    allocs = [0] * len(slab.allocs)
     vmas: list[VMA] = []
     add_vma = vmas.append
-    copy: list[tuple[VMA, VMA]] = []
+    copy_dst: list[VMA] = []                    # vma_needs_copy(): copy_page_range() of
+    copy_src: list[VMA] = []                    # copy_dst[i] from copy_src[i]
+    rare = VM_DONTCOPY | VM_LOCKED_MASK | VM_WIPEONFORK
     for mpnt in parent.vmas:
         flags = mpnt.vm_flags
-        if flags & VM_DONTCOPY:
-            continue
+        if flags & rare:
+            if flags & VM_DONTCOPY:
+                continue
         if each:
             slab.alloc(VMA_CACHE)
         tmp = VMA(new_id(), child, mpnt.vm_start, mpnt.vm_end, mpnt.vm_pgoff, flags,
                   mpnt.vm_file)
         add_vma(tmp)
-        if flags & VM_LOCKED_MASK:
-            tmp.vm_flags = flags & ~VM_LOCKED_MASK     # after anon_vma_fork() in the kernel;
-        #                                             nothing there reads the child's flags
         pav = mpnt.anon_vma
-        if skip and pav is None and mpnt.priv is None and mpnt.pte is None and not mpnt.chain:
-            continue                                   # never faulted: nothing to fork
-        if flags & VM_WIPEONFORK:
-            continue                                   # starts empty: no anon_vma, no copy
-        tmp.anon_vma = pav                             # vm_area_dup() copies the pointer
-        anon_vma_fork(m, tmp, mpnt)
+        if flags & rare:
+            if flags & VM_LOCKED_MASK:
+                tmp.vm_flags = flags & ~VM_LOCKED_MASK     # after anon_vma_fork() in the
+            #                                     kernel; nothing there reads the child's flags
+            if flags & VM_WIPEONFORK:
+                continue                                   # starts empty: no anon_vma, no copy
+        if pav is None:
+            if skip and mpnt.pte is None and mpnt.priv is None and not mpnt.chain:
+                continue                                   # never faulted: nothing to fork
+        else:
+            tmp.anon_vma = pav                             # vm_area_dup() copies the pointer
+        anon_vma_fork(m, tmp, mpnt, allocs)
         if (mpnt.anon_vma is not None) if direct else (policy.vma_anon_vma(mpnt) is not None):
-            copy.append((tmp, mpnt))                   # vma_needs_copy()
+            copy_dst.append(tmp)                           # vma_needs_copy()
+            copy_src.append(mpnt)
     if not each and vmas:
-        slab.alloc(VMA_CACHE, len(vmas))
+        allocs[VMA_CACHE] += len(vmas)
+    for cache, n in enumerate(allocs):
+        if n:
+            slab.alloc(cache, n)
     child.vmas.extend(vmas)
     child.starts.extend([v.vm_start for v in vmas])
-    copy_page_ranges(m, copy)
+    copy_page_ranges(m, copy_dst, copy_src)
     policy.mm_fork(m, parent, child)
 
 

@@ -111,8 +111,11 @@ class Policy(ABC):
 
     # VMA lifecycle
     @abstractmethod
-    def anon_vma_fork(self, m: Machine, child: VMA, parent: VMA) -> None:
-        ...
+    def anon_vma_fork(self, m: Machine, child: VMA, parent: VMA,
+                      allocs: list[int] | None = None) -> None:
+        """anon_vma_fork() of child, parent's copy in dup_mmap().  allocs: a [VMA, ANON_VMA,
+        AVC] counter list (slab indices) the anon_vmas and AVCs allocated here may be added
+        to instead of the slab: dup_mmap() counts them once per fork (a fork frees none)."""
 
     @abstractmethod
     def split(self, m: Machine, new: VMA, old: VMA) -> None:

@@ -397,7 +397,8 @@ class CowContextPolicy(Policy):
             self._put(m, old, n)
 
     # ---- VMA lifecycle: the marker is copied, remaps follow the VMA ------------
-    def anon_vma_fork(self, m: Machine, child: VMA, parent: VMA) -> None:
+    def anon_vma_fork(self, m: Machine, child: VMA, parent: VMA,
+                      allocs: list[int] | None = None) -> None:
         """anon_vma_fork() copies the marker; cow_context_do_fork() records the child's remap
         in the child's context and re-adds the parent's private-file remap."""
         child.priv = parent.priv

@@ -29,8 +29,8 @@ class Eager(Policy):
     def move_anon_rmap(self, m: Machine, vma: VMA, folio_ids: np.ndarray) -> None:
         m.folios.move_anon_rmap(folio_ids, vma.anon_vma.id, MAP_ANON_VMA)  # folio_move_anon_rmap()
 
-    def anon_vma_fork(self, m: Machine, child: VMA, parent: VMA) -> None:
-        av.anon_vma_fork(m, child, parent)
+    # anon_vma_fork() itself, not a method calling it (once per faulted VMA of every fork)
+    anon_vma_fork = staticmethod(av.anon_vma_fork)
 
     def split(self, m: Machine, new: VMA, old: VMA) -> None:
         av.anon_vma_clone(m, new, old)                      # __split_vma()

@@ -23,7 +23,6 @@ from .. import anon_vma as av
 from ..errors import InvariantError
 from ..folio import MAP_ANON_VMA, MAP_VMA
 from ..slab import VMA as VMA_CACHE
-from ..vma import NO_CHAIN
 from ..timemodel import lock_write
 from .eager import Eager
 
@@ -261,18 +260,22 @@ class Lazy(Eager):
             self._repoint(m, folio_ids, vma.id, MAP_VMA, vma)
 
     # ---- fork, split, merge, mremap ----------------------------------------------
-    def anon_vma_fork(self, m: Machine, child: VMA, parent: VMA) -> None:
-        if parent.anon_vma is None and not parent.chain and parent.priv is None \
-                and not self._has_lazy_folios(m, parent):
-            child.anon_vma = None
-            return
-        if parent.anon_vma is None or self.regular_may_map_lazy:
+    def anon_vma_fork(self, m: Machine, child: VMA, parent: VMA,
+                      allocs: list[int] | None = None) -> None:
+        pav = parent.anon_vma
+        if pav is None:
+            if not parent.chain and parent.priv is None and not self._has_lazy_folios(m, parent):
+                child.anon_vma = None
+                return
+            self.upgrade(m, parent)      # the parent's lazy VMA gets a regular anon_vma first
+            pav = parent.anon_vma
+        elif self.regular_may_map_lazy:
             self.upgrade(m, parent)      # only a `keep` variant leaves lazy folios in a regular VMA
-        child.anon_vma = None
-        child.chain = NO_CHAIN
-        av.anon_vma_clone(m, child, parent)           # +L AVCs; reuse of an idle anon_vma
+        child.anon_vma = None            # vm_area_dup() copied the pointer; the child's copy
+        #                                  has an empty chain (dup_mmap() made it)
+        av.anon_vma_clone(m, child, parent, allocs)   # +L AVCs; reuse of an idle anon_vma
         if child.anon_vma is None:
-            child.priv = TreeParent(parent.anon_vma)   # ANON_VMA_TREE_PARENT: no AV, no own AVC
+            child.priv = TreeParent(pav)   # ANON_VMA_TREE_PARENT: no AV, no own AVC
 
     def split(self, m: Machine, new: VMA, old: VMA) -> None:
         av.anon_vma_clone(m, new, old)

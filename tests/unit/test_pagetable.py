@@ -75,3 +75,52 @@ def test_huge_pmd_is_split_by_a_vma_boundary_inside_it() -> None:
     step(m, T.Mprotect(0, "a", "r", 2, 2))
     assert counts(m) == (3, 1, 3, 1) and pmds(m) == [0]
     assert not any((v.ptef & F_HUGE).any() for v in m.procs[0].vmas)
+
+
+def _tables(m) -> list:
+    """Every process's (page-table entries, flags) per VMA, the PTE-table PMDs, the folio
+    mapcounts and the PTEs forks copied: what copy_page_range() changes."""
+    out = [(pid, sorted(mm.pt_pmds),
+            [(v.pte.tolist(), v.ptef.tolist()) if v.pte is not None else None for v in mm.vmas])
+           for pid, mm in sorted(m.procs.items())]
+    return out + [m.folios.mapcount[:m.folios.top].tolist(), m.fork_ptes]
+
+
+def test_fork_copies_tables_as_copy_page_range_of_each_vma_would(monkeypatch) -> None:
+    import simcore.fork
+    from simcore.pagetable import copy_page_range
+    ops = [T.Mmap(0, "a", 4), T.Touch(0, "a"), T.Mmap(0, "b", 12), T.Touch(0, "b", 2, 3),
+           T.Mmap(0, "c", 2), T.Fork(0, 1),   # A and B lose write/exclusive in pid 0
+           T.Fork(0, 2),                      # every entry COW already: pid 0 keeps its arrays
+           T.Touch(0, "b", 2, 1), T.Fork(0, 3)]   # b's page 2 written (a new folio) again
+    m = machine(pmd_pages=8)
+    step(m, *ops[:6])
+    kept = [v.ptef for v in m.procs[0].vmas]
+    step(m, ops[6])
+    assert all(a is b for a, b in zip(kept, [v.ptef for v in m.procs[0].vmas], strict=True))
+    step(m, *ops[7:])
+    # the reference: copy_page_range() of one VMA at a time
+    monkeypatch.setattr(simcore.fork, "copy_page_ranges",
+                        lambda m, dsts, srcs: [copy_page_range(m, d, s)
+                                               for d, s in zip(dsts, srcs)])
+    ref = step(machine(pmd_pages=8), *ops)
+    assert _tables(m) == _tables(ref)
+    # the copies own their entries: a write in pid 2 changes nothing in pid 0 or 3
+    m.procs[2].vmas[0].pte[0] = -1
+    assert m.procs[0].vmas[0].pte[0] >= 0 and m.procs[3].vmas[0].pte[0] >= 0
+
+
+def test_concatenate_is_np_concatenate() -> None:
+    import numpy as np
+    import pytest
+    from simcore.errors import InvariantError
+    from simcore.pagetable import _concatenate
+    parts = [np.arange(3, dtype=np.int32), np.full(1, -1, np.int32),
+             np.arange(10, dtype=np.int32)[2:6]]
+    out = _concatenate(parts, 8)
+    assert out.dtype == np.int32 and out.flags.writeable
+    assert out.tolist() == np.concatenate(parts).tolist()
+    strided = parts + [np.arange(10, dtype=np.int32)[::3]]   # not contiguous: np.concatenate
+    assert _concatenate(strided, 12).tolist() == np.concatenate(strided).tolist()
+    with pytest.raises(InvariantError):
+        _concatenate([np.zeros(2, np.int32), np.zeros(2, np.int64)], 4)
