@@ -144,8 +144,14 @@ def exit_mmap(m: Machine, mm: MM) -> None:
     """exit_mmap(): unmap, unlink and free every VMA.  Under a policy that does not watch
     folio frees (tracks_frees), the order in which folios are freed is not observable, so
     every VMA's entries are zapped at once (unmap_vmas() over the whole mm, as the kernel
-    does) and the VMAs leave the mm together."""
-    if m.policy.tracks_frees:
+    does) and the VMAs leave the mm together.  So too under a policy whose folio frees
+    commute with its VMA frees (Policy.exit_frees_commute) while every folio is small: the
+    whole mm's entries, concatenated in VMA order, free the same folios in the same order
+    as one VMA at a time (a small anon folio is mapped at most once per mm), only before
+    the VMAs are freed instead of interleaved with them.  remove_vma() one at a time is
+    the reference (tests/test_lazy_fast_paths.py)."""
+    policy = m.policy
+    if policy.tracks_frees and (m.folios.large or not policy.exit_frees_commute):
         for vma in list(mm.vmas):
             remove_vma(m, vma)
     else:
@@ -157,8 +163,8 @@ def exit_mmap(m: Machine, mm: MM) -> None:
         mm.vmas, mm.starts = [], []
         for vma in vmas:
             vma.pte = vma.ptef = None
-            m.policy.remove_vma(m, vma)
-            m.policy.unlink_anon_vmas(m, vma)          # remove_vma_from_mm() without the tree
+            policy.remove_vma(m, vma)
+            policy.unlink_anon_vmas(m, vma)            # remove_vma_from_mm() without the tree
             vm_area_free(m, vma)
     mm.pt_pmds.clear()
 

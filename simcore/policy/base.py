@@ -37,6 +37,10 @@ class Policy(ABC):
     """Hooks called by the machine; see Eager for the mainline meaning of each."""
     name = "base"
     tracks_frees = False          # True: folios_freed() is called before folios are freed
+    # True (with tracks_frees): folios_freed() and vma_freed() of one exit_mmap() commute:
+    # freeing every folio of the mm first, then its VMAs, ends in the same state as
+    # interleaving them one VMA at a time (mmap.exit_mmap zaps the whole mm at once)
+    exit_frees_commute = False
     caches: tuple[PolicyCache, ...] = ()     # object caches beside CACHES (Slab indices 3, ...)
     folio_targets: dict[int, str] = {}       # folio mkind (>= MAP_VMA) -> what `mapping` names
     walk_counters: tuple[str, ...] = ()      # WalkCost.extra counters of this design's walks

@@ -1,0 +1,90 @@
+"""Lazy's fast paths against their reference paths, in lockstep.
+
+- Lazy.anon_vma_fork()'s inline anon_vma_clone() vs Lazy.anon_vma_fork_ref();
+- exit_mmap() freeing every folio of the mm before its VMAs (Lazy.exit_frees_commute)
+  vs remove_vma() one VMA at a time.
+
+Two machines receive the same ops, one with the reference paths; after every op their
+whole state must be equal: objects and their links, slab counts (live, peak, allocs),
+lock records, pins and pinned VMAs, folio columns and the free-row stack."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import fork, mmap, size, touch
+from simcore import trace as T
+from simcore.check import check_no_leaks
+from simcore.machine import Machine
+from simcore.policy.lazy import Lazy, TreeParent
+
+
+class RefLazy(Lazy):
+    """Lazy with the reference paths only."""
+    anon_vma_fork = Lazy.anon_vma_fork_ref
+    exit_frees_commute = False
+
+
+def state(m: Machine) -> tuple:
+    p, f = m.policy, m.folios
+    vmas = [(pid, v.id, v.vm_start, v.vm_end, v.vm_pgoff,
+             None if v.anon_vma is None else v.anon_vma.id, [c.anon_vma.id for c in v.chain],
+             type(v.priv).__name__, v.priv.tree.id if isinstance(v.priv, TreeParent) else None,
+             None if v.pte is None else v.pte.tolist())
+            for pid, mm in sorted(m.procs.items()) for v in mm.vmas]
+    avs = [(a.id, a.root.id, a.parent.id, a.refcount, a.num_children, a.num_active_vmas,
+            [c.vma.id for c in a.tree]) for a in m.anon_vmas.values()]
+    return (m.counts(), list(m.slab.live), list(m.slab.peak), list(m.slab.allocs),
+            m.root_lock_write, {k: list(v) for k, v in m.locks.live.items()},
+            m.locks.write_items, m.locks.max_write, vmas, avs, list(p.pins.items()),
+            list(p.targets), list(p.detached), f.mapping[:f.top].tolist(),
+            f.mkind[:f.top].tolist(), f.mapcount[:f.top].tolist(),
+            f.free[:f.nfree].tolist(), list(m.forks))
+
+
+def lockstep(ops: list[T.Op], **variant) -> tuple[Machine, Machine]:
+    fast = Machine(Lazy(**variant), check=True)
+    ref = Machine(RefLazy(**variant), check=True)
+    for op in ops:
+        fast.apply(op)
+        ref.apply(op)
+        assert state(fast) == state(ref), op
+    return fast, ref
+
+
+def parse(*objs) -> list[T.Op]:
+    return list(T.parse_lines([json.dumps(o) for o in objs]))
+
+
+def test_exit_of_a_process_whose_vmas_pin_each_others_folios():
+    # split=keep: mprotect of the lower half makes the upper piece the new VMA, whose
+    # folios still point at the lower one (the original); one VMA at a time the lower VMA
+    # is freed while pinned (detached), then released by the upper piece's folio frees;
+    # the whole-mm zap frees the folios first
+    ops = parse(mmap(), touch(), fork(0, 1), mmap(1, "b"), touch(1, "b"),
+                {"op": "mprotect", "pid": 1, "region": "b", "first": 0, "count": 4, "prot": "r"})
+    fast, ref = lockstep(ops)
+    lower, upper = ref.procs[1].vmas[-2:]
+    assert ref.policy.pins[lower.id] == 8 and lower.pages == 4     # pinned by upper's folios
+    assert not ref.folios.large
+    for m in lockstep(ops + [T.Exec(1), T.Exit(1), T.Exit(0)]):
+        check_no_leaks(m)
+
+
+def test_exit_with_a_large_folio_takes_the_reference_path():
+    # a live THP: the whole-mm zap would free the mm's folios in another order
+    lines = [line for line in open("tests/lazy_findings/large_none_dontfork_fork_incomplete.jsonl")
+             if line.strip() and not line.startswith("#")]
+    ops = list(T.parse_lines(lines))
+    fast, ref = lockstep(ops)
+    assert fast.folios.large
+    lockstep(ops + [T.Exit(pid) for pid in sorted(fast.procs, reverse=True)])
+
+
+@pytest.mark.parametrize("variant", [{}, {"child_cow": "own"}, {"child_cow": "vma"},
+                                     {"merge": "keep"}, {"split": "upgrade"}])
+def test_random_traces_fast_paths_equal_the_reference(variant):
+    from simcore.workloads import random_trace
+    for seed in range(size(40, 400)):
+        lockstep(random_trace(20_000 + seed, 40, exit_all=True), **variant)
