@@ -88,3 +88,24 @@ def test_random_traces_fast_paths_equal_the_reference(variant):
     from simcore.workloads import random_trace
     for seed in range(size(40, 400)):
         lockstep(random_trace(20_000 + seed, 40, exit_all=True), **variant)
+
+
+@pytest.mark.parametrize("targets", [[5, 5, 5], [7, 5, 7, 5, 5], [7]])
+def test_unpin_targets_equals_one_unpin_per_distinct_target(targets):
+    import numpy as np
+    from simcore.slab import VMA as VMA_CACHE
+    pins = {5: 4, 7: 2}
+    fast, ref = Machine(Lazy()), Machine(Lazy())
+    for m in (fast, ref):
+        m.slab.alloc(VMA_CACHE, 2)
+        m.policy.pins = dict(pins)
+        m.policy.targets = {5: "vma5", 7: "vma7"}
+        m.policy.detached = {7: "vma7"}          # 7 is pinned only: its last unpin frees it
+    fast.policy._unpin_targets(fast, np.array(targets, np.int64))
+    for ident in sorted(set(targets)):
+        ref.policy._unpin(ref, ident, targets.count(ident))
+    for m in (fast, ref):
+        assert m.policy.pins == fast.policy.pins and m.policy.detached == fast.policy.detached
+    assert list(fast.slab.live) == list(ref.slab.live)
+    assert fast.policy.pins == {ident: n - targets.count(ident) for ident, n in pins.items()
+                                if n - targets.count(ident)}

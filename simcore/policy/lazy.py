@@ -104,12 +104,21 @@ class Lazy(Eager):
             del self.detached[ident]
             m.slab.free(VMA_CACHE)
 
+    def _unpin_targets(self, m: Machine, targets: np.ndarray) -> None:
+        """_unpin() each VMA of targets (one VMA id per folio), in id order.  Most often
+        every folio points at one VMA: then no np.unique()."""
+        first = targets[0]
+        if (targets == first).all():
+            self._unpin(m, int(first), len(targets))
+            return
+        idents, counts = np.unique(targets, return_counts=True)
+        for ident, n in zip(idents.tolist(), counts.tolist()):
+            self._unpin(m, ident, n)
+
     def folios_freed(self, m: Machine, ids: np.ndarray) -> None:
         lazy = ids[m.folios.mkind[ids] == MAP_VMA]
         if len(lazy):
-            targets, counts = np.unique(m.folios.mapping[lazy], return_counts=True)
-            for ident, n in zip(targets.tolist(), counts.tolist()):
-                self._unpin(m, ident, n)
+            self._unpin_targets(m, m.folios.mapping[lazy])
 
     def _repoint(self, m: Machine, ids: np.ndarray, mapping: int, mkind: int,
                  target: VMA | None = None) -> None:
@@ -120,9 +129,7 @@ class Lazy(Eager):
         old = f.mapping[ids[f.mkind[ids] == MAP_VMA]]
         f.move_anon_rmap(ids, mapping, mkind)
         if len(old):
-            targets, counts = np.unique(old, return_counts=True)
-            for ident, n in zip(targets.tolist(), counts.tolist()):
-                self._unpin(m, ident, n)
+            self._unpin_targets(m, old)
 
     def folios_added(self, m: Machine, vma: VMA, mkind: int, n: int) -> None:
         if mkind == MAP_VMA:
