@@ -169,7 +169,7 @@ class Lazy(Eager):
             lazy = ids[m.folios.mkind[ids] == MAP_VMA]
             if not len(lazy):
                 continue
-            if self.variant["large"] == "upgrade":
+            if self.variant["large"] == "upgrade" and m.folios.large:   # a large folio lives
                 for w in self._other_mappers(m, v, lazy):
                     if w.anon_vma is None:
                         self._join_upgrade(m, w, vma.anon_vma)
