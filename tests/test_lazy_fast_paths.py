@@ -57,6 +57,19 @@ def parse(*objs) -> list[T.Op]:
     return list(T.parse_lines([json.dumps(o) for o in objs]))
 
 
+def test_fork_fast_path_reuses_an_idle_anon_vma_as_the_reference():
+    # 0 -> 1 -> 2 -> 3: 1 and 2 upgrade as they fork (AV1 child of AV0, AV2 of AV1); 1
+    # exits: AV1 has no VMA and one child; 2's next fork (the fast path: 2 has AV2 and the
+    # chain AV0, AV1, AV2) reuses AV1 for the child (anon_vma_clone()'s reuse rule)
+    ops = parse(mmap(), touch(), fork(0, 1), fork(1, 2), fork(2, 3), {"op": "exit", "pid": 1},
+                fork(2, 4))
+    fast, ref = lockstep(ops)
+    for m in (fast, ref):
+        (g,), (child,) = m.procs[2].vmas, m.procs[4].vmas
+        assert child.anon_vma is g.chain[1].anon_vma is not g.anon_vma
+        assert child.priv is None and child.anon_vma.num_active_vmas == 1
+
+
 def test_exit_of_a_process_whose_vmas_pin_each_others_folios():
     # split=keep: mprotect of the lower half makes the upper piece the new VMA, whose
     # folios still point at the lower one (the original); one VMA at a time the lower VMA
@@ -72,8 +85,9 @@ def test_exit_of_a_process_whose_vmas_pin_each_others_folios():
         check_no_leaks(m)
 
 
-def test_exit_with_a_large_folio_takes_the_reference_path():
-    # a live THP: the whole-mm zap would free the mm's folios in another order
+def test_exit_with_a_large_folio_live_equals_the_reference():
+    # a live THP (exit_mmap() then zaps one VMA at a time under lazy: at once, np.unique()
+    # would free the folios of the mm in another order)
     lines = [line for line in open("tests/lazy_findings/large_none_dontfork_fork_incomplete.jsonl")
              if line.strip() and not line.startswith("#")]
     ops = list(T.parse_lines(lines))
