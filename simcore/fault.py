@@ -225,18 +225,24 @@ def mm_populate(m: Machine, mm: MM, start: int, end: int) -> None:
         populate_vma_page_range(m, vma, a - vma.vm_start, b - vma.vm_start)
 
 
-def do_user_addr_fault(m: Machine, op: T.Touch, span: tuple[int, int] | None = None) -> None:
+def do_user_addr_fault(m: Machine, op: T.Touch,
+                       span: tuple[int, int, VMA | None] | None = None) -> None:
     """The trace's `touch`: the process accesses each page of the range (one
-    handle_mm_fault() per page, via do_user_addr_fault()).  span: the (start, count) that
-    m.layout.access(op) already gave (CowBatch.add() of a touch it did not take)."""
-    start, count = m.layout.access(op) if span is None else span
-    mm = m.procs[op.pid]
-    vma = mm.vma_lookup(start)
-    if vma is not None and vma.vm_end >= start + count:        # one VMA: no iterator
-        handle_mm_fault(m, vma, start - vma.vm_start, start + count - vma.vm_start, op.write)
-        return
-    for vma, a, b in for_each_vma_range(mm, start, start + count):
-        handle_mm_fault(m, vma, a - vma.vm_start, b - vma.vm_start, op.write)
+    handle_mm_fault() per page, via do_user_addr_fault()).  span: from CowBatch.add() of a
+    touch it did not take, the (start, count) that m.layout.access(op) already gave and the
+    VMA holding all of it (or None), which its vma_lookup() found."""
+    if span is None:
+        (start, count), vma = m.layout.access(op), None
+    else:
+        start, count, vma = span
+    if vma is None:
+        mm = m.procs[op.pid]
+        vma = mm.vma_lookup(start)
+        if vma is None or vma.vm_end < start + count:         # several VMAs: the iterator
+            for vma, a, b in for_each_vma_range(mm, start, start + count):
+                handle_mm_fault(m, vma, a - vma.vm_start, b - vma.vm_start, op.write)
+            return
+    handle_mm_fault(m, vma, start - vma.vm_start, start + count - vma.vm_start, op.write)
 
 
 # ---- a run of write touches as one array pass ---------------------------------
@@ -262,12 +268,13 @@ class CowBatch:
         self.pid = -1
         self.queue: list[tuple[T.Touch, VMA, int, int]] = []   # (op, vma, lo, hi)
         self.seen: set[int] = set()
-        self.span: tuple[int, int] | None = None   # add(): the layout's span of a refused op
+        # add(): (start, count, VMA or None) of a refused op, for do_user_addr_fault()
+        self.span: tuple[int, int, VMA | None] | None = None
 
     def add(self, op: T.Touch) -> bool:
         """Queue op; False: op is not one for the batch (the caller flushes, then applies it,
-        with ``span`` -- if not None, the (start, count) the layout gave op -- for
-        do_user_addr_fault())."""
+        with ``span`` -- if not None, the (start, count) the layout gave op and the VMA
+        holding all of it, or None -- for do_user_addr_fault())."""
         m = self.m
         self.span = None
         if not op.write or m.swapped or m.folios.large:
@@ -283,10 +290,13 @@ class CowBatch:
         except Exception:            # a bad op: Machine.apply() raises it, the run before it done
             return False
         vma = mm.vma_lookup(start)
-        if (vma is None or vma.vm_end < start + count or vma.pte is None
-                or vma.vm_flags & (VM_SHARED | VM_HUGEPAGE) or vma.id in self.seen
+        # (touches change no layout and no VMA: the span is still op's after a flush)
+        if vma is None or vma.vm_end < start + count:
+            self.span = (start, count, None)
+            return False
+        if (vma.pte is None or vma.vm_flags & (VM_SHARED | VM_HUGEPAGE) or vma.id in self.seen
                 or not self.batchable(vma)):
-            self.span = (start, count)    # touches change no layout: still op's after a flush
+            self.span = (start, count, vma)
             return False
         self.seen.add(vma.id)
         lo = start - vma.vm_start
