@@ -116,13 +116,29 @@ def anon_vma_prepare(m: Machine, vma: VMA) -> None:
     if vma.anon_vma is not None:
         return
     av = find_mergeable_anon_vma(vma)             # mm/vma.c
-    if av is None:
-        av = anon_vma_alloc(m)
-        av.num_children += 1          # self-parent link for a new root
+    if av is not None:
+        vma.anon_vma = av
+        anon_vma_chain_link(m, vma, av)
+        av.num_active_vmas += 1
+        lock_write(m, av.root, 1)         # anon_vma_lock_write(anon_vma->root)
+        return
+    # a new root (the first write to most VMAs): anon_vma_alloc(), anon_vma_chain_link() and
+    # lock_write() inline
+    av = AnonVMA(m.new_id())
+    m.anon_vmas[av.id] = av
+    av.num_children = av.num_active_vmas = 1      # the self-parent link; vma
     vma.anon_vma = av
-    anon_vma_chain_link(m, vma, av)
-    av.num_active_vmas += 1
-    lock_write(m, av.root, 1)             # anon_vma_lock_write(anon_vma->root)
+    avc = AnonVMAChain(vma, av)
+    if vma.chain:
+        vma.chain.append(avc)
+    else:
+        vma.chain = [avc]                 # NO_CHAIN or an emptied list: a list of its own
+    av.tree.append(avc)                   # a new anon_vma: its tree is an empty list
+    slab = m.slab
+    slab.alloc(ANON_VMA)
+    slab.alloc(AVC)
+    m.root_lock_write += 1                # anon_vma_lock_write(anon_vma->root): itself
+    m.locks.write(av.id, 1)
 
 
 def _link_chain(dst: VMA, chain: list[AnonVMAChain], links: list[AnonVMAChain],

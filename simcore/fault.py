@@ -18,7 +18,8 @@ from .vma import (F_EXCL, F_HUGE, F_WRITE, PTE_FILE, PTE_NONE, PTE_ZERO, VM_HUGE
 if TYPE_CHECKING:
     from .machine import Machine
 
-_WX = np.uint8(F_WRITE | F_EXCL)
+WX = F_WRITE | F_EXCL
+_WX = np.uint8(WX)
 
 
 def handle_mm_fault(m: Machine, vma: VMA, lo: int, hi: int, write: bool) -> None:
@@ -88,13 +89,28 @@ def _huge_pmd_write_ok(m: Machine, vma: VMA, blk: slice) -> bool:
     return False
 
 
+# _fault_new_ptes(): up to this many pages are faulted row by row (FolioTable.alloc_few())
+FEW_PAGES = 8
+
+
 def _fault_new_ptes(m: Machine, vma: VMA, lo: int, hi: int) -> None:
     """_fault_ptes() for a write to a VMA without page-table entries yet: do_anonymous_page()
-    for every page of [lo, hi)."""
+    for every page of [lo, hi).  (A few pages -- most such VMAs have 1-4 -- entry by entry:
+    new_anon_folios() with FolioTable.alloc_few(), the same folios, entries and counts.)"""
     vma.mm.pt_pmds.update(pmd_range(vma.vm_start + lo, vma.vm_start + hi, m.pmd_pages))
     pt_ensure(vma)                       # before the policy's fault hook, which may read it
-    vma.pte[lo:hi] = new_anon_folios(m, vma, np.arange(vma.vm_pgoff + lo, vma.vm_pgoff + hi))
-    vma.ptef[lo:hi] = _WX
+    n = hi - lo
+    if n > FEW_PAGES:
+        vma.pte[lo:hi] = new_anon_folios(m, vma, np.arange(vma.vm_pgoff + lo, vma.vm_pgoff + hi))
+        vma.ptef[lo:hi] = _WX
+        return
+    mapping, mkind = vmf_anon_prepare(m, vma, FAULT_NEW, n)
+    ids = m.folios.alloc_few(mapping, mkind, vma.vm_pgoff + lo, n)
+    m.policy.folios_added(m, vma, mkind, n)
+    pte, ptef = vma.pte, vma.ptef
+    for i, fid in enumerate(ids, lo):
+        pte[i] = fid
+        ptef[i] = WX
 
 
 def _fault_ptes(m: Machine, vma: VMA, lo: int, hi: int, write: bool) -> None:
@@ -173,15 +189,22 @@ def wp_page_copy(m: Machine, vma: VMA, idx: np.ndarray | slice) -> None:
     m.folios.put(old)
 
 
+def vmf_anon_prepare(m: Machine, vma: VMA, fault: str, n: int) -> tuple[int, int]:
+    """vmf_anon_prepare() before n new folios of vma (fault: FAULT_NEW, or FAULT_COW from
+    wp_page_copy()): the policy's anon_fault(), counted -> the folios' (mapping, mkind)."""
+    avcs = m.slab.allocs[AVC]
+    mapping, mkind = m.policy.anon_fault(m, vma, fault)
+    faults = m.faults                                # counts for simcore/timemodel.py
+    faults[fault] += n
+    faults["prepare"] += m.slab.allocs[AVC] != avcs  # __anon_vma_prepare() linked an AVC
+    return mapping, mkind
+
+
 def new_anon_folios(m: Machine, vma: VMA, index: np.ndarray, nr: int = 1,
                     fault: str = FAULT_NEW) -> np.ndarray:
     """vmf_anon_prepare() + folio_add_new_anon_rmap() for folios at `index` in vma
     (fault: FAULT_NEW, or FAULT_COW from wp_page_copy())."""
-    avcs = m.slab.allocs[AVC]
-    mapping, mkind = m.policy.anon_fault(m, vma, fault)
-    faults = m.faults                                # counts for simcore/timemodel.py
-    faults[fault] += len(index)
-    faults["prepare"] += m.slab.allocs[AVC] != avcs  # __anon_vma_prepare() linked an AVC
+    mapping, mkind = vmf_anon_prepare(m, vma, fault, len(index))
     ids = m.folios.alloc(mapping, mkind, index, nr)
     m.policy.folios_added(m, vma, mkind, len(ids))
     return ids
@@ -202,18 +225,24 @@ def mm_populate(m: Machine, mm: MM, start: int, end: int) -> None:
         populate_vma_page_range(m, vma, a - vma.vm_start, b - vma.vm_start)
 
 
-def do_user_addr_fault(m: Machine, op: T.Touch, span: tuple[int, int] | None = None) -> None:
+def do_user_addr_fault(m: Machine, op: T.Touch,
+                       span: tuple[int, int, VMA | None] | None = None) -> None:
     """The trace's `touch`: the process accesses each page of the range (one
-    handle_mm_fault() per page, via do_user_addr_fault()).  span: the (start, count) that
-    m.layout.access(op) already gave (CowBatch.add() of a touch it did not take)."""
-    start, count = m.layout.access(op) if span is None else span
-    mm = m.procs[op.pid]
-    vma = mm.vma_lookup(start)
-    if vma is not None and vma.vm_end >= start + count:        # one VMA: no iterator
-        handle_mm_fault(m, vma, start - vma.vm_start, start + count - vma.vm_start, op.write)
-        return
-    for vma, a, b in for_each_vma_range(mm, start, start + count):
-        handle_mm_fault(m, vma, a - vma.vm_start, b - vma.vm_start, op.write)
+    handle_mm_fault() per page, via do_user_addr_fault()).  span: from CowBatch.add() of a
+    touch it did not take, the (start, count) that m.layout.access(op) already gave and the
+    VMA holding all of it (or None), which its vma_lookup() found."""
+    if span is None:
+        (start, count), vma = m.layout.access(op), None
+    else:
+        start, count, vma = span
+    if vma is None:
+        mm = m.procs[op.pid]
+        vma = mm.vma_lookup(start)
+        if vma is None or vma.vm_end < start + count:         # several VMAs: the iterator
+            for vma, a, b in for_each_vma_range(mm, start, start + count):
+                handle_mm_fault(m, vma, a - vma.vm_start, b - vma.vm_start, op.write)
+            return
+    handle_mm_fault(m, vma, start - vma.vm_start, start + count - vma.vm_start, op.write)
 
 
 # ---- a run of write touches as one array pass ---------------------------------
@@ -239,12 +268,13 @@ class CowBatch:
         self.pid = -1
         self.queue: list[tuple[T.Touch, VMA, int, int]] = []   # (op, vma, lo, hi)
         self.seen: set[int] = set()
-        self.span: tuple[int, int] | None = None   # add(): the layout's span of a refused op
+        # add(): (start, count, VMA or None) of a refused op, for do_user_addr_fault()
+        self.span: tuple[int, int, VMA | None] | None = None
 
     def add(self, op: T.Touch) -> bool:
         """Queue op; False: op is not one for the batch (the caller flushes, then applies it,
-        with ``span`` -- if not None, the (start, count) the layout gave op -- for
-        do_user_addr_fault())."""
+        with ``span`` -- if not None, the (start, count) the layout gave op and the VMA
+        holding all of it, or None -- for do_user_addr_fault())."""
         m = self.m
         self.span = None
         if not op.write or m.swapped or m.folios.large:
@@ -260,10 +290,13 @@ class CowBatch:
         except Exception:            # a bad op: Machine.apply() raises it, the run before it done
             return False
         vma = mm.vma_lookup(start)
-        if (vma is None or vma.vm_end < start + count or vma.pte is None
-                or vma.vm_flags & (VM_SHARED | VM_HUGEPAGE) or vma.id in self.seen
+        # (touches change no layout and no VMA: the span is still op's after a flush)
+        if vma is None or vma.vm_end < start + count:
+            self.span = (start, count, None)
+            return False
+        if (vma.pte is None or vma.vm_flags & (VM_SHARED | VM_HUGEPAGE) or vma.id in self.seen
                 or not self.batchable(vma)):
-            self.span = (start, count)    # touches change no layout: still op's after a flush
+            self.span = (start, count, vma)
             return False
         self.seen.add(vma.id)
         lo = start - vma.vm_start

@@ -81,6 +81,31 @@ class FolioTable:
             self.large += n
         return ids
 
+    def alloc_few(self, mapping: int, mkind: int, index: int, n: int) -> list[int]:
+        """alloc(mapping, mkind, np.arange(index, index + n)) of a handful of small folios (the
+        same rows in the same order), row by row: for a few rows, scalar stores cost less
+        than numpy's per-call cost of alloc()'s column slices and id array."""
+        nfree, top = self.nfree, self.top
+        take = min(n, nfree)
+        ids = self.free[nfree - take:nfree].tolist() if take else []   # freed rows first
+        self.nfree = nfree - take
+        end = top + n - take
+        if end > top:
+            if end > len(self.mapping):
+                self._grow(end - len(self.mapping))
+            ids += range(top, end)
+            self.top = end
+        mapping_, mkind_, index_, nr, mapcount = (self.mapping, self.mkind, self.index, self.nr,
+                                                  self.mapcount)
+        for fid in ids:
+            mapping_[fid] = mapping
+            mkind_[fid] = mkind
+            index_[fid] = index
+            nr[fid] = mapcount[fid] = 1
+            index += 1
+        self.live += n
+        return ids
+
     def get(self, ids: np.ndarray) -> None:
         """One more mapping of each id (duplicates count once each)."""
         if self.large:

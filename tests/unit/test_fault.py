@@ -142,6 +142,68 @@ def test_cow_batch_equals_one_touch_after_another(monkeypatch) -> None:
 
 
 
+def test_alloc_few_equals_alloc() -> None:
+    """FolioTable.alloc_few() gives the rows, ids and columns alloc() gives: fresh rows, rows
+    from the free stack, both, and a table that grows."""
+    import random
+
+    import numpy as np
+
+    from simcore.folio import FolioTable
+
+    rng = random.Random(5)
+    for _ in range(200):
+        tables = [FolioTable(capacity=4), FolioTable(capacity=4)]
+        for _ in range(rng.randrange(1, 12)):          # the same history on both tables
+            n, index, target = rng.randrange(1, 6), rng.randrange(100), rng.randrange(50)
+            kind = rng.randrange(3)
+            if rng.random() < 0.5:
+                got = [t.alloc(target, kind, np.arange(index, index + n)) for t in tables]
+            else:
+                got = [tables[0].alloc(target, kind, np.arange(index, index + n)),
+                       np.array(tables[1].alloc_few(target, kind, index, n))]
+            assert got[0].tolist() == got[1].tolist()
+            if rng.random() < 0.5:                     # free some: mapcount 1 each, distinct
+                dead = np.array(rng.sample(got[0].tolist(), rng.randrange(len(got[0]) + 1)),
+                                np.int32)
+                for t in tables:
+                    t.put(dead.copy())
+        one, few = tables
+        for col in ("mapping", "mkind", "index", "nr", "mapcount"):
+            assert getattr(one, col)[:one.top].tolist() == getattr(few, col)[:few.top].tolist()
+        assert (one.top, one.live, one.free[:one.nfree].tolist()) == \
+               (few.top, few.live, few.free[:few.nfree].tolist())
+
+
+def test_few_page_first_writes_equal_the_general_path(monkeypatch) -> None:
+    """_fault_new_ptes() of a few pages (entry by entry, FolioTable.alloc_few()) leaves the
+    state the general path (new_anon_folios(), array by array) leaves, after every op of
+    random traces, under each policy."""
+    from simcore import fault
+    from simcore.folio import FolioTable
+    from simcore.machine import Machine
+    from simcore.policy import make_policy
+    from simcore.workloads import random_trace
+
+    few: list[int] = []
+    real = FolioTable.alloc_few
+    monkeypatch.setattr(FolioTable, "alloc_few", lambda self, *a: (few.append(a[-1]),
+                                                                   real(self, *a))[1])
+    policies = [("eager", {})] + [("lazy", {"child_cow": c}) for c in ("parent", "own", "vma")]
+    policies.append(("cow_context", {}))
+    for seed in range(12):
+        ops = random_trace(200 + seed, 40, exit_all=True)
+        for name, variant in policies:
+            fast, general = Machine(make_policy(name, **variant)), Machine(make_policy(name, **variant))
+            for op in ops:
+                fast.apply(op)
+                with monkeypatch.context() as mp:
+                    mp.setattr(fault, "FEW_PAGES", 0)   # every first write: the general path
+                    general.apply(op)
+                assert _state(fast) == _state(general), (seed, name, variant, op)
+    assert few and max(few) > 1                         # the few-page path ran, multi-page too
+
+
 def test_cow_batch_stops_at_a_bad_touch_with_the_run_before_it_done() -> None:
     """A touch the layout rejects raises its TraceError after the touches before it."""
     import pytest
