@@ -17,7 +17,7 @@ from simcore import registry
 from simcore import trace as T
 from simcore.workloads.android import AndroidApps, AndroidBoot, android_apps, android_boot
 
-# the knobs benchmarks/android_cell.py (and /work/prof/ab.py) set to 0
+# the knobs benchmarks/android_cell.py sets to 0
 LIFE_OFF = dict.fromkeys(
     "arenas arena_commits arena_frees heap_grows threads thread_exits jit_flips gc_dontneeds "
     "heap_trims lmkd_kills app_restarts compactions compact_share compact_returns".split(), 0)
