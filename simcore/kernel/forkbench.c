@@ -40,9 +40,11 @@
 #include "bench.h"
 #include <sys/resource.h>
 
-/* cpu0's L2 cache in bytes (sysfs); 1 MiB if sysfs does not say */
-static long l2_bytes(void) {
-    FILE *f = fopen("/sys/devices/system/cpu/cpu0/cache/index2/size", "r");
+/* the L2 cache of `cpu` in bytes (sysfs); 1 MiB if sysfs does not say */
+static long l2_bytes(int cpu) {
+    char path[96];
+    snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/cache/index2/size", cpu);
+    FILE *f = fopen(path, "r");
     long kib = 0;
     char unit = 'K';
     if (f) {
@@ -97,7 +99,7 @@ int main(int argc, char **argv) {
         for (long i = 0; i < vmas; i++)
             madvise(base + i * (pages + 1) * psz, pages * psz, MADV_DONTNEED);
     long *t = calloc(forks, sizeof(long)), *pre = calloc(forks, sizeof(long));
-    long evict = 4 * l2_bytes();
+    long evict = 4 * l2_bytes(sched_getcpu());      /* the CPU pinned to above */
     /* MADV_DONTFORK: dup_mmap() skips the buffer (VM_DONTCOPY), the fork copies none of it */
     volatile char *buf = mmap(NULL, evict, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (buf == MAP_FAILED || madvise((char *)buf, evict, MADV_DONTFORK)) { perror("evict"); return 1; }
