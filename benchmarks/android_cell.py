@@ -17,12 +17,14 @@ sweep worker does (sweep.runner.simulate_cell); before each cell the peak RSS is
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = "15b86df"
@@ -105,34 +107,41 @@ def zero_knobs(base: Path, here: Path, workload: str) -> dict:
     return {name: (False if "bool" in typ else 0) for name, typ in new.items() if name not in old}
 
 
-def speed(runs: int, policies: list[str]) -> list[str]:
-    lines = []
+@contextlib.contextmanager
+def base_tree() -> Iterator[Path]:
+    """Commit BASE checked out into a temporary git worktree, removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="anonsim-base-") as tmp:
         base = Path(tmp) / "tree"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base), BASE],
                        check=True, capture_output=True)
         try:
-            zero = zero_knobs(base, ROOT, "android_apps")
-            if zero:
-                lines.append(f"  knobs 15b86df does not know, set to 0 here: {zero}")
-            for policy in policies:
-                best = {}
-                for _ in range(runs):
-                    for side, tree in (("base", base), ("now", ROOT)):
-                        cell = run_cell(tree, {"cmd": "run", "workload": "android_apps",
-                                               "policies": [policy],
-                                               "zero": zero if side == "now" else {}})["cells"][0]
-                        if side not in best or cell["cpu"] < best[side]["cpu"]:
-                            best[side] = cell
-                b, n = best["base"], best["now"]
-                same = rows_compared(b["ints"], n["ints"])
-                lines.append(
-                    f"  android_apps {policy:11} cpu {b['cpu']:7.2f} s at {BASE} vs {n['cpu']:6.2f} s "
-                    f"now: {b['cpu'] / n['cpu']:5.2f}x faster (wall {b['wall']:6.2f} vs "
-                    f"{n['wall']:6.2f} s: {b['wall'] / n['wall']:5.2f}x)  rows {same}")
+            yield base
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)],
                            check=False, capture_output=True)
+
+
+def speed(runs: int, policies: list[str]) -> list[str]:
+    lines = []
+    with base_tree() as base:
+        zero = zero_knobs(base, ROOT, "android_apps")
+        if zero:
+            lines.append(f"  knobs 15b86df does not know, set to 0 here: {zero}")
+        for policy in policies:
+            best = {}
+            for _ in range(runs):
+                for side, tree in (("base", base), ("now", ROOT)):
+                    cell = run_cell(tree, {"cmd": "run", "workload": "android_apps",
+                                           "policies": [policy],
+                                           "zero": zero if side == "now" else {}})["cells"][0]
+                    if side not in best or cell["cpu"] < best[side]["cpu"]:
+                        best[side] = cell
+            b, n = best["base"], best["now"]
+            same = rows_compared(b["ints"], n["ints"])
+            lines.append(
+                f"  android_apps {policy:11} cpu {b['cpu']:7.2f} s at {BASE} vs {n['cpu']:6.2f} s "
+                f"now: {b['cpu'] / n['cpu']:5.2f}x faster (wall {b['wall']:6.2f} vs "
+                f"{n['wall']:6.2f} s: {b['wall'] / n['wall']:5.2f}x)  rows {same}")
     return lines
 
 

@@ -2,7 +2,8 @@
 (the machine's handlers, wrapped), the touches the COW batch refused, Machine.release(),
 and the rest (workload generator, op tally, the run loop, sampling, metrics).  The same
 cell as benchmarks/android_cell.py (arm64_android, seed 0, the knobs 15b86df lacks at 0
-unless --full).  The wrappers add a little to every line; the shares are what to read.
+unless --full, found as android_cell.py finds them).  The wrappers add a little to every
+line; the shares are what to read.
 
     python benchmarks/cell_split.py [--policy eager] [--full]
 """
@@ -14,18 +15,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# the workload knobs commit 15b86df does not know (android_cell.zero_knobs() finds the same)
-NEW_KNOBS = ("arenas", "arena_commits", "arena_frees", "heap_grows", "threads", "thread_exits",
-             "jit_flips", "gc_dontneeds", "heap_trims", "lmkd_kills", "app_restarts",
-             "compactions", "compact_share", "compact_returns")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--policy", default="eager")
     ap.add_argument("--full", action="store_true", help="every workload knob at its default")
     args = ap.parse_args()
     import simcore.machine as M
+    import android_cell                # benchmarks/ is on sys.path when this script runs
     from sweep.config import load_grid
     from sweep.runner import simulate_cell
     cpu: collections.Counter[str] = collections.Counter()
@@ -51,8 +47,9 @@ def main() -> None:
     grid = load_grid(ROOT / "conf/grid.yaml", ["arch=arm64_android", "seed=0",
                                                "workload=android_apps", "policy=" + args.policy])
     cfg = grid.resolve(next(iter(grid.cells))["point"])
-    if not args.full:
-        cfg["workload"].update(dict.fromkeys(NEW_KNOBS, 0))
+    if not args.full:                 # the knobs 15b86df lacks at 0, as android_cell.py does
+        with android_cell.base_tree() as base:
+            cfg["workload"].update(android_cell.zero_knobs(base, ROOT, "android_apps"))
     t0 = clock()
     row = simulate_cell(cfg, int(cfg["sweep"]["sample_every"]))
     total = clock() - t0
