@@ -117,8 +117,7 @@ def test_unpin_targets_equals_one_unpin_per_distinct_target(targets):
     fast.policy._unpin_targets(fast, np.array(targets, np.int64))
     for ident in sorted(set(targets)):
         ref.policy._unpin(ref, ident, targets.count(ident))
-    for m in (fast, ref):
-        assert m.policy.pins == fast.policy.pins and m.policy.detached == fast.policy.detached
+    assert (ref.policy.pins, ref.policy.detached) == (fast.policy.pins, fast.policy.detached)
     assert list(fast.slab.live) == list(ref.slab.live)
     assert fast.policy.pins == {ident: n - targets.count(ident) for ident, n in pins.items()
                                 if n - targets.count(ident)}
