@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +18,7 @@ from simcore.trace import Exit
 ALL_VARIANTS = [{}] + [{k: v} for k, (vals, d) in VARIANTS.items() for v in vals if v != d]
 UNSOUND = ({"mremap": "keep"}, {"large": "none"})        # findings 1 and 5
 SOUND = [v for v in ALL_VARIANTS if v not in UNSOUND]
-FINDINGS = "tests/lazy_findings/"
+FINDINGS = str(Path(__file__).parent / "lazy_findings") + "/"   # any cwd
 
 
 def trace_objs(path: str) -> list[dict]:

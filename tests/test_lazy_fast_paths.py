@@ -10,6 +10,7 @@ lock records, pins and pinned VMAs, folio columns and the free-row stack."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -88,9 +89,7 @@ def test_exit_of_a_process_whose_vmas_pin_each_others_folios():
 def test_exit_with_a_large_folio_live_equals_the_reference():
     # a live THP (exit_mmap() then zaps one VMA at a time under lazy: at once, np.unique()
     # would free the folios of the mm in another order)
-    lines = [line for line in open("tests/lazy_findings/large_none_dontfork_fork_incomplete.jsonl")
-             if line.strip() and not line.startswith("#")]
-    ops = list(T.parse_lines(lines))
+    ops = T.load(Path(__file__).parent / "lazy_findings" / "large_none_dontfork_fork_incomplete.jsonl")
     fast, ref = lockstep(ops)
     assert fast.folios.large
     lockstep(ops + [T.Exit(pid) for pid in sorted(fast.procs, reverse=True)])
@@ -118,8 +117,7 @@ def test_unpin_targets_equals_one_unpin_per_distinct_target(targets):
     fast.policy._unpin_targets(fast, np.array(targets, np.int64))
     for ident in sorted(set(targets)):
         ref.policy._unpin(ref, ident, targets.count(ident))
-    for m in (fast, ref):
-        assert m.policy.pins == fast.policy.pins and m.policy.detached == fast.policy.detached
+    assert (ref.policy.pins, ref.policy.detached) == (fast.policy.pins, fast.policy.detached)
     assert list(fast.slab.live) == list(ref.slab.live)
     assert fast.policy.pins == {ident: n - targets.count(ident) for ident, n in pins.items()
                                 if n - targets.count(ident)}
