@@ -1,8 +1,6 @@
-"""Lazy's fast paths against their reference paths, in lockstep.
-
-- Lazy.anon_vma_fork()'s inline anon_vma_clone() vs Lazy.anon_vma_fork_ref();
-- exit_mmap() freeing every folio of the mm before its VMAs (Lazy.exit_frees_commute)
-  vs remove_vma() one VMA at a time.
+"""Lazy's fast path against its reference path, in lockstep: exit_mmap() freeing every
+folio of the mm before its VMAs (Lazy.exit_frees_commute) vs remove_vma() one VMA at a time;
+and forks (anon_vma_fork(), its reuse rule) through both.
 
 Two machines receive the same ops, one with the reference paths; after every op their
 whole state must be equal: objects and their links, slab counts (live, peak, allocs),
@@ -23,7 +21,6 @@ from simcore.policy.lazy import Lazy, TreeParent
 
 class RefLazy(Lazy):
     """Lazy with the reference paths only."""
-    anon_vma_fork = Lazy.anon_vma_fork_ref
     exit_frees_commute = False
 
 
@@ -58,9 +55,9 @@ def parse(*objs) -> list[T.Op]:
     return list(T.parse_lines([json.dumps(o) for o in objs]))
 
 
-def test_fork_fast_path_reuses_an_idle_anon_vma_as_the_reference():
+def test_fork_reuses_an_idle_anon_vma_in_both_machines():
     # 0 -> 1 -> 2 -> 3: 1 and 2 upgrade as they fork (AV1 child of AV0, AV2 of AV1); 1
-    # exits: AV1 has no VMA and one child; 2's next fork (the fast path: 2 has AV2 and the
+    # exits: AV1 has no VMA and one child; 2's next fork (2 has AV2 and the
     # chain AV0, AV1, AV2) reuses AV1 for the child (anon_vma_clone()'s reuse rule)
     ops = parse(mmap(), touch(), fork(0, 1), fork(1, 2), fork(2, 3), {"op": "exit", "pid": 1},
                 fork(2, 4))

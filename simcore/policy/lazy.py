@@ -277,37 +277,7 @@ class Lazy(Eager):
                       allocs: list[int] | None = None) -> None:
         """anon_vma_fork() of the series: the parent upgrades first if it is lazy, then
         anon_vma_clone() links the child into the parent's tree; a child that reuses no idle
-        anon_vma is ANON_VMA_TREE_PARENT (no anon_vma of its own).
-
-        Fast path (most forked VMAs): the parent has its anon_vma and a chain, and no
-        variant lets a regular VMA keep lazy folios, so there is nothing to upgrade;
-        anon_vma_clone() inline (its lock record, links, reuse rule and AVC count, in the
-        same order).  anon_vma_fork_ref() is the general path (tests compare the two)."""
-        pav = parent.anon_vma
-        chain = parent.chain
-        if pav is None or not chain or self.regular_may_map_lazy:
-            self.anon_vma_fork_ref(m, child, parent, allocs)
-            return
-        child.anon_vma = None            # vm_area_dup() copied the pointer
-        n = len(chain)
-        m.root_lock_write += 1           # lock_anon_vma_root(): once, one root per chain
-        m.locks.write(chain[0].anon_vma.root.id, n)
-        links: list = []                 # the child's chain: dup_mmap() made it empty
-        av._link_chain(child, chain, links, True)
-        child.chain = links
-        if allocs is None:
-            m.slab.alloc(AVC, n)
-        else:
-            allocs[AVC] += n
-        reused = child.anon_vma
-        if reused is not None:
-            reused.num_active_vmas += 1
-        else:
-            child.priv = TreeParent(pav)   # ANON_VMA_TREE_PARENT: no AV, no own AVC
-
-    def anon_vma_fork_ref(self, m: Machine, child: VMA, parent: VMA,
-                          allocs: list[int] | None = None) -> None:
-        """anon_vma_fork(), the general path (the reference of the fast path above)."""
+        anon_vma is ANON_VMA_TREE_PARENT (no anon_vma of its own)."""
         pav = parent.anon_vma
         if pav is None:
             if not parent.chain and parent.priv is None and not self._has_lazy_folios(m, parent):
