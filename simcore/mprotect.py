@@ -21,8 +21,9 @@ if TYPE_CHECKING:
 
 def modify_flags_range(m: Machine, mm: MM, start: int, end: int, newflags: Callable[[VMA], int],
                        after: Callable[[VMA, int, int, int], None] | None = None) -> None:
-    """The for_each_vma_range() + vma_modify_flags() loop of do_mprotect_pkey(),
-    madvise_walk_vmas() and apply_vma_lock_flags(): each VMA piece of [start, end) whose flags
+    """The for_each_vma_range() + vma_modify_flags() loop of madvise_walk_vmas() and
+    apply_vma_lock_flags() (do_mprotect_pkey() runs the same loop with mprotect_fixup()
+    inline, without closures: its hot path): each VMA piece of [start, end) whose flags
     change is split or merged; `after(vma, a, b, oldflags)` then runs on it."""
     for vma, a, b in for_each_vma_range(mm, start, end):
         old, flags = vma.vm_flags, newflags(vma)

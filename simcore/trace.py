@@ -196,6 +196,7 @@ _TABLES: dict[str, _Table] = {name: _table(spec) for name, spec in _SPEC.items()
 _MREMAP_RESIZE_T, _MREMAP_MOVE_T = _table(_MREMAP_RESIZE), _table(_MREMAP_MOVE)
 
 
+# the least value of an integer field (checked in this order: the first failing one is named)
 _LEAST = {"pages": 1, "count": 1, "first": 0, "offset": 0, "pid": 0, "child": 0}
 
 
@@ -225,12 +226,10 @@ def _check_fields(obj: dict, table: _Table, lineno: int) -> dict:
         missing = [k for k in required if k not in obj]
         raise TraceError(lineno, f"op {obj['op']!r} needs field(s) {', '.join(missing)}")
     if low:
-        for key in ("pages", "count"):              # _LEAST 1
-            if key in args and args[key] <= 0:
-                raise TraceError(lineno, f"{key} must be positive, got {args[key]}")
-        for key in ("first", "offset", "pid", "child"):      # _LEAST 0
-            if key in args and args[key] < 0:
-                raise TraceError(lineno, f"{key} must not be negative, got {args[key]}")
+        for key, least in _LEAST.items():
+            if key in args and args[key] < least:
+                rule = "be positive" if least else "not be negative"
+                raise TraceError(lineno, f"{key} must {rule}, got {args[key]}")
     return args
 
 
