@@ -262,10 +262,9 @@ def _reader(cls: type, table: _Table, keys: tuple[str, ...]) -> Callable[[dict, 
 
 
 # op name -> (its class, its field table), for the ops without cross-field rules
-_PLAIN = {"touch": (Touch, _TABLES["touch"]), "mprotect": (Mprotect, _TABLES["mprotect"]),
-          "munmap": (Munmap, _TABLES["munmap"]), "madvise": (Madvise, _TABLES["madvise"]),
-          "fork": (Fork, _TABLES["fork"]), "exec": (Exec, _TABLES["exec"]),
-          "exit": (Exit, _TABLES["exit"]), "rmap": (Rmap, _TABLES["rmap"])}
+_PLAIN = {name: (cls, _TABLES[name]) for name, cls in (
+    ("touch", Touch), ("mprotect", Mprotect), ("munmap", Munmap), ("madvise", Madvise),
+    ("fork", Fork), ("exec", Exec), ("exit", Exit), ("rmap", Rmap))}
 _READERS: dict[tuple[str, tuple[str, ...]], Callable[[dict, int], Op | None]] = {}
 
 
