@@ -21,16 +21,24 @@ if TYPE_CHECKING:
 
 def modify_flags_range(m: Machine, mm: MM, start: int, end: int, newflags: Callable[[VMA], int],
                        after: Callable[[VMA, int, int, int], None] | None = None) -> None:
-    """The for_each_vma_range() + vma_modify_flags() loop of do_mprotect_pkey(),
-    madvise_walk_vmas() and apply_vma_lock_flags(): each VMA piece of [start, end) whose flags
-    change is split or merged; `after(vma, a, b, oldflags)` then runs on it."""
+    """The for_each_vma_range() + vma_modify_flags() loop of madvise_walk_vmas() and
+    apply_vma_lock_flags() (do_mprotect_pkey() runs the same loop over mprotect_fixup(),
+    without closures: its hot path): each VMA piece of [start, end) whose flags change is
+    split or merged; `after(vma, a, b, oldflags)` then runs on it."""
     for vma, a, b in for_each_vma_range(mm, start, end):
-        old, flags = vma.vm_flags, newflags(vma)
-        if flags != old:
-            split_huge_edges(m, mm, a, b)
-            vma = vma_modify_flags(m, vma, a, b, flags)
+        old = vma.vm_flags
+        vma = modify_flags(m, mm, vma, a, b, newflags(vma))
         if after is not None:
             after(vma, a, b, old)
+
+
+def modify_flags(m: Machine, mm: MM, vma: VMA, a: int, b: int, flags: int) -> VMA:
+    """One step of that loop: [a, b) of vma gets `flags` (vma_modify_flags(): split or merged,
+    huge pages split at the edges first) if they differ from its own; -> the VMA of [a, b)."""
+    if flags != vma.vm_flags:
+        split_huge_edges(m, mm, a, b)
+        vma = vma_modify_flags(m, vma, a, b, flags)
+    return vma
 
 
 _WRITE, _NOT_WRITE = np.uint8(F_WRITE), ~np.uint8(F_WRITE)
@@ -64,9 +72,7 @@ def mprotect_fixup(m: Machine, mm: MM, vma: VMA, a: int, b: int, access: int) ->
             new |= VM_ACCOUNT
     elif old & VM_ACCOUNT and vma.is_anonymous() and not m.policy.vma_has_anon(vma):
         new &= ~VM_ACCOUNT
-    if new != old:
-        split_huge_edges(m, mm, a, b)
-        vma = vma_modify_flags(m, vma, a, b, new)
+    vma = modify_flags(m, mm, vma, a, b, new)
     change_protection(vma, a, b)
     if (old & (VM_WRITE | VM_SHARED | VM_LOCKED)) == VM_LOCKED and vma.vm_flags & VM_WRITE:
         populate_vma_page_range(m, vma, a - vma.vm_start, b - vma.vm_start)

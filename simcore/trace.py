@@ -196,6 +196,7 @@ _TABLES: dict[str, _Table] = {name: _table(spec) for name, spec in _SPEC.items()
 _MREMAP_RESIZE_T, _MREMAP_MOVE_T = _table(_MREMAP_RESIZE), _table(_MREMAP_MOVE)
 
 
+# the least value of an integer field (checked in this order: the first failing one is named)
 _LEAST = {"pages": 1, "count": 1, "first": 0, "offset": 0, "pid": 0, "child": 0}
 
 
@@ -225,12 +226,10 @@ def _check_fields(obj: dict, table: _Table, lineno: int) -> dict:
         missing = [k for k in required if k not in obj]
         raise TraceError(lineno, f"op {obj['op']!r} needs field(s) {', '.join(missing)}")
     if low:
-        for key in ("pages", "count"):              # _LEAST 1
-            if key in args and args[key] <= 0:
-                raise TraceError(lineno, f"{key} must be positive, got {args[key]}")
-        for key in ("first", "offset", "pid", "child"):      # _LEAST 0
-            if key in args and args[key] < 0:
-                raise TraceError(lineno, f"{key} must not be negative, got {args[key]}")
+        for key, least in _LEAST.items():
+            if key in args and args[key] < least:
+                rule = "be positive" if least else "not be negative"
+                raise TraceError(lineno, f"{key} must {rule}, got {args[key]}")
     return args
 
 
@@ -263,10 +262,9 @@ def _reader(cls: type, table: _Table, keys: tuple[str, ...]) -> Callable[[dict, 
 
 
 # op name -> (its class, its field table), for the ops without cross-field rules
-_PLAIN = {"touch": (Touch, _TABLES["touch"]), "mprotect": (Mprotect, _TABLES["mprotect"]),
-          "munmap": (Munmap, _TABLES["munmap"]), "madvise": (Madvise, _TABLES["madvise"]),
-          "fork": (Fork, _TABLES["fork"]), "exec": (Exec, _TABLES["exec"]),
-          "exit": (Exit, _TABLES["exit"]), "rmap": (Rmap, _TABLES["rmap"])}
+_PLAIN = {name: (cls, _TABLES[name]) for name, cls in (
+    ("touch", Touch), ("mprotect", Mprotect), ("munmap", Munmap), ("madvise", Madvise),
+    ("fork", Fork), ("exec", Exec), ("exit", Exit), ("rmap", Rmap))}
 _READERS: dict[tuple[str, tuple[str, ...]], Callable[[dict, int], Op | None]] = {}
 
 
