@@ -57,16 +57,6 @@ class MM:
             i -= 1
         return self.vmas[i] if i >= 0 else None
 
-    def vma_prev(self, vma: VMA) -> VMA | None:
-        """vma_prev(): the VMA below vma, or None."""
-        i = self._index(vma)
-        return self.vmas[i - 1] if i > 0 else None
-
-    def vma_next(self, vma: VMA) -> VMA | None:
-        """vma_next(): the VMA above vma, or None."""
-        i = self._index(vma) + 1
-        return self.vmas[i] if i < len(self.vmas) else None
-
     def neighbours(self, vma: VMA) -> tuple[VMA | None, VMA | None]:
         """(vma_prev(), vma_next()) with one lookup."""
         i, vmas = self._index(vma), self.vmas

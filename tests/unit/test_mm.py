@@ -1,5 +1,5 @@
 """struct mm_struct (simcore.mm.MM, the maple tree as a sorted list): vma_lookup, find_vma,
-find_vma_prev, vma_prev/vma_next, vmas_in_range, insert/remove ordering.
+find_vma_prev, neighbours (vma_prev/vma_next), vmas_in_range, insert/remove ordering.
 
     0123456789abcdef
     AAA..BBBB...CC..
@@ -32,7 +32,8 @@ def test_lookup_at_every_page() -> None:
     assert "".join(names[mm.find_vma(i)] for i in range(16)) == "AAABBBBBBCCCCC.."
     # find_vma_prev: the last VMA ending at or below addr
     assert "".join(names[mm.find_vma_prev(i)] for i in range(16)) == "...AAAAAABBBBBCC"
-    assert (mm.vma_prev(a), mm.vma_prev(b), mm.vma_next(b), mm.vma_next(c)) == (None, a, c, None)
+    assert (mm.neighbours(a)[0], mm.neighbours(b)[0], mm.neighbours(b)[1], mm.neighbours(c)[1]) \
+        == (None, a, c, None)
     assert [mm.neighbours(v) for v in (a, b, c)] == [(None, b), (a, c), (b, None)]
 
 
