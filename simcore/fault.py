@@ -5,7 +5,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import trace as T
 from .mm import MM, for_each_vma_range
 from .policy.base import FAULT_COW, FAULT_NEW, FAULT_PREPARE
 from .pagetable import pmd_range, split_huge_pmd
@@ -16,6 +15,7 @@ from .vma import (F_EXCL, F_HUGE, F_WRITE, PTE_FILE, PTE_NONE, PTE_ZERO, VM_HUGE
                   pt_ensure)
 
 if TYPE_CHECKING:
+    from . import trace as T
     from .machine import Machine
 
 WX = F_WRITE | F_EXCL

@@ -107,16 +107,13 @@ class Machine:
                     _attach(exc, op)
                     raise
                 done += 1
-        except BaseException:
-            # `ops` itself raised (a bad trace line): the touches queued before it are done,
-            # as one after another; elsewhere the queue is empty (flush() empties it first)
-            if batch is not None:
-                batch.flush()
-            raise
         finally:
             self.ops_done += done
-        if batch is not None:
-            batch.flush()
+            # the touches still queued at the end, or before a line `ops` itself could not
+            # give (a bad trace line), are done as one after another would do them; after
+            # an error of an op the queue is empty (flush() empties it first)
+            if batch is not None:
+                batch.flush()
         return self
 
     def apply(self, op: T.Op) -> None:
