@@ -38,8 +38,11 @@ class DieOnce:
 
 @register_workload(DieOnce)
 def die_once(cfg: DieOnce, seed: int) -> list[T.Op]:
-    if cfg.marker and not os.path.exists(cfg.marker):
-        open(cfg.marker, "w").close()
+    if cfg.marker:
+        try:            # created atomically: of two workers here at once, only one dies
+            os.close(os.open(cfg.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return []
         os._exit(17)
     return []
 
