@@ -12,8 +12,8 @@ from .layout import PROT, PROT_EXEC, PROT_READ, PROT_WRITE
 from .mm import MM, mm_alloc
 from .pagetable import free_pgtables, split_huge_edges, zap_pte_range
 from .vma import (VM_ACCOUNT, VM_EXEC, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_READ,
-                  VM_SHARED, VM_WRITE, VMA, File, remove_vma_from_mm, split_vma, vm_area_alloc,
-                  vm_area_free, vma_merge_new_range)
+                  VM_SHARED, VM_SOFTDIRTY, VM_WRITE, VMA, File, remove_vma_from_mm, split_vma,
+                  vm_area_alloc, vm_area_free, vma_merge_new_range)
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -40,6 +40,22 @@ def mmap_vm_flags(prot: int, kind: str) -> int:
 MMAP_FLAGS = {(p, kind): mmap_vm_flags(PROT[p], kind) for p in T.PROTS for kind in T.KINDS}
 
 
+def lands_last(vmas: list[VMA], start: int, flags: int, file: File | None) -> bool:
+    """[start, ...) lies above every VMA and joins none: mmap_region() has no VMA to detach
+    and no neighbour to merge with, and the new VMA is the last (mm.insert() would append
+    it).  Either the range starts above the last VMA's end (a fresh slot), or at its end
+    (placed `after` it) while that VMA fails is_mergeable_vma() (another file or other
+    flags), the first test of can_vma_merge_after(), so vma_merge_new_range() would find
+    no merge (there is no next VMA).  tests/unit/test_mmap.py compares this with the
+    general path."""
+    if not vmas:
+        return True
+    last = vmas[-1]
+    end = last.vm_end
+    return end < start or (end == start and (last.vm_file is not file
+                                             or (last.vm_flags ^ flags) & ~VM_SOFTDIRTY != 0))
+
+
 def do_mmap(m: Machine, op: T.Mmap) -> None:
     """do_mmap() -> mmap_region(): vm_flags from prot and kind, merge with a neighbour
     (vma_merge_new_range()) or a new VMA; MAP_POPULATE -> __mm_populate()."""
@@ -49,21 +65,21 @@ def do_mmap(m: Machine, op: T.Mmap) -> None:
     if kind == "anon":
         file, pgoff = None, start                      # do_mmap(): pgoff = addr >> PAGE_SHIFT
     elif kind == "shared_anon":
-        file, pgoff = File("dev/zero", shmem=True), 0  # shmem_zero_setup(): a file of its own
+        file, pgoff = File("dev/zero", True), 0        # shmem_zero_setup(): a file of its own
     else:
         file = mm.files.get(op.file)
         if file is None:
             file = mm.files[op.file] = File(op.file)
         pgoff = op.offset
+    flags = MMAP_FLAGS[op.prot, kind]
     vmas = mm.vmas
-    if not op.populate and (not vmas or vmas[-1].vm_end < start):
-        # mmap_region()'s fresh-slot case (most mmaps), without the call
-        vmas.append(vm_area_alloc(m, mm, start, start + op.pages, pgoff,
-                                  MMAP_FLAGS[op.prot, kind], file))
+    if not op.populate and (not vmas or vmas[-1].vm_end < start     # a fresh slot: inline
+                            or lands_last(vmas, start, flags, file)):
+        # mmap_region()'s case of a new last VMA (most mmaps), without the call
+        vmas.append(vm_area_alloc(m, mm, start, start + op.pages, pgoff, flags, file))
         mm.starts.append(start)
         return
-    mmap_region(m, mm, start, start + op.pages, pgoff, MMAP_FLAGS[op.prot, kind], file,
-                op.populate)
+    mmap_region(m, mm, start, start + op.pages, pgoff, flags, file, op.populate)
 
 
 def mmap_region(m: Machine, mm: MM, start: int, end: int, pgoff: int, flags: int,
@@ -75,15 +91,15 @@ def mmap_region(m: Machine, mm: MM, start: int, end: int, pgoff: int, flags: int
     (vms_complete_munmap_vmas() -> remove_vma()), so the new VMA and the old ones are
     alive together for a moment."""
     vmas = mm.vmas
-    if not vmas or vmas[-1].vm_end < start:
-        # Nothing at or above start (the common case, a fresh slot): no VMA to detach, no
-        # neighbour to merge with (none above, none whose end touches start); the new VMA
-        # is the last (mm.insert(), which would append it)
+    if lands_last(vmas, start, flags, file):
+        # the common case: no VMA to detach, no neighbour to merge with, the new VMA is
+        # the last (mm.insert(), which would append it)
         vmas.append(vm_area_alloc(m, mm, start, end, pgoff, flags, file))
         mm.starts.append(start)
     else:
         # a range at or above the end of the last VMA (placed `after` it) detaches nothing
-        old = vms_gather_munmap_vmas(m, mm, start, end) if vmas[-1].vm_end > start else []
+        old = vms_gather_munmap_vmas(m, mm, start, end) if vmas and vmas[-1].vm_end > start \
+            else []
         for vma in old:
             zap_pte_range(m, vma, 0, vma.pages)
             m.policy.remove_vma(m, vma)
