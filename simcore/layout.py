@@ -104,6 +104,17 @@ def const_prot(pages: int, prot: int) -> np.ndarray:
     return arr
 
 
+# (pages, trace prot) -> (const_prot() array, protection) of a new region (mmap_start())
+_SHAPES: dict[tuple[int, str], tuple[np.ndarray, int]] = {}
+
+
+def _shape(pages: int, prot: str) -> tuple[np.ndarray, int]:
+    shape = (const_prot(pages, PROT[prot]), PROT[prot])
+    if pages <= 64:                               # as const_prot() keeps its arrays
+        _SHAPES[(pages, prot)] = shape
+    return shape
+
+
 class Regions(dict):
     """name -> Region of one process, with the starts kept sorted for overlap queries.
 
@@ -183,20 +194,21 @@ class Layout:
         self.cursor = ARENA_BASE
         self.regions: dict[int, Regions] = {0: Regions()}
         self.exited: set[int] = set()
-        self.live: dict[int, None] = {0: None}   # pids not exited, in order of creation
+        # pids not exited, in order of creation -> their regions (one lookup per op)
+        self.live: dict[int, Regions] = {0: self.regions[0]}
 
     # ---- helpers -------------------------------------------------------
-    def _proc(self, op: Op) -> dict[str, Region]:
-        if op.pid in self.exited:
-            raise TraceError(op.line, f"pid {op.pid} has exited")
-        regions = self.regions.get(op.pid)
+    def _proc(self, op: Op) -> Regions:
+        regions = self.live.get(op.pid)
         if regions is None:
+            if op.pid in self.exited:
+                raise TraceError(op.line, f"pid {op.pid} has exited")
             raise TraceError(op.line, f"unknown pid {op.pid} (a pid appears only through fork)")
         return regions
 
     def _region(self, op: Op, name: str) -> Region:
-        regions = self.regions.get(op.pid)
-        if regions is None or op.pid in self.exited:
+        regions = self.live.get(op.pid)
+        if regions is None:
             regions = self._proc(op)                         # raises
         region = regions.get(name)
         if region is None:
@@ -237,7 +249,8 @@ class Layout:
     def _reserve(self, end: int) -> None:
         """Fresh slots start beyond `end`, which an after-chain or a growth reached."""
         span = -(-end // self.pmd_pages) * self.pmd_pages + self.gap_pages
-        self.cursor = max(self.cursor, span)
+        if span > self.cursor:
+            self.cursor = span
 
     @staticmethod
     def _check_free(op: Op, regions: Regions, start: int, pages: int) -> None:
@@ -269,8 +282,8 @@ class Layout:
     def mmap_start(self, op: Mmap) -> int:
         """mmap() -> the first page only (the simulator's mmap path: no Span per op)."""
         pid, name, pages = op.pid, op.region, op.pages
-        regions = self.regions.get(pid)
-        if regions is None or pid in self.exited:
+        regions = self.live.get(pid)
+        if regions is None:
             self._proc(op)                                   # raises
         if name in regions:
             self._new_name(op, regions, name)                # raises
@@ -284,10 +297,10 @@ class Layout:
                                           "arena holds")
         else:
             start = self._place(op, regions, after, pages)
-        prot = PROT[op.prot]
-        arr = _CONST.get((pages, prot))
-        if arr is None:
-            arr = const_prot(pages, prot)
+        shape = _SHAPES.get((pages, op.prot))
+        if shape is None:
+            shape = _shape(pages, op.prot)
+        arr, prot = shape
         _dict_set(regions, name, Region(start, arr, prot))
         starts = regions.starts                  # Regions.__setitem__, no DONTCOPY pages
         if after is None or starts[-1][0] < start:   # above every region (a fresh slot is)
@@ -411,8 +424,7 @@ class Layout:
         child.starts = (list(regions.starts) if not regions.dontcopy else
                         [item for item in regions.starts if item[1] in child])  # already sorted
         child.widest = regions.widest
-        self.regions[op.child] = child
-        self.live[op.child] = None
+        self.regions[op.child] = self.live[op.child] = child
 
     def exec(self, op: Exec) -> None:
         self._proc(op).clear()
