@@ -125,6 +125,7 @@ class Regions(dict):
         super().__init__()
         self.starts: list[tuple[int, str]] = []
         self.widest = 0                       # an upper bound of every region's extent
+        self.top = 0                          # an upper bound of every region's end
         self.dontcopy: set[str] = set()
         for name, region in (items or {}).items():
             self[name] = region
@@ -133,6 +134,7 @@ class Regions(dict):
         super().__setitem__(name, region)
         insort(self.starts, (region.start, name))
         self.widest = max(self.widest, region.extent)
+        self.top = max(self.top, region.end)
         self._note_dontcopy(name, region)
 
     def _note_dontcopy(self, name: str, region: Region) -> None:
@@ -150,6 +152,7 @@ class Regions(dict):
         region = Region(self[name].start, _frozen(prot))
         super().__setitem__(name, region)
         self.widest = max(self.widest, region.extent)
+        self.top = max(self.top, region.end)
         if not same_dontcopy:
             self._note_dontcopy(name, region)
         return region
@@ -254,6 +257,8 @@ class Layout:
 
     @staticmethod
     def _check_free(op: Op, regions: Regions, start: int, pages: int) -> None:
+        if start >= regions.top:                         # no region reaches start
+            return
         end = start + pages
         starts = regions.starts                          # Regions.near(), without its list
         near = bisect_left(starts, (start - regions.widest, ""))
@@ -295,8 +300,11 @@ class Layout:
             if cursor > ARENA_LIMIT:
                 raise TraceError(op.line, "trace maps more address space than the layout "
                                           "arena holds")
+            regions.top = start + pages     # every region ends at or below the cursor
         else:
             start = self._place(op, regions, after, pages)
+            if start + pages > regions.top:
+                regions.top = start + pages
         shape = _SHAPES.get((pages, op.prot))
         if shape is None:
             shape = _shape(pages, op.prot)
@@ -423,7 +431,7 @@ class Layout:
                 dict.__delitem__(child, name)
         child.starts = (list(regions.starts) if not regions.dontcopy else
                         [item for item in regions.starts if item[1] in child])  # already sorted
-        child.widest = regions.widest
+        child.widest, child.top = regions.widest, regions.top
         self.regions[op.child] = self.live[op.child] = child
 
     def exec(self, op: Exec) -> None:

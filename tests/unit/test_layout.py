@@ -145,3 +145,62 @@ def test_whole_region_access_and_dontcopy_state_match_the_general_path() -> None
                                                         & (r.prot & DONTCOPY != 0)).any()}
             assert regions.dontcopy == rescan, op
     assert fast.regions[0].dontcopy                  # some region got DONTCOPY pages
+
+
+def test_placement_overlap_is_refused() -> None:
+    #   aaaaBBBB        a shrunk to 4 pages; b placed after a's old end
+    lt = lay()
+    lt.mmap(T.Mmap(0, "a", 8))
+    lt.mmap(T.Mmap(0, "b", 4, after="a"))
+    lt.mremap_resize(T.MremapResize(0, "a", 4))
+    with pytest.raises(T.TraceError, match=r"line 9: placement overlaps region 'b'"):
+        lt.mmap(T.Mmap(0, "c", 5, after="a", line=9))
+    assert lt.mmap(T.Mmap(0, "c", 4, after="a")) == Span(ARENA_BASE + 4, 4)    # aaaaccccBBBB
+    assert lt.mmap(T.Mmap(0, "d", 2, after="b")) == Span(ARENA_BASE + 12, 2)
+
+
+def test_placement_check_skipped_above_every_region_matches_the_full_scan() -> None:
+    """_check_free() skips its scan for a range starting at or above Regions.top (an upper
+    bound of every region's end): random mmaps (fresh or `after`), munmaps, resizes and
+    moves give the same spans, errors and regions as on a layout whose top is always
+    unknown (every placement scans)."""
+    import random
+
+    def outcome(lt: Layout, op: T.Op):
+        try:
+            out = {T.Mmap: lt.mmap, T.Munmap: lt.munmap, T.MremapResize: lt.mremap_resize,
+                   T.MremapMove: lt.mremap_move}[type(op)](op)
+        except T.TraceError as exc:
+            out = str(exc)
+        regions = lt.regions[0]
+        return out, {n: (r.start, r.prot.tolist()) for n, r in regions.items()}, \
+            list(regions.starts), lt.cursor
+
+    rng = random.Random(7)
+    fast, slow = lay(), lay()
+    skipped = scanned = 0
+    for i in range(600):
+        names = sorted(fast.regions[0]) + ["zz"]
+        name = rng.choice(names)
+        after = rng.choice(names) if rng.random() < 0.7 else None
+        if fast.regions[0]:                                 # the region that ends highest
+            high = max(fast.regions[0].items(), key=lambda item: item[1].end)[0]
+            name = high if rng.random() < 0.3 else name
+            after = high if rng.random() < 0.3 else after
+        region = fast.regions[0].get(name)
+        extent = region.extent if region is not None else 4
+        first = rng.randrange(extent)
+        count = rng.randint(1, extent - first)
+        op = rng.choice([T.Mmap(0, f"n{i}", rng.randint(1, 6), after=after, line=i),
+                         T.Mmap(0, f"n{i}", rng.randint(1, 6), after=after, line=i),
+                         T.Munmap(0, name, first, count, line=i),
+                         T.MremapResize(0, name, rng.randint(1, 8), line=i),
+                         T.MremapMove(0, name, f"n{i}", first, count, after=after, line=i)])
+        top = fast.regions[0].top
+        assert top >= max((r.end for r in fast.regions[0].values()), default=0)
+        if isinstance(op, T.Mmap) and after in fast.regions[0]:
+            skipped += fast.regions[0][after].end >= top
+            scanned += fast.regions[0][after].end < top
+        slow.regions[0].top = 1 << 60                 # every placement scans
+        assert outcome(fast, op) == outcome(slow, op), op
+    assert skipped > 20 and scanned > 20
