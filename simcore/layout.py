@@ -90,7 +90,6 @@ def _frozen(prot: np.ndarray) -> np.ndarray:
 
 
 _CONST: dict[tuple[int, int], np.ndarray] = {}
-_dict_set = dict.__setitem__
 
 
 def const_prot(pages: int, prot: int) -> np.ndarray:
@@ -120,6 +119,9 @@ class Regions(dict):
 
     ``dontcopy`` holds the names of regions that may have MADV_DONTFORK pages (a fork
     filters those; every other Region is shared with the child as it is)."""
+    # slots: an attribute of a dict subclass without them is a lookup in its __dict__,
+    # several times the cost (mmap_start() reads and sets a few per op)
+    __slots__ = ("starts", "widest", "top", "dontcopy")
 
     def __init__(self, items: dict | None = None) -> None:
         super().__init__()
@@ -309,7 +311,9 @@ class Layout:
         if shape is None:
             shape = _shape(pages, op.prot)
         arr, prot = shape
-        _dict_set(regions, name, Region(start, arr, prot))
+        # dict's own store, past Regions.__setitem__ (the name is new: checked above);
+        # setdefault() is a plain method call, cheaper than dict.__setitem__(regions, ...)
+        regions.setdefault(name, Region(start, arr, prot))
         starts = regions.starts                  # Regions.__setitem__, no DONTCOPY pages
         if after is None or starts[-1][0] < start:   # above every region (a fresh slot is)
             starts.append((start, name))
