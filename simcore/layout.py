@@ -153,8 +153,10 @@ class Regions(dict):
         its DONTCOPY bit (mprotect), so the region's DONTCOPY state needs no new scan."""
         region = Region(self[name].start, _frozen(prot))
         super().__setitem__(name, region)
-        self.widest = max(self.widest, region.extent)
-        self.top = max(self.top, region.end)
+        if len(prot) > self.widest:
+            self.widest = len(prot)
+        if region.start + len(prot) > self.top:
+            self.top = region.start + len(prot)
         if not same_dontcopy:
             self._note_dontcopy(name, region)
         return region
@@ -247,7 +249,8 @@ class Layout:
         if anchor.uniform is None and anchor.prot[-1] == UNMAPPED:
             raise TraceError(op.line, f"after={after!r}: the last page of {after!r} is not mapped")
         start = anchor.start + len(anchor.prot)
-        self._check_free(op, regions, start, pages)
+        if start < regions.top:                  # else no region reaches start: none to scan
+            self._check_free(op, regions, start, pages)
         self._reserve(start + pages)
         return start
 
@@ -259,8 +262,6 @@ class Layout:
 
     @staticmethod
     def _check_free(op: Op, regions: Regions, start: int, pages: int) -> None:
-        if start >= regions.top:                         # no region reaches start
-            return
         end = start + pages
         starts = regions.starts                          # Regions.near(), without its list
         near = bisect_left(starts, (start - regions.widest, ""))

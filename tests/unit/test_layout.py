@@ -160,10 +160,10 @@ def test_placement_overlap_is_refused() -> None:
 
 
 def test_placement_check_skipped_above_every_region_matches_the_full_scan() -> None:
-    """_check_free() skips its scan for a range starting at or above Regions.top (an upper
-    bound of every region's end): random mmaps (fresh or `after`), munmaps, resizes and
-    moves give the same spans, errors and regions as on a layout whose top is always
-    unknown (every placement scans)."""
+    """_place() skips _check_free()'s scan for a range starting at or above Regions.top
+    (an upper bound of every region's end): random mmaps (fresh or `after`), munmaps,
+    resizes and moves give the same spans, errors and regions as on a layout whose top is
+    always unknown (every placement scans)."""
     import random
 
     def outcome(lt: Layout, op: T.Op):
