@@ -88,19 +88,22 @@ class Machine:
         # a policy that allows it takes runs of write touches as one COW pass (fault.CowBatch)
         batch = CowBatch(self) if self.policy.batch_cow_faults else None
         touch, dispatch, done = T.Touch, DISPATCH, 0
+        queued = False                                # touches may wait in the batch
         try:
             for op in ops:
+                t = op.__class__                      # op types are final (no subclasses)
                 span = None
-                if batch is not None:
-                    if op.__class__ is touch:
-                        if batch.add(op):
-                            continue
-                        span = batch.span             # the layout's span of op, or None
-                    if batch.queue:
-                        batch.flush()
+                if t is touch and batch is not None:
+                    if batch.add(op):
+                        queued = True
+                        continue
+                    span = batch.span                 # the layout's span of op, or None
+                if queued:                            # (add() may have flushed them itself)
+                    batch.flush()
+                    queued = False
                 try:
                     if span is None:
-                        dispatch[op.__class__](self, op)
+                        dispatch[t](self, op)
                     else:
                         do_user_addr_fault(self, op, span)
                 except InvariantError as exc:
