@@ -121,6 +121,45 @@ def test_cow_batch_equals_one_touch_after_another(monkeypatch) -> None:
             assert copies == [], (name, variant)
 
 
+def test_batched_runs_of_random_traces_equal_one_op_after_another(monkeypatch) -> None:
+    """Machine.run() -- COW runs batched, first writes of fresh VMAs faulted by
+    CowBatch.add() itself -- leaves the state of Machine.apply() of each op, after prefixes
+    of random traces, under each policy (those without batch_cow_faults: the plain loop)."""
+    from simcore import fault
+    from simcore.machine import Machine
+    from simcore.policy import make_policy
+    from simcore.workloads import random_trace
+
+    firsts: list[int] = []                           # first writes faulted by add()
+    in_add: list[bool] = []
+    real_add, real_fault = fault.CowBatch.add, fault._fault_new_ptes
+
+    def add(self, op):
+        in_add.append(True)
+        try:
+            return real_add(self, op)
+        finally:
+            in_add.pop()
+
+    def first_write(m, vma, lo, hi):
+        if in_add:
+            firsts.append(hi - lo)
+        real_fault(m, vma, lo, hi)
+
+    monkeypatch.setattr(fault.CowBatch, "add", add)
+    monkeypatch.setattr(fault, "_fault_new_ptes", first_write)
+    policies = [("eager", {})] + [("lazy", {"child_cow": c}) for c in ("parent", "own", "vma")]
+    for seed in range(8):
+        ops = random_trace(400 + seed, 80, exit_all=True)
+        for name, variant in policies:
+            for upto in range(10, len(ops) + 1, 10):
+                one = Machine(make_policy(name, **variant))
+                for op in ops[:upto]:
+                    one.apply(op)
+                run = Machine(make_policy(name, **variant)).run(ops[:upto])
+                assert machine_state(run) == machine_state(one), (seed, name, variant, upto)
+    assert firsts and max(firsts) > 1                 # first writes went through add()
+
 
 def test_alloc_few_equals_alloc() -> None:
     """FolioTable.alloc_few() gives the rows, ids and columns alloc() gives: fresh rows, rows
