@@ -8,12 +8,12 @@ import numpy as np
 from .errors import InvariantError
 from .mm import MM, for_each_vma_range
 from .policy.base import FAULT_COW, FAULT_NEW, FAULT_PREPARE
-from .pagetable import pmd_range, split_huge_pmd
+from .pagetable import _concatenate, pmd_range, split_huge_pmd
 from .slab import AVC
 from .swap import do_swap_page
 from .vma import (F_EXCL, F_HUGE, F_WRITE, PTE_FILE, PTE_NONE, PTE_ZERO, VM_HUGEPAGE,
                   VM_LOCKONFAULT, VM_NOHUGEPAGE, VM_SHARED, VM_WRITE, VMA, VM_ACCESS_FLAGS,
-                  pt_ensure)
+                  pt_ensure, pt_none)
 
 if TYPE_CHECKING:
     from . import trace as T
@@ -104,7 +104,9 @@ def _fault_new_ptes(m: Machine, vma: VMA, lo: int, hi: int) -> None:
         vma.mm.pt_pmds.add(pmd)
     else:
         vma.mm.pt_pmds.update(range(pmd, last + 1))
-    pt_ensure(vma)                       # before the policy's fault hook, which may read it
+    # pt_ensure() (no entries yet), before the policy's fault hook, which may read them
+    pages = vma.vm_end - start
+    vma.pte, vma.ptef = pt_none(pages), np.zeros(pages, np.uint8)
     n = hi - lo
     if n > FEW_PAGES:
         vma.pte[lo:hi] = new_anon_folios(m, vma, np.arange(vma.vm_pgoff + lo, vma.vm_pgoff + hi))
@@ -335,9 +337,19 @@ class CowBatch:
         if not queue:
             return
         self.queue, self.seen = [], set()
-        old = np.concatenate([v.pte[a:b] for _, v, a, b in queue])
-        flg = np.concatenate([v.ptef[a:b] for _, v, a, b in queue])
-        ends = np.cumsum([b - a for _, _, a, b in queue])
+        # the entries and flags of every range, concatenated (a whole VMA's arrays unsliced)
+        ptes, flags, sizes = [], [], []
+        for _, v, a, b in queue:
+            if b - a == len(v.pte):
+                ptes.append(v.pte)
+                flags.append(v.ptef)
+            else:
+                ptes.append(v.pte[a:b])
+                flags.append(v.ptef[a:b])
+            sizes.append(b - a)
+        total = sum(sizes)
+        old, flg = _concatenate(ptes, total), _concatenate(flags, total)
+        ends = np.cumsum(sizes)
         shared = (old >= 0) & ((flg & _WX) == 0)          # present, read-only, not exclusive
         shared &= m.folios.mapcount[np.where(shared, old, 0)] > 1
         starts = np.empty_like(ends)

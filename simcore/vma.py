@@ -173,7 +173,7 @@ def anon_vma_compatible(a: VMA, b: VMA) -> bool:
 
 def reusable_anon_vma(old: VMA, a: VMA, b: VMA) -> AnonVMA | None:
     """reusable_anon_vma(): old's anon_vma if compatible and old's chain is singular."""
-    if anon_vma_compatible(a, b) and old.anon_vma is not None and len(old.chain) == 1:
+    if old.anon_vma is not None and len(old.chain) == 1 and anon_vma_compatible(a, b):
         return old.anon_vma
     return None
 
