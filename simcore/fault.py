@@ -5,14 +5,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .errors import InvariantError
 from .mm import MM, for_each_vma_range
 from .policy.base import FAULT_COW, FAULT_NEW, FAULT_PREPARE
-from .pagetable import pmd_range, split_huge_pmd
+from .pagetable import _concatenate, pmd_range, split_huge_pmd
 from .slab import AVC
 from .swap import do_swap_page
 from .vma import (F_EXCL, F_HUGE, F_WRITE, PTE_FILE, PTE_NONE, PTE_ZERO, VM_HUGEPAGE,
                   VM_LOCKONFAULT, VM_NOHUGEPAGE, VM_SHARED, VM_WRITE, VMA, VM_ACCESS_FLAGS,
-                  pt_ensure)
+                  pt_ensure, pt_none)
 
 if TYPE_CHECKING:
     from . import trace as T
@@ -97,8 +98,15 @@ def _fault_new_ptes(m: Machine, vma: VMA, lo: int, hi: int) -> None:
     """_fault_ptes() for a write to a VMA without page-table entries yet: do_anonymous_page()
     for every page of [lo, hi).  (A few pages -- most such VMAs have 1-4 -- entry by entry:
     new_anon_folios() with FolioTable.alloc_few(), the same folios, entries and counts.)"""
-    vma.mm.pt_pmds.update(pmd_range(vma.vm_start + lo, vma.vm_start + hi, m.pmd_pages))
-    pt_ensure(vma)                       # before the policy's fault hook, which may read it
+    p, start = m.pmd_pages, vma.vm_start
+    pmd, last = (start + lo) // p, (start + hi - 1) // p          # pmd_range()
+    if pmd == last:
+        vma.mm.pt_pmds.add(pmd)
+    else:
+        vma.mm.pt_pmds.update(range(pmd, last + 1))
+    # pt_ensure() (no entries yet), before the policy's fault hook, which may read them
+    pages = vma.vm_end - start
+    vma.pte, vma.ptef = pt_none(pages), np.zeros(pages, np.uint8)
     n = hi - lo
     if n > FEW_PAGES:
         vma.pte[lo:hi] = new_anon_folios(m, vma, np.arange(vma.vm_pgoff + lo, vma.vm_pgoff + hi))
@@ -259,7 +267,11 @@ class CowBatch:
     no fault of the run reads what another changed; the shared folios keep a mapping
     (mapcount > 1), so nothing is freed and the folio ids come out in the order one fault
     after another would allocate them.  A range whose entries are not all COW-shared goes
-    through Machine.apply() in its place in the run, after the ranges before it."""
+    through Machine.apply() in its place in the run, after the ranges before it.
+
+    A write touch of a VMA without page-table entries yet (the first write to a fresh VMA,
+    no COW) is not queued: add() faults it itself (_fault_new_ptes(), what handle_mm_fault()
+    does for it), after the touches queued before it -- one trip less through the run loop."""
     __slots__ = ("m", "pid", "queue", "seen", "batchable", "span")
 
     def __init__(self, m: Machine) -> None:
@@ -272,9 +284,10 @@ class CowBatch:
         self.span: tuple[int, int, VMA | None] | None = None
 
     def add(self, op: T.Touch) -> bool:
-        """Queue op; False: op is not one for the batch (the caller flushes, then applies it,
-        with ``span`` -- if not None, the (start, count) the layout gave op and the VMA
-        holding all of it, or None -- for do_user_addr_fault())."""
+        """Queue op (or, a first write to a VMA without page-table entries, fault it now);
+        False: op is not one for the batch (the caller flushes, then applies it, with
+        ``span`` -- if not None, the (start, count) the layout gave op and the VMA holding
+        all of it, or None -- for do_user_addr_fault())."""
         m = self.m
         self.span = None
         if not op.write or m.swapped or m.folios.large:
@@ -294,6 +307,20 @@ class CowBatch:
         if vma is None or vma.vm_end < start + count:
             self.span = (start, count, None)
             return False
+        if vma.pte is None and not vma.vm_flags & (VM_SHARED | VM_HUGEPAGE):
+            # a first write to a VMA without page-table entries: handle_mm_fault() takes it
+            # to _fault_new_ptes(); done here, after the touches queued before it
+            if self.queue:
+                self.flush()
+            lo = start - vma.vm_start
+            try:
+                _fault_new_ptes(m, vma, lo, lo + count)
+            except InvariantError as exc:
+                from .machine import _attach       # as Machine.run() does for its ops
+                _attach(exc, op)
+                raise
+            m.ops_done += 1
+            return True
         if (vma.pte is None or vma.vm_flags & (VM_SHARED | VM_HUGEPAGE) or vma.id in self.seen
                 or not self.batchable(vma)):
             self.span = (start, count, vma)
@@ -310,9 +337,19 @@ class CowBatch:
         if not queue:
             return
         self.queue, self.seen = [], set()
-        old = np.concatenate([v.pte[a:b] for _, v, a, b in queue])
-        flg = np.concatenate([v.ptef[a:b] for _, v, a, b in queue])
-        ends = np.cumsum([b - a for _, _, a, b in queue])
+        # the entries and flags of every range, concatenated (a whole VMA's arrays unsliced)
+        ptes, flags, sizes = [], [], []
+        for _, v, a, b in queue:
+            if b - a == len(v.pte):
+                ptes.append(v.pte)
+                flags.append(v.ptef)
+            else:
+                ptes.append(v.pte[a:b])
+                flags.append(v.ptef[a:b])
+            sizes.append(b - a)
+        total = sum(sizes)
+        old, flg = _concatenate(ptes, total), _concatenate(flags, total)
+        ends = np.cumsum(sizes)
         shared = (old >= 0) & ((flg & _WX) == 0)          # present, read-only, not exclusive
         shared &= m.folios.mapcount[np.where(shared, old, 0)] > 1
         starts = np.empty_like(ends)

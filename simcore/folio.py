@@ -81,20 +81,27 @@ class FolioTable:
             self.large += n
         return ids
 
-    def alloc_few(self, mapping: int, mkind: int, index: int, n: int) -> list[int]:
+    def alloc_few(self, mapping: int, mkind: int, index: int, n: int) -> list[int] | range:
         """alloc(mapping, mkind, np.arange(index, index + n)) of a handful of small folios (the
         same rows in the same order), row by row: for a few rows, scalar stores cost less
         than numpy's per-call cost of alloc()'s column slices and id array."""
         nfree, top = self.nfree, self.top
-        take = min(n, nfree)
-        ids = self.free[nfree - take:nfree].tolist() if take else []   # freed rows first
-        self.nfree = nfree - take
-        end = top + n - take
-        if end > top:
+        if not nfree:                     # only fresh rows (most calls): a range of ids
+            end = top + n
             if end > len(self.mapping):
                 self._grow(end - len(self.mapping))
-            ids += range(top, end)
+            ids = range(top, end)
             self.top = end
+        else:
+            take = min(n, nfree)
+            ids = self.free[nfree - take:nfree].tolist()        # freed rows first
+            self.nfree = nfree - take
+            end = top + n - take
+            if end > top:
+                if end > len(self.mapping):
+                    self._grow(end - len(self.mapping))
+                ids += range(top, end)
+                self.top = end
         mapping_, mkind_, index_, nr, mapcount = (self.mapping, self.mkind, self.index, self.nr,
                                                   self.mapcount)
         for fid in ids:

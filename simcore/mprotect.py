@@ -36,20 +36,34 @@ def modify_flags(m: Machine, mm: MM, vma: VMA, a: int, b: int, flags: int) -> VM
     """One step of that loop: [a, b) of vma gets `flags` (vma_modify_flags(): split or merged,
     huge pages split at the edges first) if they differ from its own; -> the VMA of [a, b)."""
     if flags != vma.vm_flags:
-        split_huge_edges(m, mm, a, b)
+        split_huge_edges(m, mm, a, b, vma)
         vma = vma_modify_flags(m, vma, a, b, flags)
     return vma
 
 
 _WRITE, _NOT_WRITE = np.uint8(F_WRITE), ~np.uint8(F_WRITE)
+# change_protection(): up to this many entries are changed one by one (scalar stores cost
+# less than numpy's per-call cost of the array operations; most mprotects cover 1-4 pages)
+FEW_ENTRIES = 8
 
 
 def change_protection(vma: VMA, a: int, b: int) -> None:
     """change_protection(): write-protect, or make exclusive anon entries writable again."""
-    if vma.ptef is None:
+    ptef = vma.ptef
+    if ptef is None:
         return
     lo, hi = a - vma.vm_start, b - vma.vm_start
-    flags = vma.ptef[lo:hi]
+    if hi - lo <= FEW_ENTRIES:                        # entry by entry: the same flags
+        if vma.vm_flags & VM_WRITE:
+            for i, f in enumerate(ptef[lo:hi].tolist(), lo):
+                if f & F_EXCL and not f & F_WRITE:
+                    ptef[i] = f | F_WRITE
+        else:
+            for i, f in enumerate(ptef[lo:hi].tolist(), lo):
+                if f & F_WRITE:
+                    ptef[i] = f & ~F_WRITE
+        return
+    flags = ptef[lo:hi]
     if vma.vm_flags & VM_WRITE:
         excl = (flags & F_EXCL) != 0
         flags[excl] |= _WRITE
@@ -72,7 +86,9 @@ def mprotect_fixup(m: Machine, mm: MM, vma: VMA, a: int, b: int, access: int) ->
             new |= VM_ACCOUNT
     elif old & VM_ACCOUNT and vma.is_anonymous() and not m.policy.vma_has_anon(vma):
         new &= ~VM_ACCOUNT
-    vma = modify_flags(m, mm, vma, a, b, new)
+    if new != vma.vm_flags:                            # modify_flags(), inline
+        split_huge_edges(m, mm, a, b, vma)
+        vma = vma_modify_flags(m, vma, a, b, new)
     change_protection(vma, a, b)
     if (old & (VM_WRITE | VM_SHARED | VM_LOCKED)) == VM_LOCKED and vma.vm_flags & VM_WRITE:
         populate_vma_page_range(m, vma, a - vma.vm_start, b - vma.vm_start)

@@ -148,10 +148,22 @@ def split_huge_pmd(m: Machine, vma: VMA, pmd: int) -> None:
     vma.mm.pt_pmds.add(pmd)
 
 
-def split_huge_edges(m: Machine, mm: MM, start: int, end: int) -> None:
-    """vma_adjust_trans_huge() for both ends of a range about to become VMA boundaries."""
-    split_huge_at(m, mm, start)
-    split_huge_at(m, mm, end)
+def split_huge_edges(m: Machine, mm: MM, start: int, end: int, vma: VMA | None = None) -> None:
+    """vma_adjust_trans_huge() for both ends of a range about to become VMA boundaries
+    (vma: the VMA holding [start, end), if the caller has it: no lookup of what it holds)."""
+    if vma is None:
+        split_huge_at(m, mm, start)
+        split_huge_at(m, mm, end)
+        return
+    p, ptef = m.pmd_pages, vma.ptef
+    if start % p and ptef is not None and ptef[start - vma.vm_start] & F_HUGE:
+        split_huge_pmd(m, vma, start // p)
+    if end % p:
+        if end < vma.vm_end:
+            if ptef is not None and ptef[end - vma.vm_start] & F_HUGE:
+                split_huge_pmd(m, vma, end // p)
+        else:
+            split_huge_at(m, mm, end)                  # the next VMA's first page, if any
 
 
 def split_huge_at(m: Machine, mm: MM, addr: int) -> None:

@@ -173,7 +173,7 @@ def anon_vma_compatible(a: VMA, b: VMA) -> bool:
 
 def reusable_anon_vma(old: VMA, a: VMA, b: VMA) -> AnonVMA | None:
     """reusable_anon_vma(): old's anon_vma if compatible and old's chain is singular."""
-    if anon_vma_compatible(a, b) and old.anon_vma is not None and len(old.chain) == 1:
+    if old.anon_vma is not None and len(old.chain) == 1 and anon_vma_compatible(a, b):
         return old.anon_vma
     return None
 
@@ -215,6 +215,11 @@ class MergeReq:
 def is_mergeable_vma(req: MergeReq, tgt: VMA) -> bool:
     """is_mergeable_vma(): same file, flags equal but for VM_SOFTDIRTY (no policy/uffd/name here)."""
     return tgt.vm_file is req.file and not ((tgt.vm_flags ^ req.flags) & ~VM_SOFTDIRTY)
+
+
+def _same_file_flags(tgt: VMA, file: File | None, flags: int) -> bool:
+    """is_mergeable_vma() of a proposed range with this file and flags (before its MergeReq)."""
+    return tgt.vm_file is file and not ((tgt.vm_flags ^ flags) & ~VM_SOFTDIRTY)
 
 
 def is_mergeable_anon_vma(m: Machine, req: MergeReq, tgt: VMA) -> bool:
@@ -287,8 +292,10 @@ def split_vma(m: Machine, vma: VMA, addr: int, new_below: bool) -> VMA:
         new.vm_start = addr
         new.vm_pgoff += cut
         vma.vm_end = addr
-    if pte is not None:                      # pt_take() of each side of the cut, pt_set()
-        low, high = (pte[:cut].copy(), ptef[:cut].copy()), (pte[cut:].copy(), ptef[cut:].copy())
+    if pte is not None:
+        # each side of the cut keeps its part of the arrays: views, which do not overlap
+        # (what pt_take() copies of each side and pt_set() would give, without the copies)
+        low, high = (pte[:cut], ptef[:cut]), (pte[cut:], ptef[cut:])
         (new.pte, new.ptef), (vma.pte, vma.ptef) = (low, high) if new_below else (high, low)
     m.policy.split(m, new, vma)
     if new_below:
@@ -308,9 +315,16 @@ def vma_merge_existing_range(m: Machine, vma: VMA, start: int, end: int,
     if not left_side and not right_side:
         return None
     prev, nxt = mm.neighbours(vma)
+    file = vma.vm_file
+    # the first tests of can_vma_merge_left() and can_vma_merge_right(): a neighbour that
+    # abuts the range, with is_mergeable_vma()'s file and flags; none: no MergeReq to build
+    if not (left_side and prev is not None and prev.vm_end == start
+            and _same_file_flags(prev, file, flags)) \
+            and not (right_side and nxt is not None and nxt.vm_start == end
+                     and _same_file_flags(nxt, file, flags)):
+        return None
     pgoff = vma.vm_pgoff + (start - vma.vm_start)
-    req = MergeReq(start, end, pgoff, flags, vma.vm_file, m.policy.vma_anon_vma(vma), vma, prev,
-                   nxt)
+    req = MergeReq(start, end, pgoff, flags, file, m.policy.vma_anon_vma(vma), vma, prev, nxt)
     merge_left = left_side and can_vma_merge_left(m, req)
     merge_right = right_side and can_vma_merge_right(m, req, merge_left)
     if not merge_left and not merge_right:

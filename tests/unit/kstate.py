@@ -41,3 +41,27 @@ def mapcounts(m: Machine, vma) -> list[int]:
     if vma.pte is None:
         return [0] * vma.pages
     return [int(m.folios.mapcount[f]) if f >= 0 else 0 for f in vma.pte.tolist()]
+
+
+def machine_state(m: Machine) -> dict:
+    """Everything a fast path could get wrong, to compare two machines: folio rows (ids,
+    targets, indices, mapcounts, the free stack), every VMA (range, pgoff, flags, page-table
+    entries and flags, anon_vma, chain length), PMDs, anon_vmas and counters."""
+    f = m.folios
+    cols = [c[:f.top].tolist() for c in (f.mapping, f.mkind, f.index, f.nr, f.mapcount)]
+    return {
+        "folios": (cols, f.free[:f.nfree].tolist(), f.live),
+        "vmas": {pid: [(v.id, v.vm_start, v.vm_end, v.vm_pgoff, v.vm_flags,
+                        None if v.pte is None else v.pte.tolist(),
+                        None if v.ptef is None else v.ptef.tolist(),
+                        v.anon_vma and v.anon_vma.id, len(v.chain))
+                       for v in mm.vmas]
+                 for pid, mm in m.procs.items()},
+        "pmds": {pid: sorted(mm.pt_pmds) for pid, mm in m.procs.items()},
+        "counts": m.counts(), "faults": dict(m.faults), "ops": m.ops_done,
+        "slab": (m.slab.live, m.slab.peak, m.slab.allocs),
+        "merges": m.vma_merges, "root_lock_write": m.root_lock_write,
+        # lazy: folio pins per VMA and the VMA-mapped targets, in the order they were made
+        "pins": list(getattr(m.policy, "pins", {}).items()),
+        "targets": list(getattr(m.policy, "targets", {})),
+    }

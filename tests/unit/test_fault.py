@@ -2,7 +2,7 @@
 an exclusive folio.  Per page: ``.`` no entry, ``0`` zero page, ``n`` a folio mapped n times."""
 from __future__ import annotations
 
-from kstate import counts, machine, mapcounts, step
+from kstate import counts, machine, machine_state, mapcounts, step
 from simcore import trace as T
 from simcore.vma import F_EXCL, F_WRITE, PTE_NONE, PTE_ZERO
 
@@ -68,26 +68,6 @@ def test_write_reuses_a_folio_no_one_else_maps() -> None:
 
 
 # ---- CowBatch: a run of write touches as one COW pass (Machine.run without checks) -----------
-def _state(m) -> dict:
-    """Everything a batched run could get wrong: folio rows (ids, targets, indices, mapcounts,
-    the free stack), every page-table entry and flag, PMDs, anon_vmas and counters."""
-    f = m.folios
-    cols = [c[:f.top].tolist() for c in (f.mapping, f.mkind, f.index, f.nr, f.mapcount)]
-    return {
-        "folios": (cols, f.free[:f.nfree].tolist(), f.live),
-        "vmas": {pid: [(v.id, v.vm_start, v.vm_end, None if v.pte is None else v.pte.tolist(),
-                        None if v.ptef is None else v.ptef.tolist(),
-                        v.anon_vma and v.anon_vma.id) for v in mm.vmas]
-                 for pid, mm in m.procs.items()},
-        "pmds": {pid: sorted(mm.pt_pmds) for pid, mm in m.procs.items()},
-        "counts": m.counts(), "faults": dict(m.faults), "ops": m.ops_done,
-        "slab": (m.slab.live, m.slab.peak, m.slab.allocs),
-        # lazy: folio pins per VMA and the VMA-mapped targets, in the order they were made
-        "pins": list(getattr(m.policy, "pins", {}).items()),
-        "targets": list(getattr(m.policy, "targets", {})),
-    }
-
-
 BATCH_TRACE = [
     T.Mmap(0, "a", 8), T.Mmap(0, "b", 8), T.Mmap(0, "c", 4), T.Mmap(0, "d", 6), T.Mmap(0, "e", 4),
     T.Touch(0, "a"), T.Touch(0, "b"), T.Touch(0, "c"), T.Touch(0, "d", 0, 3), T.Touch(0, "e"),
@@ -134,12 +114,51 @@ def test_cow_batch_equals_one_touch_after_another(monkeypatch) -> None:
             for op in BATCH_TRACE[:upto]:
                 one.apply(op)
             run = Machine(make_policy(name, **variant)).run(BATCH_TRACE[:upto])
-            assert _state(run) == _state(one), (name, variant, upto)
+            assert machine_state(run) == machine_state(one), (name, variant, upto)
         if batched:                                   # some run of ranges went as one pass
             assert copies and max(copies) >= 2, (name, variant)
         else:
             assert copies == [], (name, variant)
 
+
+def test_batched_runs_of_random_traces_equal_one_op_after_another(monkeypatch) -> None:
+    """Machine.run() -- COW runs batched, first writes of fresh VMAs faulted by
+    CowBatch.add() itself -- leaves the state of Machine.apply() of each op, after prefixes
+    of random traces, under each policy (those without batch_cow_faults: the plain loop)."""
+    from simcore import fault
+    from simcore.machine import Machine
+    from simcore.policy import make_policy
+    from simcore.workloads import random_trace
+
+    firsts: list[int] = []                           # first writes faulted by add()
+    in_add: list[bool] = []
+    real_add, real_fault = fault.CowBatch.add, fault._fault_new_ptes
+
+    def add(self, op):
+        in_add.append(True)
+        try:
+            return real_add(self, op)
+        finally:
+            in_add.pop()
+
+    def first_write(m, vma, lo, hi):
+        if in_add:
+            firsts.append(hi - lo)
+        real_fault(m, vma, lo, hi)
+
+    monkeypatch.setattr(fault.CowBatch, "add", add)
+    monkeypatch.setattr(fault, "_fault_new_ptes", first_write)
+    policies = [("eager", {})] + [("lazy", {"child_cow": c}) for c in ("parent", "own", "vma")]
+    for seed in range(8):
+        ops = random_trace(400 + seed, 80, exit_all=True)
+        for name, variant in policies:
+            for upto in range(10, len(ops) + 1, 10):
+                one = Machine(make_policy(name, **variant))
+                for op in ops[:upto]:
+                    one.apply(op)
+                run = Machine(make_policy(name, **variant)).run(ops[:upto])
+                assert machine_state(run) == machine_state(one), (seed, name, variant, upto)
+    assert firsts and max(firsts) > 1                 # first writes went through add()
 
 
 def test_alloc_few_equals_alloc() -> None:
@@ -200,7 +219,7 @@ def test_few_page_first_writes_equal_the_general_path(monkeypatch) -> None:
                 with monkeypatch.context() as mp:
                     mp.setattr(fault, "FEW_PAGES", 0)   # every first write: the general path
                     general.apply(op)
-                assert _state(fast) == _state(general), (seed, name, variant, op)
+                assert machine_state(fast) == machine_state(general), (seed, name, variant, op)
     assert few and max(few) > 1                         # the few-page path ran, multi-page too
 
 
