@@ -131,7 +131,7 @@ class Machine:
             observer(self, op)
 
     def release(self) -> None:
-        """Break the model's reference cycles (mm <-> VMA, VMA <-> anon_vma_chain <-> anon_vma,
+        """Break the model's reference cycles (mm <-> VMA, VMA <-> anon_vma (chain and tree),
         an anon_vma's root and parent, the machine's own free hook), so that dropping the
         machine frees it by reference counting at once instead of waiting for the cyclic
         GC (which a cell runs without).  The machine is unusable afterwards."""

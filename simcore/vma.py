@@ -9,7 +9,7 @@ from .errors import InvariantError
 from .slab import VMA as VMA_CACHE
 
 if TYPE_CHECKING:
-    from .anon_vma import AnonVMA, AnonVMAChain
+    from .anon_vma import AnonVMA
     from .machine import Machine
     from .mm import MM
 
@@ -71,7 +71,7 @@ class VMA:
         self.vm_flags = flags
         self.vm_file = file
         self.anon_vma: AnonVMA | None = None
-        self.chain: list[AnonVMAChain] = NO_CHAIN   # a list once anon_vma_chain_link() links
+        self.chain: list[AnonVMA] = NO_CHAIN   # its AVCs' anon_vmas: a list once one links
         self.pte: np.ndarray | None = None
         self.ptef: np.ndarray | None = None
         self.priv: object = None
