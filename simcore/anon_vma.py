@@ -178,7 +178,8 @@ def anon_vma_clone(m: Machine, dst: VMA, src: VMA, allocs: list[int] | None = No
     chain = src.chain
     if chain:                             # lock_anon_vma_root(): once, one root per chain
         n = len(chain)
-        lock_write(m, chain[0].root, n)
+        m.root_lock_write += 1            # lock_write(), inline (every lazy fork's clone)
+        m.locks.write(chain[0].root.id, n)
         _link_chain(dst, chain, dst.anon_vma is None and src.anon_vma is not None)
         if dst.chain:
             dst.chain.extend(chain)

@@ -7,11 +7,9 @@ op their whole state must be equal: the VMAs' chains, every field of every anon_
 the order of its tree, slab counts (live, peak, allocs), lock records and fork records."""
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from conftest import fork, mmap, size, touch
+from conftest import fork, lockstep_pair, mmap, parse, size, touch
 from simcore import trace as T
 from simcore.anon_vma import (AnonVMA, anon_vma_alloc, anon_vma_chain_link, anon_vma_clone,
                               get_anon_vma)
@@ -55,16 +53,8 @@ def state(m: Machine) -> tuple:
 
 
 def lockstep(ops: list[T.Op]) -> tuple[Machine, Machine]:
-    fast, ref = Machine("eager", check=True), Machine(RefEager(), check=True)
-    for op in ops:
-        fast.apply(op)
-        ref.apply(op)
-        assert state(fast) == state(ref), op
-    return fast, ref
-
-
-def parse(*objs) -> list[T.Op]:
-    return list(T.parse_lines([json.dumps(o) for o in objs]))
+    return lockstep_pair(Machine("eager", check=True), Machine(RefEager(), check=True), ops,
+                         state)
 
 
 def fields(av: AnonVMA) -> list:

@@ -7,12 +7,11 @@ whole state must be equal: objects and their links, slab counts (live, peak, all
 lock records, pins and pinned VMAs, folio columns and the free-row stack."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from conftest import fork, mmap, size, touch
+from conftest import fork, lockstep_pair, mmap, parse, size, touch
 from simcore import trace as T
 from simcore.check import check_no_leaks
 from simcore.machine import Machine
@@ -42,17 +41,8 @@ def state(m: Machine) -> tuple:
 
 
 def lockstep(ops: list[T.Op], **variant) -> tuple[Machine, Machine]:
-    fast = Machine(Lazy(**variant), check=True)
-    ref = Machine(RefLazy(**variant), check=True)
-    for op in ops:
-        fast.apply(op)
-        ref.apply(op)
-        assert state(fast) == state(ref), op
-    return fast, ref
-
-
-def parse(*objs) -> list[T.Op]:
-    return list(T.parse_lines([json.dumps(o) for o in objs]))
+    return lockstep_pair(Machine(Lazy(**variant), check=True),
+                         Machine(RefLazy(**variant), check=True), ops, state)
 
 
 def test_fork_reuses_an_idle_anon_vma_in_both_machines():
