@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from .vma import VMA
 
 
-_new_object = object.__new__   # an AnonVMA without AnonVMA.__init__ (its hot callers set the fields)
+_new_object = object.__new__  # an AnonVMA without AnonVMA.__init__ (hot callers set its fields)
 TREE_LIST_MAX = 16          # an anon_vma's tree: a list up to this many VMAs, then a dict
 
 
@@ -196,7 +196,8 @@ def anon_vma_clone(m: Machine, dst: VMA, src: VMA, allocs: list[int] | None = No
 def anon_vma_fork(m: Machine, vma: VMA, pvma: VMA, allocs: list[int] | None = None) -> None:
     """anon_vma_fork(): clone the parent's chain, then reuse or allocate the child's anon_vma.
     (anon_vma_clone(), anon_vma_alloc(), get_anon_vma() and anon_vma_chain_link() inline:
-    once per faulted VMA of every fork.)
+    once per faulted VMA of every fork; tests/test_anon_vma_fast_paths.py runs it in
+    lockstep with those calls.)
 
     allocs (dup_mmap()): the AVCs and the anon_vma allocated are added to allocs[AVC] and
     allocs[ANON_VMA] for the caller to count in the slab once per fork (nothing reads the
