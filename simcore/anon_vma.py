@@ -10,9 +10,10 @@ once -- anon_vma_clone() links a VMA with an empty chain once to each anon_vma o
 VMA's chain, anon_vma_fork() adds a new anon_vma, __anon_vma_prepare() links a VMA
 without an anon_vma, whose chain is empty -- check.py's ``avc-once``.)
 
-A VMA's chain (its anon_vmas) is kept oldest-first (``vma.chain[0]`` is the root); the
-kernel's ``same_vma`` list is newest-first, so kernel loops "in list order" are
-``reversed(vma.chain)`` here.  An anon_vma's interval tree (its VMAs) is an
+A VMA's chain (its anon_vmas) is a tuple kept oldest-first (``vma.chain[0]`` is the
+root): a link makes a new tuple, a clone shares its source's while the destination's is
+empty (a fork's reuse, a split, copy_vma()); the kernel's ``same_vma`` list is
+newest-first, so kernel loops "in list order" are ``reversed(vma.chain)`` here.  An anon_vma's interval tree (its VMAs) is an
 insertion-ordered list while it holds at most TREE_LIST_MAX (most anon_vmas link one or
 two VMAs, and a list of one costs a third of a dict of one), then an insertion-ordered
 dict keyed by VMA (unlinking from a long list would scan it; a VMA hashes and compares
@@ -82,10 +83,7 @@ def anon_vma_chain_link(m: Machine, vma: VMA, av: AnonVMA) -> None:
     """anon_vma_chain_alloc() + anon_vma_chain_link(): +1 AVC: av last on vma's chain, vma
     last in av's tree."""
     m.slab.alloc(AVC)
-    if vma.chain:
-        vma.chain.append(av)
-    else:
-        vma.chain = [av]              # NO_CHAIN or an emptied list: a list of its own
+    vma.chain += (av,)
     _tree_add(av, vma)
 
 
@@ -138,10 +136,7 @@ def anon_vma_prepare(m: Machine, vma: VMA) -> None:
     av.freed = False
     m.anon_vmas[ident] = av
     vma.anon_vma = av
-    if vma.chain:
-        vma.chain.append(av)
-    else:
-        vma.chain = [av]                  # NO_CHAIN or an emptied list: a list of its own
+    vma.chain += (av,)
     slab = m.slab
     slab.alloc(ANON_VMA)
     slab.alloc(AVC)
@@ -149,7 +144,7 @@ def anon_vma_prepare(m: Machine, vma: VMA) -> None:
     m.locks.write(av.id, 1)
 
 
-def _link_chain(dst: VMA, chain: list[AnonVMA], reuse: bool) -> None:
+def _link_chain(dst: VMA, chain: tuple[AnonVMA, ...], reuse: bool) -> None:
     """anon_vma_chain_link() of dst into each anon_vma of chain, oldest first: dst into
     their trees (the caller puts chain's anon_vmas on dst's chain; the AVCs are not
     counted); reuse: dst.anon_vma becomes the first anon_vma with
@@ -181,10 +176,7 @@ def anon_vma_clone(m: Machine, dst: VMA, src: VMA, allocs: list[int] | None = No
         m.root_lock_write += 1            # lock_write(), inline (every lazy fork's clone)
         m.locks.write(chain[0].root.id, n)
         _link_chain(dst, chain, dst.anon_vma is None and src.anon_vma is not None)
-        if dst.chain:
-            dst.chain.extend(chain)
-        else:
-            dst.chain = chain.copy()      # NO_CHAIN or an emptied list: a list of its own
+        dst.chain += chain                # a tuple: shared while dst's chain was empty
         if allocs is None:
             m.slab.alloc(AVC, n)
         else:
@@ -216,7 +208,7 @@ def anon_vma_fork(m: Machine, vma: VMA, pvma: VMA, allocs: list[int] | None = No
         if reused is not None:
             m.root_lock_write += 1
             locks.write(chain[0].root.id, n)
-            vma.chain = chain.copy()
+            vma.chain = chain             # a tuple: shared
             reused.num_active_vmas += 1
             if allocs is None:
                 m.slab.alloc(AVC, n)
@@ -244,7 +236,7 @@ def anon_vma_fork(m: Machine, vma: VMA, pvma: VMA, allocs: list[int] | None = No
     else:
         m.root_lock_write += 1
         locks.write(root.id, 1)
-    vma.chain = [*chain, av]              # anon_vma_chain_link(): the clone's, then av's
+    vma.chain = chain + (av,)             # anon_vma_chain_link(): the clone's, then av's
     if allocs is None:
         m.slab.alloc(ANON_VMA)
         m.slab.alloc(AVC, n + 1)

@@ -34,7 +34,7 @@ def test_fork_links_child_into_parent_tree_and_pins_root():
     m = sim(mmap(), touch(), fork(0, 1))
     p, c = the_vma(m, 0), the_vma(m, 1)
     root, leaf = p.anon_vma, c.anon_vma
-    assert c.chain == [root, leaf]                               # oldest first
+    assert c.chain == (root, leaf)                               # oldest first
     assert leaf.parent is root and leaf.root is root
     assert root.refcount == 2 and root.num_children == 2 and len(root.tree) == 2
 

@@ -315,7 +315,7 @@ class Lazy(Eager):
         if tree_t or tree_s:
             # TREE_PARENT VMAs are fork children: only pieces of one VMA merge back (R15 case 3)
             return (tree_t and tree_s and tgt.priv.tree is src.priv.tree
-                    and list(tgt.chain) == list(src.chain))
+                    and tgt.chain == src.chain)
         if self.variant["merge"] == "refuse" and (isinstance(tgt.priv, LazyRoot) or src is not None
                                                   and isinstance(src.priv, LazyRoot)):
             # tagged vma->anon_vma: two VMAs with anon state merge only if it is the same

@@ -131,7 +131,7 @@ def test_an_avc_is_a_chain_entry_and_a_tree_entry() -> None:
     step(m, T.Mmap(0, "a", 4), T.Touch(0, "a"), T.Fork(0, 1))
     (p,), (c,) = m.procs[0].vmas, m.procs[1].vmas
     av1, av2 = c.chain
-    assert p.chain == [av1] and list(av1.tree) == [p, c] and list(av2.tree) == [c]
+    assert p.chain == (av1,) and list(av1.tree) == [p, c] and list(av2.tree) == [c]
     assert counts(m) == (2, 2, 3, 4)
     # the unlink of an entry of a long list is by identity: no VMA or anon_vma defines ==
     from simcore.anon_vma import AnonVMA
