@@ -13,12 +13,14 @@ without an anon_vma, whose chain is empty -- check.py's ``avc-once``.)
 A VMA's chain (its anon_vmas) is a tuple kept oldest-first (``vma.chain[0]`` is the
 root): a link makes a new tuple, a clone shares its source's while the destination's is
 empty (a fork's reuse, a split, copy_vma()); the kernel's ``same_vma`` list is
-newest-first, so kernel loops "in list order" are ``reversed(vma.chain)`` here.  An anon_vma's interval tree (its VMAs) is an
-insertion-ordered list while it holds at most TREE_LIST_MAX (most anon_vmas link one or
-two VMAs, and a list of one costs a third of a dict of one), then an insertion-ordered
-dict keyed by VMA (unlinking from a long list would scan it; a VMA hashes and compares
-by identity: it defines no __eq__); the key of an entry is its VMA's current pgoff
-range, read at walk time (``rmap.py``).
+newest-first, so kernel loops "in list order" are ``reversed(vma.chain)`` here.
+
+An anon_vma's interval tree (its VMAs) is an insertion-ordered list while it holds at
+most TREE_LIST_MAX (most anon_vmas link one or two VMAs, and a list of one costs a third
+of a dict of one), then an insertion-ordered dict keyed by VMA (unlinking from a long
+list would scan it; a VMA hashes and compares by identity: it defines no __eq__, so
+list.remove() and ``in`` find the VMA itself); the key of an entry is its VMA's current
+pgoff range, read at walk time (``rmap.py``).
 """
 from __future__ import annotations
 
