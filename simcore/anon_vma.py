@@ -1,12 +1,26 @@
 """anon_vma and anon_vma_chain: the mainline object lifecycle (mm/rmap.c).
 
-A VMA's chain is kept oldest-first (``vma.chain[0]`` links the root); the
-kernel's ``same_vma`` list is newest-first, so kernel loops "in list order"
-are ``reversed(vma.chain)`` here.  An anon_vma's interval tree is an
-insertion-ordered list of its AVCs while it holds at most TREE_LIST_MAX (most anon_vmas
-link one or two AVCs, and a list of one costs a third of a dict of one), then an
-insertion-ordered dict (unlinking from a long list would scan it); the key of an AVC is
-its VMA's current pgoff range, read at walk time (``rmap.py``).
+The model keeps no struct anon_vma_chain object.  An AVC is the edge (vma, anon_vma), and
+the kernel links it into two lists: the VMA's ``same_vma`` list and the anon_vma's
+interval tree.  Here it is exactly those two entries: ``anon_vma`` in ``vma.chain`` and
+``vma`` in ``anon_vma.tree``; its count lives in the slab (AVC), allocated and freed with
+the pair.  (An AVC object would be created and freed about 5x10^5 times per android_apps
+cell; the two entries say all it says, because a VMA links to a given anon_vma at most
+once -- anon_vma_clone() links a VMA with an empty chain once to each anon_vma of another
+VMA's chain, anon_vma_fork() adds a new anon_vma, __anon_vma_prepare() links a VMA
+without an anon_vma, whose chain is empty -- check.py's ``avc-once``.)
+
+A VMA's chain (its anon_vmas) is a tuple kept oldest-first (``vma.chain[0]`` is the
+root): a link makes a new tuple, a clone shares its source's while the destination's is
+empty (a fork's reuse, a split, copy_vma()); the kernel's ``same_vma`` list is
+newest-first, so kernel loops "in list order" are ``reversed(vma.chain)`` here.
+
+An anon_vma's interval tree (its VMAs) is an insertion-ordered list while it holds at
+most TREE_LIST_MAX (most anon_vmas link one or two VMAs, and a list of one costs a third
+of a dict of one), then an insertion-ordered dict keyed by VMA (unlinking from a long
+list would scan it; a VMA hashes and compares by identity: it defines no __eq__, so
+list.remove() and ``in`` find the VMA itself); the key of an entry is its VMA's current
+pgoff range, read at walk time (``rmap.py``).
 """
 from __future__ import annotations
 
@@ -22,11 +36,13 @@ if TYPE_CHECKING:
     from .vma import VMA
 
 
-TREE_LIST_MAX = 16          # an anon_vma's tree: a list up to this many AVCs, then a dict
+_new_object = object.__new__  # an AnonVMA without AnonVMA.__init__ (hot callers set its fields)
+TREE_LIST_MAX = 16          # an anon_vma's tree: a list up to this many VMAs, then a dict
 
 
 class AnonVMA:
-    """struct anon_vma (include/linux/rmap.h)."""
+    """struct anon_vma (include/linux/rmap.h).  anon_vma_prepare() and anon_vma_fork() set
+    these fields themselves (tests/test_anon_vma_fast_paths.py checks every slot)."""
     __slots__ = ("id", "root", "parent", "refcount", "num_children", "num_active_vmas", "tree",
                  "freed")
 
@@ -37,21 +53,12 @@ class AnonVMA:
         self.refcount = 1
         self.num_children = 0
         self.num_active_vmas = 0
-        self.tree: list[AnonVMAChain] | dict[AnonVMAChain, None] = []
+        self.tree: list[VMA] | dict[VMA, None] = []    # the VMAs linked (their AVCs)
         self.freed = False
 
     def __repr__(self) -> str:
         return (f"AV{self.id}(root=AV{self.root.id} parent=AV{self.parent.id} ref={self.refcount} "
                 f"children={self.num_children} active={self.num_active_vmas} tree={len(self.tree)})")
-
-
-class AnonVMAChain:
-    """struct anon_vma_chain: one (VMA, anon_vma) edge."""
-    __slots__ = ("vma", "anon_vma")
-
-    def __init__(self, vma: VMA, anon_vma: AnonVMA) -> None:
-        self.vma = vma
-        self.anon_vma = anon_vma
 
 
 def anon_vma_alloc(m: Machine) -> AnonVMA:
@@ -75,25 +82,22 @@ def anon_vma_free(m: Machine, av: AnonVMA) -> None:
 
 
 def anon_vma_chain_link(m: Machine, vma: VMA, av: AnonVMA) -> None:
-    """anon_vma_chain_alloc() + anon_vma_chain_link(): +1 AVC, into vma's list and av's tree."""
+    """anon_vma_chain_alloc() + anon_vma_chain_link(): +1 AVC: av last on vma's chain, vma
+    last in av's tree."""
     m.slab.alloc(AVC)
-    avc = AnonVMAChain(vma, av)
-    if vma.chain:
-        vma.chain.append(avc)
-    else:
-        vma.chain = [avc]             # NO_CHAIN or an emptied list: a list of its own
-    _tree_add(av, avc)
+    vma.chain += (av,)
+    _tree_add(av, vma)
 
 
-def _tree_add(av: AnonVMA, avc: AnonVMAChain) -> None:
-    """anon_vma_interval_tree_insert(): avc last in av's tree (a dict once the list is long)."""
+def _tree_add(av: AnonVMA, vma: VMA) -> None:
+    """anon_vma_interval_tree_insert(): vma last in av's tree (a dict once the list is long)."""
     tree = av.tree
     if tree.__class__ is list:
-        tree.append(avc)
+        tree.append(vma)
         if len(tree) > TREE_LIST_MAX:
             av.tree = dict.fromkeys(tree)
     else:
-        tree[avc] = None
+        tree[vma] = None
 
 
 def get_anon_vma(av: AnonVMA) -> None:
@@ -123,17 +127,18 @@ def anon_vma_prepare(m: Machine, vma: VMA) -> None:
         lock_write(m, av.root, 1)         # anon_vma_lock_write(anon_vma->root)
         return
     # a new root (the first write to most VMAs): anon_vma_alloc(), anon_vma_chain_link() and
-    # lock_write() inline
-    av = AnonVMA(m.new_id())
-    m.anon_vmas[av.id] = av
+    # lock_write() inline; the anon_vma's fields are AnonVMA.__init__'s, set here without
+    # its Python call (as in anon_vma_fork())
+    av = _new_object(AnonVMA)
+    av.id = ident = m.new_id()
+    av.root = av.parent = av
+    av.refcount = 1
     av.num_children = av.num_active_vmas = 1      # the self-parent link; vma
+    av.tree = [vma]                       # anon_vma_chain_link(): vma in the new tree
+    av.freed = False
+    m.anon_vmas[ident] = av
     vma.anon_vma = av
-    avc = AnonVMAChain(vma, av)
-    if vma.chain:
-        vma.chain.append(avc)
-    else:
-        vma.chain = [avc]                 # NO_CHAIN or an emptied list: a list of its own
-    av.tree.append(avc)                   # a new anon_vma: its tree is an empty list
+    vma.chain += (av,)
     slab = m.slab
     slab.alloc(ANON_VMA)
     slab.alloc(AVC)
@@ -141,22 +146,19 @@ def anon_vma_prepare(m: Machine, vma: VMA) -> None:
     m.locks.write(av.id, 1)
 
 
-def _link_chain(dst: VMA, chain: list[AnonVMAChain], links: list[AnonVMAChain],
-                reuse: bool) -> None:
-    """anon_vma_chain_link() of dst into each anon_vma of chain, oldest first (the new AVCs
-    appended to links, not counted); reuse: dst.anon_vma becomes the first anon_vma with
+def _link_chain(dst: VMA, chain: tuple[AnonVMA, ...], reuse: bool) -> None:
+    """anon_vma_chain_link() of dst into each anon_vma of chain, oldest first: dst into
+    their trees (the caller puts chain's anon_vmas on dst's chain; the AVCs are not
+    counted); reuse: dst.anon_vma becomes the first anon_vma with
     ``num_children < 2 and num_active_vmas == 0`` (anon_vma_clone()'s reuse rule)."""
-    for pavc in chain:
-        av = pavc.anon_vma
-        avc = AnonVMAChain(dst, av)
-        links.append(avc)
+    for av in chain:
         tree = av.tree                # _tree_add(), inline (~10^5 links per fork burst)
         if tree.__class__ is not list:
-            tree[avc] = None
+            tree[dst] = None
         elif len(tree) < TREE_LIST_MAX:
-            tree.append(avc)
+            tree.append(dst)
         else:
-            _tree_add(av, avc)
+            _tree_add(av, dst)
         if reuse and av.num_children < 2 and av.num_active_vmas == 0:
             dst.anon_vma = av
             reuse = False
@@ -173,10 +175,10 @@ def anon_vma_clone(m: Machine, dst: VMA, src: VMA, allocs: list[int] | None = No
     chain = src.chain
     if chain:                             # lock_anon_vma_root(): once, one root per chain
         n = len(chain)
-        lock_write(m, chain[0].anon_vma.root, n)
-        links = dst.chain if dst.chain else []
-        _link_chain(dst, chain, links, dst.anon_vma is None and src.anon_vma is not None)
-        dst.chain = links
+        m.root_lock_write += 1            # lock_write(), inline (every lazy fork's clone)
+        m.locks.write(chain[0].root.id, n)
+        _link_chain(dst, chain, dst.anon_vma is None and src.anon_vma is not None)
+        dst.chain += chain                # a tuple: shared while dst's chain was empty
         if allocs is None:
             m.slab.alloc(AVC, n)
         else:
@@ -188,7 +190,8 @@ def anon_vma_clone(m: Machine, dst: VMA, src: VMA, allocs: list[int] | None = No
 def anon_vma_fork(m: Machine, vma: VMA, pvma: VMA, allocs: list[int] | None = None) -> None:
     """anon_vma_fork(): clone the parent's chain, then reuse or allocate the child's anon_vma.
     (anon_vma_clone(), anon_vma_alloc(), get_anon_vma() and anon_vma_chain_link() inline:
-    once per faulted VMA of every fork.)
+    once per faulted VMA of every fork; tests/test_anon_vma_fast_paths.py runs it in
+    lockstep with those calls.)
 
     allocs (dup_mmap()): the AVCs and the anon_vma allocated are added to allocs[AVC] and
     allocs[ANON_VMA] for the caller to count in the slab once per fork (nothing reads the
@@ -199,40 +202,43 @@ def anon_vma_fork(m: Machine, vma: VMA, pvma: VMA, allocs: list[int] | None = No
         return
     vma.anon_vma = None
     chain = pvma.chain
-    links: list[AnonVMAChain] = []
     n = len(chain)
     locks = m.locks
     if n:                                 # anon_vma_clone(): lock_anon_vma_root() once
-        _link_chain(vma, chain, links, True)
+        _link_chain(vma, chain, True)
         reused = vma.anon_vma
         if reused is not None:
             m.root_lock_write += 1
-            locks.write(chain[0].anon_vma.root.id, n)
-            vma.chain = links
+            locks.write(chain[0].root.id, n)
+            vma.chain = chain             # a tuple: shared
             reused.num_active_vmas += 1
             if allocs is None:
                 m.slab.alloc(AVC, n)
             else:
                 allocs[AVC] += n
             return
-    av = AnonVMA(m.new_id())              # anon_vma_alloc()
-    m.anon_vmas[av.id] = av
-    av.num_active_vmas = 1
+    # anon_vma_alloc() of pav's child under pav's root: AnonVMA.__init__'s fields, set here
+    # with their values for a fork (no Python call for __init__: ~2x10^5 per cell)
+    av = _new_object(AnonVMA)
+    av.id = ident = m.new_id()
     av.root = root = pav.root
     av.parent = pav
+    av.refcount = 1
+    av.num_children = 0
+    av.num_active_vmas = 1
+    av.tree = [vma]                       # anon_vma_chain_link(): vma in the new tree
+    av.freed = False
+    m.anon_vmas[ident] = av
     root.refcount += 1                    # get_anon_vma(root)
     pav.num_children += 1
     vma.anon_vma = av
     if n:                                 # the clone's lock, then anon_vma_lock_write(anon_vma)
-        m.root_lock_write += 2            # for the new link: one root (the chain's first AVC
-        locks.write_twice(root.id, n, 1)  # links the root)
+        m.root_lock_write += 2            # for the new link: one root (the chain's first
+        locks.write_twice(root.id, n, 1)  # anon_vma is the root)
     else:
         m.root_lock_write += 1
         locks.write(root.id, 1)
-    avc = AnonVMAChain(vma, av)           # anon_vma_chain_link()
-    links.append(avc)
-    av.tree.append(avc)                   # a new anon_vma: its tree is an empty list
-    vma.chain = links
+    vma.chain = chain + (av,)             # anon_vma_chain_link(): the clone's, then av's
     if allocs is None:
         m.slab.alloc(ANON_VMA)
         m.slab.alloc(AVC, n + 1)
@@ -242,18 +248,18 @@ def anon_vma_fork(m: Machine, vma: VMA, pvma: VMA, allocs: list[int] | None = No
 
 
 def unlink_anon_vmas(m: Machine, vma: VMA) -> None:
-    """unlink_anon_vmas(): free every AVC of vma; put each anon_vma whose tree emptied."""
+    """unlink_anon_vmas(): free every AVC of vma (vma out of each tree); put each anon_vma
+    whose tree emptied."""
     emptied = []
     chain = vma.chain
     if chain:                                       # lock_anon_vma_root()
-        lock_write(m, chain[0].anon_vma.root, len(chain))
-        for avc in reversed(chain):                 # kernel list order: newest first
-            av = avc.anon_vma
+        lock_write(m, chain[0].root, len(chain))
+        for av in reversed(chain):                  # kernel list order: newest first
             tree = av.tree
             if tree.__class__ is list:
-                tree.remove(avc)          # AVCs compare by identity
+                tree.remove(vma)          # by identity: VMA defines no __eq__
             else:
-                del tree[avc]
+                del tree[vma]
             if not tree:
                 av.parent.num_children -= 1
                 emptied.append(av)

@@ -1,4 +1,5 @@
-"""Invariants I1-I6 of shared/research/kernel-rmap-spec.md, structural checks, leak check.
+"""Invariants I1-I6 of shared/research/kernel-rmap-spec.md (and ``avc-once``: a VMA links
+to an anon_vma at most once), structural checks, leak check.
 
 ``check_machine`` raises InvariantError naming the broken invariant (its subclass
 LayoutMismatch when the trace layout and the VMAs disagree).  It is run after every
@@ -123,27 +124,35 @@ def _first_difference(want: list, have: list) -> str:
 
 
 def _check_chains(m: Machine, vmas: list) -> None:
+    """An AVC is an entry a on v.chain and the entry v in a.tree (anon_vma.py)."""
     navc = 0
     for v in vmas:
-        navc += len(v.chain)
-        avs = [c.anon_vma for c in v.chain]
+        avs = v.chain
+        navc += len(avs)
+        # avc-once: a VMA links to an anon_vma at most once (anon_vma_clone() of an empty
+        # chain, anon_vma_fork()'s new anon_vma, __anon_vma_prepare() of a VMA without one)
+        if len({id(a) for a in avs}) != len(avs):
+            raise InvariantError("avc-once", f"{v} links an anon_vma twice: {list(avs)}")
         # I1: anon_vma set <=> chain non-empty, and anon_vma is on the chain
         if not m.policy.has_own_anon_vma_or_none(v):
             raise InvariantError("I1", f"{v} anon_vma/chain mismatch")
-        if v.anon_vma is not None and v.chain:
+        if v.anon_vma is not None and avs:
             if v.anon_vma not in avs:
                 raise InvariantError("I1", f"{v}'s anon_vma is not on its chain")
-        for c in v.chain:
+        for a in avs:
             # I2: the AVC is in its anon_vma's tree, and the anon_vma is alive
-            if not (c.vma is v and c in c.anon_vma.tree):
-                raise InvariantError("I2", f"AVC of {v} not in its tree")
-            if c.anon_vma.freed:
-                raise InvariantError("I2", f"{v} links freed {c.anon_vma}")
+            if v not in a.tree:            # by identity: no __eq__ (anon_vma.py)
+                raise InvariantError("I2", f"AVC of {v} not in the tree of {a}")
+            if a.freed:
+                raise InvariantError("I2", f"{v} links freed {a}")
         # I3: one root per chain
         if len({a.root.id for a in avs}) > 1:
             raise InvariantError("I3", f"{v} chain spans roots")
     if m.slab.live[AVC] != navc:
         raise InvariantError("slab", f"slab AVCs {m.slab.live[AVC]} != AVCs on chains {navc}")
+    ntree = sum(len(a.tree) for a in m.anon_vmas.values())
+    if ntree != navc:
+        raise InvariantError("I2", f"AVCs in trees {ntree} != AVCs on chains {navc}")
 
 
 def _check_anon_vmas(m: Machine, vmas: list) -> None:
@@ -167,9 +176,12 @@ def _check_anon_vmas(m: Machine, vmas: list) -> None:
         # I4: num_active_vmas counts the VMAs whose anon_vma is a
         if a.num_active_vmas != active.get(a.id, 0):
             raise InvariantError("I4", f"{a} num_active_vmas != {active.get(a.id, 0)}")
-        for c in a.tree:
-            if c not in c.vma.chain:
-                raise InvariantError("I2", f"{a}'s tree holds an AVC no VMA lists")
+        tree = list(a.tree)
+        if len({id(v) for v in tree}) != len(tree):
+            raise InvariantError("avc-once", f"{a}'s tree holds a VMA twice")
+        for v in tree:
+            if a not in v.chain:
+                raise InvariantError("I2", f"{a}'s tree holds {v}, whose chain lacks it")
         # I5: alive <=> tree non-empty or pinned; refcount and num_children consistent
         want_ref = (1 if a.tree else 0) + pins.get(a.id, 0)
         if not (a.refcount == want_ref > 0):
@@ -180,7 +192,7 @@ def _check_anon_vmas(m: Machine, vmas: list) -> None:
         if a.root.freed:
             raise InvariantError("I5", f"{a} outlives its root")
         # I6: VMAs sharing an anon_vma have identical chains
-        chains = {tuple(c.anon_vma.id for c in v.chain) for v in by_av.get(a.id, ())}
+        chains = {tuple(x.id for x in v.chain) for v in by_av.get(a.id, ())}
         if len(chains) > 1:
             raise InvariantError("I6", f"VMAs sharing {a} have different chains {chains}")
 

@@ -86,8 +86,7 @@ def rmap_walk(m: Machine, fid: int, cost: WalkCost | None = None, early_exit: bo
         cost.root_lock_read += 1                         # anon_vma_lock_read(root)
     want = int(f.mapcount[fid])
     visits = misses = 0                                  # added to cost at the end
-    for avc in av.tree:
-        vma = avc.vma
+    for vma in av.tree:                                  # its VMAs (their AVCs)
         first, size = index - vma.vm_pgoff, vma.vm_end - vma.vm_start   # folio's page in vma
         # not an interval-tree overlap: [vm_pgoff, vma_last_pgoff()] misses the folio
         if not full_tree and (first + nr <= 0 or first >= size):

@@ -9,7 +9,7 @@ from .errors import InvariantError
 from .slab import VMA as VMA_CACHE
 
 if TYPE_CHECKING:
-    from .anon_vma import AnonVMA, AnonVMAChain
+    from .anon_vma import AnonVMA
     from .machine import Machine
     from .mm import MM
 
@@ -37,7 +37,7 @@ PTE_SWAP = -4            # a swap entry (swap.py: MADV_PAGEOUT on a machine with
 F_WRITE, F_EXCL, F_HUGE = 1, 2, 4
 
 
-NO_CHAIN: tuple = ()      # the chain of a VMA never linked: shared, so most VMAs hold no list
+NO_CHAIN: tuple = ()      # the chain of a VMA not linked to any anon_vma (chains are tuples)
 
 
 class File:
@@ -71,7 +71,7 @@ class VMA:
         self.vm_flags = flags
         self.vm_file = file
         self.anon_vma: AnonVMA | None = None
-        self.chain: list[AnonVMAChain] = NO_CHAIN   # a list once anon_vma_chain_link() links
+        self.chain: tuple[AnonVMA, ...] = NO_CHAIN   # its AVCs' anon_vmas (anon_vma.py)
         self.pte: np.ndarray | None = None
         self.ptef: np.ndarray | None = None
         self.priv: object = None

@@ -42,6 +42,22 @@ def fork(p, c):
     return {"op": "fork", "pid": p, "child": c}
 
 
+def parse(*objs) -> list:
+    """Trace ops from their JSON objects."""
+    from simcore import trace as T
+    return list(T.parse_lines([json.dumps(o) for o in objs]))
+
+
+def lockstep_pair(fast, ref, ops, state) -> tuple:
+    """A fast path against its reference: machines fast and ref receive the same ops and
+    state(fast) == state(ref) after every op."""
+    for op in ops:
+        fast.apply(op)
+        ref.apply(op)
+        assert state(fast) == state(ref), op
+    return fast, ref
+
+
 def corpus() -> list[Path]:
     return sorted(TRACES.glob("*.jsonl"))
 

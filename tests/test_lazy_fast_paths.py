@@ -7,12 +7,11 @@ whole state must be equal: objects and their links, slab counts (live, peak, all
 lock records, pins and pinned VMAs, folio columns and the free-row stack."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from conftest import fork, mmap, size, touch
+from conftest import fork, lockstep_pair, mmap, parse, size, touch
 from simcore import trace as T
 from simcore.check import check_no_leaks
 from simcore.machine import Machine
@@ -27,12 +26,12 @@ class RefLazy(Lazy):
 def state(m: Machine) -> tuple:
     p, f = m.policy, m.folios
     vmas = [(pid, v.id, v.vm_start, v.vm_end, v.vm_pgoff,
-             None if v.anon_vma is None else v.anon_vma.id, [c.anon_vma.id for c in v.chain],
+             None if v.anon_vma is None else v.anon_vma.id, [a.id for a in v.chain],
              type(v.priv).__name__, v.priv.tree.id if isinstance(v.priv, TreeParent) else None,
              None if v.pte is None else v.pte.tolist())
             for pid, mm in sorted(m.procs.items()) for v in mm.vmas]
     avs = [(a.id, a.root.id, a.parent.id, a.refcount, a.num_children, a.num_active_vmas,
-            [c.vma.id for c in a.tree]) for a in m.anon_vmas.values()]
+            [v.id for v in a.tree]) for a in m.anon_vmas.values()]
     return (m.counts(), list(m.slab.live), list(m.slab.peak), list(m.slab.allocs),
             m.root_lock_write, {k: list(v) for k, v in m.locks.live.items()},
             m.locks.write_items, m.locks.max_write, vmas, avs, list(p.pins.items()),
@@ -42,17 +41,8 @@ def state(m: Machine) -> tuple:
 
 
 def lockstep(ops: list[T.Op], **variant) -> tuple[Machine, Machine]:
-    fast = Machine(Lazy(**variant), check=True)
-    ref = Machine(RefLazy(**variant), check=True)
-    for op in ops:
-        fast.apply(op)
-        ref.apply(op)
-        assert state(fast) == state(ref), op
-    return fast, ref
-
-
-def parse(*objs) -> list[T.Op]:
-    return list(T.parse_lines([json.dumps(o) for o in objs]))
+    return lockstep_pair(Machine(Lazy(**variant), check=True),
+                         Machine(RefLazy(**variant), check=True), ops, state)
 
 
 def test_fork_reuses_an_idle_anon_vma_in_both_machines():
@@ -64,7 +54,7 @@ def test_fork_reuses_an_idle_anon_vma_in_both_machines():
     fast, ref = lockstep(ops)
     for m in (fast, ref):
         (g,), (child,) = m.procs[2].vmas, m.procs[4].vmas
-        assert child.anon_vma is g.chain[1].anon_vma is not g.anon_vma
+        assert child.anon_vma is g.chain[1] is not g.anon_vma
         assert child.priv is None and child.anon_vma.num_active_vmas == 1
 
 

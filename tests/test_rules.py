@@ -34,7 +34,7 @@ def test_fork_links_child_into_parent_tree_and_pins_root():
     m = sim(mmap(), touch(), fork(0, 1))
     p, c = the_vma(m, 0), the_vma(m, 1)
     root, leaf = p.anon_vma, c.anon_vma
-    assert [x.anon_vma for x in c.chain] == [root, leaf]        # oldest first
+    assert c.chain == (root, leaf)                               # oldest first
     assert leaf.parent is root and leaf.root is root
     assert root.refcount == 2 and root.num_children == 2 and len(root.tree) == 2
 
@@ -43,9 +43,9 @@ def test_reuse_after_intermediate_exit_picks_the_dead_generation():
     # P -> C -> G; C exits; G forks GG: GG adopts C's anon_vma (R9, S15b)
     m = sim(mmap(), touch(), fork(0, 1), fork(1, 2), {"op": "exit", "pid": 1}, fork(2, 3))
     g, gg = the_vma(m, 2), the_vma(m, 3)
-    avs = [x.anon_vma for x in gg.chain]
+    avs = list(gg.chain)
     assert len(avs) == 3 and gg.anon_vma is avs[1]
-    assert avs[1] is g.chain[1].anon_vma and avs[1].num_active_vmas == 1
+    assert avs[1] is g.chain[1] and avs[1].num_active_vmas == 1
 
 
 def test_new_folios_point_at_the_faulting_vmas_own_anon_vma():

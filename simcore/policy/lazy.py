@@ -219,12 +219,11 @@ class Lazy(Eager):
         if tp.own is not None and not tp.own.freed:    # a sibling piece upgraded already
             vma.anon_vma = tp.own
             tp.own.num_active_vmas += 1
-            if all(c.anon_vma is not tp.own for c in vma.chain):   # not a reused ancestor
+            if tp.own not in vma.chain:                # not a reused ancestor (by identity)
                 av.anon_vma_chain_link(m, vma, tp.own)
                 lock_write(m, tp.own.root, 1)
             return
-        for avc in vma.chain:                          # anon_vma_clone(): oldest first
-            idle = avc.anon_vma
+        for idle in vma.chain:                         # anon_vma_clone(): oldest first
             if idle.num_children < 2 and idle.num_active_vmas == 0:
                 vma.anon_vma = tp.own = idle
                 idle.num_active_vmas += 1
@@ -316,7 +315,7 @@ class Lazy(Eager):
         if tree_t or tree_s:
             # TREE_PARENT VMAs are fork children: only pieces of one VMA merge back (R15 case 3)
             return (tree_t and tree_s and tgt.priv.tree is src.priv.tree
-                    and [c.anon_vma for c in tgt.chain] == [c.anon_vma for c in src.chain])
+                    and tgt.chain == src.chain)
         if self.variant["merge"] == "refuse" and (isinstance(tgt.priv, LazyRoot) or src is not None
                                                   and isinstance(src.priv, LazyRoot)):
             # tagged vma->anon_vma: two VMAs with anon state merge only if it is the same

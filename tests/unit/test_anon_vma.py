@@ -11,7 +11,7 @@ from simcore import trace as T
 
 def chain(m, pid: int) -> list:
     (vma,) = m.procs[pid].vmas
-    return [avc.anon_vma for avc in vma.chain]
+    return list(vma.chain)
 
 
 def test_anon_vma_prepare_at_first_write_and_find_mergeable() -> None:
@@ -97,16 +97,16 @@ def test_unlink_from_the_middle_keeps_the_tree_in_link_order() -> None:
     # P(AV1) -> C1, C2, C3: AV1's tree holds P's AVC, then one per child, in fork order
     step(m, T.Mmap(0, "a", 4), T.Touch(0, "a"), T.Fork(0, 1), T.Fork(0, 2), T.Fork(0, 3))
     av1 = m.procs[0].vmas[0].anon_vma
-    assert [avc.vma.mm.pid for avc in av1.tree] == [0, 1, 2, 3]
+    assert [vma.mm.pid for vma in av1.tree] == [0, 1, 2, 3]
     assert counts(m) == (4, 4, 7, 4)
     # C2 exits: only its AVC leaves AV1's tree, the others keep their order (rmap walks
     # visit the tree in that order)
     step(m, T.Exit(2))
-    assert [avc.vma.mm.pid for avc in av1.tree] == [0, 1, 3]
+    assert [vma.mm.pid for vma in av1.tree] == [0, 1, 3]
     assert counts(m) == (3, 3, 5, 4)
     # P exits, then C1: C3's AVC is the last one left
     step(m, T.Exit(0), T.Exit(1))
-    assert [avc.vma.mm.pid for avc in av1.tree] == [3]
+    assert [vma.mm.pid for vma in av1.tree] == [3]
     assert not av1.freed and counts(m) == (1, 2, 2, 4)
 
 
@@ -117,9 +117,43 @@ def test_a_tree_past_tree_list_max_keeps_its_link_order() -> None:
     n = TREE_LIST_MAX + 2
     step(m, T.Mmap(0, "a", 4), T.Touch(0, "a"), *(T.Fork(0, c) for c in range(1, n + 1)))
     av1 = m.procs[0].vmas[0].anon_vma
-    assert [avc.vma.mm.pid for avc in av1.tree] == list(range(n + 1))
+    assert [vma.mm.pid for vma in av1.tree] == list(range(n + 1))
     assert counts(m) == (n + 1, n + 1, 2 * n + 1, 4)
     # C2 and the last child exit: their AVCs leave, the rest keep their order
     step(m, T.Exit(2), T.Exit(n))
-    assert [avc.vma.mm.pid for avc in av1.tree] == [0, 1, *range(3, n)]
+    assert [vma.mm.pid for vma in av1.tree] == [0, 1, *range(3, n)]
     assert counts(m) == (n - 1, n - 1, 2 * n - 3, 4)
+
+
+def test_an_avc_is_a_chain_entry_and_a_tree_entry() -> None:
+    m = machine()
+    # P(AV1) -> C(AV2): C's two AVCs are AV1 and AV2 on its chain and C in both trees
+    step(m, T.Mmap(0, "a", 4), T.Touch(0, "a"), T.Fork(0, 1))
+    (p,), (c,) = m.procs[0].vmas, m.procs[1].vmas
+    av1, av2 = c.chain
+    assert p.chain == (av1,) and list(av1.tree) == [p, c] and list(av2.tree) == [c]
+    assert counts(m) == (2, 2, 3, 4)
+    # the unlink of an entry of a long list is by identity: no VMA or anon_vma defines ==
+    from simcore.anon_vma import AnonVMA
+    from simcore.vma import VMA
+    for cls in (VMA, AnonVMA):
+        assert cls.__eq__ is object.__eq__ and cls.__hash__ is object.__hash__
+
+
+def test_linking_a_vma_twice_to_one_anon_vma_breaks_avc_once() -> None:
+    import pytest
+
+    from simcore.anon_vma import anon_vma_chain_link
+    from simcore.check import check_machine
+    from simcore.errors import InvariantError
+    m = machine()
+    # AAAA      P(AV1): one AVC; the kernel never links a VMA to AV1 again (anon_vma_clone()
+    #           fills an empty chain, anon_vma_fork() adds a new anon_vma, anon_vma_prepare()
+    #           only a VMA without one): a second link is a model bug, named avc-once
+    step(m, T.Mmap(0, "a", 4), T.Touch(0, "a"))
+    (a,) = m.procs[0].vmas
+    anon_vma_chain_link(m, a, a.anon_vma)
+    assert counts(m) == (1, 1, 2, 4)
+    with pytest.raises(InvariantError) as exc:
+        check_machine(m)
+    assert exc.value.invariant == "avc-once"
