@@ -1,6 +1,8 @@
 """Lazy's fast path against its reference path, in lockstep: exit_mmap() freeing every
 folio of the mm before its VMAs (Lazy.exit_frees_commute) vs remove_vma() one VMA at a time;
-and forks (anon_vma_fork(), its reuse rule) through both.
+and forks (anon_vma_fork(), its reuse rule) through both: Lazy.anon_vma_fork()'s inline
+clone for a regular parent vs anon_vma_fork_general(), and upgrade() of an
+ANON_VMA_TREE_PARENT VMA without (tree_parents_map_no_lazy) and with the folio scan.
 
 Two machines receive the same ops, one with the reference paths; after every op their
 whole state must be equal: objects and their links, slab counts (live, peak, allocs),
@@ -21,6 +23,11 @@ from simcore.policy.lazy import Lazy, TreeParent
 class RefLazy(Lazy):
     """Lazy with the reference paths only."""
     exit_frees_commute = False
+    anon_vma_fork = Lazy.anon_vma_fork_general
+
+    def __init__(self, **variant) -> None:
+        super().__init__(**variant)
+        self.tree_parents_map_no_lazy = False      # upgrade() scans TREE_PARENT VMAs too
 
 
 def state(m: Machine) -> tuple:
@@ -108,3 +115,20 @@ def test_unpin_targets_equals_one_unpin_per_distinct_target(targets):
     assert list(fast.slab.live) == list(ref.slab.live)
     assert fast.policy.pins == {ident: n - targets.count(ident) for ident, n in pins.items()
                                 if n - targets.count(ident)}
+
+
+def test_check_finds_a_lazy_folio_in_a_tree_parent_vma():
+    # tree_parents_map_no_lazy (upgrade() of a TREE_PARENT VMA scans no folio) rests on
+    # Lazy.check(), run by checked mode after every op: it must see a broken state
+    from simcore.errors import InvariantError
+    from simcore.folio import MAP_VMA
+    m = Machine(Lazy(), check=True)
+    for op in parse(mmap(), touch(write=True), fork(0, 1)):
+        m.apply(op)
+    (child,) = m.procs[1].vmas
+    assert isinstance(child.priv, TreeParent) and (child.pte >= 0).all()
+    m.policy.check(m)
+    m.folios.mkind[child.pte[3]] = MAP_VMA
+    with pytest.raises(InvariantError, match="lazy-tree-parent"):
+        m.policy.check(m)
+    assert not RefLazy().tree_parents_map_no_lazy and not Lazy(child_cow="vma").tree_parents_map_no_lazy

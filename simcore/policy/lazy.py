@@ -82,6 +82,10 @@ class Lazy(Eager):
     def __init__(self, **variant: object) -> None:
         self._set_variant(VARIANTS, variant)
         self.regular_may_map_lazy = "keep" in (self.variant["merge"], self.variant["mremap"])
+        # child_cow=parent: an ANON_VMA_TREE_PARENT VMA maps no lazy folio (its faults take
+        # the parent's anon_vma, and fork upgrades every lazy folio of the parent VMA first;
+        # check() verifies it), so its upgrade re-points nothing.  False: the scan (reference)
+        self.tree_parents_map_no_lazy = self.variant["child_cow"] == "parent"
         self.targets: dict[int, VMA] = {}        # VMA id -> VMA, for VMA-mapped folios
         self.pins: dict[int, int] = {}           # VMA id -> live folios whose mapping is it
         self.detached: dict[int, VMA] = {}       # unmapped VMAs kept alive by pins
@@ -153,6 +157,9 @@ class Lazy(Eager):
             root = vma.priv
             if isinstance(root, TreeParent):          # anon_vma_fork()'s tail, deferred
                 self._own_anon_vma(m, vma)
+                if self.tree_parents_map_no_lazy:     # nothing to re-point: no scan
+                    self.counters["lazy_upgrade_ptes"] += 0 if vma.pte is None else vma.pages
+                    return
             elif isinstance(root, LazyRoot) and root.anon_vma is not None \
                     and not root.anon_vma.freed:      # a sibling piece upgraded already
                 self._join(m, vma, root.anon_vma)
@@ -274,6 +281,35 @@ class Lazy(Eager):
     # ---- fork, split, merge, mremap ----------------------------------------------
     def anon_vma_fork(self, m: Machine, child: VMA, parent: VMA,
                       allocs: list[int] | None = None) -> None:
+        """anon_vma_fork() of the series (anon_vma_fork_general()).  A parent with a regular
+        anon_vma (most forked VMAs: the zygote's) needs no upgrade: anon_vma_clone() inline
+        (its lock_anon_vma_root() and the slab count; the chain is non-empty and has one
+        root, pav's: I1, I3).  anon_vma_fork_general() is the reference
+        (tests/test_lazy_fast_paths.py)."""
+        pav = parent.anon_vma
+        if pav is None or self.regular_may_map_lazy:
+            self.anon_vma_fork_general(m, child, parent, allocs)
+            return
+        child.anon_vma = None            # vm_area_dup() copied the pointer
+        chain = parent.chain
+        n = len(chain)
+        m.root_lock_write += 1           # lock_anon_vma_root(): once, one root per chain
+        m.locks.write(pav.root.id, n)
+        links: list = []                 # the child's chain: dup_mmap() made it empty
+        av._link_chain(child, chain, links, True)   # +n AVCs; reuse of an idle anon_vma
+        child.chain = links
+        if allocs is None:
+            m.slab.alloc(AVC, n)
+        else:
+            allocs[AVC] += n
+        reused = child.anon_vma
+        if reused is None:
+            child.priv = TreeParent(pav)  # ANON_VMA_TREE_PARENT: no AV, no own AVC
+        else:
+            reused.num_active_vmas += 1
+
+    def anon_vma_fork_general(self, m: Machine, child: VMA, parent: VMA,
+                              allocs: list[int] | None = None) -> None:
         """anon_vma_fork() of the series: the parent upgrades first if it is lazy, then
         anon_vma_clone() links the child into the parent's tree; a child that reuses no idle
         anon_vma is ANON_VMA_TREE_PARENT (no anon_vma of its own)."""
@@ -382,6 +418,21 @@ class Lazy(Eager):
         else:
             self.targets.pop(vma.id, None)
             m.slab.free(VMA_CACHE)
+
+    def check(self, m: Machine) -> None:
+        """tree_parents_map_no_lazy holds: no ANON_VMA_TREE_PARENT VMA maps a lazy folio."""
+        if not self.tree_parents_map_no_lazy:
+            return
+        from ..check import live_mms
+        tree = [v for mm in live_mms(m) for v in mm.vmas
+                if v.pte is not None and isinstance(v.priv, TreeParent)]
+        if not tree:
+            return
+        pte = np.concatenate([v.pte for v in tree])
+        if (m.folios.mkind[pte[pte >= 0]] == MAP_VMA).any():     # one lookup for them all
+            v = next(v for v in tree if self._has_lazy_folios(m, v))
+            raise InvariantError("lazy-tree-parent", f"{v} (ANON_VMA_TREE_PARENT) maps a "
+                                                     "lazy folio")
 
     def pinned_vmas(self) -> int:
         return len(self.detached)
