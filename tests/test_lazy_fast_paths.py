@@ -1,7 +1,6 @@
 """Lazy's fast path against its reference path, in lockstep: exit_mmap() freeing every
 folio of the mm before its VMAs (Lazy.exit_frees_commute) vs remove_vma() one VMA at a time;
-and forks (anon_vma_fork(), its reuse rule) through both: Lazy.anon_vma_fork()'s inline
-clone for a regular parent vs anon_vma_fork_general(), and upgrade() of an
+and forks (anon_vma_fork(), its reuse rule) through both; upgrade() of an
 ANON_VMA_TREE_PARENT VMA without (tree_parents_map_no_lazy) and with the folio scan.
 
 Two machines receive the same ops, one with the reference paths; after every op their
@@ -23,7 +22,6 @@ from simcore.policy.lazy import Lazy, TreeParent
 class RefLazy(Lazy):
     """Lazy with the reference paths only."""
     exit_frees_commute = False
-    anon_vma_fork = Lazy.anon_vma_fork_general
 
     def __init__(self, **variant) -> None:
         super().__init__(**variant)

@@ -281,35 +281,6 @@ class Lazy(Eager):
     # ---- fork, split, merge, mremap ----------------------------------------------
     def anon_vma_fork(self, m: Machine, child: VMA, parent: VMA,
                       allocs: list[int] | None = None) -> None:
-        """anon_vma_fork() of the series (anon_vma_fork_general()).  A parent with a regular
-        anon_vma (most forked VMAs: the zygote's) needs no upgrade: anon_vma_clone() inline
-        (its lock_anon_vma_root() and the slab count; the chain is non-empty and has one
-        root, pav's: I1, I3).  anon_vma_fork_general() is the reference
-        (tests/test_lazy_fast_paths.py)."""
-        pav = parent.anon_vma
-        if pav is None or self.regular_may_map_lazy:
-            self.anon_vma_fork_general(m, child, parent, allocs)
-            return
-        child.anon_vma = None            # vm_area_dup() copied the pointer
-        chain = parent.chain
-        n = len(chain)
-        m.root_lock_write += 1           # lock_anon_vma_root(): once, one root per chain
-        m.locks.write(pav.root.id, n)
-        links: list = []                 # the child's chain: dup_mmap() made it empty
-        av._link_chain(child, chain, links, True)   # +n AVCs; reuse of an idle anon_vma
-        child.chain = links
-        if allocs is None:
-            m.slab.alloc(AVC, n)
-        else:
-            allocs[AVC] += n
-        reused = child.anon_vma
-        if reused is None:
-            child.priv = TreeParent(pav)  # ANON_VMA_TREE_PARENT: no AV, no own AVC
-        else:
-            reused.num_active_vmas += 1
-
-    def anon_vma_fork_general(self, m: Machine, child: VMA, parent: VMA,
-                              allocs: list[int] | None = None) -> None:
         """anon_vma_fork() of the series: the parent upgrades first if it is lazy, then
         anon_vma_clone() links the child into the parent's tree; a child that reuses no idle
         anon_vma is ANON_VMA_TREE_PARENT (no anon_vma of its own)."""
