@@ -85,23 +85,23 @@ def copy_page_ranges(m: Machine, dsts: list[VMA], srcs: list[VMA]) -> None:
         return
     p = m.pmd_pages
     dst_mm, src_mm = dsts[0].mm, srcs[0].mm
-    # the PMDs of each range (np.array() given the dtype: ~3x faster than finding it)
-    lo = np.array([src.vm_start for src in srcs], np.int64) // p
-    span = (np.array([src.vm_end for src in srcs], np.int64) - 1) // p - lo + 1
-    if span.max() > 1:                              # every PMD of each range, in one array
-        ends = np.cumsum(span)
-        lo = np.repeat(lo - (ends - span), span) + np.arange(int(ends[-1]))
-    # the PTE tables that exist in the source
-    dst_mm.pt_pmds |= src_mm.pt_pmds.intersection(lo.tolist())
+    # the PTE tables that exist in the source, of the PMDs of each range (lists: numpy's
+    # conversion of ~10^3 ints costs more than this; most ranges lie in one PMD)
+    lo = [src.vm_start // p for src in srcs]
+    hi = [(src.vm_end - 1) // p for src in srcs]
+    if lo != hi:
+        lo = [pmd for a, b in zip(lo, hi) for pmd in range(a, b + 1)]
+    dst_mm.pt_pmds |= src_mm.pt_pmds.intersection(lo)
     ptes = [src.pte for src in srcs]
-    with_pt = [i for i, t in enumerate(ptes) if t is not None]
-    if len(with_pt) < len(srcs):                    # only the sources with entries
-        if not with_pt:
+    lens = [len(t) for t in ptes if t is not None]
+    if len(lens) < len(srcs):                       # only the sources with entries
+        if not lens:
             return
+        with_pt = [i for i, t in enumerate(ptes) if t is not None]
         dsts, srcs = [dsts[i] for i in with_pt], [srcs[i] for i in with_pt]
         ptes = [src.pte for src in srcs]
     wx = F_WRITE | F_EXCL
-    bounds = list(accumulate([len(t) for t in ptes], initial=0))
+    bounds = list(accumulate(lens, initial=0))
     if len(srcs) == 1:
         pte, ptef = ptes[0], srcs[0].ptef           # the source's flags change in place
     else:

@@ -85,8 +85,8 @@ class RootLocks:
         lock and the new link's), with one lookup of the root."""
         self.write_items += items + then
         slot = self.live.get(ident) or self._root(ident)
-        slot[0] += self.w_item * items
-        slot[0] += self.w_item * then
+        w = self.w_item
+        slot[0] = slot[0] + w * items + w * then      # the two additions, in order
 
     def read(self, ident: int, vmas: int, ptes: int) -> None:
         """anon_vma_lock_read(root) for an rmap walk visiting vmas and finding ptes."""
@@ -119,7 +119,11 @@ def lock_write(m: Machine, root: Any, items: int) -> None:
     """anon_vma_lock_write(root) (or lock_anon_vma_root()) held over `items` AVC
     interval-tree operations: one write acquisition of the root rwsem."""
     m.root_lock_write += 1
-    m.locks.write(root.id, items)
+    locks = m.locks                   # locks.write(root.id, items), inline (~10^5 calls a cell)
+    locks.write_items += items
+    ident = root.id
+    slot = locks.live.get(ident) or locks._root(ident)
+    slot[0] += locks.w_item * items
 
 
 def fork_cost(forks: list[ForkRecord], arch: dict) -> list[float]:

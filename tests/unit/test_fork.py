@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from kstate import counts, machine, mapcounts, step
 from simcore import trace as T
-from simcore.vma import VM_DONTCOPY, VM_LOCKED, VM_WIPEONFORK
+from simcore.vma import NO_CHAIN, VM_DONTCOPY, VM_LOCKED, VM_WIPEONFORK, VMA, vm_area_alloc
 
 
 def setup():
@@ -62,3 +62,46 @@ def test_wipeonfork_vma_starts_empty_in_the_child() -> None:
     # C writes A: a fresh anon_vma of its own (a new root), 4 new folios
     step(m, T.Touch(1, "a"))
     assert counts(m) == (4, 2, 2, 8) and ca.anon_vma.root is ca.anon_vma
+
+
+def _slots(v) -> dict:
+    """Every field of a VMA but its id (an unset one raises AttributeError)."""
+    return {s: getattr(v, s) for s in VMA.__slots__ if s != "id"}
+
+
+def test_child_vmas_are_vm_area_dup_copies() -> None:
+    """dup_mmap() stores the child's fields inline: each copy is the VMA that VMA.__init__()
+    and vm_area_dup() give (anon_vma copied, then anon_vma_fork()'s; an empty chain and no
+    page table where nothing was forked), and the child's starts follow its VMAs, with
+    and without a VM_DONTCOPY VMA left out."""
+    for dontfork in (False, True):
+        m = setup()
+        if dontfork:
+            step(m, T.Madvise(0, "a", "dontfork"))
+        step(m, T.Fork(0, 1))
+        parent, child = m.procs[0], m.procs[1]
+        assert child.starts == [v.vm_start for v in child.vmas]
+        assert child.starts is not parent.starts
+        cb, pb = child.vmas[-1], parent.vmas[-1]        # B: never written
+        ref = VMA(0, child, pb.vm_start, pb.vm_end, pb.vm_pgoff, pb.vm_flags, pb.vm_file)
+        ref.anon_vma = pb.anon_vma                      # vm_area_dup()
+        assert _slots(cb) == _slots(ref)
+        if not dontfork:
+            ca, pa = child.vmas[0], parent.vmas[0]      # A: forked, page table copied
+            ref = VMA(0, child, pa.vm_start, pa.vm_end, pa.vm_pgoff, pa.vm_flags, pa.vm_file)
+            for s in ("anon_vma", "chain", "pte", "ptef", "priv"):
+                setattr(ref, s, getattr(ca, s))
+            assert _slots(ca) == _slots(ref)
+            assert ca.anon_vma is not pa.anon_vma and ca.anon_vma.parent is pa.anon_vma
+            assert list(ca.pte) == list(pa.pte) and ca.pte is not pa.pte
+        ids = {v.id for v in child.vmas} | {v.id for v in parent.vmas}
+        assert len(ids) == len(child.vmas) + len(parent.vmas)     # new ids
+
+
+def test_vm_area_alloc_is_a_vma_init() -> None:
+    """vm_area_alloc() stores VMA.__init__()'s fields inline: the same VMA."""
+    m = machine()
+    mm = m.procs[0]
+    v = vm_area_alloc(m, mm, 0x100, 0x104, 7, 0x73, None)
+    assert _slots(v) == _slots(VMA(0, mm, 0x100, 0x104, 7, 0x73, None))
+    assert v.chain is NO_CHAIN and vm_area_alloc(m, mm, 0, 1, 0, 0, None).id == v.id + 1
