@@ -12,7 +12,7 @@ from .layout import PROT, PROT_EXEC, PROT_READ, PROT_WRITE
 from .mm import MM, mm_alloc
 from .pagetable import free_pgtables, split_huge_edges, zap_pte_range
 from .vma import (VM_ACCOUNT, VM_EXEC, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_READ,
-                  VM_SHARED, VM_SOFTDIRTY, VM_WRITE, VMA, File, remove_vma_from_mm, split_vma,
+                  VM_SHARED, VM_WRITE, VMA, File, remove_vma_from_mm, same_file_flags, split_vma,
                   vm_area_alloc, vm_area_free, vma_merge_new_range)
 
 if TYPE_CHECKING:
@@ -52,8 +52,7 @@ def lands_last(vmas: list[VMA], start: int, flags: int, file: File | None) -> bo
         return True
     last = vmas[-1]
     end = last.vm_end
-    return end < start or (end == start and (last.vm_file is not file
-                                             or (last.vm_flags ^ flags) & ~VM_SOFTDIRTY != 0))
+    return end < start or (end == start and not same_file_flags(last, file, flags))
 
 
 def do_mmap(m: Machine, op: T.Mmap) -> None:

@@ -230,11 +230,11 @@ class MergeReq:
 
 def is_mergeable_vma(req: MergeReq, tgt: VMA) -> bool:
     """is_mergeable_vma(): same file, flags equal but for VM_SOFTDIRTY (no policy/uffd/name here)."""
-    return tgt.vm_file is req.file and not ((tgt.vm_flags ^ req.flags) & ~VM_SOFTDIRTY)
+    return same_file_flags(tgt, req.file, req.flags)
 
 
-def _same_file_flags(tgt: VMA, file: File | None, flags: int) -> bool:
-    """is_mergeable_vma() of a proposed range with this file and flags (before its MergeReq)."""
+def same_file_flags(tgt: VMA, file: File | None, flags: int) -> bool:
+    """is_mergeable_vma() of a range with this file and flags (also before its MergeReq)."""
     return tgt.vm_file is file and not ((tgt.vm_flags ^ flags) & ~VM_SOFTDIRTY)
 
 
@@ -335,9 +335,9 @@ def vma_merge_existing_range(m: Machine, vma: VMA, start: int, end: int,
     # the first tests of can_vma_merge_left() and can_vma_merge_right(): a neighbour that
     # abuts the range, with is_mergeable_vma()'s file and flags; none: no MergeReq to build
     if not (left_side and prev is not None and prev.vm_end == start
-            and _same_file_flags(prev, file, flags)) \
+            and same_file_flags(prev, file, flags)) \
             and not (right_side and nxt is not None and nxt.vm_start == end
-                     and _same_file_flags(nxt, file, flags)):
+                     and same_file_flags(nxt, file, flags)):
         return None
     pgoff = vma.vm_pgoff + (start - vma.vm_start)
     req = MergeReq(start, end, pgoff, flags, file, m.policy.vma_anon_vma(vma), vma, prev, nxt)
