@@ -323,6 +323,14 @@ def split_vma(m: Machine, vma: VMA, addr: int, new_below: bool) -> VMA:
 
 
 # ---- merges ------------------------------------------------------------------
+def _may_merge(prev: VMA | None, nxt: VMA | None, start: int, end: int, file: File | None,
+               flags: int) -> bool:
+    """The first tests of can_vma_merge_left() and can_vma_merge_right(): prev (None: not
+    tried) ends at start, or nxt starts at end, with is_mergeable_vma()'s file and flags."""
+    return (prev is not None and prev.vm_end == start and same_file_flags(prev, file, flags)
+            or nxt is not None and nxt.vm_start == end and same_file_flags(nxt, file, flags))
+
+
 def vma_merge_existing_range(m: Machine, vma: VMA, start: int, end: int,
                              flags: int) -> VMA | None:
     """vma_merge_existing_range(): [start, end) of vma takes `flags`; merge with prev/next."""
@@ -332,13 +340,9 @@ def vma_merge_existing_range(m: Machine, vma: VMA, start: int, end: int,
         return None
     prev, nxt = mm.neighbours(vma)
     file = vma.vm_file
-    # the first tests of can_vma_merge_left() and can_vma_merge_right(): a neighbour that
-    # abuts the range, with is_mergeable_vma()'s file and flags; none: no MergeReq to build
-    if not (left_side and prev is not None and prev.vm_end == start
-            and same_file_flags(prev, file, flags)) \
-            and not (right_side and nxt is not None and nxt.vm_start == end
-                     and same_file_flags(nxt, file, flags)):
-        return None
+    if not _may_merge(prev if left_side else None, nxt if right_side else None, start, end,
+                      file, flags):
+        return None                                  # no MergeReq to build
     pgoff = vma.vm_pgoff + (start - vma.vm_start)
     req = MergeReq(start, end, pgoff, flags, file, m.policy.vma_anon_vma(vma), vma, prev, nxt)
     merge_left = left_side and can_vma_merge_left(m, req)

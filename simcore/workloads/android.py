@@ -158,13 +158,12 @@ def _zygote(em: Emitter, cfg: AndroidBoot) -> tuple[list[T.Op], list[str]]:
     """init (pid 0) maps its image and starts zygote64 (pid 1) by fork + exec.
     -> the ops, zygote64's written anonymous regions (what its children inherit)."""
     img = Image(cfg.init_libs, 20, 0.5, 0, 10, 2)
-    ops = em.image_ops(0, img, [f"/system/lib64/i{i}.so" for i in range(cfg.init_libs)])
+    ops = [*em.image(0, img, [f"/system/lib64/i{i}.so" for i in range(cfg.init_libs)])]
     ops += (T.Fork(0, 1), T.Exec(1))
     img = Image(cfg.zygote_libs, cfg.zygote_anon, cfg.zygote_anon_written, cfg.zygote_file_private,
                 cfg.zygote_guards, cfg.zygote_shared)
     written: list[str] = []
-    ops += em.image_ops(1, img, [f"/system/lib64/z{i}.so" for i in range(cfg.zygote_libs)],
-                        written)
+    ops += em.image(1, img, [f"/system/lib64/z{i}.so" for i in range(cfg.zygote_libs)], written)
     return ops, written
 
 
@@ -178,8 +177,8 @@ def _app(em: Emitter, cfg: AndroidBoot, parent: int, pid: int, inherited: list[s
     for k in range(extra):
         img = Image(cfg.app_libs, cfg.app_anon, cfg.app_anon_written, 0, cfg.app_guards,
                     cfg.app_shared)
-        libs = [f"/data/app/{tag}/lib{k}_{i}.so" for i in range(cfg.app_libs)]
-        ops += em.image_ops(pid, img, libs, written)
+        ops += em.image(pid, img, [f"/data/app/{tag}/lib{k}_{i}.so" for i in range(cfg.app_libs)],
+                        written)
     if life is not None:
         ops += life.runtime(pid, written)
     return ops
@@ -217,8 +216,7 @@ def _boot(em: Emitter, cfg: AndroidBoot, rng: random.Random,
         daemon = pid
         img = Image(cfg.native_libs, cfg.native_anon, 0.5, 0, cfg.native_guards, 2)
         ops = [T.Fork(0, daemon), T.Exec(daemon),
-               *em.image_ops(daemon, img, [f"/system/lib64/n{i}.so"
-                                           for i in range(cfg.native_libs)])]
+               *em.image(daemon, img, [f"/system/lib64/n{i}.so" for i in range(cfg.native_libs)])]
         pid += 1
         if rng.random() < cfg.native_forks:
             ops.append(T.Fork(daemon, pid))

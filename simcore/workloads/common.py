@@ -61,7 +61,7 @@ class Emitter:
     """Builds the ops of process images with unique region names.  image() and library()
     are generators that draw as their ops are taken: a body that shares its generator with
     the pressure walks (own_walk_rng=False) has its draws and the walks' in op order.
-    image_ops() and cow() make their lists at once, for the bodies that yield lists."""
+    cow() makes its list at once, for the bodies that yield lists."""
 
     def __init__(self, rng: random.Random, pages: int) -> None:
         if type(rng)._randbelow is not random.Random._randbelow_with_getrandbits:
@@ -132,77 +132,6 @@ class Emitter:
                 yield Mmap(pid, f"G{n}", size, "anon", "none")
             else:
                 yield Mmap(pid, f"S{n}", size, "shared_anon")
-
-    def image_ops(self, pid: int, img: Image, libs: list[str],
-                  written: list[str] | None = None) -> list[T.Op]:
-        """list(image(...)), the same ops and draws, made at once: for the bodies whose
-        images are made whole before the walks among them draw (pressured(lists=True)).
-        image() and library() stay the reference (the bodies whose draws and walks' come in
-        op order take them); tests/unit/test_emitter.py compares the two.  Without a
-        generator frame per op: the loader's steps of library() are inline, and so is each
-        randint(1, pages) (the sizes draw as image() draws them)."""
-        kinds = (["lib"] * img.libs + ["anon"] * img.anon + ["file"] * img.file_private
-                 + ["guard"] * img.guards + ["shared"] * img.shared)
-        rng = self.rng
-        shuffle(rng, kinds)
-        nlib, nlibs, bss = 0, len(libs), img.bss
-        Mmap, Touch, Mprotect, random, share = T.Mmap, T.Touch, T.Mprotect, rng.random, img.anon_written
-        getrandbits, pages, randrange = rng.getrandbits, self.pages, rng.randrange
-        bits = pages.bit_length()
-        ops: list[T.Op] = []
-        op = ops.append
-        note = written.append if written is not None else None
-        n = self.n
-        for kind in kinds:
-            if kind == "lib":                           # library(pid, libs[nlib % nlibs], bss)
-                lib = libs[nlib % nlibs]
-                nlib += 1
-                a, b, c = f"L{n + 1}", f"L{n + 2}", f"L{n + 3}"
-                n += 4                                  # the .bss, if any, is L{n}
-                sizes = []
-                while len(sizes) < 4:                   # ra, rx, relro, data
-                    size = getrandbits(bits)
-                    if size < pages:
-                        sizes.append(size + 1)
-                ra, rx, relro, data = sizes
-                op(Mmap(pid, a, ra, "file", "r", None, False, lib))
-                op(Mmap(pid, b, rx, "file", "rx", a, False, lib, ra))
-                op(Mmap(pid, c, relro + data, "file", "rw", b, False, lib, ra + rx))
-                op(Touch(pid, c))
-                op(Mprotect(pid, c, "r", 0, relro))
-                if random() < bss:
-                    size = getrandbits(bits)
-                    while size >= pages:
-                        size = getrandbits(bits)
-                    d = f"L{n}"
-                    op(Mmap(pid, d, size + 1, "anon", "rw", c))
-                    if note is not None:
-                        note(d)
-                    op(Touch(pid, d))
-                continue
-            n += 1                                      # a unique name
-            size = getrandbits(bits)                    # its size, as in image()
-            while size >= pages:
-                size = getrandbits(bits)
-            size += 1
-            if kind == "guard":
-                op(Mmap(pid, f"G{n}", size, "anon", "none"))
-            elif kind == "shared":
-                op(Mmap(pid, f"S{n}", size, "shared_anon"))
-            elif kind == "anon":
-                name = f"A{n}"
-                op(Mmap(pid, name, size))
-                if random() < share:
-                    if note is not None:
-                        note(name)
-                    op(Touch(pid, name))
-            else:
-                name = f"F{n}"
-                op(Mmap(pid, name, size, "file", "rw", None, False,
-                        f"boot{randrange(40)}.art", randrange(512)))
-                op(Touch(pid, name))
-        self.n = n
-        return ops
 
     def cow(self, pid: int, regions: list[str], fraction: float) -> list[T.Op]:
         """A forked process writes some inherited anon regions again (COW).  A list, made

@@ -88,29 +88,3 @@ def test_emitter_refuses_a_generator_that_draws_otherwise() -> None:
 
     with pytest.raises(TypeError, match="draws as random.Random"):
         Emitter(Floats(1), 2)
-
-
-@pytest.mark.parametrize("pages", [1, 2, 3, 5, 8])
-def test_image_ops_is_image_as_a_list(pages: int) -> None:
-    """image_ops() (the list, library() inline) against image() (the generator, the
-    reference): the same ops, the same written regions, names and generator state after
-    them, over random images, with cow() draws in between."""
-    for seed in range(12):
-        shape = random.Random(1000 + seed)
-        img = Image(libs=shape.randrange(0, 30), anon=shape.randrange(0, 40),
-                    anon_written=shape.random(), file_private=shape.randrange(0, 10),
-                    guards=shape.randrange(0, 30), shared=shape.randrange(0, 10),
-                    bss=shape.random())
-        libs = [f"l{i}.so" for i in range(1 + shape.randrange(5))]
-        fast, ref = Emitter(random.Random(seed), pages), Emitter(random.Random(seed), pages)
-        got, want = [], []
-        for pid in (1, 2):
-            wrote_fast: list[str] = []
-            wrote_ref: list[str] = []
-            got += fast.image_ops(pid, img, libs, wrote_fast if pid == 1 else None)
-            want += ref.image(pid, img, libs, wrote_ref if pid == 1 else None)
-            assert wrote_fast == wrote_ref
-            got += fast.cow(pid + 10, wrote_fast, 0.5)
-            want += [T.Touch(pid + 10, name) for name in wrote_ref if ref.rng.random() < 0.5]
-        assert got == want and fast.n == ref.n
-        assert fast.rng.getstate() == ref.rng.getstate()

@@ -68,17 +68,17 @@ def test_mprotect_fast_paths_equal_the_general_steps(monkeypatch) -> None:
         return new
 
     calls = {"precheck": 0, "edges": 0}
-    real_same = V._same_file_flags
+    real_may = V._may_merge
 
-    def same(tgt, file, flags):
+    def may(*args):
         calls["precheck"] += 1
-        return real_same(tgt, file, flags)
+        return real_may(*args)
 
     def edges(m, mm, start, end, vma=None):
         calls["edges"] += vma is not None
         real_edges(m, mm, start, end, vma)
 
-    monkeypatch.setattr(V, "_same_file_flags", same)
+    monkeypatch.setattr(V, "_may_merge", may)
     monkeypatch.setattr(mprotect, "split_huge_edges", edges)
     policies = [("eager", {})] + [("lazy", {"child_cow": c}) for c in ("parent", "own", "vma")]
     policies.append(("cow_context", {}))
@@ -92,7 +92,7 @@ def test_mprotect_fast_paths_equal_the_general_steps(monkeypatch) -> None:
                     mp.setattr(mprotect, "FEW_ENTRIES", 0)
                     mp.setattr(mprotect, "split_huge_edges",
                                lambda m, mm, start, end, vma=None: real_edges(m, mm, start, end))
-                    mp.setattr(V, "_same_file_flags", lambda tgt, file, flags: True)
+                    mp.setattr(V, "_may_merge", lambda *args: True)
                     mp.setattr(V, "split_vma", split_copies)
                     general.apply(op)
                 assert machine_state(fast) == machine_state(general), (seed, name, variant, op)
