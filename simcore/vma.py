@@ -136,9 +136,6 @@ def pt_set(vma: VMA, parts: list[tuple[int, tuple[np.ndarray, np.ndarray] | None
     vma.ptef = np.concatenate(ptef)
 
 
-_vma_new = VMA.__new__
-
-
 def vm_area_alloc(m: Machine, mm: MM, start: int, end: int, pgoff: int, flags: int,
                   file: File | None) -> VMA:
     """vm_area_alloc(): +1 vm_area_struct."""
@@ -147,20 +144,7 @@ def vm_area_alloc(m: Machine, mm: MM, start: int, end: int, pgoff: int, flags: i
     slab.allocs[VMA_CACHE] += 1
     if live > slab.peak[VMA_CACHE]:
         slab.peak[VMA_CACHE] = live
-    vma = _vma_new(VMA)               # VMA.__init__()'s stores without its call (a Python
-    vma.id = m.new_id()               # __init__ costs a quarter more)
-    vma.mm = mm
-    vma.vm_start = start
-    vma.vm_end = end
-    vma.vm_pgoff = pgoff
-    vma.vm_flags = flags
-    vma.vm_file = file
-    vma.anon_vma = None
-    vma.chain = NO_CHAIN
-    vma.pte = None
-    vma.ptef = None
-    vma.priv = None
-    return vma
+    return VMA(m.new_id(), mm, start, end, pgoff, flags, file)
 
 
 def vm_area_dup(m: Machine, vma: VMA, mm: MM | None = None) -> VMA:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from kstate import counts, machine, mapcounts, step
 from simcore import trace as T
-from simcore.vma import NO_CHAIN, VM_DONTCOPY, VM_LOCKED, VM_WIPEONFORK, VMA, vm_area_alloc
+from simcore.slab import VMA as VMA_CACHE
+from simcore.vma import VM_DONTCOPY, VM_LOCKED, VM_WIPEONFORK, VMA, vm_area_alloc
 
 
 def setup():
@@ -98,10 +99,12 @@ def test_child_vmas_are_vm_area_dup_copies() -> None:
         assert len(ids) == len(child.vmas) + len(parent.vmas)     # new ids
 
 
-def test_vm_area_alloc_is_a_vma_init() -> None:
-    """vm_area_alloc() stores VMA.__init__()'s fields inline: the same VMA."""
+def test_vm_area_alloc_counts_a_new_vma() -> None:
+    """vm_area_alloc(): VMA.__init__()'s VMA with the next id, +1 vm_area_struct in the slab."""
     m = machine()
     mm = m.procs[0]
+    live = m.slab.live[VMA_CACHE]
     v = vm_area_alloc(m, mm, 0x100, 0x104, 7, 0x73, None)
-    assert _slots(v) == _slots(VMA(0, mm, 0x100, 0x104, 7, 0x73, None))
-    assert v.chain is NO_CHAIN and vm_area_alloc(m, mm, 0, 1, 0, 0, None).id == v.id + 1
+    assert _slots(v) == _slots(VMA(v.id, mm, 0x100, 0x104, 7, 0x73, None))
+    assert vm_area_alloc(m, mm, 0, 1, 0, 0, None).id == v.id + 1
+    assert m.slab.live[VMA_CACHE] == live + 2
