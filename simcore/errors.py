@@ -7,6 +7,12 @@ it is raised under ``python -O`` too.
 """
 from __future__ import annotations
 
+import json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .trace import Op
+
 
 class InvariantError(Exception):
     """A broken invariant: ``invariant`` is its short name ("I1".."I6", "slab", "mapcount",
@@ -20,6 +26,14 @@ class InvariantError(Exception):
         self.message = message
         self.op = op
         self.line = line
+
+    def attach(self, op: Op) -> None:
+        """Name the op (as trace JSON) and its trace line, unless an op is named already
+        (Machine.run()/apply() and the COW batch, for the op that raised)."""
+        if self.op is None:
+            from .trace import to_json
+            self.op = json.dumps(op.to_json() if hasattr(op, "to_json") else to_json(op))
+            self.line = op.line
 
     def __str__(self) -> str:
         where = ""

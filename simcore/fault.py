@@ -316,8 +316,7 @@ class CowBatch:
             try:
                 _fault_new_ptes(m, vma, lo, lo + count)
             except InvariantError as exc:
-                from .machine import _attach       # as Machine.run() does for its ops
-                _attach(exc, op)
+                exc.attach(op)                     # as Machine.run() does for its ops
                 raise
             m.ops_done += 1
             return True

@@ -7,7 +7,6 @@ rmap.py).  ``Machine.run(ops)`` replays a trace.
 from __future__ import annotations
 
 import itertools
-import json
 from typing import Callable, Iterable
 
 from . import trace as T
@@ -35,13 +34,6 @@ DISPATCH: dict[type, Callable[[Machine, T.Op], None]] = {
     T.MremapResize: mremap_resize, T.MremapMove: mremap_move,
     T.Fork: copy_mm, T.Exec: exec_mmap, T.Exit: exit_mm, T.Rmap: rmap_range,
 }
-
-
-def _attach(exc: InvariantError, op: T.Op) -> None:
-    """Name the op (as trace JSON) and its trace line in an InvariantError it raised."""
-    if exc.op is None:
-        exc.op = json.dumps(op.to_json() if hasattr(op, "to_json") else T.to_json(op))
-        exc.line = op.line
 
 
 class Machine:
@@ -106,7 +98,7 @@ class Machine:
                     else:
                         do_user_addr_fault(self, op, span)
                 except InvariantError as exc:
-                    _attach(exc, op)
+                    exc.attach(op)
                     raise
                 done += 1
         finally:
@@ -127,7 +119,7 @@ class Machine:
             if self.check:
                 check_machine(self)
         except InvariantError as exc:
-            _attach(exc, op)
+            exc.attach(op)
             raise
         for observer in self.observers:
             observer(self, op)

@@ -91,6 +91,25 @@ def test_slab_underflow_raises_outside_checked_mode():
     assert exc.value.invariant == "slab" and exc.value.op is None
 
 
+def test_cow_batch_attaches_the_op_of_a_first_write_it_faults(monkeypatch):
+    """Machine.run()'s COW batch faults a first write to a fresh VMA itself
+    (CowBatch.add()); an error there names that touch and its line, as the run loop does."""
+    from conftest import parse
+    from simcore import fault
+
+    def broken(m, vma, lo, hi):
+        raise InvariantError("slab", "planted")
+
+    monkeypatch.setattr(fault, "_fault_new_ptes", broken)
+    ops = parse(mmap(pages=4), mmap(region="b", pages=4), touch(region="b"), touch())
+    m = Machine("eager")
+    assert m.policy.batch_cow_faults
+    with pytest.raises(InvariantError, match="planted") as exc:
+        m.run(ops)
+    assert exc.value.line == 3 and json.loads(exc.value.op) == trace.to_json(ops[2])
+    assert m.ops_done == 2
+
+
 def test_apply_attaches_the_op_to_an_error_outside_checked_mode(tmp_path):
     """A consistency check inside an operation (here the slab refusing to go below zero) names
     the operation and its line even without checked mode."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -176,19 +177,38 @@ def _snapshot(root: Path) -> dict[str, str]:
     return snap
 
 
+def _buffer_kb(text: str) -> int:
+    """The ring buffer's size in KB: "1410", or "7 (expanded: 1408)" before its first use."""
+    expanded = re.search(r"expanded: (\d+)", text)
+    return int(expanded.group(1) if expanded else text.split()[0])
+
+
+def _restored(before: dict[str, str], after: dict[str, str]) -> bool:
+    """Every setting as before; the global buffer's size as before up to the kernel's
+    rounding.  On a machine whose tracing was never used, buffer_size_kb reads
+    "7 (expanded: 1408)"; once used, the buffer stays expanded (the kernel has no way back),
+    and writing 1408 back reads "1410" (rounded up to whole ring-buffer pages of 4080
+    data bytes)."""
+    a, b = dict(before), dict(after)
+    kb_a, kb_b = _buffer_kb(a.pop("buffer_size_kb")), _buffer_kb(b.pop("buffer_size_kb"))
+    return a == b and kb_a <= kb_b < kb_a + 4
+
+
 @kernel
 def test_tracefs_settings_restored() -> None:
     mounts = tracefs_mounts()
     with tracing_root() as root:          # mounts tracefs privately if nothing mounted it
         before = _snapshot(root)
         measure(EXAMPLE, repeats=1)
-        assert _snapshot(root) == before
+        assert _snapshot(root) == before          # a private instance: nothing global touched
         with Tracefs(use_instance=False, buffer_kb=2048) as tfs:   # the global instance
             assert tfs.root == root
             assert (root / "events/kmem/kmem_cache_free/enable").read_text().strip() == "1"
+            assert _buffer_kb((root / "buffer_size_kb").read_text()) >= 2048
             tfs.start(os.getpid())
             tfs.stop()
-        assert _snapshot(root) == before
+        after = _snapshot(root)
+        assert _restored(before, after), (before, after)
     assert tracefs_mounts() == mounts
 
 
