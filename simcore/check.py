@@ -87,8 +87,9 @@ def _layout_runs(regions: dict, pid: int) -> list[tuple[int, int, int]]:
     """(start, end, protection) of the mapped runs of every region, in address order."""
     runs = []
     for name, r in regions.items():
-        if r.same() is not None:
-            runs.append((r.start, r.end, r.same(), name))
+        same = r.same()
+        if same is not None:
+            runs.append((r.start, r.end, same, name))
             continue
         cuts = [0, *(np.flatnonzero(np.diff(r.prot)) + 1).tolist(), r.extent]
         runs.extend((r.start + a, r.start + b, int(r.prot[a]), name)
@@ -198,8 +199,45 @@ def _check_anon_vmas(m: Machine, vmas: list) -> None:
 
 
 def _check_folios(m: Machine, vmas: list) -> None:
+    """Every mapped folio is live, at its index, of a kind the policy defines, of a live
+    anon_vma if anon; mapcounts equal the entries mapping each folio.  The entries of every
+    VMA are checked at once; where a check fails, _check_folios_each() finds the first VMA
+    that breaks it and raises its error (the reference, VMA by VMA)."""
     f = m.folios
-    counted = np.zeros(len(f.mapcount), np.int64)
+    with_pt = [v for v in vmas if v.pte is not None]
+    if with_pt:
+        sizes = [len(v.pte) for v in with_pt]
+        pte = np.concatenate([v.pte for v in with_pt])
+        offsets = np.cumsum(sizes) - sizes                  # each VMA's first entry
+        # linear_page_index() of every entry: its VMA's vm_pgoff + its page in the VMA
+        lin = np.arange(len(pte)) + np.repeat(
+            np.array([v.vm_pgoff for v in with_pt], np.int64) - offsets, sizes)
+        present = pte >= 0
+        ids, lin = pte[present], lin[present]
+        nr, kind = f.nr[ids], f.mkind[ids]
+        anon = ids[kind == MAP_ANON_VMA]
+        if (not (nr > 0).all()
+                or not ((f.index[ids] <= lin) & (lin < f.index[ids] + nr)).all()
+                or not set(np.unique(kind).tolist()) - {MAP_ANON_VMA}
+                <= set(m.policy.folio_targets)
+                or any(int(a) not in m.anon_vmas for a in np.unique(f.mapping[anon]))):
+            _check_folios_each(m, with_pt)                  # raises, naming the VMA
+            raise InvariantError("folio", "the folio checks of all VMAs at once and of "
+                                          "each VMA disagree")
+        counted = np.bincount(ids, minlength=len(f.mapcount))
+    else:
+        counted = np.zeros(len(f.mapcount), np.int64)
+    live = f.nr > 0
+    if not (f.mapcount[live] == counted[live]).all():
+        raise InvariantError("mapcount", "folio mapcount != page-table entries")
+    if int(live.sum()) != f.live:
+        raise InvariantError("folio-live", "folio live count")
+
+
+def _check_folios_each(m: Machine, vmas: list) -> None:
+    """_check_folios()'s checks of each VMA's folios, VMA by VMA: raises for the first VMA
+    that breaks one."""
+    f = m.folios
     for v in vmas:
         if v.pte is None:
             continue
@@ -207,7 +245,6 @@ def _check_folios(m: Machine, vmas: list) -> None:
         if not len(present):
             continue
         ids = v.pte[present]
-        np.add.at(counted, ids, 1)
         if not (f.nr[ids] > 0).all():
             raise InvariantError("folio-freed", f"{v} maps a freed folio")
         # the folio's index matches the address it is mapped at: rmap can find it
@@ -223,11 +260,6 @@ def _check_folios(m: Machine, vmas: list) -> None:
         dead = [int(a) for a in np.unique(f.mapping[anon]) if int(a) not in m.anon_vmas]
         if dead:
             raise InvariantError("I5", f"{v} maps folios of freed anon_vmas {dead}")
-    live = f.nr > 0
-    if not (f.mapcount[live] == counted[live]).all():
-        raise InvariantError("mapcount", "folio mapcount != page-table entries")
-    if int(live.sum()) != f.live:
-        raise InvariantError("folio-live", "folio live count")
 
 
 def check_no_leaks(m: Machine) -> None:
@@ -249,21 +281,39 @@ def check_rmap_complete(m: Machine, vmas: list) -> None:
 
     A miss is a kernel bug (a page that reclaim or migration cannot unmap).
     """
-    where: dict[int, list[tuple[int, int]]] = {}
-    for v in vmas:
-        if v.pte is None:
-            continue
-        present = np.flatnonzero(v.pte >= 0)
-        for i, fid in zip(present.tolist(), v.pte[present].tolist()):
-            where.setdefault(fid, []).append((v.mm.pid, v.vm_start + i))
-    for fid, maps in where.items():
+    with_pt = [v for v in vmas if v.pte is not None]
+    if not with_pt:
+        return
+    # every present entry as (folio, pid, page), in VMA order; then grouped by folio, the
+    # folios in the order of their first entry (a stable sort keeps each one's in order)
+    sizes = [len(v.pte) for v in with_pt]
+    pte = np.concatenate([v.pte for v in with_pt])
+    offsets = np.cumsum(sizes) - sizes
+    page = np.arange(len(pte)) + np.repeat(
+        np.array([v.vm_start for v in with_pt], np.int64) - offsets, sizes)
+    pid = np.repeat(np.array([v.mm.pid for v in with_pt], np.int64), sizes)
+    present = pte >= 0
+    fids, page, pid = pte[present], page[present], pid[present]
+    if not len(fids):
+        return
+    order = np.argsort(fids, kind="stable")
+    fids, page, pid = fids[order], page[order].tolist(), pid[order].tolist()
+    bounds = np.flatnonzero(np.diff(fids)) + 1
+    starts = np.concatenate(([0], bounds)).astype(np.int64)
+    ends = np.concatenate((bounds, [len(fids)])).astype(np.int64)
+    first = order[starts]                               # each folio's first entry
+    for k in np.argsort(first, kind="stable").tolist():
+        a, b = int(starts[k]), int(ends[k])
+        fid = int(fids[a])
+        maps = list(zip(pid[a:b], page[a:b]))
         found = set(rmap_walk(m, fid))
+        if found.issuperset(maps):
+            continue
         missing = [pm for pm in maps if pm not in found]
-        if missing:
-            raise InvariantError("rmap-complete",
-                                 f"rmap incomplete: folio {fid} (mapping {int(m.folios.mapping[fid])}, "
-                                 f"kind {int(m.folios.mkind[fid])}) is mapped at {_few(missing)} "
-                                 f"but the walk finds {_few(sorted(found))}")
+        raise InvariantError("rmap-complete",
+                             f"rmap incomplete: folio {fid} (mapping {int(m.folios.mapping[fid])}, "
+                             f"kind {int(m.folios.mkind[fid])}) is mapped at {_few(missing)} "
+                             f"but the walk finds {_few(sorted(found))}")
 
 
 def _few(pages: list) -> str:

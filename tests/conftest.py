@@ -94,3 +94,30 @@ def s3_uri():
            f"?endpoint_override={host}:{port}"
            f"&scheme=http&region=us-east-1")
     server.stop()
+
+
+# pytest-xdist (`-n 2 --dist loadgroup`, pyproject's addopts): the simulator's own tests --
+# no Ray, no tracefs, no sweep or CLI processes, nothing outside their process and tmp_path
+# -- run on either worker.  Every other module is one xdist group, run by one worker one
+# test after another as without xdist: one local Ray per session (ray_local), one user of
+# tracefs at a time (the harness mounts it, and a test checks what it leaves), the sweep
+# tests' process checks (orphans, SIGINT, SIGKILL) with no other sweep running.
+PARALLEL = {
+    "test_android.py", "test_android_life.py", "test_anon_vma_fast_paths.py",
+    "test_check_optimized.py", "test_cow_context.py", "test_imports.py", "test_lazy.py",
+    "test_lazy_fast_paths.py", "test_mremap.py", "test_policies_random.py",
+    "test_properties.py", "test_randtrace_shapes.py", "test_recording_workload.py",
+    "test_release.py", "test_rules.py", "test_server_workloads.py", "test_swap.py",
+    "test_trace_format.py", "test_workload_streams.py", "test_worstcase.py",
+    "unit/test_anon_vma.py", "unit/test_emitter.py", "unit/test_fault.py",
+    "unit/test_fork.py", "unit/test_layout.py", "unit/test_mm.py", "unit/test_mmap.py",
+    "unit/test_mprotect.py", "unit/test_pagetable.py", "unit/test_pressure.py",
+    "unit/test_timemodel.py", "unit/test_vma.py",
+}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    serial = pytest.mark.xdist_group("serial")
+    for item in items:
+        if item.path.relative_to(ROOT / "tests").as_posix() not in PARALLEL:
+            item.add_marker(serial)

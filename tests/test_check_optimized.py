@@ -110,6 +110,32 @@ def test_cow_batch_attaches_the_op_of_a_first_write_it_faults(monkeypatch):
     assert m.ops_done == 2
 
 
+@pytest.mark.parametrize("planted, invariant", [
+    ("nr", "folio-freed"), ("index", "folio-index"), ("mkind", "folio-kind"),
+    ("mapping", "I5"), ("mapcount", "mapcount")])
+def test_folio_checks_name_the_vma_that_maps_a_bad_folio(planted, invariant):
+    """check_machine()'s folio checks (every VMA's entries at once, then VMA by VMA where
+    one fails) raise for a fault planted in a folio of the second of three VMAs, naming
+    that VMA.  aaaa bbbb cccc: all written; a folio of b is broken."""
+    from conftest import parse
+    from simcore.check import check_machine
+    ops = parse(mmap(pages=4), mmap(region="b", pages=4), mmap(region="c", pages=4),
+                touch(), touch(region="b"), touch(region="c"))
+    m = Machine("eager").run(ops)
+    check_machine(m)
+    a, b, c = m.procs[0].vmas
+    fid = int(b.pte[2])
+    f = m.folios
+    column = getattr(f, planted)
+    column[fid] = {"nr": 0, "index": column[fid] + 100, "mkind": 99, "mapping": 10 ** 9,
+                   "mapcount": column[fid] + 1}[planted]
+    with pytest.raises(InvariantError) as exc:
+        check_machine(m)
+    assert exc.value.invariant == invariant
+    if invariant != "mapcount":            # a count over all folios names no VMA
+        assert str(b) in exc.value.message and str(a) not in exc.value.message
+
+
 def test_apply_attaches_the_op_to_an_error_outside_checked_mode(tmp_path):
     """A consistency check inside an operation (here the slab refusing to go below zero) names
     the operation and its line even without checked mode."""

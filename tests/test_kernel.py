@@ -195,6 +195,25 @@ def _restored(before: dict[str, str], after: dict[str, str]) -> bool:
 
 
 @kernel
+def test_a_busy_private_mount_is_still_removed(monkeypatch) -> None:
+    """A private tracefs mount that a process still holds when its user is done (here: a
+    file of it open in this process) is unmounted lazily: it is gone from the tree at once,
+    and its mount point is removed."""
+    before = tracefs_mounts()
+    monkeypatch.setattr(tracefs, "tracefs_mounts", lambda: [])   # a private mount, always
+    with tracing_root() as root:
+        assert os.path.ismount(root)
+        held = open(root / "trace")           # umount(8) would say: target is busy
+    try:
+        assert not root.exists()
+        monkeypatch.undo()
+        assert tracefs_mounts() == before
+        assert held.read(1) is not None       # the open file still works (lazy unmount)
+    finally:
+        held.close()
+
+
+@kernel
 def test_tracefs_settings_restored() -> None:
     mounts = tracefs_mounts()
     with tracing_root() as root:          # mounts tracefs privately if nothing mounted it
