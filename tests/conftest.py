@@ -116,6 +116,7 @@ PARALLEL = {
 }
 
 
+@pytest.hookimpl(tryfirst=True)    # before xdist's own hook, which reads the groups
 def pytest_collection_modifyitems(config, items) -> None:
     serial = pytest.mark.xdist_group("serial")
     for item in items:

@@ -214,6 +214,21 @@ def test_a_busy_private_mount_is_still_removed(monkeypatch) -> None:
 
 
 @kernel
+def test_another_private_mount_is_not_taken(monkeypatch) -> None:
+    """Two measurements at once: the second does not work through the first one's private
+    mount (which goes when the first is done), and the first's outlives the second."""
+    real = tracefs.tracefs_mounts
+    monkeypatch.setattr(tracefs, "tracefs_mounts", lambda: [])   # the first: a private mount
+    with tracing_root() as first:
+        monkeypatch.setattr(tracefs, "tracefs_mounts", real)
+        assert first in real()
+        with tracing_root() as second:
+            assert second != first and (second / "trace").exists()
+        assert os.path.ismount(first) and (first / "trace").exists()
+    assert first not in real()
+
+
+@kernel
 def test_tracefs_settings_restored() -> None:
     mounts = tracefs_mounts()
     with tracing_root() as root:          # mounts tracefs privately if nothing mounted it
@@ -221,7 +236,8 @@ def test_tracefs_settings_restored() -> None:
         measure(EXAMPLE, repeats=1)
         assert _snapshot(root) == before          # a private instance: nothing global touched
         with Tracefs(use_instance=False, buffer_kb=2048) as tfs:   # the global instance
-            assert tfs.root == root
+            assert tfs.dir == tfs.root           # the global instance (one superblock:
+            #                                       the same files under root)
             assert (root / "events/kmem/kmem_cache_free/enable").read_text().strip() == "1"
             assert _buffer_kb((root / "buffer_size_kb").read_text()) >= 2048
             tfs.start(os.getpid())

@@ -99,14 +99,19 @@ def tracefs_mounts() -> list[Path]:
     return sorted(found, key=lambda p: p != TRACING)
 
 
+PRIVATE_PREFIX = "anonsim-tracefs-"      # the mount points tracing_root() makes
+
+
 @contextmanager
 def tracing_root() -> Iterator[Path]:
     """A tracefs root: an existing mount, else a private mount removed on exit.
 
     tracefs has a single superblock, so a private mount shows the same global
-    instance and ``instances/`` as /sys/kernel/tracing would.
+    instance and ``instances/`` as /sys/kernel/tracing would.  Another process's private
+    mount (PRIVATE_PREFIX) is not taken: it goes when that process is done, under our
+    feet (two measurements at once, as two test workers run).
     """
-    mounts = tracefs_mounts()
+    mounts = [p for p in tracefs_mounts() if not p.name.startswith(PRIVATE_PREFIX)]
     if mounts:
         yield mounts[0]
         return
@@ -115,7 +120,7 @@ def tracing_root() -> Iterator[Path]:
     with open("/proc/filesystems") as fh:
         if "tracefs" not in fh.read():
             raise KernelError("kernel without tracefs")
-    point = Path(tempfile.mkdtemp(prefix="anonsim-tracefs-"))
+    point = Path(tempfile.mkdtemp(prefix=PRIVATE_PREFIX))
     try:
         res = subprocess.run(["mount", "-t", "tracefs", "nodev", str(point)],
                              capture_output=True, text=True)
@@ -126,11 +131,9 @@ def tracing_root() -> Iterator[Path]:
         finally:
             res = subprocess.run(["umount", str(point)], capture_output=True, text=True)
             if res.returncode != 0:
-                # "target is busy": some process holds a path below it for a moment (seen
-                # in the test suite on a loaded machine: the same mount unmounted cleanly a
-                # minute later; which process held it was not caught).  A lazy unmount
-                # detaches it from the tree now and frees it once nothing holds it: no
-                # mount of ours is left either way.
+                # "target is busy": a process holds a path below it (an open file, a
+                # cwd).  A lazy unmount detaches it from the tree now and frees it once
+                # nothing holds it: no mount of ours is left behind.
                 res = subprocess.run(["umount", "--lazy", str(point)], capture_output=True,
                                      text=True)
             if res.returncode != 0:
@@ -245,15 +248,15 @@ class Tracefs:
             try:
                 with open(path, "w") as fh:
                     fh.write(value)
-            except OSError as exc:
-                errors.append(f"{path}: {exc.strerror}")
+            except OSError as err:
+                errors.append(f"{path}: {err.strerror}")
         self._saved.clear()
         if self._made_instance:
             try:
                 self.dir.rmdir()
-            except OSError as exc:
-                if exc.errno != errno.ENOENT:
-                    errors.append(f"rmdir {self.dir}: {exc.strerror}")
+            except OSError as err:
+                if err.errno != errno.ENOENT:
+                    errors.append(f"rmdir {self.dir}: {err.strerror}")
             self._made_instance = False
         self.dir = self.root
         try:
