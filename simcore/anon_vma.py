@@ -36,24 +36,28 @@ if TYPE_CHECKING:
     from .vma import VMA
 
 
-_new_object = object.__new__  # an AnonVMA without AnonVMA.__init__ (hot callers set its fields)
 TREE_LIST_MAX = 16          # an anon_vma's tree: a list up to this many VMAs, then a dict
 
 
 class AnonVMA:
-    """struct anon_vma (include/linux/rmap.h).  anon_vma_prepare() and anon_vma_fork() set
-    these fields themselves (tests/test_anon_vma_fast_paths.py checks every slot)."""
+    """struct anon_vma (include/linux/rmap.h)."""
     __slots__ = ("id", "root", "parent", "refcount", "num_children", "num_active_vmas", "tree",
                  "freed")
 
-    def __init__(self, ident: int) -> None:
+    def __init__(self, ident: int, root: AnonVMA | None = None, parent: AnonVMA | None = None,
+                 tree: list[VMA] | None = None, num_children: int = 0,
+                 num_active_vmas: int = 0) -> None:
+        """anon_vma_alloc(): refcount 1, its own root and parent.  anon_vma_prepare() and
+        anon_vma_fork() pass what they set at once: root and parent, the tree with the
+        VMA they link, and the counts (tests/test_anon_vma_fast_paths.py checks every slot
+        against the kernel's sequence of calls)."""
         self.id = ident
-        self.root: AnonVMA = self
-        self.parent: AnonVMA = self
+        self.root: AnonVMA = self if root is None else root
+        self.parent: AnonVMA = self if parent is None else parent
         self.refcount = 1
-        self.num_children = 0
-        self.num_active_vmas = 0
-        self.tree: list[VMA] | dict[VMA, None] = []    # the VMAs linked (their AVCs)
+        self.num_children = num_children
+        self.num_active_vmas = num_active_vmas
+        self.tree: list[VMA] | dict[VMA, None] = [] if tree is None else tree  # its VMAs (AVCs)
         self.freed = False
 
     def __repr__(self) -> str:
@@ -126,24 +130,16 @@ def anon_vma_prepare(m: Machine, vma: VMA) -> None:
         av.num_active_vmas += 1
         lock_write(m, av.root, 1)         # anon_vma_lock_write(anon_vma->root)
         return
-    # a new root (the first write to most VMAs): anon_vma_alloc(), anon_vma_chain_link() and
-    # lock_write() inline; the anon_vma's fields are AnonVMA.__init__'s, set here without
-    # its Python call (as in anon_vma_fork())
-    av = _new_object(AnonVMA)
-    av.id = ident = m.new_id()
-    av.root = av.parent = av
-    av.refcount = 1
-    av.num_children = av.num_active_vmas = 1      # the self-parent link; vma
-    av.tree = [vma]                       # anon_vma_chain_link(): vma in the new tree
-    av.freed = False
-    m.anon_vmas[ident] = av
+    # a new root (the first write to most VMAs): anon_vma_alloc() and anon_vma_chain_link()
+    # inline: num_children counts the self-parent link, num_active_vmas vma, the tree holds vma
+    av = AnonVMA(m.new_id(), None, None, [vma], 1, 1)
+    m.anon_vmas[av.id] = av
     vma.anon_vma = av
     vma.chain += (av,)
     slab = m.slab
     slab.alloc(ANON_VMA)
     slab.alloc(AVC)
-    m.root_lock_write += 1                # anon_vma_lock_write(anon_vma->root): itself
-    m.locks.write(av.id, 1)
+    lock_write(m, av, 1)                  # anon_vma_lock_write(anon_vma->root): itself
 
 
 def _link_chain(dst: VMA, chain: tuple[AnonVMA, ...], reuse: bool) -> None:
@@ -175,8 +171,7 @@ def anon_vma_clone(m: Machine, dst: VMA, src: VMA, allocs: list[int] | None = No
     chain = src.chain
     if chain:                             # lock_anon_vma_root(): once, one root per chain
         n = len(chain)
-        m.root_lock_write += 1            # lock_write(), inline (every lazy fork's clone)
-        m.locks.write(chain[0].root.id, n)
+        lock_write(m, chain[0].root, n)
         _link_chain(dst, chain, dst.anon_vma is None and src.anon_vma is not None)
         dst.chain += chain                # a tuple: shared while dst's chain was empty
         if allocs is None:
@@ -203,13 +198,11 @@ def anon_vma_fork(m: Machine, vma: VMA, pvma: VMA, allocs: list[int] | None = No
     vma.anon_vma = None
     chain = pvma.chain
     n = len(chain)
-    locks = m.locks
     if n:                                 # anon_vma_clone(): lock_anon_vma_root() once
         _link_chain(vma, chain, True)
         reused = vma.anon_vma
         if reused is not None:
-            m.root_lock_write += 1
-            locks.write(chain[0].root.id, n)
+            lock_write(m, chain[0].root, n)
             vma.chain = chain             # a tuple: shared
             reused.num_active_vmas += 1
             if allocs is None:
@@ -217,27 +210,18 @@ def anon_vma_fork(m: Machine, vma: VMA, pvma: VMA, allocs: list[int] | None = No
             else:
                 allocs[AVC] += n
             return
-    # anon_vma_alloc() of pav's child under pav's root: AnonVMA.__init__'s fields, set here
-    # with their values for a fork (no Python call for __init__: ~2x10^5 per cell)
-    av = _new_object(AnonVMA)
-    av.id = ident = m.new_id()
-    av.root = root = pav.root
-    av.parent = pav
-    av.refcount = 1
-    av.num_children = 0
-    av.num_active_vmas = 1
-    av.tree = [vma]                       # anon_vma_chain_link(): vma in the new tree
-    av.freed = False
-    m.anon_vmas[ident] = av
+    # anon_vma_alloc() of pav's child under pav's root, vma active on it and linked into it
+    root = pav.root
+    av = AnonVMA(m.new_id(), root, pav, [vma], 0, 1)
+    m.anon_vmas[av.id] = av
     root.refcount += 1                    # get_anon_vma(root)
     pav.num_children += 1
     vma.anon_vma = av
     if n:                                 # the clone's lock, then anon_vma_lock_write(anon_vma)
         m.root_lock_write += 2            # for the new link: one root (the chain's first
-        locks.write_twice(root.id, n, 1)  # anon_vma is the root)
+        m.locks.write_twice(root.id, n, 1)    # anon_vma is the root)
     else:
-        m.root_lock_write += 1
-        locks.write(root.id, 1)
+        lock_write(m, root, 1)
     vma.chain = chain + (av,)             # anon_vma_chain_link(): the clone's, then av's
     if allocs is None:
         m.slab.alloc(ANON_VMA)

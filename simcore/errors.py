@@ -8,10 +8,8 @@ it is raised under ``python -O`` too.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from .trace import Op
+from .trace import Op, to_json
 
 
 class InvariantError(Exception):
@@ -31,7 +29,6 @@ class InvariantError(Exception):
         """Name the op (as trace JSON) and its trace line, unless an op is named already
         (Machine.run()/apply() and the COW batch, for the op that raised)."""
         if self.op is None:
-            from .trace import to_json
             self.op = json.dumps(op.to_json() if hasattr(op, "to_json") else to_json(op))
             self.line = op.line
 

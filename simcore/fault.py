@@ -13,7 +13,7 @@ from .slab import AVC
 from .swap import do_swap_page
 from .vma import (F_EXCL, F_HUGE, F_WRITE, PTE_FILE, PTE_NONE, PTE_ZERO, VM_HUGEPAGE,
                   VM_LOCKONFAULT, VM_NOHUGEPAGE, VM_SHARED, VM_WRITE, VMA, VM_ACCESS_FLAGS,
-                  pt_ensure, pt_none)
+                  pt_ensure)
 
 if TYPE_CHECKING:
     from . import trace as T
@@ -98,15 +98,8 @@ def _fault_new_ptes(m: Machine, vma: VMA, lo: int, hi: int) -> None:
     """_fault_ptes() for a write to a VMA without page-table entries yet: do_anonymous_page()
     for every page of [lo, hi).  (A few pages -- most such VMAs have 1-4 -- entry by entry:
     new_anon_folios() with FolioTable.alloc_few(), the same folios, entries and counts.)"""
-    p, start = m.pmd_pages, vma.vm_start
-    pmd, last = (start + lo) // p, (start + hi - 1) // p          # pmd_range()
-    if pmd == last:
-        vma.mm.pt_pmds.add(pmd)
-    else:
-        vma.mm.pt_pmds.update(range(pmd, last + 1))
-    # pt_ensure() (no entries yet), before the policy's fault hook, which may read them
-    pages = vma.vm_end - start
-    vma.pte, vma.ptef = pt_none(pages), np.zeros(pages, np.uint8)
+    vma.mm.pt_pmds.update(pmd_range(vma.vm_start + lo, vma.vm_start + hi, m.pmd_pages))
+    pt_ensure(vma)                       # before the policy's fault hook, which may read it
     n = hi - lo
     if n > FEW_PAGES:
         vma.pte[lo:hi] = new_anon_folios(m, vma, np.arange(vma.vm_pgoff + lo, vma.vm_pgoff + hi))

@@ -103,17 +103,6 @@ def const_prot(pages: int, prot: int) -> np.ndarray:
     return arr
 
 
-# (pages, trace prot) -> (const_prot() array, protection) of a new region (mmap_start())
-_SHAPES: dict[tuple[int, str], tuple[np.ndarray, int]] = {}
-
-
-def _shape(pages: int, prot: str) -> tuple[np.ndarray, int]:
-    shape = (const_prot(pages, PROT[prot]), PROT[prot])
-    if pages <= 64:                               # as const_prot() keeps its arrays
-        _SHAPES[(pages, prot)] = shape
-    return shape
-
-
 class Regions(dict):
     """name -> Region of one process, with the starts kept sorted for overlap queries.
 
@@ -308,10 +297,10 @@ class Layout:
             start = self._place(op, regions, after, pages)
             if start + pages > regions.top:
                 regions.top = start + pages
-        shape = _SHAPES.get((pages, op.prot))
-        if shape is None:
-            shape = _shape(pages, op.prot)
-        arr, prot = shape
+        prot = PROT[op.prot]
+        arr = _CONST.get((pages, prot))
+        if arr is None:
+            arr = const_prot(pages, prot)
         # dict's own store, past Regions.__setitem__ (the name is new: checked above);
         # setdefault() is a plain method call, cheaper than dict.__setitem__(regions, ...)
         regions.setdefault(name, Region(start, arr, prot))

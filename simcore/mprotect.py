@@ -86,9 +86,7 @@ def mprotect_fixup(m: Machine, mm: MM, vma: VMA, a: int, b: int, access: int) ->
             new |= VM_ACCOUNT
     elif old & VM_ACCOUNT and vma.is_anonymous() and not m.policy.vma_has_anon(vma):
         new &= ~VM_ACCOUNT
-    if new != vma.vm_flags:                            # modify_flags(), inline
-        split_huge_edges(m, mm, a, b, vma)
-        vma = vma_modify_flags(m, vma, a, b, new)
+    vma = modify_flags(m, mm, vma, a, b, new)
     change_protection(vma, a, b)
     if (old & (VM_WRITE | VM_SHARED | VM_LOCKED)) == VM_LOCKED and vma.vm_flags & VM_WRITE:
         populate_vma_page_range(m, vma, a - vma.vm_start, b - vma.vm_start)

@@ -119,11 +119,7 @@ def lock_write(m: Machine, root: Any, items: int) -> None:
     """anon_vma_lock_write(root) (or lock_anon_vma_root()) held over `items` AVC
     interval-tree operations: one write acquisition of the root rwsem."""
     m.root_lock_write += 1
-    locks = m.locks                   # locks.write(root.id, items), inline (~10^5 calls a cell)
-    locks.write_items += items
-    ident = root.id
-    slot = locks.live.get(ident) or locks._root(ident)
-    slot[0] += locks.w_item * items
+    m.locks.write(root.id, items)
 
 
 def fork_cost(forks: list[ForkRecord], arch: dict) -> list[float]:

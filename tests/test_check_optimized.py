@@ -14,7 +14,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import TRACES, mmap, touch
+from conftest import TRACES, mmap, parse, touch
 
 from simcore import trace
 from simcore.errors import InvariantError
@@ -94,7 +94,6 @@ def test_slab_underflow_raises_outside_checked_mode():
 def test_cow_batch_attaches_the_op_of_a_first_write_it_faults(monkeypatch):
     """Machine.run()'s COW batch faults a first write to a fresh VMA itself
     (CowBatch.add()); an error there names that touch and its line, as the run loop does."""
-    from conftest import parse
     from simcore import fault
 
     def broken(m, vma, lo, hi):
@@ -117,7 +116,6 @@ def test_folio_checks_name_the_vma_that_maps_a_bad_folio(planted, invariant):
     """check_machine()'s folio checks (every VMA's entries at once, then VMA by VMA where
     one fails) raise for a fault planted in a folio of the second of three VMAs, naming
     that VMA.  aaaa bbbb cccc: all written; a folio of b is broken."""
-    from conftest import parse
     from simcore.check import check_machine
     ops = parse(mmap(pages=4), mmap(region="b", pages=4), mmap(region="c", pages=4),
                 touch(), touch(region="b"), touch(region="c"))
